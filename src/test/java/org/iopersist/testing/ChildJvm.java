@@ -1,0 +1,62 @@
+package org.iopersist.testing;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Starts a real second JVM with the test classpath, running {@code mainClass}. Its stdout and stderr
+ * go to a log file, so a failing child leaves evidence. Used by every test that must cross a
+ * process boundary (shared memory, devices in another process, the syscall socket).
+ */
+public final class ChildJvm implements AutoCloseable {
+    private final Process process;
+    private final Path log;
+
+    private ChildJvm(final Process process, final Path log) {
+        this.process = process;
+        this.log = log;
+    }
+
+    public static ChildJvm start(final Path log, final Class<?> mainClass, final String... args) throws IOException {
+        final String java = ProcessHandle.current().info().command().orElse(
+                Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        final List<String> cmd = new ArrayList<>();
+        cmd.add(java);
+        cmd.add("-ea");
+        cmd.add("--enable-native-access=ALL-UNNAMED");
+        cmd.add("-Xmx512m");
+        cmd.add("-cp");
+        cmd.add(System.getProperty("java.class.path"));
+        cmd.add(mainClass.getName());
+        cmd.addAll(List.of(args));
+        final Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        return new ChildJvm(p, log);
+    }
+
+    public Process process() {
+        return process;
+    }
+
+    /** Waits for exit and returns the exit code; fails with the child's log on timeout. */
+    public int waitFor(final long seconds) throws Exception {
+        if (!process.waitFor(seconds, TimeUnit.SECONDS)) {
+            process.destroyForcibly();
+            throw new AssertionError("child JVM did not exit in " + seconds + " s; log:\n" + output());
+        }
+        return process.exitValue();
+    }
+
+    public String output() throws IOException {
+        return java.nio.file.Files.readString(log);
+    }
+
+    @Override
+    public void close() {
+        if (process.isAlive()) {
+            process.destroyForcibly();
+        }
+    }
+}
