@@ -40,7 +40,7 @@ public final class SlPte {
     public static final long TM = 1L << 62;
     public static final long ADDR_MASK_52 = 0x000F_FFFF_FFFF_F000L;
 
-    private static final VarHandle ENTRY = TABLE.arrayElementVarHandle();
+    private static final VarHandle ENTRY = PhysicalMemory.U64.arrayElementVarHandle();
 
     private MemorySegment table;
 
