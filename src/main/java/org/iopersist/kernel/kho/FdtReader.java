@@ -14,7 +14,7 @@ import java.util.List;
  * <p>{@link #open} validates the whole blob once, header and structure block: every offset and
  * length is checked before use, names must be NUL-terminated inside their block, nesting must
  * balance and end in FDT_END. Navigation after that cannot leave the blob. Malformed input is a
- * {@link FdtFormatException} and never an unchecked exception.
+ * {@link HandoverFormatException} and never an unchecked exception.
  */
 public final class FdtReader {
     private static final ValueLayout.OfInt BE32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
@@ -39,28 +39,28 @@ public final class FdtReader {
         this.root = root;
     }
 
-    public static FdtReader open(final byte[] blob) throws FdtFormatException {
+    public static FdtReader open(final byte[] blob) throws HandoverFormatException {
         return open(MemorySegment.ofArray(blob));
     }
 
     /** Validates and wraps {@code segment}; the tree may be shorter than the segment (totalsize). */
-    public static FdtReader open(final MemorySegment segment) throws FdtFormatException {
+    public static FdtReader open(final MemorySegment segment) throws HandoverFormatException {
         final long avail = segment.byteSize();
         if (avail < Fdt.HEADER_SIZE) {
-            throw new FdtFormatException("blob of " + avail + " bytes is shorter than the 40-byte header");
+            throw new HandoverFormatException("blob of " + avail + " bytes is shorter than the 40-byte header");
         }
         final int magic = segment.get(BE32, Fdt.OFF_MAGIC);
         if (magic != Fdt.MAGIC) {
-            throw new FdtFormatException(String.format("bad magic 0x%08x", magic));
+            throw new HandoverFormatException(String.format("bad magic 0x%08x", magic));
         }
         final long total = u32(segment, Fdt.OFF_TOTALSIZE);
         final long version = u32(segment, Fdt.OFF_VERSION);
         final long lastComp = u32(segment, Fdt.OFF_LAST_COMP_VERSION);
         if (version < Fdt.VERSION || lastComp > Fdt.VERSION) {
-            throw new FdtFormatException("unsupported version " + version + " (last compatible " + lastComp + ")");
+            throw new HandoverFormatException("unsupported version " + version + " (last compatible " + lastComp + ")");
         }
         if (total < Fdt.HEADER_SIZE || total > avail) {
-            throw new FdtFormatException("totalsize " + total + " outside 40.." + avail);
+            throw new HandoverFormatException("totalsize " + total + " outside 40.." + avail);
         }
         final MemorySegment fdt = segment.asSlice(0, total);
         final long structOff = u32(fdt, Fdt.OFF_DT_STRUCT);
@@ -71,14 +71,14 @@ public final class FdtReader {
         checkBlock("structure", structOff, structSize, total);
         checkBlock("strings", stringsOff, stringsSize, total);
         if ((structOff & 3) != 0) {
-            throw new FdtFormatException("structure block at " + structOff + " is not 4-byte aligned");
+            throw new HandoverFormatException("structure block at " + structOff + " is not 4-byte aligned");
         }
         if ((rsvOff & 7) != 0 || rsvOff < Fdt.HEADER_SIZE || rsvOff > total) {
-            throw new FdtFormatException("memory reservation block at " + rsvOff + " is misplaced");
+            throw new HandoverFormatException("memory reservation block at " + rsvOff + " is misplaced");
         }
         for (long p = rsvOff; ; p += 16) {
             if (p + 16 > total) {
-                throw new FdtFormatException("memory reservation block is not terminated");
+                throw new HandoverFormatException("memory reservation block is not terminated");
             }
             if (fdt.get(BE64, p) == 0 && fdt.get(BE64, p + 8) == 0) {
                 break;
@@ -93,22 +93,22 @@ public final class FdtReader {
     }
 
     private static void checkBlock(final String what, final long off, final long size, final long total)
-            throws FdtFormatException {
+            throws HandoverFormatException {
         if (off < Fdt.HEADER_SIZE || off > total || size > total - off) {
-            throw new FdtFormatException(what + " block [" + off + ", +" + size + ") outside totalsize " + total);
+            throw new HandoverFormatException(what + " block [" + off + ", +" + size + ") outside totalsize " + total);
         }
     }
 
     /** Walks every token once; returns the offset of the root node. */
     private static int validateStructure(final MemorySegment fdt, final long so, final long size,
-                                         final long stro, final long strSize) throws FdtFormatException {
+                                         final long stro, final long strSize) throws HandoverFormatException {
         long p = 0;
         int depth = 0;
         int rootOffset = -1;
         boolean rootClosed = false;
         while (true) {
             if (p + 4 > size) {
-                throw new FdtFormatException("structure block ends without FDT_END at " + p);
+                throw new HandoverFormatException("structure block ends without FDT_END at " + p);
             }
             final int token = fdt.get(BE32, so + p);
             final long at = p;
@@ -116,25 +116,25 @@ public final class FdtReader {
             switch (token) {
                 case Fdt.BEGIN_NODE -> {
                     if (rootClosed) {
-                        throw new FdtFormatException("second root node at " + at);
+                        throw new HandoverFormatException("second root node at " + at);
                     }
                     final long nameLen = strlen(fdt, so + p, size - p, "node name at " + at);
                     if (depth == 0) {
                         if (nameLen != 0) {
-                            throw new FdtFormatException("root node has a name");
+                            throw new HandoverFormatException("root node has a name");
                         }
                         rootOffset = (int) at;
                     } else if (nameLen == 0) {
-                        throw new FdtFormatException("node at " + at + " has an empty name");
+                        throw new HandoverFormatException("node at " + at + " has an empty name");
                     }
                     p = align4(p + nameLen + 1);
                     if (++depth > Fdt.MAX_DEPTH) {
-                        throw new FdtFormatException("nesting deeper than " + Fdt.MAX_DEPTH);
+                        throw new HandoverFormatException("nesting deeper than " + Fdt.MAX_DEPTH);
                     }
                 }
                 case Fdt.END_NODE -> {
                     if (depth == 0) {
-                        throw new FdtFormatException("FDT_END_NODE without a node at " + at);
+                        throw new HandoverFormatException("FDT_END_NODE without a node at " + at);
                     }
                     if (--depth == 0) {
                         rootClosed = true;
@@ -142,19 +142,19 @@ public final class FdtReader {
                 }
                 case Fdt.PROP -> {
                     if (depth == 0) {
-                        throw new FdtFormatException("property outside a node at " + at);
+                        throw new HandoverFormatException("property outside a node at " + at);
                     }
                     if (p + 8 > size) {
-                        throw new FdtFormatException("truncated property header at " + at);
+                        throw new HandoverFormatException("truncated property header at " + at);
                     }
                     final long len = u32(fdt, so + p);
                     final long nameOff = u32(fdt, so + p + 4);
                     p += 8;
                     if (len > size - p) {
-                        throw new FdtFormatException("property at " + at + " of length " + len + " runs past the block");
+                        throw new HandoverFormatException("property at " + at + " of length " + len + " runs past the block");
                     }
                     if (nameOff >= strSize) {
-                        throw new FdtFormatException("property at " + at + " names string offset " + nameOff
+                        throw new HandoverFormatException("property at " + at + " names string offset " + nameOff
                                 + " outside the strings block");
                     }
                     strlen(fdt, stro + nameOff, strSize - nameOff, "property name of " + at);
@@ -164,23 +164,23 @@ public final class FdtReader {
                 }
                 case Fdt.END -> {
                     if (depth != 0 || !rootClosed) {
-                        throw new FdtFormatException("FDT_END inside an open node at " + at);
+                        throw new HandoverFormatException("FDT_END inside an open node at " + at);
                     }
                     return rootOffset;
                 }
-                default -> throw new FdtFormatException(String.format("unknown token 0x%x at %d", token, at));
+                default -> throw new HandoverFormatException(String.format("unknown token 0x%x at %d", token, at));
             }
         }
     }
 
     private static long strlen(final MemorySegment fdt, final long off, final long max, final String what)
-            throws FdtFormatException {
+            throws HandoverFormatException {
         for (long i = 0; i < max; i++) {
             if (fdt.get(ValueLayout.JAVA_BYTE, off + i) == 0) {
                 return i;
             }
         }
-        throw new FdtFormatException(what + " is not NUL-terminated inside its block");
+        throw new HandoverFormatException(what + " is not NUL-terminated inside its block");
     }
 
     private static long align4(final long n) {
@@ -335,10 +335,10 @@ public final class FdtReader {
 
     // ------------------------------------------------------------------ typed access
 
-    private MemorySegment required(final int node, final String name) throws FdtFormatException {
+    private MemorySegment required(final int node, final String name) throws HandoverFormatException {
         final int prop = property(node, name);
         if (prop < 0) {
-            throw new FdtFormatException("node '" + nodeName(node) + "' lacks property '" + name + "'");
+            throw new HandoverFormatException("node '" + nodeName(node) + "' lacks property '" + name + "'");
         }
         return value(prop);
     }
@@ -347,40 +347,40 @@ public final class FdtReader {
         return property(node, name) >= 0;
     }
 
-    public long u64(final int node, final String name) throws FdtFormatException {
+    public long u64(final int node, final String name) throws HandoverFormatException {
         final MemorySegment v = required(node, name);
         if (v.byteSize() != 8) {
-            throw new FdtFormatException("property '" + name + "' is " + v.byteSize() + " bytes, not a u64");
+            throw new HandoverFormatException("property '" + name + "' is " + v.byteSize() + " bytes, not a u64");
         }
         return v.get(BE64, 0);
     }
 
-    public int u32(final int node, final String name) throws FdtFormatException {
+    public int u32(final int node, final String name) throws HandoverFormatException {
         final MemorySegment v = required(node, name);
         if (v.byteSize() != 4) {
-            throw new FdtFormatException("property '" + name + "' is " + v.byteSize() + " bytes, not a u32");
+            throw new HandoverFormatException("property '" + name + "' is " + v.byteSize() + " bytes, not a u32");
         }
         return v.get(BE32, 0);
     }
 
-    public String string(final int node, final String name) throws FdtFormatException {
+    public String string(final int node, final String name) throws HandoverFormatException {
         final MemorySegment v = required(node, name);
         final long n = v.byteSize();
         if (n == 0 || v.get(ValueLayout.JAVA_BYTE, n - 1) != 0) {
-            throw new FdtFormatException("property '" + name + "' is not a NUL-terminated string");
+            throw new HandoverFormatException("property '" + name + "' is not a NUL-terminated string");
         }
         for (long i = 0; i < n - 1; i++) {
             if (v.get(ValueLayout.JAVA_BYTE, i) == 0) {
-                throw new FdtFormatException("property '" + name + "' is a string list, not a string");
+                throw new HandoverFormatException("property '" + name + "' is a string list, not a string");
             }
         }
         return new String(v.asSlice(0, n - 1).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
     }
 
-    public long[] u64Array(final int node, final String name) throws FdtFormatException {
+    public long[] u64Array(final int node, final String name) throws HandoverFormatException {
         final MemorySegment v = required(node, name);
         if ((v.byteSize() & 7) != 0) {
-            throw new FdtFormatException("property '" + name + "' of " + v.byteSize() + " bytes is not a u64 array");
+            throw new HandoverFormatException("property '" + name + "' of " + v.byteSize() + " bytes is not a u64 array");
         }
         final long[] out = new long[(int) (v.byteSize() / 8)];
         for (int i = 0; i < out.length; i++) {
@@ -389,7 +389,7 @@ public final class FdtReader {
         return out;
     }
 
-    public byte[] bytes(final int node, final String name) throws FdtFormatException {
+    public byte[] bytes(final int node, final String name) throws HandoverFormatException {
         return required(node, name).toArray(ValueLayout.JAVA_BYTE);
     }
 }

@@ -21,7 +21,7 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * The FDT codec against the real device-tree tools: {@code dtc} and {@code fdtget} read what the
  * writer produces, the reader reads what {@code dtc} produces, and no corruption of a blob makes the
- * reader throw anything but {@link FdtFormatException}.
+ * reader throw anything but {@link HandoverFormatException}.
  */
 class FdtCodecTest {
     @TempDir
@@ -117,8 +117,8 @@ class FdtCodecTest {
         assertEquals(1, r.reservations().size());
         assertEquals(0x40000000L, r.reservations().get(0)[0]);
         assertEquals(-1, r.path("/missing"));
-        assertThrows(FdtFormatException.class, () -> r.u64(r.root(), "cells"));
-        assertThrows(FdtFormatException.class, () -> r.u32(r.root(), "nope"));
+        assertThrows(HandoverFormatException.class, () -> r.u64(r.root(), "cells"));
+        assertThrows(HandoverFormatException.class, () -> r.u32(r.root(), "nope"));
     }
 
     @Test
@@ -143,7 +143,7 @@ class FdtCodecTest {
         final byte[] blob = sample();
         for (int len = 0; len < blob.length; len++) {
             final byte[] cut = java.util.Arrays.copyOf(blob, len);
-            assertThrows(FdtFormatException.class, () -> FdtReader.open(cut), "length " + len);
+            assertThrows(HandoverFormatException.class, () -> FdtReader.open(cut), "length " + len);
         }
     }
 
@@ -157,7 +157,7 @@ class FdtCodecTest {
                 java.nio.ByteBuffer.wrap(b).putInt(field, value);
                 try {
                     walk(FdtReader.open(b));
-                } catch (FdtFormatException expected) {
+                } catch (HandoverFormatException expected) {
                     // fine
                 } catch (RuntimeException e) {
                     fail("field 0x" + Integer.toHexString(field) + "=" + value + " threw " + e);
@@ -176,18 +176,18 @@ class FdtCodecTest {
         }
         try {
             walk(FdtReader.open(b));
-        } catch (FdtFormatException expected) {
+        } catch (HandoverFormatException expected) {
             // a corrupt blob is allowed to be refused
         }
     }
 
     /** Touches every node, property name and value, as a consumer would. */
-    static void walk(final FdtReader r) throws FdtFormatException {
+    static void walk(final FdtReader r) throws HandoverFormatException {
         walkNode(r, r.root());
         r.reservations();
     }
 
-    private static void walkNode(final FdtReader r, final int node) throws FdtFormatException {
+    private static void walkNode(final FdtReader r, final int node) throws HandoverFormatException {
         r.nodeName(node);
         for (int p : r.properties(node)) {
             r.propertyName(p);
