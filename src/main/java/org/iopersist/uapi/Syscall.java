@@ -1,0 +1,86 @@
+package org.iopersist.uapi;
+
+/**
+ * Syscall numbers, x86-64's, so a trace of the model reads like a trace of Linux. Arguments travel
+ * as six u64 registers; pointers are virtual addresses in the caller's address space.
+ */
+public final class Syscall {
+    private Syscall() {
+    }
+
+    public static final int READ = 0;
+    public static final int WRITE = 1;
+    public static final int OPEN = 2;
+    public static final int CLOSE = 3;
+    public static final int FSTAT = 5;
+    public static final int LSEEK = 8;
+    public static final int MMAP = 9;
+    public static final int MUNMAP = 11;
+    public static final int IOCTL = 16;
+    public static final int PREAD64 = 17;
+    public static final int PWRITE64 = 18;
+    public static final int GETPID = 39;
+    public static final int FTRUNCATE = 77;
+    public static final int GETDENTS64 = 217;
+    public static final int MKDIR = 83;
+    public static final int UNLINK = 87;
+    public static final int GETUID = 102;
+    public static final int REBOOT = 169;
+    public static final int KEXEC_LOAD = 246;
+    public static final int MEMFD_CREATE = 319;
+
+    /** Names for traces and errors. */
+    public static String name(final int nr) {
+        return switch (nr) {
+            case READ -> "read";
+            case WRITE -> "write";
+            case OPEN -> "open";
+            case CLOSE -> "close";
+            case FSTAT -> "fstat";
+            case LSEEK -> "lseek";
+            case MMAP -> "mmap";
+            case MUNMAP -> "munmap";
+            case IOCTL -> "ioctl";
+            case PREAD64 -> "pread64";
+            case PWRITE64 -> "pwrite64";
+            case GETPID -> "getpid";
+            case FTRUNCATE -> "ftruncate";
+            case GETDENTS64 -> "getdents64";
+            case MKDIR -> "mkdir";
+            case UNLINK -> "unlink";
+            case GETUID -> "getuid";
+            case REBOOT -> "reboot";
+            case KEXEC_LOAD -> "kexec_load";
+            case MEMFD_CREATE -> "memfd_create";
+            default -> "syscall_" + nr;
+        };
+    }
+
+    // open(2) flags (octal in the C headers).
+    public static final int O_RDONLY = 0;
+    public static final int O_WRONLY = 1;
+    public static final int O_RDWR = 2;
+    public static final int O_ACCMODE = 3;
+    public static final int O_CREAT = 0100;
+    public static final int O_EXCL = 0200;
+    public static final int O_TRUNC = 01000;
+    public static final int O_CLOEXEC = 02000000;
+
+    // mmap(2)
+    public static final int PROT_NONE = 0;
+    public static final int PROT_READ = 1;
+    public static final int PROT_WRITE = 2;
+    public static final int MAP_SHARED = 0x01;
+    public static final int MAP_PRIVATE = 0x02;
+    public static final int MAP_FIXED = 0x10;
+    public static final int MAP_ANONYMOUS = 0x20;
+    public static final int MAP_POPULATE = 0x8000;
+
+    // memfd_create(2)
+    public static final int MFD_CLOEXEC = 1;
+
+    // reboot(2)
+    public static final int LINUX_REBOOT_MAGIC1 = 0xfee1dead;
+    public static final int LINUX_REBOOT_MAGIC2 = 672274793;
+    public static final int LINUX_REBOOT_CMD_KEXEC = 0x45584543;
+}
