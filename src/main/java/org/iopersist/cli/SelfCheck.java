@@ -93,8 +93,19 @@ final class SelfCheck implements Callable<Integer> {
                     hi & 0xFFFF, (hi >>> 32) & 0xFF, (hi & VtdRegisters.FRCD_HI_T_READ) != 0 ? "read" : "write",
                     regs.read64(VtdRegisters.frcd(0)));
         }
+        if (dir == null) {
+            deleteTree(machineDir);
+        }
         System.out.println(failures == 0 ? "selfcheck: ok" : "selfcheck: " + failures + " FAILED");
         return failures == 0 ? 0 : 1;
+    }
+
+    private static void deleteTree(final Path root) throws java.io.IOException {
+        try (var walk = Files.walk(root)) {
+            for (Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
+        }
     }
 
     private static int expect(final RemappingUnit unit, final Requester dev, final long iova, final boolean write,
