@@ -203,6 +203,30 @@ public final class PreservedMemoryMap {
         return (int) (memory.load64(phys & ~7L) >>> ((phys & 7) * 8)) & 0xFFFF;
     }
 
+    /** One bitmap of an incoming tracker: its order, the first byte it covers, and its frame. */
+    public record Bitmap(int order, long physStart, long bitmapPhys) {
+    }
+
+    /**
+     * Validates the tracker at {@code first} (as {@link #deserialize}) and returns its chunks and
+     * bitmaps, without reporting blocks.
+     */
+    public static List<Long> readLayout(final PhysicalMemory memory, final long first, final List<Bitmap> bitmapsOut)
+            throws HandoverFormatException {
+        walk(memory, first, null);
+        final List<Long> chunkList = new ArrayList<>();
+        for (long chunk = first; chunk != 0; chunk = memory.load64(chunk + OFF_NEXT)) {
+            chunkList.add(chunk);
+            final int order = readU16(memory, chunk + OFF_ORDER);
+            final int count = readU16(memory, chunk + OFF_COUNT);
+            for (int i = 0; i < count; i++) {
+                final long entry = chunk + OFF_ENTRIES + i * 16L;
+                bitmapsOut.add(new Bitmap(order, memory.load64(entry), memory.load64(entry + 8)));
+            }
+        }
+        return chunkList;
+    }
+
     /** What a walk of an incoming tracker reports. */
     public interface Visitor {
         /** A preserved block. */

@@ -44,6 +44,16 @@ class PreservedMemoryMapTest {
             public void freeFrame(final long phys) {
                 freed.add(phys);
             }
+
+            @Override
+            public long allocZeroedRun(final int order) {
+                throw new UnsupportedOperationException("the tracker allocates single frames only");
+            }
+
+            @Override
+            public void freeRun(final long phys, final int order) {
+                freed.add(phys);
+            }
         };
     }
 
