@@ -11,9 +11,10 @@ import java.nio.channels.SocketChannel;
  * one process. All integers are little-endian. Every frame starts with its own total length.
  *
  * <pre>
- * hello    (kernel → process, once, right after connect)          48 bytes
- *   u32 length = 48 | u32 magic 0x494f5053 "SPOI" | u32 abi version | u32 pid
+ * hello    (kernel → process, once, right after connect)          48 + 8 * stack pages bytes
+ *   u32 length | u32 magic 0x494f5053 "SPOI" | u32 abi version | u32 pid
  *   u32 uid | u32 gid | u64 stack_va | u64 stack_len | u64 reserved = 0
+ *   u64 stack_frame[stack_len / 4096]     physical address of each stack page
  *
  * request  (process → kernel)                                       56 bytes
  *   u32 length = 56 | u32 syscall number (x86-64) | u64 arg[6]
@@ -24,7 +25,8 @@ import java.nio.channels.SocketChannel;
  *
  * Arguments are registers: pointers are virtual addresses in the calling process, which the kernel
  * resolves through that process's VMAs ({@code copy_from_user}). The stack VMA the hello names is
- * where a process without other memory puts its first strings and structs.
+ * where a process without other memory puts its first strings and structs; the hello names its
+ * frames so the process can reach it before it can ask {@code /proc/self/pagemap} for anything else.
  */
 public final class Wire {
     private Wire() {
@@ -33,12 +35,13 @@ public final class Wire {
     public static final int MAGIC = 0x494f5053;
     public static final int ABI_VERSION = 1;
     public static final int HELLO_SIZE = 48;
+    public static final int MAX_HELLO = HELLO_SIZE + 8 * 256;
     public static final int REQUEST_SIZE = 56;
     public static final int REPLY_SIZE = 16;
     public static final int ARGS = 6;
 
     /** The hello a process receives. */
-    public record Hello(int pid, int uid, int gid, long stackVa, long stackLength) {
+    public record Hello(int pid, int uid, int gid, long stackVa, long stackLength, long[] stackFrames) {
     }
 
     public static ByteBuffer buffer(final int size) {
@@ -46,21 +49,47 @@ public final class Wire {
     }
 
     public static void writeHello(final SocketChannel ch, final ByteBuffer buf, final Hello h) throws IOException {
+        final int size = HELLO_SIZE + 8 * h.stackFrames().length;
+        if (size > MAX_HELLO || size > buf.capacity()) {
+            throw new IllegalArgumentException("stack of " + h.stackFrames().length + " pages is too large for a hello");
+        }
         buf.clear();
-        buf.putInt(HELLO_SIZE).putInt(MAGIC).putInt(ABI_VERSION).putInt(h.pid()).putInt(h.uid()).putInt(h.gid())
+        buf.putInt(size).putInt(MAGIC).putInt(ABI_VERSION).putInt(h.pid()).putInt(h.uid()).putInt(h.gid())
                 .putLong(h.stackVa()).putLong(h.stackLength()).putLong(0);
+        for (long f : h.stackFrames()) {
+            buf.putLong(f);
+        }
         writeFully(ch, buf.flip());
     }
 
     public static Hello readHello(final SocketChannel ch, final ByteBuffer buf) throws IOException {
-        readFrame(ch, buf, HELLO_SIZE);
+        buf.clear().limit(HELLO_SIZE);
+        while (buf.hasRemaining()) {
+            if (ch.read(buf) < 0) {
+                throw new EOFException("kernel closed the connection");
+            }
+        }
+        final int size = buf.getInt(0);
+        if (size < HELLO_SIZE || size > MAX_HELLO || size > buf.capacity() || (size - HELLO_SIZE) % 8 != 0) {
+            throw new IOException("bad hello length " + size);
+        }
+        buf.limit(size);
+        while (buf.hasRemaining()) {
+            if (ch.read(buf) < 0) {
+                throw new EOFException("kernel closed the connection");
+            }
+        }
         if (buf.getInt(4) != MAGIC) {
             throw new IOException("not an iopersist kernel socket (bad magic)");
         }
         if (buf.getInt(8) != ABI_VERSION) {
             throw new IOException("kernel speaks ABI version " + buf.getInt(8) + ", this client " + ABI_VERSION);
         }
-        return new Hello(buf.getInt(12), buf.getInt(16), buf.getInt(20), buf.getLong(24), buf.getLong(32));
+        final long[] frames = new long[(size - HELLO_SIZE) / 8];
+        for (int i = 0; i < frames.length; i++) {
+            frames[i] = buf.getLong(HELLO_SIZE + 8 * i);
+        }
+        return new Hello(buf.getInt(12), buf.getInt(16), buf.getInt(20), buf.getLong(24), buf.getLong(32), frames);
     }
 
     public static void writeRequest(final SocketChannel ch, final ByteBuffer buf, final int nr, final long a0,

@@ -1,0 +1,58 @@
+package org.iopersist.kernel.syscall;
+
+import java.util.ArrayDeque;
+import java.util.HashSet;
+import java.util.Set;
+import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.kernel.kho.FrameSource;
+
+/** A small frame allocator for syscall tests: a free list over [base, limit), with accounting. */
+final class TestFrames implements FrameSource {
+    private final PhysicalMemory memory;
+    private final ArrayDeque<Long> free = new ArrayDeque<>();
+    private final Set<Long> used = new HashSet<>();
+
+    TestFrames(final PhysicalMemory memory, final long base, final long limit) {
+        this.memory = memory;
+        for (long p = base; p < limit; p += PhysicalMemory.FRAME_SIZE) {
+            free.add(p);
+        }
+    }
+
+    @Override
+    public synchronized long allocZeroedFrame() {
+        final Long p = free.poll();
+        if (p == null) {
+            throw new org.iopersist.kernel.KernelException(org.iopersist.uapi.Errno.ENOMEM, "test frames exhausted");
+        }
+        memory.fill(p, PhysicalMemory.FRAME_SIZE, (byte) 0);
+        used.add(p);
+        return p;
+    }
+
+    @Override
+    public synchronized void freeFrame(final long phys) {
+        if (!used.remove(phys)) {
+            throw new IllegalStateException("double free of 0x" + Long.toHexString(phys));
+        }
+        memory.fill(phys, PhysicalMemory.FRAME_SIZE, (byte) 0x6b); // poison: a use after free shows
+        free.addFirst(phys);
+    }
+
+    @Override
+    public long allocZeroedRun(final int order) {
+        if (order != 0) {
+            throw new UnsupportedOperationException("runs are not needed by these tests");
+        }
+        return allocZeroedFrame();
+    }
+
+    @Override
+    public void freeRun(final long phys, final int order) {
+        freeFrame(phys);
+    }
+
+    synchronized int used() {
+        return used.size();
+    }
+}
