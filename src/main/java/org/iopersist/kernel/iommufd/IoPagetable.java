@@ -1,7 +1,6 @@
 package org.iopersist.kernel.iommufd;
 
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.NavigableMap;
@@ -37,11 +36,9 @@ final class IoPagetable<A extends IoPagetable.Span> {
     /** The cap on automatic alignment: HPAGE_SIZE with transparent huge pages on x86. */
     static final long MAX_AUTO_ALIGNMENT = 2L << 20;
 
-    private static final Comparator<Long> UNSIGNED = Long::compareUnsigned;
-
-    private final TreeMap<Long, A> areas = new TreeMap<>(UNSIGNED);
+    private final TreeMap<Long, A> areas = new TreeMap<>(Long::compareUnsigned);
     private final List<Reserved> reserved = new ArrayList<>();
-    private final TreeMap<Long, Long> allowed = new TreeMap<>(UNSIGNED);
+    private final TreeMap<Long, Long> allowed = new TreeMap<>(Long::compareUnsigned);
     private long iovaAlignment = 1;
     private boolean disableLargePages;
 
@@ -150,7 +147,7 @@ final class IoPagetable<A extends IoPagetable.Span> {
      *                         EADDRINUSE if a range intersects a reserved one (the old list stays)
      */
     void setAllowed(final List<IovaRange> ranges) {
-        final TreeMap<Long, Long> next = new TreeMap<>(UNSIGNED);
+        final TreeMap<Long, Long> next = new TreeMap<>(Long::compareUnsigned);
         for (IovaRange r : ranges) {
             for (Map.Entry<Long, Long> e : next.entrySet()) {
                 if (IovaMath.le(e.getKey(), r.last()) && IovaMath.le(r.start(), e.getValue())) {

@@ -38,6 +38,7 @@ public final class SyscallServer implements AutoCloseable {
     private final Consumer<String> log;
     private final AtomicInteger nextPid = new AtomicInteger(100);
     private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
+    private final Set<Thread> workers = ConcurrentHashMap.newKeySet();
     private final ServerSocketChannel server;
     private volatile boolean running = true;
     private volatile boolean releaseOnClose = true;
@@ -76,7 +77,15 @@ public final class SyscallServer implements AutoCloseable {
         while (running) {
             try {
                 final SocketChannel ch = server.accept();
-                Thread.ofVirtual().name("process").start(() -> serve(ch));
+                final Thread t = Thread.ofVirtual().name("process").unstarted(() -> {
+                    try {
+                        serve(ch);
+                    } finally {
+                        workers.remove(Thread.currentThread());
+                    }
+                });
+                workers.add(t);
+                t.start();
             } catch (ClosedChannelException e) {
                 return;
             } catch (IOException e) {
@@ -145,6 +154,10 @@ public final class SyscallServer implements AutoCloseable {
         }
         try {
             acceptor.join(5000);
+            // Each process's exit (or, for a kexec, its plain disconnect) finishes before stop returns.
+            for (Thread t : workers) {
+                t.join(5000);
+            }
             Files.deleteIfExists(path);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();

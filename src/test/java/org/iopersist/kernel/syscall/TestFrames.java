@@ -7,12 +7,12 @@ import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.kho.FrameSource;
 
 /** A small frame allocator for syscall tests: a free list over [base, limit), with accounting. */
-final class TestFrames implements FrameSource {
+public final class TestFrames implements FrameSource {
     private final PhysicalMemory memory;
     private final ArrayDeque<Long> free = new ArrayDeque<>();
     private final Set<Long> used = new HashSet<>();
 
-    TestFrames(final PhysicalMemory memory, final long base, final long limit) {
+    public TestFrames(final PhysicalMemory memory, final long base, final long limit) {
         this.memory = memory;
         for (long p = base; p < limit; p += PhysicalMemory.FRAME_SIZE) {
             free.add(p);
@@ -52,7 +52,7 @@ final class TestFrames implements FrameSource {
         freeFrame(phys);
     }
 
-    synchronized int used() {
+    public synchronized int used() {
         return used.size();
     }
 }

@@ -1,0 +1,81 @@
+package org.iopersist.kernel.iommufd;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.syscall.UserProcess;
+import org.iopersist.uapi.Errno;
+
+/**
+ * One open {@code /dev/iommu}: its objects and its accounting mode. Also the ioctl dispatcher, which
+ * applies iommufd's framing rules before any handler runs:
+ * <ol>
+ *   <li>an unknown command is ENOTTY;</li>
+ *   <li>the {@code u32 size} at the argument must be readable (EFAULT);</li>
+ *   <li>a size below the command's minimum is EINVAL;</li>
+ *   <li>a size above the kernel's struct must have an all-zero tail (else E2BIG); a shorter struct
+ *       reads as zero-extended.</li>
+ * </ol>
+ */
+public final class IommufdCtx {
+    /** Accounting of pinned pages, as IOPT_PAGES_ACCOUNT_USER / _MM. */
+    static final int ACCOUNT_USER = 1;
+    static final int ACCOUNT_MM = 2;
+
+    final ObjectTable objects = new ObjectTable();
+    private volatile int accountMode = ACCOUNT_USER;
+
+    int accountMode() {
+        return accountMode;
+    }
+
+    void setAccountMode(final int mode) {
+        this.accountMode = mode;
+    }
+
+    public int objectCount() {
+        return objects.count();
+    }
+
+    /** The ioctl entry point: returns 0 or a value, or throws with the errno. */
+    public long ioctl(final UserProcess p, final int cmd, final long argVa) {
+        final IoctlOp op = IoctlOp.of(cmd);
+        if (op == null) {
+            throw new KernelException(Errno.ENOTTY, "iommufd ioctl 0x" + Integer.toHexString(cmd));
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            final MemorySegment sizeBuf = arena.allocate(4);
+            p.mm().copyFromUser(argVa, sizeBuf, 0, 4);
+            final long userSize = Integer.toUnsignedLong(sizeBuf.get(Ucmd.U32, 0));
+            if (userSize < op.minSize) {
+                throw new KernelException(Errno.EINVAL, "size " + userSize + " below the minimum " + op.minSize);
+            }
+            final long kernelSize = op.layout.byteSize();
+            final MemorySegment cmdBuf = arena.allocate(kernelSize, 8);
+            p.mm().copyFromUser(argVa, cmdBuf, 0, Math.min(userSize, kernelSize));
+            if (userSize > kernelSize) {
+                checkZeroTail(p, argVa + kernelSize, userSize - kernelSize);
+            }
+            return op.handler.handle(new Ucmd(this, p, argVa, userSize, op.layout, cmdBuf));
+        }
+    }
+
+    /** copy_struct_from_user's rule: bytes the kernel does not understand must be zero (E2BIG). */
+    private static void checkZeroTail(final UserProcess p, final long va, final long length) {
+        if (length > 1 << 20) {
+            throw new KernelException(Errno.E2BIG, "struct larger than the kernel's by " + length + " bytes");
+        }
+        final byte[] tail = new byte[(int) length];
+        p.mm().copyFromUser(va, MemorySegment.ofArray(tail), 0, length);
+        for (byte b : tail) {
+            if (b != 0) {
+                throw new KernelException(Errno.E2BIG, "non-zero bytes beyond the kernel's struct");
+            }
+        }
+    }
+
+    /** Close of the fd: destroys every object, leaf first. */
+    public void release() {
+        objects.destroyAll();
+    }
+}

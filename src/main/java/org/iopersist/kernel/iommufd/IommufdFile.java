@@ -1,0 +1,32 @@
+package org.iopersist.kernel.iommufd;
+
+import org.iopersist.kernel.syscall.KernelFile;
+import org.iopersist.kernel.syscall.UserProcess;
+
+/** An open {@code /dev/iommu}: its ioctls go to the context, its release destroys everything it owns. */
+public final class IommufdFile implements KernelFile {
+    private final IommufdCtx ctx;
+
+    public IommufdFile(final IommufdCtx ctx) {
+        this.ctx = ctx;
+    }
+
+    public IommufdCtx ctx() {
+        return ctx;
+    }
+
+    @Override
+    public long ioctl(final UserProcess process, final int cmd, final long arg) {
+        return ctx.ioctl(process, cmd, arg);
+    }
+
+    @Override
+    public void release() {
+        ctx.release();
+    }
+
+    @Override
+    public String describe() {
+        return "/dev/iommu";
+    }
+}

@@ -1,0 +1,301 @@
+package org.iopersist.kernel.iommufd;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.StructLayout;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.kernel.syscall.FrameRefs;
+import org.iopersist.kernel.syscall.LiveUpdateControl;
+import org.iopersist.kernel.syscall.SyscallServer;
+import org.iopersist.kernel.syscall.Syscalls;
+import org.iopersist.kernel.syscall.TestFrames;
+import org.iopersist.kernel.syscall.UserProcess;
+import org.iopersist.kernel.syscall.Vfs;
+import org.iopersist.kernel.sysfs.Sysfs;
+import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.Iommufd;
+import org.iopersist.uapi.Syscall;
+import org.iopersist.vmm.KernelClient;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Cases of {@code tools/testing/selftests/iommu/iommufd.c} that need no mapping: the framing rules
+ * every ioctl shares, DESTROY, IOAS_ALLOC, IOVA_RANGES, ALLOW_IOVAS and OPTION, over the real syscall
+ * ABI. Named after the selftest's TEST_F cases, with the same errno.
+ */
+class IommufdSelftestPart1Test {
+    static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    @TempDir
+    Path tmp;
+    PhysicalMemory memory;
+    SyscallServer server;
+    KernelClient c;
+    int fd;
+
+    @BeforeEach
+    void setUp() throws Exception {
+        memory = PhysicalMemory.create(tmp.resolve("memory"), 256L << 20);
+        final TestFrames frames = new TestFrames(memory, 16L << 20, 128L << 20);
+        final Vfs vfs = new Vfs(new Sysfs());
+        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx()));
+        server = new SyscallServer(tmp.resolve("k.sock"), new Syscalls(memory, frames, new FrameRefs(frames), vfs,
+                new LiveUpdateControl() {
+                    @Override
+                    public void kexecLoad(final UserProcess caller, final String cmdline) {
+                    }
+
+                    @Override
+                    public void rebootKexec(final UserProcess caller) {
+                    }
+                }), line -> { });
+        c = KernelClient.connect(server.path(), tmp.resolve("memory"));
+        fd = c.open("/dev/iommu", Syscall.O_RDWR);
+    }
+
+    @AfterEach
+    void tearDown() {
+        c.close();
+        server.close();
+        memory.close();
+    }
+
+    static MemorySegment struct(final StructLayout layout) {
+        final MemorySegment s = MemorySegment.ofArray(new long[(int) ((layout.byteSize() + 7) / 8)]).asSlice(0, layout.byteSize());
+        s.set(U32, 0, (int) layout.byteSize());
+        return s;
+    }
+
+    static void set32(final MemorySegment s, final StructLayout l, final String f, final int v) {
+        s.set(U32, Iommufd.offsetof(l, f), v);
+    }
+
+    static void set64(final MemorySegment s, final StructLayout l, final String f, final long v) {
+        s.set(U64, Iommufd.offsetof(l, f), v);
+    }
+
+    static int get32(final MemorySegment s, final StructLayout l, final String f) {
+        return s.get(U32, Iommufd.offsetof(l, f));
+    }
+
+    static long get64(final MemorySegment s, final StructLayout l, final String f) {
+        return s.get(U64, Iommufd.offsetof(l, f));
+    }
+
+    Errno err(final long ret) {
+        assertTrue(ret < 0, "expected an errno, got " + ret);
+        return Errno.of((int) -ret);
+    }
+
+    int ioasAlloc() {
+        final MemorySegment s = struct(Iommufd.IOMMU_IOAS_ALLOC_LAYOUT);
+        assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_IOAS_ALLOC, s));
+        return get32(s, Iommufd.IOMMU_IOAS_ALLOC_LAYOUT, "out_ioas_id");
+    }
+
+    /** Raw ioctl with the struct at a given user size (bytes after the struct are as given). */
+    long ioctlSized(final int cmd, final byte[] bytes) {
+        final long va = c.scratch() + 8192;
+        c.memory().writeBytes(va, bytes);
+        return c.syscall(Syscall.IOCTL, fd, cmd, va);
+    }
+
+    @Test
+    void cmd_length() {
+        // TEST_LENGTH: below the minimum is EINVAL; longer with a non-zero tail is E2BIG; longer with a
+        // zero tail works.
+        final int ioas = ioasAlloc();
+        final int[][] cases = {
+            {Iommufd.IOMMU_DESTROY, 8}, {Iommufd.IOMMU_IOAS_ALLOC, 12}, {Iommufd.IOMMU_IOAS_ALLOW_IOVAS, 24},
+            {Iommufd.IOMMU_IOAS_IOVA_RANGES, 32}, {Iommufd.IOMMU_OPTION, 24},
+        };
+        for (int[] cs : cases) {
+            final int cmd = cs[0];
+            final int min = cs[1];
+            final byte[] shortStruct = new byte[64];
+            java.nio.ByteBuffer.wrap(shortStruct).order(ByteOrder.LITTLE_ENDIAN).putInt(0, min - 1);
+            assertEquals(Errno.EINVAL, err(ioctlSized(cmd, shortStruct)), "short " + Integer.toHexString(cmd));
+            final byte[] longStruct = new byte[min + 8];
+            java.nio.ByteBuffer.wrap(longStruct).order(ByteOrder.LITTLE_ENDIAN).putInt(0, min + 8);
+            longStruct[min + 4] = 0xaa - 256;
+            assertEquals(Errno.E2BIG, err(ioctlSized(cmd, longStruct)), "long " + Integer.toHexString(cmd));
+        }
+        // A zero tail is fine: IOAS_ALLOC with 8 extra zero bytes allocates.
+        final byte[] zeroTail = new byte[20];
+        java.nio.ByteBuffer.wrap(zeroTail).order(ByteOrder.LITTLE_ENDIAN).putInt(0, 20);
+        assertEquals(0, ioctlSized(Iommufd.IOMMU_IOAS_ALLOC, zeroTail));
+        assertTrue(ioas > 0);
+    }
+
+    @Test
+    void cmd_fail() {
+        // The selftest's cmd_fail: a NULL argument is EFAULT, an unknown ioctl ENOTTY, object 0 ENOENT.
+        assertEquals(Errno.EFAULT, err(c.syscall(Syscall.IOCTL, fd, Iommufd.IOMMU_DESTROY, 0)));
+        assertEquals(Errno.ENOTTY, err(c.syscall(Syscall.IOCTL, fd, Iommufd.io(';', 0x7f), c.scratch())));
+        final MemorySegment d = struct(Iommufd.IOMMU_DESTROY_LAYOUT);
+        set32(d, Iommufd.IOMMU_DESTROY_LAYOUT, "id", 0);
+        assertEquals(Errno.ENOENT, err(c.ioctl(fd, Iommufd.IOMMU_DESTROY, d)));
+        final MemorySegment a = struct(Iommufd.IOMMU_IOAS_ALLOC_LAYOUT);
+        set32(a, Iommufd.IOMMU_IOAS_ALLOC_LAYOUT, "flags", 1);
+        assertEquals(Errno.EOPNOTSUPP, err(c.ioctl(fd, Iommufd.IOMMU_IOAS_ALLOC, a)));
+    }
+
+    @Test
+    void ioas_destroy_and_id_reuse() {
+        final int a = ioasAlloc();
+        final int b = ioasAlloc();
+        assertEquals(1, a, "ids start at 1");
+        assertEquals(2, b);
+        final MemorySegment d = struct(Iommufd.IOMMU_DESTROY_LAYOUT);
+        set32(d, Iommufd.IOMMU_DESTROY_LAYOUT, "id", a);
+        assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_DESTROY, d));
+        assertEquals(Errno.ENOENT, err(c.ioctl(fd, Iommufd.IOMMU_DESTROY, d)));
+        assertEquals(1, ioasAlloc(), "the lowest free id is reused");
+    }
+
+    @Test
+    void global_options() {
+        final StructLayout l = Iommufd.IOMMU_OPTION_LAYOUT;
+        final MemorySegment o = struct(l);
+        set32(o, l, "option_id", Iommufd.IOMMU_OPTION_RLIMIT_MODE);
+        o.set(ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) Iommufd.IOMMU_OPTION_OP_GET);
+        assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_OPTION, o));
+        assertEquals(0, get64(o, l, "val64"));
+        o.set(ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) Iommufd.IOMMU_OPTION_OP_SET);
+        set64(o, l, "val64", 1);
+        assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_OPTION, o));
+        set64(o, l, "val64", 2);
+        assertEquals(Errno.EINVAL, err(c.ioctl(fd, Iommufd.IOMMU_OPTION, o)));
+        o.set(ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) Iommufd.IOMMU_OPTION_OP_GET);
+        assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_OPTION, o));
+        assertEquals(1, get64(o, l, "val64"));
+        o.set(ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) 7);
+        assertEquals(Errno.EOPNOTSUPP, err(c.ioctl(fd, Iommufd.IOMMU_OPTION, o)), "unknown op");
+        o.set(ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) Iommufd.IOMMU_OPTION_OP_GET);
+        set32(o, l, "object_id", 1);
+        assertEquals(Errno.EOPNOTSUPP, err(c.ioctl(fd, Iommufd.IOMMU_OPTION, o)), "RLIMIT_MODE has no object");
+        set32(o, l, "object_id", 0);
+        o.set(ValueLayout.JAVA_SHORT_UNALIGNED, 10, (short) 1);
+        assertEquals(Errno.EOPNOTSUPP, err(c.ioctl(fd, Iommufd.IOMMU_OPTION, o)), "__reserved");
+        o.set(ValueLayout.JAVA_SHORT_UNALIGNED, 10, (short) 0);
+        set32(o, l, "option_id", 77);
+        assertEquals(Errno.EOPNOTSUPP, err(c.ioctl(fd, Iommufd.IOMMU_OPTION, o)), "unknown option");
+        set32(o, l, "option_id", Iommufd.IOMMU_OPTION_PERSISTENT);
+        assertEquals(Errno.EOPNOTSUPP, err(c.ioctl(fd, Iommufd.IOMMU_OPTION, o)), "persistence comes later");
+        // SET with an object in the context is EBUSY.
+        ioasAlloc();
+        set32(o, l, "option_id", Iommufd.IOMMU_OPTION_RLIMIT_MODE);
+        o.set(ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) Iommufd.IOMMU_OPTION_OP_SET);
+        set64(o, l, "val64", 0);
+        assertEquals(Errno.EBUSY, err(c.ioctl(fd, Iommufd.IOMMU_OPTION, o)));
+    }
+
+    @Test
+    void ioas_option_huge_pages() {
+        final int ioas = ioasAlloc();
+        final StructLayout l = Iommufd.IOMMU_OPTION_LAYOUT;
+        final MemorySegment o = struct(l);
+        set32(o, l, "option_id", Iommufd.IOMMU_OPTION_HUGE_PAGES);
+        o.set(ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) Iommufd.IOMMU_OPTION_OP_GET);
+        set32(o, l, "object_id", ioas);
+        assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_OPTION, o));
+        assertEquals(1, get64(o, l, "val64"));
+        o.set(ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) Iommufd.IOMMU_OPTION_OP_SET);
+        set64(o, l, "val64", 0);
+        assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_OPTION, o));
+        set64(o, l, "val64", 3);
+        assertEquals(Errno.EINVAL, err(c.ioctl(fd, Iommufd.IOMMU_OPTION, o)));
+        o.set(ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) Iommufd.IOMMU_OPTION_OP_GET);
+        assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_OPTION, o));
+        assertEquals(0, get64(o, l, "val64"));
+        assertEquals(4096, iovaRanges(ioas, 4)[0], "alignment is PAGE_SIZE without large pages");
+        set32(o, l, "object_id", ioas + 100);
+        assertEquals(Errno.ENOENT, err(c.ioctl(fd, Iommufd.IOMMU_OPTION, o)));
+    }
+
+    /** Returns {alignment, count, start0, last0, start1, last1, ...}; the array lives in user memory. */
+    long[] iovaRanges(final int ioas, final int capacity) {
+        final StructLayout l = Iommufd.IOMMU_IOAS_IOVA_RANGES_LAYOUT;
+        final long arrayVa = c.mmapAnonymous(4096);
+        final MemorySegment s = struct(l);
+        set32(s, l, "ioas_id", ioas);
+        set32(s, l, "num_iovas", capacity);
+        set64(s, l, "allowed_iovas", arrayVa);
+        final long ret = c.ioctl(fd, Iommufd.IOMMU_IOAS_IOVA_RANGES, s);
+        final int n = get32(s, l, "num_iovas");
+        final long[] out = new long[2 + 2 * Math.min(n, capacity)];
+        out[0] = get64(s, l, "out_iova_alignment");
+        out[1] = ret < 0 ? ret : n;
+        for (int i = 0; i < Math.min(n, capacity); i++) {
+            out[2 + 2 * i] = c.memory().readLong(arrayVa + 16L * i);
+            out[3 + 2 * i] = c.memory().readLong(arrayVa + 16L * i + 8);
+        }
+        return out;
+    }
+
+    @Test
+    void iova_ranges() {
+        final int ioas = ioasAlloc();
+        final long[] r = iovaRanges(ioas, 1);
+        assertEquals(1, r[0], "alignment 1 with no domain");
+        assertEquals(1, r[1]);
+        assertEquals(0, r[2]);
+        assertEquals(-1L, r[3], "[0, ULONG_MAX]");
+        final long[] none = iovaRanges(ioas, 0);
+        assertEquals(-Errno.EMSGSIZE.number, none[1], "an array too short answers EMSGSIZE");
+        final StructLayout l = Iommufd.IOMMU_IOAS_IOVA_RANGES_LAYOUT;
+        final MemorySegment s = struct(l);
+        set32(s, l, "ioas_id", ioas);
+        set32(s, l, "__reserved", 1);
+        assertEquals(Errno.EOPNOTSUPP, err(c.ioctl(fd, Iommufd.IOMMU_IOAS_IOVA_RANGES, s)));
+        set32(s, l, "__reserved", 0);
+        set32(s, l, "ioas_id", 99);
+        assertEquals(Errno.ENOENT, err(c.ioctl(fd, Iommufd.IOMMU_IOAS_IOVA_RANGES, s)));
+        set32(s, l, "ioas_id", ioas);
+        set32(s, l, "num_iovas", 1);
+        set64(s, l, "allowed_iovas", 0x10);
+        assertEquals(Errno.EFAULT, err(c.ioctl(fd, Iommufd.IOMMU_IOAS_IOVA_RANGES, s)));
+    }
+
+    @Test
+    void area_allowed_iova_validation() {
+        final int ioas = ioasAlloc();
+        final StructLayout l = Iommufd.IOMMU_IOAS_ALLOW_IOVAS_LAYOUT;
+        final long arrayVa = c.mmapAnonymous(4096);
+        c.memory().writeLong(arrayVa, 0x10000);
+        c.memory().writeLong(arrayVa + 8, 0x1ffff);
+        c.memory().writeLong(arrayVa + 16, 0x18000);
+        c.memory().writeLong(arrayVa + 24, 0x2ffff);
+        final MemorySegment s = struct(l);
+        set32(s, l, "ioas_id", ioas);
+        set32(s, l, "num_iovas", 2);
+        set64(s, l, "allowed_iovas", arrayVa);
+        assertEquals(Errno.EINVAL, err(c.ioctl(fd, Iommufd.IOMMU_IOAS_ALLOW_IOVAS, s)), "overlapping ranges");
+        set32(s, l, "num_iovas", 1);
+        assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_IOAS_ALLOW_IOVAS, s));
+        c.memory().writeLong(arrayVa + 8, 0x10000);
+        assertEquals(Errno.EINVAL, err(c.ioctl(fd, Iommufd.IOMMU_IOAS_ALLOW_IOVAS, s)), "start >= last");
+        set64(s, l, "allowed_iovas", 0x10);
+        assertEquals(Errno.EFAULT, err(c.ioctl(fd, Iommufd.IOMMU_IOAS_ALLOW_IOVAS, s)));
+        set32(s, l, "num_iovas", 0);
+        assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_IOAS_ALLOW_IOVAS, s), "an empty list clears");
+    }
+
+    @Test
+    void closeDestroysEverything() throws Exception {
+        ioasAlloc();
+        ioasAlloc();
+        c.close(fd);
+        fd = c.open("/dev/iommu", Syscall.O_RDWR);
+        assertEquals(1, ioasAlloc(), "a new context starts from id 1");
+    }
+}
