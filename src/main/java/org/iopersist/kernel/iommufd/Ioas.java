@@ -17,8 +17,44 @@ public final class Ioas extends IommufdObject {
         super(ObjectType.IOAS);
     }
 
-    /** One mapped range: its IOVA interval and what backs it. */
-    record Area(long start, long last, int prot) implements IoPagetable.Span {
+    // guarded by domainsLock, then iovaLock for the areas' fill state
+    final java.util.List<IoasDomain> domains = new java.util.ArrayList<>();
+    final ReentrantReadWriteLock domainsLock = new ReentrantReadWriteLock();
+
+    /**
+     * One mapped range: its IOVA interval, the pages behind it and where in them it starts.
+     *
+     * @param start     first IOVA
+     * @param last      last IOVA (inclusive)
+     * @param prot      IOMMU_READ | IOMMU_WRITE
+     * @param pages     the shared page range (this area holds one reference)
+     * @param startByte byte index into {@code pages} of the area's first byte
+     */
+    record Area(long start, long last, int prot, IoptPages pages, long startByte) implements IoPagetable.Span {
+        long length() {
+            return last - start + 1;
+        }
+
+        /** Maps the whole area into {@code d}, one call per physically contiguous run. */
+        void fill(final IoasDomain d) {
+            final long firstIndex = startByte >>> 12;
+            final long lastIndex = (startByte + length() - 1) >>> 12;
+            final long iovaBase = start - (startByte & (IoPagetable.PAGE_SIZE - 1));
+            long runStart = firstIndex;
+            for (long i = firstIndex; i <= lastIndex; i++) {
+                final boolean endOfRun = i == lastIndex || pages.frame(i + 1) != pages.frame(i) + IoPagetable.PAGE_SIZE;
+                if (endOfRun) {
+                    d.map(iovaBase + ((runStart - firstIndex) << 12), pages.frame(runStart), (i - runStart + 1) << 12, prot);
+                    runStart = i + 1;
+                }
+            }
+        }
+
+        void unfill(final IoasDomain d) {
+            final long iovaBase = start - (startByte & (IoPagetable.PAGE_SIZE - 1));
+            final long pagesSpanned = ((startByte + length() - 1) >>> 12) - (startByte >>> 12) + 1;
+            d.unmap(iovaBase, pagesSpanned << 12);
+        }
     }
 
     /**
@@ -51,26 +87,75 @@ public final class Ioas extends IommufdObject {
     /** iopt_calculate_iova_alignment: the largest minimum page size of domains and accesses. */
     long computeAlignment(final boolean largePagesDisabled) {
         long alignment = 1;
+        for (IoasDomain d : domains) {
+            alignment = Math.max(alignment, d.minPageSize());
+        }
         if (largePagesDisabled) {
             alignment = Math.max(alignment, IoPagetable.PAGE_SIZE);
         }
         return alignment;
     }
 
-    /** Domains attached (none until HWPTs exist). */
+    /** Domains attached. */
     int domainCount() {
-        return 0;
+        return domains.size();
+    }
+
+    /**
+     * Publishes a new area: pins its pages if any domain needs them and fills every domain; on
+     * failure nothing of it stays. Caller holds domainsLock (read) and iovaLock (write).
+     */
+    void addArea(final Area a) {
+        iopt.insertArea(a);
+        if (domains.isEmpty()) {
+            return;
+        }
+        try {
+            a.pages().pin();
+        } catch (RuntimeException e) {
+            iopt.removeArea(a);
+            throw e;
+        }
+        int filled = 0;
+        try {
+            for (; filled < domains.size(); filled++) {
+                a.fill(domains.get(filled));
+            }
+        } catch (RuntimeException e) {
+            // The failing domain may hold part of the area: unmap tolerates holes.
+            for (int i = 0; i <= filled && i < domains.size(); i++) {
+                a.unfill(domains.get(i));
+            }
+            a.pages().unpin();
+            iopt.removeArea(a);
+            throw e;
+        }
+    }
+
+    /** Removes an area from every domain and the tree, dropping its pin and pages reference. */
+    void removeArea(final Area a) {
+        if (!domains.isEmpty()) {
+            for (IoasDomain d : domains) {
+                a.unfill(d);
+            }
+            a.pages().unpin();
+        }
+        iopt.removeArea(a);
+        a.pages().put();
     }
 
     @Override
     void destroy() {
+        // Destroy never fails: every area goes, its pages are unpinned and released.
+        domainsLock.writeLock().lock();
         iovaLock.writeLock().lock();
         try {
             for (Area a : iopt.areas().values().toArray(new Area[0])) {
-                iopt.removeArea(a);
+                removeArea(a);
             }
         } finally {
             iovaLock.writeLock().unlock();
+            domainsLock.writeLock().unlock();
         }
     }
 }

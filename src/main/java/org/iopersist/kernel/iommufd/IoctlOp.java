@@ -12,6 +12,10 @@ enum IoctlOp {
     IOAS_ALLOC(Iommufd.IOMMU_IOAS_ALLOC, Iommufd.IOMMU_IOAS_ALLOC_LAYOUT, "out_ioas_id", IoasOps::alloc),
     IOAS_ALLOW_IOVAS(Iommufd.IOMMU_IOAS_ALLOW_IOVAS, Iommufd.IOMMU_IOAS_ALLOW_IOVAS_LAYOUT, "allowed_iovas", IoasOps::allowIovas),
     IOAS_IOVA_RANGES(Iommufd.IOMMU_IOAS_IOVA_RANGES, Iommufd.IOMMU_IOAS_IOVA_RANGES_LAYOUT, "out_iova_alignment", IoasOps::iovaRanges),
+    IOAS_MAP(Iommufd.IOMMU_IOAS_MAP, Iommufd.IOMMU_IOAS_MAP_LAYOUT, "iova", MapOps::map),
+    IOAS_UNMAP(Iommufd.IOMMU_IOAS_UNMAP, Iommufd.IOMMU_IOAS_UNMAP_LAYOUT, "length", MapOps::unmap),
+    IOAS_COPY(Iommufd.IOMMU_IOAS_COPY, Iommufd.IOMMU_IOAS_COPY_LAYOUT, "src_iova", MapOps::copy),
+    IOAS_MAP_FILE(Iommufd.IOMMU_IOAS_MAP_FILE, Iommufd.IOMMU_IOAS_MAP_FILE_LAYOUT, "iova", MapOps::mapFile),
     OPTION(Iommufd.IOMMU_OPTION, Iommufd.IOMMU_OPTION_LAYOUT, "val64", IoasOps::option);
 
     /** A command's handler; returns the ioctl's return value (0) or throws with the errno. */

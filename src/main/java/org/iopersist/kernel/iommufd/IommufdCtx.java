@@ -3,6 +3,7 @@ package org.iopersist.kernel.iommufd;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.syscall.FrameRefs;
 import org.iopersist.kernel.syscall.UserProcess;
 import org.iopersist.uapi.Errno;
 
@@ -23,7 +24,16 @@ public final class IommufdCtx {
     static final int ACCOUNT_MM = 2;
 
     final ObjectTable objects = new ObjectTable();
+    private final FrameRefs refs;
     private volatile int accountMode = ACCOUNT_USER;
+
+    public IommufdCtx(final FrameRefs refs) {
+        this.refs = refs;
+    }
+
+    FrameRefs refs() {
+        return refs;
+    }
 
     int accountMode() {
         return accountMode;

@@ -1,0 +1,168 @@
+package org.iopersist.kernel.iommufd;
+
+import java.util.concurrent.atomic.AtomicInteger;
+import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.syscall.FrameRefs;
+import org.iopersist.kernel.syscall.MemFd;
+import org.iopersist.kernel.syscall.UserProcess;
+import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.Syscall;
+
+/**
+ * One linearly indexed range of pinnable pages, from a user VA range or from a file, shared (by
+ * reference count) by every area made from it, including the copies IOAS_COPY makes.
+ *
+ * <p>Pages are pinned when something needs their frames (a domain to fill, an access) and unpinned
+ * when nothing does, as Linux's iopt_pages: mapping with no domain attached pins nothing. A pin holds
+ * a frame reference, so the page outlives munmap or close of its source, and is accounted to the
+ * process that owns the pages.
+ *
+ * <p>Lock: this object's monitor guards the pin state.
+ */
+final class IoptPages {
+    private final UserProcess owner;
+    private final long uptrAligned;
+    private final MemFd file;
+    private final long fileStart;
+    final long npages;
+    final boolean writable;
+    private final FrameRefs refs;
+    final AtomicInteger kref = new AtomicInteger(1);
+    private long[] pinned; // guarded by this
+    private int pinUsers; // guarded by this
+
+    private IoptPages(final UserProcess owner, final long uptrAligned, final MemFd file, final long fileStart,
+                      final long npages, final boolean writable, final FrameRefs refs) {
+        this.owner = owner;
+        this.uptrAligned = uptrAligned;
+        this.file = file;
+        this.fileStart = fileStart;
+        this.npages = npages;
+        this.writable = writable;
+        this.refs = refs;
+    }
+
+    /** Pages behind {@code [uptr, uptr + length)}; nothing is pinned yet. */
+    static IoptPages ofUser(final UserProcess owner, final long uptr, final long length, final boolean writable,
+                            final FrameRefs refs) {
+        checkLength(length);
+        final long end = uptr + length;
+        if (Long.compareUnsigned(end, uptr) < 0) {
+            throw new KernelException(Errno.EOVERFLOW, "user_va + length wraps");
+        }
+        final long first = uptr & ~(IoPagetable.PAGE_SIZE - 1);
+        final long npages = ((end + IoPagetable.PAGE_SIZE - 1) >>> 12) - (first >>> 12);
+        return new IoptPages(owner, first, null, 0, npages, writable, refs);
+    }
+
+    /** Pages of {@code file} from byte {@code start}. */
+    static IoptPages ofFile(final UserProcess owner, final MemFd file, final long start, final long length) {
+        checkLength(length);
+        if (start < 0 || Long.compareUnsigned(start + length, start) < 0) {
+            throw new KernelException(Errno.EOVERFLOW, "start + length wraps");
+        }
+        final long first = start & ~(IoPagetable.PAGE_SIZE - 1);
+        final long npages = ((start + length + IoPagetable.PAGE_SIZE - 1) >>> 12) - (first >>> 12);
+        return new IoptPages(owner, 0, file, first, npages, true, file.refs());
+    }
+
+    private static void checkLength(final long length) {
+        if (length == 0 || Long.compareUnsigned(length, -1L - IoPagetable.PAGE_SIZE) > 0) {
+            throw new KernelException(Errno.EINVAL, "length 0x" + Long.toHexString(length));
+        }
+    }
+
+    /** Byte offset of the source's first byte within the first page. */
+    static long pageOffset(final long addr) {
+        return addr & (IoPagetable.PAGE_SIZE - 1);
+    }
+
+    /** The user address (or file offset) of byte {@code startByte}: the hint automatic IOVAs align to. */
+    long addressOf(final long startByte) {
+        return (file != null ? fileStart : uptrAligned) + startByte;
+    }
+
+    UserProcess owner() {
+        return owner;
+    }
+
+    boolean fromFile() {
+        return file != null;
+    }
+
+    /**
+     * Takes a pin user: on the first, pins every page (EFAULT if a user page is not mapped with the
+     * access the pages need; nothing stays pinned then).
+     */
+    synchronized long[] pin() {
+        if (pinUsers == 0) {
+            final long[] frames = new long[(int) npages];
+            int done = 0;
+            try {
+                for (; done < npages; done++) {
+                    final long phys;
+                    if (file != null) {
+                        phys = file.frame((fileStart >>> 12) + done);
+                    } else {
+                        final int prot = Syscall.PROT_READ | (writable ? Syscall.PROT_WRITE : 0);
+                        phys = owner.mm().translate(uptrAligned + ((long) done << 12), prot);
+                        if (phys < 0) {
+                            throw new KernelException(Errno.EFAULT, String.format("user page 0x%x cannot be pinned",
+                                    uptrAligned + ((long) done << 12)));
+                        }
+                    }
+                    if (!refs.get(phys)) {
+                        throw new KernelException(Errno.EFAULT, "page at 0x" + Long.toHexString(phys) + " is not pinnable");
+                    }
+                    frames[done] = phys;
+                }
+            } catch (KernelException e) {
+                for (int i = 0; i < done; i++) {
+                    refs.put(frames[i]);
+                }
+                throw e;
+            }
+            pinned = frames;
+            owner.accountPinned(npages);
+        }
+        pinUsers++;
+        return pinned;
+    }
+
+    /** Drops a pin user; the last unpins every page. */
+    synchronized void unpin() {
+        if (pinUsers <= 0) {
+            throw new IllegalStateException("unbalanced unpin");
+        }
+        if (--pinUsers == 0) {
+            for (long f : pinned) {
+                refs.put(f);
+            }
+            pinned = null;
+            owner.accountPinned(-npages);
+        }
+    }
+
+    synchronized boolean pinnedNow() {
+        return pinUsers > 0;
+    }
+
+    /** Frame of page {@code index} while pinned. */
+    synchronized long frame(final long index) {
+        if (pinned == null) {
+            throw new IllegalStateException("pages are not pinned");
+        }
+        return pinned[(int) index];
+    }
+
+    void get() {
+        kref.incrementAndGet();
+    }
+
+    /** Drops a reference (an area's); pins belong to their users and must be gone by the last put. */
+    void put() {
+        if (kref.decrementAndGet() == 0 && pinnedNow()) {
+            throw new IllegalStateException("pages freed while pinned");
+        }
+    }
+}

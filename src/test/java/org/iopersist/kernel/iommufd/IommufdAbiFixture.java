@@ -1,0 +1,150 @@
+package org.iopersist.kernel.iommufd;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.StructLayout;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.kernel.syscall.FrameRefs;
+import org.iopersist.kernel.syscall.LiveUpdateControl;
+import org.iopersist.kernel.syscall.SyscallServer;
+import org.iopersist.kernel.syscall.Syscalls;
+import org.iopersist.kernel.syscall.TestFrames;
+import org.iopersist.kernel.syscall.UserProcess;
+import org.iopersist.kernel.syscall.Vfs;
+import org.iopersist.kernel.sysfs.Sysfs;
+import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.Iommufd;
+import org.iopersist.uapi.Syscall;
+import org.iopersist.vmm.KernelClient;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.io.TempDir;
+
+/** A syscall server with /dev/iommu and one connected process holding an iommufd, as the selftest's FIXTURE(iommufd). */
+abstract class IommufdAbiFixture {
+    static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final long PAGE = 4096;
+
+    @TempDir
+    Path tmp;
+    PhysicalMemory memory;
+    TestFrames frames;
+    FrameRefs refs;
+    SyscallServer server;
+    KernelClient c;
+    int fd;
+
+    @BeforeEach
+    void setUpFixture() throws Exception {
+        memory = PhysicalMemory.create(tmp.resolve("memory"), 256L << 20);
+        frames = new TestFrames(memory, 16L << 20, 128L << 20);
+        refs = new FrameRefs(frames);
+        final Vfs vfs = new Vfs(new Sysfs());
+        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(refs)));
+        server = new SyscallServer(tmp.resolve("k.sock"), new Syscalls(memory, frames, refs, vfs,
+                new LiveUpdateControl() {
+                    @Override
+                    public void kexecLoad(final UserProcess caller, final String cmdline) {
+                    }
+
+                    @Override
+                    public void rebootKexec(final UserProcess caller) {
+                    }
+                }), line -> { });
+        c = KernelClient.connect(server.path(), tmp.resolve("memory"));
+        fd = c.open("/dev/iommu", Syscall.O_RDWR);
+    }
+
+    @AfterEach
+    void tearDownFixture() {
+        c.close();
+        server.close();
+        memory.close();
+    }
+
+    static MemorySegment struct(final StructLayout layout) {
+        final MemorySegment s = MemorySegment.ofArray(new long[(int) ((layout.byteSize() + 7) / 8)]).asSlice(0, layout.byteSize());
+        s.set(U32, 0, (int) layout.byteSize());
+        return s;
+    }
+
+    static void set32(final MemorySegment s, final StructLayout l, final String f, final int v) {
+        s.set(U32, Iommufd.offsetof(l, f), v);
+    }
+
+    static void set64(final MemorySegment s, final StructLayout l, final String f, final long v) {
+        s.set(U64, Iommufd.offsetof(l, f), v);
+    }
+
+    static int get32(final MemorySegment s, final StructLayout l, final String f) {
+        return s.get(U32, Iommufd.offsetof(l, f));
+    }
+
+    static long get64(final MemorySegment s, final StructLayout l, final String f) {
+        return s.get(U64, Iommufd.offsetof(l, f));
+    }
+
+    static Errno err(final long ret) {
+        assertTrue(ret < 0, "expected an errno, got " + ret);
+        return Errno.of((int) -ret);
+    }
+
+    int ioasAlloc() {
+        final MemorySegment s = struct(Iommufd.IOMMU_IOAS_ALLOC_LAYOUT);
+        assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_IOAS_ALLOC, s));
+        return get32(s, Iommufd.IOMMU_IOAS_ALLOC_LAYOUT, "out_ioas_id");
+    }
+
+    /** Raw ioctl with the struct bytes given (their size field says how long the struct is). */
+    long ioctlSized(final int cmd, final byte[] bytes) {
+        final long va = c.scratch() + 8192;
+        c.memory().writeBytes(va, bytes);
+        return c.syscall(Syscall.IOCTL, fd, cmd, va);
+    }
+
+    /** IOAS_MAP; returns the IOVA, or the negative errno. */
+    long map(final int ioas, final long va, final long length, final long fixedIova, final boolean fixed) {
+        final StructLayout l = Iommufd.IOMMU_IOAS_MAP_LAYOUT;
+        final MemorySegment s = struct(l);
+        set32(s, l, "flags", Iommufd.IOMMU_IOAS_MAP_READABLE | Iommufd.IOMMU_IOAS_MAP_WRITEABLE
+                | (fixed ? Iommufd.IOMMU_IOAS_MAP_FIXED_IOVA : 0));
+        set32(s, l, "ioas_id", ioas);
+        set64(s, l, "user_va", va);
+        set64(s, l, "length", length);
+        set64(s, l, "iova", fixedIova);
+        final long ret = c.ioctl(fd, Iommufd.IOMMU_IOAS_MAP, s);
+        return ret < 0 ? ret : get64(s, l, "iova");
+    }
+
+    /** IOAS_UNMAP; returns the unmapped length, or the negative errno. */
+    long unmap(final int ioas, final long iova, final long length) {
+        final StructLayout l = Iommufd.IOMMU_IOAS_UNMAP_LAYOUT;
+        final MemorySegment s = struct(l);
+        set32(s, l, "ioas_id", ioas);
+        set64(s, l, "iova", iova);
+        set64(s, l, "length", length);
+        final long ret = c.ioctl(fd, Iommufd.IOMMU_IOAS_UNMAP, s);
+        return ret < 0 ? ret : get64(s, l, "length");
+    }
+
+    /** IOAS_COPY; returns the destination IOVA or the negative errno. */
+    long copy(final int dst, final long dstIova, final int src, final long srcIova, final long length, final boolean fixed) {
+        final StructLayout l = Iommufd.IOMMU_IOAS_COPY_LAYOUT;
+        final MemorySegment s = struct(l);
+        set32(s, l, "flags", Iommufd.IOMMU_IOAS_MAP_READABLE | Iommufd.IOMMU_IOAS_MAP_WRITEABLE
+                | (fixed ? Iommufd.IOMMU_IOAS_MAP_FIXED_IOVA : 0));
+        set32(s, l, "dst_ioas_id", dst);
+        set32(s, l, "src_ioas_id", src);
+        set64(s, l, "length", length);
+        set64(s, l, "dst_iova", dstIova);
+        set64(s, l, "src_iova", srcIova);
+        final long ret = c.ioctl(fd, Iommufd.IOMMU_IOAS_COPY, s);
+        return ret < 0 ? ret : get64(s, l, "dst_iova");
+    }
+}
