@@ -1,0 +1,202 @@
+package org.iopersist.kernel;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.function.Consumer;
+import org.iopersist.hw.Board;
+import org.iopersist.kernel.iommu.IommuCore;
+import org.iopersist.kernel.iommu.intel.IntelIommuDriver;
+import org.iopersist.kernel.kho.HandoverFormatException;
+import org.iopersist.kernel.kho.KhoIncoming;
+import org.iopersist.kernel.kho.SetupData;
+import org.iopersist.kernel.mm.EarlyFrames;
+import org.iopersist.kernel.mm.FrameAllocator;
+import org.iopersist.kernel.mm.PhysRange;
+
+/**
+ * One boot of the host kernel on a machine. Everything it knows comes from the board: the
+ * platform description (as firmware tables), the boot record in {@code boot/}, and physical
+ * memory. No state passes between two {@code Kernel} objects except through those.
+ *
+ * <p>Boot order matters: early frames come from the KHO scratch region only; every remapping unit
+ * is brought up with all devices blocked and its caches invalidated; only then does the frame
+ * allocator open, because until then a device left running by an earlier kernel could be writing
+ * into any frame outside scratch.
+ */
+public final class Kernel {
+    public static final String CMDLINE_FILE = "cmdline";
+    public static final String SETUP_DATA_FILE = "setup_data";
+    /** Below 1 MiB is firmware's, as on x86. */
+    public static final PhysRange LOW_MEMORY = new PhysRange(0, 1L << 20);
+    private static final long SZ_2M = 1L << 21;
+
+    public enum BootKind { COLD, LIVE_UPDATE }
+
+    private final Board board;
+    private final KernelLog log;
+    private final BootParams params;
+    private final PhysRange scratch;
+    private final PhysRange guestmemfs;
+    private final FrameAllocator frames;
+    private final IntelIommuDriver intel;
+    private final IommuCore iommu;
+    private final BootKind kind;
+    private final String coldBootReason;
+
+    private Kernel(final Board board, final KernelLog log, final BootParams params, final PhysRange scratch,
+            final PhysRange guestmemfs, final FrameAllocator frames, final IntelIommuDriver intel, final IommuCore iommu,
+            final BootKind kind, final String coldBootReason) {
+        this.board = board;
+        this.log = log;
+        this.params = params;
+        this.scratch = scratch;
+        this.guestmemfs = guestmemfs;
+        this.frames = frames;
+        this.intel = intel;
+        this.iommu = iommu;
+        this.kind = kind;
+        this.coldBootReason = coldBootReason;
+    }
+
+    public static Kernel boot(final Board board) {
+        return boot(board, null);
+    }
+
+    /** Boots on {@code board}; {@code consoleOrNull} sees the log as it is written. */
+    public static Kernel boot(final Board board, final Consumer<String> consoleOrNull) {
+        final KernelLog log = new KernelLog(consoleOrNull);
+        final String cmdline = readBootFile(board, CMDLINE_FILE);
+        final BootParams params = BootParams.parse(cmdline == null ? "" : cmdline);
+        log.info("Command line: %s", params.cmdline());
+        if (!params.unknown().isEmpty()) {
+            log.info("Unknown kernel command line parameters \"%s\", will be passed to user space.",
+                    String.join(" ", params.unknown()));
+        }
+        for (String bad : params.malformed()) {
+            log.info("Malformed kernel command line parameter %s, default kept", bad);
+        }
+        final long memSize = board.memory().size();
+        log.info("Memory: %d MiB, %d remapping units, %d devices", memSize >> 20, board.config().units().size(),
+                board.config().devices().size());
+
+        // The handover, if any. A record that does not validate means a cold boot, never a partial one.
+        String reason = null;
+        SetupData setup = null;
+        final byte[] setupBytes = readBootBytes(board, SETUP_DATA_FILE);
+        if (!params.kho()) {
+            reason = "kho=off";
+        } else if (setupBytes == null) {
+            reason = "no handover in the boot record";
+        } else {
+            try {
+                setup = SetupData.decode(setupBytes);
+                KhoIncoming.parse(board.memory(), setup);
+                reason = "handover adoption is not available in this kernel";
+            } catch (HandoverFormatException e) {
+                reason = "handover rejected: " + e.getMessage();
+                setup = null;
+            }
+        }
+
+        final PhysRange scratch = setup != null
+                ? new PhysRange(setup.scratchAddr(), setup.scratchSize())
+                : new PhysRange(LOW_MEMORY.end(), params.khoScratchSize());
+        if (scratch.end() > memSize) {
+            throw new KernelException(org.iopersist.uapi.Errno.ENOMEM, "KHO scratch " + scratch + " does not fit in memory");
+        }
+        final PhysRange guestmemfs = carveGuestmemfs(params, memSize, scratch, log);
+        final FrameAllocator frames = new FrameAllocator(board.memory(), memSize, params.pagePoison());
+        frames.reserve(LOW_MEMORY, "firmware");
+        frames.reserve(scratch, "kho scratch");
+        if (guestmemfs.size() > 0) {
+            frames.reserve(guestmemfs, "guestmemfs");
+        }
+        final EarlyFrames early = new EarlyFrames(board.memory(), scratch, scratch.start());
+
+        final IntelIommuDriver intel = new IntelIommuDriver(board, frames, log);
+        intel.init(early);
+        final IommuCore iommu = new IommuCore(intel, log);
+        log.info("DMAR: cold boot (%s): every device blocked", reason);
+
+        frames.open();
+        intel.lateInit();
+        final FrameAllocator.Stats s = frames.stats();
+        log.info("Memory: %d frames free, %d reserved%s", s.freeFrames(), s.reservedFrames(),
+                params.pagePoison() ? ", page poisoning on" : "");
+        return new Kernel(board, log, params, scratch, guestmemfs, frames, intel, iommu, BootKind.COLD, reason);
+    }
+
+    private static PhysRange carveGuestmemfs(final BootParams params, final long memSize, final PhysRange scratch,
+            final KernelLog log) {
+        if (params.guestmemfsSize() == 0) {
+            return new PhysRange(0, 0);
+        }
+        final long size = (params.guestmemfsSize() + SZ_2M - 1) & -SZ_2M;
+        final long start = (memSize - size) & -SZ_2M;
+        if (size >= memSize || start < scratch.end()) {
+            log.info("guestmemfs: %d MiB does not fit above the scratch region; disabled", size >> 20);
+            return new PhysRange(0, 0);
+        }
+        final PhysRange r = new PhysRange(start, size);
+        log.info("guestmemfs: carve-out %s", r);
+        return r;
+    }
+
+    private static String readBootFile(final Board board, final String name) {
+        final byte[] b = readBootBytes(board, name);
+        return b == null ? null : new String(b, java.nio.charset.StandardCharsets.UTF_8);
+    }
+
+    private static byte[] readBootBytes(final Board board, final String name) {
+        final Path p = board.bootDirectory().resolve(name);
+        try {
+            return Files.exists(p) ? Files.readAllBytes(p) : null;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read boot record " + p + ": " + e.getMessage(), e);
+        }
+    }
+
+    public Board board() {
+        return board;
+    }
+
+    public KernelLog log() {
+        return log;
+    }
+
+    public BootParams params() {
+        return params;
+    }
+
+    public FrameAllocator frames() {
+        return frames;
+    }
+
+    public IommuCore iommu() {
+        return iommu;
+    }
+
+    public IntelIommuDriver intelIommu() {
+        return intel;
+    }
+
+    public BootKind bootKind() {
+        return kind;
+    }
+
+    /** Why this boot was cold, or null after a live update. */
+    public String coldBootReason() {
+        return coldBootReason;
+    }
+
+    public PhysRange khoScratch() {
+        return scratch;
+    }
+
+    /** The guestmemfs carve-out (size 0 if none). */
+    public PhysRange guestmemfsRegion() {
+        return guestmemfs;
+    }
+}

@@ -1,0 +1,41 @@
+package org.iopersist.kernel.iommu;
+
+import java.util.List;
+
+/**
+ * What a driver implements for one paging domain (Linux's {@code iommu_domain_ops} plus the
+ * domain's geometry). {@code map} and {@code unmap} complete their own invalidation before they
+ * return: when {@code unmap} returns, no device can reach the old translation, and the table
+ * pages it emptied are back in the allocator.
+ */
+public interface DomainOps {
+    /** Last IOVA the domain can translate (the aperture starts at 0). */
+    long apertureLast();
+
+    /** Bit n set: the domain can map 2^n-byte leaves. */
+    long pgsizeBitmap();
+
+    /** The regions no mapping may cover. */
+    List<ReservedRegion> reservedRegions();
+
+    /**
+     * Maps {@code [iova, iova + size)} to {@code [phys, phys + size)} with {@code prot}
+     * ({@link IommuDomain#READ} | {@link IommuDomain#WRITE}), with the largest leaves alignment
+     * allows. EINVAL on misalignment, EFAULT beyond the aperture, EADDRINUSE over a present entry
+     * (nothing of the call stays mapped then), ENOMEM without table pages.
+     */
+    void map(long iova, long phys, long size, int prot);
+
+    /**
+     * Unmaps what is mapped in {@code [iova, iova + size)} and returns the bytes it removed. A leaf
+     * that starts before {@code iova} is EINVAL; a leaf that starts inside but ends after the range
+     * goes whole, so the count can exceed {@code size}.
+     */
+    long unmap(long iova, long size);
+
+    /** The physical address {@code iova} translates to, or -1. */
+    long iovaToPhys(long iova);
+
+    /** Frees the page tables; the domain must be attached nowhere. */
+    void free();
+}

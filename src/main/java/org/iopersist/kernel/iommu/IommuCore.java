@@ -1,0 +1,110 @@
+package org.iopersist.kernel.iommu;
+
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.iopersist.hw.pci.Bdf;
+import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.KernelLog;
+import org.iopersist.uapi.Errno;
+
+/**
+ * The iommu core (Linux's {@code drivers/iommu/iommu.c}): which domain each device translates
+ * through, domain allocation, and attach, detach and replace. Every device starts, and ends up
+ * after detach, in the blocking domain.
+ *
+ * <p>Lock order: this core's monitor, then the driver's per-unit locks.
+ */
+public final class IommuCore {
+    private final IommuDriver driver;
+    private final KernelLog log;
+    private final IommuDomain blocked = new IommuDomain(IommuDomain.Type.BLOCKED, 0, null);
+    private final Map<Bdf, IommuDevice> devices = new HashMap<>();
+    private final Map<IommuDevice, IommuDomain> attached = new HashMap<>();
+
+    public IommuCore(final IommuDriver driver, final KernelLog log) {
+        this.driver = driver;
+        this.log = log;
+        for (IommuDevice d : driver.devices()) {
+            devices.put(d.bdf(), d);
+            attached.put(d, blocked);
+        }
+    }
+
+    public IommuDriver driver() {
+        return driver;
+    }
+
+    public List<IommuDevice> devices() {
+        return driver.devices();
+    }
+
+    /** The device at {@code bdf}; ENODEV if no unit translates for it. */
+    public IommuDevice device(final Bdf bdf) {
+        final IommuDevice d = devices.get(bdf);
+        if (d == null) {
+            throw new KernelException(Errno.ENODEV, "no iommu translates for " + bdf);
+        }
+        return d;
+    }
+
+    public IommuDomain blockedDomain() {
+        return blocked;
+    }
+
+    /** A paging domain that {@code dev} can attach to. */
+    public IommuDomain allocPaging(final IommuDevice dev, final int flags) {
+        if ((flags & ~IommuDomain.PERSISTENT) != 0) {
+            throw new KernelException(Errno.EOPNOTSUPP, "domain flags 0x" + Integer.toHexString(flags));
+        }
+        return new IommuDomain(IommuDomain.Type.PAGING, flags, driver.allocPaging(dev, flags));
+    }
+
+    public synchronized IommuDomain domainOf(final IommuDevice dev) {
+        return attached.get(dev);
+    }
+
+    /** Attaches a blocked device; EBUSY if it already translates through another domain. */
+    public synchronized void attach(final IommuDevice dev, final IommuDomain domain) {
+        final IommuDomain old = attached.get(dev);
+        if (old != blocked && old != domain) {
+            throw new KernelException(Errno.EBUSY, dev + " is attached to another domain");
+        }
+        if (old != domain) {
+            set(dev, old, domain);
+        }
+    }
+
+    /** Moves a device to {@code domain} whatever it was attached to. */
+    public synchronized void replace(final IommuDevice dev, final IommuDomain domain) {
+        final IommuDomain old = attached.get(dev);
+        if (old != domain) {
+            set(dev, old, domain);
+        }
+    }
+
+    /** Blocks the device. */
+    public synchronized void detach(final IommuDevice dev) {
+        replace(dev, blocked);
+    }
+
+    private void set(final IommuDevice dev, final IommuDomain old, final IommuDomain domain) {
+        driver.setDomain(dev, domain == blocked ? null : domain.ops());
+        attached.put(dev, domain);
+        old.removeUser();
+        domain.addUser();
+        log.info("iommu: %s: %s -> %s", dev, old, domain);
+    }
+
+    /** Frees a paging domain; EBUSY while any device is attached to it. */
+    public synchronized void free(final IommuDomain domain) {
+        if (domain == blocked) {
+            return;
+        }
+        if (domain.users() != 0) {
+            throw new KernelException(Errno.EBUSY, "domain has " + domain.users() + " devices attached");
+        }
+        domain.markFreed();
+        domain.ops().free();
+    }
+}

@@ -1,0 +1,33 @@
+package org.iopersist.kernel.iommu;
+
+import java.util.List;
+import org.iopersist.kernel.kho.FrameSource;
+
+/**
+ * The interface between the iommu core and a hardware driver (Linux's {@code iommu_ops}). VT-d
+ * implements it in {@code kernel.iommu.intel}; AMD-Vi or SMMUv3 would implement it the same way.
+ */
+public interface IommuDriver {
+    String name();
+
+    /** The devices behind this driver's units, in BDF order. */
+    List<IommuDevice> devices();
+
+    /**
+     * Brings every unit up with translation on and every device blocked. Runs before the frame
+     * allocator opens, so it allocates from {@code early} only; old DMA may still be in flight.
+     */
+    void init(FrameSource early);
+
+    /** After the allocator opened: moves what {@link #init} placed in early memory to normal frames. */
+    void lateInit();
+
+    /** A paging domain usable by {@code dev}'s unit; {@code flags} as in {@link IommuDomain}. */
+    DomainOps allocPaging(IommuDevice dev, int flags);
+
+    /**
+     * Points {@code dev} at {@code domainOrNull} (null blocks it), invalidating what the old
+     * setting left in the unit's caches before the new one is published.
+     */
+    void setDomain(IommuDevice dev, DomainOps domainOrNull);
+}

@@ -1,0 +1,357 @@
+package org.iopersist.kernel.iommu.intel;
+
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.locks.ReentrantLock;
+import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.hw.vtd.SlPte;
+import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.iommu.DomainOps;
+import org.iopersist.kernel.iommu.IommuDomain;
+import org.iopersist.kernel.iommu.ReservedRegion;
+import org.iopersist.kernel.mm.FrameAllocator;
+import org.iopersist.uapi.Errno;
+
+/**
+ * A second-level paging domain (Linux's {@code struct dmar_domain}): a table of {@link #levels}
+ * levels rooted at {@link #pgd}, and the domain id it has on each unit it is attached through.
+ *
+ * <p>Entries are single 64-bit stores, release ordered, so a walking device sees either the old or
+ * the new entry. Unmap gathers the IOVA span it cleared and the table pages it emptied, invalidates
+ * the IOTLB of every unit the domain is attached through, waits, and only then frees the pages:
+ * until that wait returns, a device may still be walking them.
+ */
+final class DmarDomain implements DomainOps {
+    private static final long SZ_2M = 1L << 21;
+    private static final long SZ_1G = 1L << 30;
+
+    final int levels;
+    final int flags;
+    final long pgd;
+    private final IntelIommuDriver driver;
+    private final PhysicalMemory memory;
+    private final FrameAllocator frames;
+    private final long apertureLast;
+    private final long physLimit;
+    private final boolean leaf2M;
+    private final boolean leaf1G;
+    private final ReentrantLock lock = new ReentrantLock();
+    /** Per unit index: the domain id (0: not attached there) and how many devices use it. */
+    private final int[] did;
+    private final int[] users;
+    // Unmap gather, reused under the lock so the unmap path allocates nothing in steady state.
+    private long gatherStart;
+    private long gatherLast;
+    private long[] gatherPages = new long[16];
+    private int gatherCount;
+    private boolean freed;
+
+    DmarDomain(final IntelIommuDriver driver, final IntelIommu home, final int flags) {
+        this.driver = driver;
+        this.memory = driver.memory();
+        this.frames = driver.frames();
+        this.flags = flags;
+        this.levels = home.levels;
+        this.apertureLast = (1L << home.addressWidth()) - 1;
+        this.physLimit = 1L << home.haw;
+        this.leaf2M = home.cap.supports2M();
+        this.leaf1G = home.cap.supports1G();
+        this.did = new int[driver.unitCount()];
+        this.users = new int[driver.unitCount()];
+        this.pgd = frames.allocZeroedFrame();
+    }
+
+    @Override
+    public long apertureLast() {
+        return apertureLast;
+    }
+
+    @Override
+    public long pgsizeBitmap() {
+        return (1L << 12) | (leaf2M ? SZ_2M : 0) | (leaf1G ? SZ_1G : 0);
+    }
+
+    @Override
+    public List<ReservedRegion> reservedRegions() {
+        return List.of(ReservedRegion.INTERRUPT_WINDOW);
+    }
+
+    /** AW field of context entries pointing here. */
+    int aw() {
+        return levels - 2;
+    }
+
+    // ------------------------------------------------------------------ attachment bookkeeping
+
+    /** Takes a reference on this domain's id on {@code unit}, allocating one on first use. */
+    int acquireDid(final IntelIommu unit) {
+        lock.lock();
+        try {
+            checkLive();
+            if (!unit.cap.supportsLevels(levels) || unit.addressWidth() < Long.numberOfTrailingZeros(apertureLast + 1)
+                    || (leaf2M && !unit.cap.supports2M()) || (leaf1G && !unit.cap.supports1G())) {
+                throw new KernelException(Errno.EINVAL, String.format(
+                        "domain (%d levels, 2M %b, 1G %b) does not fit VT-d unit %d", levels, leaf2M, leaf1G, unit.index));
+            }
+            if (users[unit.index]++ == 0) {
+                did[unit.index] = unit.allocDid();
+            }
+            return did[unit.index];
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Drops a reference taken by {@link #acquireDid}; the caller has already invalidated. */
+    void releaseDid(final IntelIommu unit) {
+        lock.lock();
+        try {
+            if (--users[unit.index] == 0) {
+                unit.freeDid(did[unit.index]);
+                did[unit.index] = 0;
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    int didOn(final int unit) {
+        return did[unit];
+    }
+
+    // ------------------------------------------------------------------ map
+
+    @Override
+    public void map(final long iova, final long phys, final long size, final int prot) {
+        if (size <= 0 || ((iova | phys | size) & 0xFFF) != 0) {
+            throw new KernelException(Errno.EINVAL, String.format("map iova=0x%x phys=0x%x size=0x%x: not 4K aligned", iova, phys, size));
+        }
+        if ((prot & ~(IommuDomain.READ | IommuDomain.WRITE)) != 0 || prot == 0) {
+            throw new KernelException(Errno.EINVAL, "map prot=0x" + Integer.toHexString(prot));
+        }
+        if (Long.compareUnsigned(iova, apertureLast) > 0 || Long.compareUnsigned(size - 1, apertureLast - iova) > 0) {
+            throw new KernelException(Errno.EFAULT, String.format("map iova=0x%x size=0x%x beyond the %d-bit aperture",
+                    iova, size, Long.numberOfTrailingZeros(apertureLast + 1)));
+        }
+        if (phys < 0 || size > physLimit || phys > physLimit - size) {
+            throw new KernelException(Errno.EINVAL, String.format("map phys=0x%x size=0x%x beyond the host address width", phys, size));
+        }
+        final long leafBits = ((prot & IommuDomain.READ) != 0 ? SlPte.R : 0) | ((prot & IommuDomain.WRITE) != 0 ? SlPte.W : 0);
+        lock.lock();
+        try {
+            checkLive();
+            final long done = mapLocked(iova, phys, size, leafBits);
+            if (done != size) {
+                if (done > 0) {
+                    unmapLocked(iova, done); // nothing of a failed map stays behind
+                }
+                throw new KernelException(Errno.EADDRINUSE, String.format("map iova=0x%x: 0x%x is already mapped", iova, iova + done));
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Maps leaf by leaf; returns the bytes mapped before the first present entry in the way. */
+    private long mapLocked(final long iova, final long phys, final long size, final long leafBits) {
+        long cur = iova;
+        long pa = phys;
+        long left = size;
+        while (left > 0) {
+            long table = pgd;
+            int level = levels;
+            while (true) {
+                final long shift = SlPte.levelShift(level);
+                final long leafSize = 1L << shift;
+                final boolean fits = (level == 1 || (level == 2 && leaf2M) || (level == 3 && leaf1G))
+                        && ((cur | pa) & (leafSize - 1)) == 0 && left >= leafSize;
+                int idx = SlPte.index(cur, level);
+                long entry = table + (long) idx * SlPte.SIZE;
+                long pte = memory.load64(entry);
+                if (fits && !SlPte.present(pte)) {
+                    // Fill this table with consecutive leaves while they fit.
+                    final long psBit = level > 1 ? SlPte.PS : 0;
+                    do {
+                        memory.store64Release(entry, pa | leafBits | psBit);
+                        cur += leafSize;
+                        pa += leafSize;
+                        left -= leafSize;
+                        idx++;
+                        entry += SlPte.SIZE;
+                    } while (left >= leafSize && idx < SlPte.ENTRIES && !SlPte.present(memory.load64(entry)));
+                    break;
+                }
+                if (SlPte.present(pte) && (level == 1 || SlPte.largeLeaf(pte))) {
+                    return size - left;
+                }
+                if (!SlPte.present(pte)) {
+                    pte = SlPte.encodeTable(frames.allocZeroedFrame());
+                    memory.store64Release(entry, pte);
+                }
+                table = SlPte.address(pte);
+                level--;
+            }
+        }
+        return size;
+    }
+
+    // ------------------------------------------------------------------ unmap
+
+    @Override
+    public long unmap(final long iova, final long size) {
+        if (size <= 0 || ((iova | size) & 0xFFF) != 0) {
+            throw new KernelException(Errno.EINVAL, String.format("unmap iova=0x%x size=0x%x: not 4K aligned", iova, size));
+        }
+        if (Long.compareUnsigned(iova, apertureLast) > 0 || Long.compareUnsigned(size - 1, apertureLast - iova) > 0) {
+            throw new KernelException(Errno.EINVAL, String.format("unmap iova=0x%x size=0x%x beyond the aperture", iova, size));
+        }
+        lock.lock();
+        try {
+            checkLive();
+            final long leafStart = leafContaining(iova);
+            if (leafStart >= 0 && leafStart != iova) {
+                throw new KernelException(Errno.EINVAL, String.format("unmap iova=0x%x starts inside the leaf at 0x%x", iova, leafStart));
+            }
+            return unmapLocked(iova, size);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private long unmapLocked(final long iova, final long size) {
+        gatherStart = Long.MAX_VALUE;
+        gatherLast = -1;
+        gatherCount = 0;
+        final long bytes = clear(pgd, levels, iova, iova + size - 1);
+        if (bytes > 0) {
+            final boolean leafOnly = gatherCount == 0;
+            for (int u = 0; u < did.length; u++) {
+                if (did[u] != 0) {
+                    driver.unit(u).flushIotlb(did[u], gatherStart, gatherLast, leafOnly);
+                }
+            }
+        }
+        // The invalidation above has completed: no walk can still reach these pages.
+        for (int i = 0; i < gatherCount; i++) {
+            frames.freeFrame(gatherPages[i]);
+        }
+        gatherCount = 0;
+        return bytes;
+    }
+
+    /** Clears leaves in {@code [start, last]} of {@code table} at {@code level}; frees fully covered tables. */
+    private long clear(final long table, final int level, final long start, final long last) {
+        final int shift = SlPte.levelShift(level);
+        final long slotSize = 1L << shift;
+        final long base = start & ~((slotSize << 9) - 1);
+        long bytes = 0;
+        for (int idx = SlPte.index(start, level), end = SlPte.index(last, level); idx <= end; idx++) {
+            final long entry = table + (long) idx * SlPte.SIZE;
+            final long pte = memory.load64(entry);
+            if (!SlPte.present(pte)) {
+                continue;
+            }
+            final long slotStart = base + ((long) idx << shift);
+            final long slotLast = slotStart + slotSize - 1;
+            if (level == 1 || SlPte.largeLeaf(pte)) {
+                memory.store64Release(entry, 0);
+                bytes += slotSize;
+                gather(slotStart, slotLast);
+                continue;
+            }
+            final long lo = Math.max(start, slotStart);
+            final long hi = Math.min(last, slotLast);
+            bytes += clear(SlPte.address(pte), level - 1, lo, hi);
+            if (lo == slotStart && hi == slotLast) {
+                memory.store64Release(entry, 0);
+                gather(slotStart, slotLast);
+                gatherPage(SlPte.address(pte));
+            }
+        }
+        return bytes;
+    }
+
+    private void gather(final long start, final long last) {
+        gatherStart = Math.min(gatherStart, start);
+        gatherLast = Math.max(gatherLast, last);
+    }
+
+    private void gatherPage(final long phys) {
+        if (gatherCount == gatherPages.length) {
+            gatherPages = Arrays.copyOf(gatherPages, gatherCount * 2);
+        }
+        gatherPages[gatherCount++] = phys;
+    }
+
+    /** Start of the present leaf that translates {@code iova}, or -1. */
+    private long leafContaining(final long iova) {
+        long table = pgd;
+        for (int level = levels; level >= 1; level--) {
+            final long pte = memory.load64(table + (long) SlPte.index(iova, level) * SlPte.SIZE);
+            if (!SlPte.present(pte)) {
+                return -1;
+            }
+            if (level == 1 || SlPte.largeLeaf(pte)) {
+                return iova & ~(SlPte.levelSize(level) - 1);
+            }
+            table = SlPte.address(pte);
+        }
+        return -1;
+    }
+
+    @Override
+    public long iovaToPhys(final long iova) {
+        if (Long.compareUnsigned(iova, apertureLast) > 0) {
+            return -1;
+        }
+        long table = pgd;
+        for (int level = levels; level >= 1; level--) {
+            final long pte = memory.load64Acquire(table + (long) SlPte.index(iova, level) * SlPte.SIZE);
+            if (!SlPte.present(pte)) {
+                return -1;
+            }
+            if (level == 1 || SlPte.largeLeaf(pte)) {
+                return SlPte.address(pte) | (iova & (SlPte.levelSize(level) - 1));
+            }
+            table = SlPte.address(pte);
+        }
+        return -1;
+    }
+
+    // ------------------------------------------------------------------ teardown
+
+    @Override
+    public void free() {
+        lock.lock();
+        try {
+            checkLive();
+            for (int u = 0; u < users.length; u++) {
+                if (users[u] != 0) {
+                    throw new KernelException(Errno.EBUSY, "domain still attached through VT-d unit " + u);
+                }
+            }
+            freeTable(pgd, levels);
+            freed = true;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void freeTable(final long table, final int level) {
+        if (level > 1) {
+            for (int idx = 0; idx < SlPte.ENTRIES; idx++) {
+                final long pte = memory.load64(table + (long) idx * SlPte.SIZE);
+                if (SlPte.present(pte) && !SlPte.largeLeaf(pte)) {
+                    freeTable(SlPte.address(pte), level - 1);
+                }
+            }
+        }
+        frames.freeFrame(table);
+    }
+
+    private void checkLive() {
+        if (freed) {
+            throw new IllegalStateException("use of a freed VT-d domain");
+        }
+    }
+}

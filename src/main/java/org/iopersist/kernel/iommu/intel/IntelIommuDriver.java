@@ -1,0 +1,136 @@
+package org.iopersist.kernel.iommu.intel;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.iopersist.hw.Board;
+import org.iopersist.hw.MachineConfig;
+import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.KernelLog;
+import org.iopersist.kernel.iommu.DomainOps;
+import org.iopersist.kernel.iommu.IommuDevice;
+import org.iopersist.kernel.iommu.IommuDriver;
+import org.iopersist.kernel.kho.FrameSource;
+import org.iopersist.kernel.mm.FrameAllocator;
+import org.iopersist.uapi.Errno;
+
+/**
+ * The VT-d driver (Linux's {@code drivers/iommu/intel/iommu.c}) in legacy mode: one
+ * {@link IntelIommu} per remapping unit of the platform description, paging domains as
+ * {@link DmarDomain}s, and blocking as a cleared context entry.
+ */
+public final class IntelIommuDriver implements IommuDriver {
+    private final PhysicalMemory memory;
+    private final FrameAllocator frames;
+    private final KernelLog log;
+    private final IntelIommu[] units;
+    private final List<IommuDevice> devices;
+    private final Map<IommuDevice, DmarDomain> current = new HashMap<>();
+
+    public IntelIommuDriver(final Board board, final FrameAllocator frames, final KernelLog log) {
+        this.memory = board.memory();
+        this.frames = frames;
+        this.log = log;
+        final MachineConfig platform = board.config();
+        this.units = new IntelIommu[platform.units().size()];
+        for (int i = 0; i < units.length; i++) {
+            units[i] = new IntelIommu(i, memory, board.unitRegisters(i), platform.units().get(i), log);
+        }
+        final List<IommuDevice> list = new ArrayList<>();
+        for (MachineConfig.DeviceConfig d : platform.devices()) {
+            list.add(new IommuDevice(d.bdf(), d.unit()));
+        }
+        list.sort(null);
+        this.devices = List.copyOf(list);
+    }
+
+    @Override
+    public String name() {
+        return "intel-iommu";
+    }
+
+    @Override
+    public List<IommuDevice> devices() {
+        return devices;
+    }
+
+    PhysicalMemory memory() {
+        return memory;
+    }
+
+    FrameAllocator frames() {
+        return frames;
+    }
+
+    int unitCount() {
+        return units.length;
+    }
+
+    IntelIommu unit(final int index) {
+        return units[index];
+    }
+
+    /** Root table of unit {@code index}, for tests and the handover. */
+    public long rootTable(final int index) {
+        return units[index].rootPhys();
+    }
+
+    /** Domain ids in use on unit {@code index}. */
+    public int domainIdsInUse(final int index) {
+        return units[index].didsInUse();
+    }
+
+    /** The domain id {@code domain} has on {@code unit} (0 if not attached there). */
+    public int domainId(final DomainOps domain, final int unit) {
+        return ((DmarDomain) domain).didOn(unit);
+    }
+
+    @Override
+    public void init(final FrameSource early) {
+        for (IntelIommu u : units) {
+            u.init(early);
+        }
+    }
+
+    @Override
+    public void lateInit() {
+        for (IntelIommu u : units) {
+            u.relocate(frames);
+        }
+        log.info("DMAR: root tables and invalidation queues moved out of early memory");
+    }
+
+    @Override
+    public DomainOps allocPaging(final IommuDevice dev, final int flags) {
+        return new DmarDomain(this, units[dev.unit()], flags);
+    }
+
+    @Override
+    public synchronized void setDomain(final IommuDevice dev, final DomainOps domainOrNull) {
+        if (domainOrNull != null && !(domainOrNull instanceof DmarDomain)) {
+            throw new KernelException(Errno.EINVAL, "domain belongs to another driver");
+        }
+        final IntelIommu unit = units[dev.unit()];
+        final DmarDomain next = (DmarDomain) domainOrNull;
+        final DmarDomain old = current.get(dev);
+        final int did = next == null ? 0 : next.acquireDid(unit);
+        try {
+            unit.setContext(dev, next == null ? -1 : next.pgd, did, next == null ? 0 : next.aw(), frames);
+        } catch (RuntimeException e) {
+            if (next != null) {
+                next.releaseDid(unit);
+            }
+            throw e;
+        }
+        if (old != null) {
+            old.releaseDid(unit); // its entry is gone and its IOTLB entries invalidated
+        }
+        if (next == null) {
+            current.remove(dev);
+        } else {
+            current.put(dev, next);
+        }
+    }
+}

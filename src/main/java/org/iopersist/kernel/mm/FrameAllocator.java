@@ -1,0 +1,297 @@
+package org.iopersist.kernel.mm;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.kho.FrameSource;
+import org.iopersist.uapi.Errno;
+
+/**
+ * The buddy allocator over the RAM this boot owns. Before {@link #open()} only early reservations
+ * are taken (firmware, carve-outs, preserved frames); opening hands every frame not reserved to the
+ * free lists. Runs are naturally aligned blocks of {@code 2^order} frames up to {@link #MAX_ORDER}.
+ *
+ * <p>Free blocks are found through one bitmap per order ("a free block starts here") and a stack of
+ * candidates per order whose stale entries are skipped on pop, so a coalesce never searches a list.
+ *
+ * <p>With poisoning on, a freed frame is filled with {@link #POISON} and checked when it is handed
+ * out again: a write through a stale pointer (a device DMA, a table walk) shows up as a violation
+ * instead of silent corruption, as Linux's {@code page_poison} does.
+ */
+public final class FrameAllocator implements FrameSource {
+    /** 2^18 frames = 1 GiB, the largest leaf a VT-d table can map. */
+    public static final int MAX_ORDER = 18;
+    public static final byte POISON = 0x6b;
+    private static final long POISON64 = 0x6b6b_6b6b_6b6b_6b6bL;
+    private static final int SHIFT = PhysicalMemory.FRAME_SHIFT;
+
+    /** Accounting in frames; {@code poisonViolations} counts freed frames found written to. */
+    public record Stats(long totalFrames, long reservedFrames, long freeFrames, long allocatedFrames, long poisonViolations) {
+    }
+
+    private record Reservation(PhysRange range, String owner) {
+    }
+
+    private final PhysicalMemory memory;
+    private final long limitFrames;
+    private final boolean poison;
+    private final List<Reservation> early = new ArrayList<>();
+    private final long[][] freeHead = new long[MAX_ORDER + 1][];
+    private final long[][] stack = new long[MAX_ORDER + 1][];
+    private final int[] depth = new int[MAX_ORDER + 1];
+    private long[] allocated;
+    private boolean open;
+    private long freeFrames;
+    private long reservedFrames;
+    private long allocatedFrames;
+    private long violations;
+
+    /** An allocator for frames {@code [0, limit)} of {@code memory}. */
+    public FrameAllocator(final PhysicalMemory memory, final long limit, final boolean poison) {
+        if (limit <= 0 || limit > memory.size() || (limit & PhysicalMemory.FRAME_MASK) != 0) {
+            throw new IllegalArgumentException(String.format("allocator limit 0x%x outside memory of 0x%x", limit, memory.size()));
+        }
+        this.memory = memory;
+        this.limitFrames = limit >>> SHIFT;
+        this.poison = poison;
+    }
+
+    public boolean poisoning() {
+        return poison;
+    }
+
+    /** Keeps {@code range} out of the allocator for good (firmware, carve-outs) or until freed back. */
+    public synchronized void reserve(final PhysRange range, final String owner) {
+        if (open) {
+            throw new IllegalStateException("early reservation of " + range + " after the allocator opened");
+        }
+        if (range.end() > limitFrames << SHIFT) {
+            throw new IllegalArgumentException(range + " (" + owner + ") lies beyond the allocator's memory");
+        }
+        early.add(new Reservation(range, owner));
+    }
+
+    /** The early reservations so far, for the boot log. */
+    public synchronized List<String> reservations() {
+        return early.stream().map(r -> r.range() + " " + r.owner()).toList();
+    }
+
+    public synchronized boolean isOpen() {
+        return open;
+    }
+
+    /** Frees every frame no reservation covers. Overlapping reservations are fine. */
+    public synchronized void open() {
+        if (open) {
+            throw new IllegalStateException("allocator already open");
+        }
+        allocated = new long[(int) ((limitFrames + 63) >>> 6)];
+        for (int order = 0; order <= MAX_ORDER; order++) {
+            freeHead[order] = new long[(int) (((limitFrames >>> order) + 63) >>> 6)];
+            stack[order] = new long[64];
+        }
+        final List<PhysRange> sorted = early.stream().map(Reservation::range)
+                .sorted(Comparator.comparingLong(PhysRange::start)).toList();
+        long cursor = 0;
+        long reserved = 0;
+        for (PhysRange r : sorted) {
+            final long first = r.start() >>> SHIFT;
+            final long end = r.end() >>> SHIFT;
+            if (first > cursor) {
+                addFree(cursor, first);
+            }
+            if (end > cursor) {
+                reserved += end - Math.max(first, cursor);
+                cursor = end;
+            }
+        }
+        if (cursor < limitFrames) {
+            addFree(cursor, limitFrames);
+        }
+        reservedFrames = reserved;
+        open = true;
+    }
+
+    private void addFree(final long firstPfn, final long endPfn) {
+        long pfn = firstPfn;
+        while (pfn < endPfn) {
+            int order = pfn == 0 ? MAX_ORDER : Math.min(MAX_ORDER, Long.numberOfTrailingZeros(pfn));
+            while (pfn + (1L << order) > endPfn) {
+                order--;
+            }
+            if (poison) {
+                memory.fill(pfn << SHIFT, 1L << (order + SHIFT), POISON);
+            }
+            pushFree(pfn, order);
+            freeFrames += 1L << order;
+            pfn += 1L << order;
+        }
+    }
+
+    // ------------------------------------------------------------------ allocation
+
+    @Override
+    public long allocZeroedFrame() {
+        return allocZeroedRun(0);
+    }
+
+    @Override
+    public long allocZeroedRun(final int order) {
+        final long phys = allocRun(order);
+        memory.fill(phys, 1L << (order + SHIFT), (byte) 0);
+        return phys;
+    }
+
+    /** A naturally aligned run of {@code 2^order} frames, contents undefined (poisoned when debugging). */
+    public synchronized long allocRun(final int order) {
+        if (order < 0 || order > MAX_ORDER) {
+            throw new KernelException(Errno.EINVAL, "order " + order + " outside 0.." + MAX_ORDER);
+        }
+        if (!open) {
+            throw new IllegalStateException("frame allocation before the allocator opened");
+        }
+        int o = order;
+        long pfn = -1;
+        while (o <= MAX_ORDER && (pfn = popFree(o)) < 0) {
+            o++;
+        }
+        if (pfn < 0) {
+            throw new KernelException(Errno.ENOMEM, String.format("no free run of order %d (%d frames free)", order, freeFrames));
+        }
+        while (o > order) {
+            o--;
+            pushFree(pfn + (1L << o), o); // the upper half goes back, split
+        }
+        freeFrames -= 1L << order;
+        allocatedFrames += 1L << order;
+        for (long p = pfn; p < pfn + (1L << order); p++) {
+            allocated[(int) (p >>> 6)] |= 1L << p;
+        }
+        if (poison) {
+            checkPoison(pfn, order);
+        }
+        return pfn << SHIFT;
+    }
+
+    private void checkPoison(final long pfn, final int order) {
+        final long base = pfn << SHIFT;
+        final long end = base + (1L << (order + SHIFT));
+        for (long p = base; p < end; p += 8) {
+            if (memory.load64(p) != POISON64) {
+                violations++;
+                return;
+            }
+        }
+    }
+
+    @Override
+    public void freeFrame(final long phys) {
+        freeRun(phys, 0);
+    }
+
+    /**
+     * Returns a run. Each frame must be allocated, or early-reserved and now given back (KHO's
+     * finish frees preserved frames nobody claimed); freeing a free frame is a bug and throws.
+     */
+    @Override
+    public synchronized void freeRun(final long phys, final int order) {
+        if (order < 0 || order > MAX_ORDER || (phys & ((1L << (order + SHIFT)) - 1)) != 0
+                || (phys >>> SHIFT) + (1L << order) > limitFrames) {
+            throw new IllegalArgumentException(String.format("free of 0x%x order %d: not an aligned run of this memory", phys, order));
+        }
+        if (!open) {
+            throw new IllegalStateException("free before the allocator opened");
+        }
+        long pfn = phys >>> SHIFT;
+        final long end = pfn + (1L << order);
+        long wasAllocated = 0;
+        for (long p = pfn; p < end; p++) {
+            if (testAllocated(p)) {
+                wasAllocated++;
+            } else if (inFreeBlock(p)) {
+                throw new IllegalStateException(String.format("double free of frame 0x%x (run 0x%x order %d)", p << SHIFT, phys, order));
+            }
+        }
+        for (long p = pfn; p < end; p++) {
+            allocated[(int) (p >>> 6)] &= ~(1L << p);
+        }
+        if (poison) {
+            memory.fill(phys, 1L << (order + SHIFT), POISON);
+        }
+        freeFrames += 1L << order;
+        allocatedFrames -= wasAllocated;
+        reservedFrames -= (1L << order) - wasAllocated;
+        int o = order;
+        while (o < MAX_ORDER) {
+            final long buddy = pfn ^ (1L << o);
+            if (buddy + (1L << o) > limitFrames || !testHead(buddy, o)) {
+                break;
+            }
+            clearHead(buddy, o); // its stack entry goes stale
+            pfn = Math.min(pfn, buddy);
+            o++;
+        }
+        pushFree(pfn, o);
+    }
+
+    private boolean inFreeBlock(final long pfn) {
+        for (int o = 0; o <= MAX_ORDER; o++) {
+            if (testHead(pfn & ~((1L << o) - 1), o)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private boolean testAllocated(final long pfn) {
+        return (allocated[(int) (pfn >>> 6)] & (1L << pfn)) != 0;
+    }
+
+    /** True if the frame at {@code phys} is handed out (not free, not reserved). */
+    public synchronized boolean isAllocated(final long phys) {
+        return open && phys >= 0 && (phys >>> SHIFT) < limitFrames && testAllocated(phys >>> SHIFT);
+    }
+
+    public synchronized Stats stats() {
+        return new Stats(limitFrames, reservedFrames, freeFrames, allocatedFrames, violations);
+    }
+
+    // ------------------------------------------------------------------ free-list bookkeeping
+
+    private boolean testHead(final long pfn, final int order) {
+        final long idx = pfn >>> order;
+        final long[] map = freeHead[order];
+        final int word = (int) (idx >>> 6);
+        return word < map.length && (map[word] & (1L << idx)) != 0;
+    }
+
+    private void clearHead(final long pfn, final int order) {
+        final long idx = pfn >>> order;
+        freeHead[order][(int) (idx >>> 6)] &= ~(1L << idx);
+    }
+
+    private void pushFree(final long pfn, final int order) {
+        final long idx = pfn >>> order;
+        freeHead[order][(int) (idx >>> 6)] |= 1L << idx;
+        long[] s = stack[order];
+        if (depth[order] == s.length) {
+            s = java.util.Arrays.copyOf(s, s.length * 2);
+            stack[order] = s;
+        }
+        s[depth[order]++] = pfn;
+    }
+
+    private long popFree(final int order) {
+        final long[] s = stack[order];
+        while (depth[order] > 0) {
+            final long pfn = s[--depth[order]];
+            if (testHead(pfn, order)) {
+                clearHead(pfn, order);
+                return pfn;
+            }
+        }
+        return -1;
+    }
+}
