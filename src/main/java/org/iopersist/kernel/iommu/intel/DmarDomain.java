@@ -223,7 +223,7 @@ final class DmarDomain implements DomainOps {
         gatherLast = -1;
         gatherCount = 0;
         final long bytes = clear(pgd, levels, iova, iova + size - 1);
-        if (bytes > 0) {
+        if (bytes > 0 || gatherCount > 0) {
             final boolean leafOnly = gatherCount == 0;
             for (int u = 0; u < did.length; u++) {
                 if (did[u] != 0) {
