@@ -14,6 +14,16 @@ import org.iopersist.kernel.kho.SetupData;
 import org.iopersist.kernel.mm.EarlyFrames;
 import org.iopersist.kernel.mm.FrameAllocator;
 import org.iopersist.kernel.mm.PhysRange;
+import org.iopersist.kernel.iommufd.IommufdCtx;
+import org.iopersist.kernel.iommufd.IommufdFile;
+import org.iopersist.kernel.syscall.FrameRefs;
+import org.iopersist.kernel.syscall.LiveUpdateControl;
+import org.iopersist.kernel.syscall.SyscallServer;
+import org.iopersist.kernel.syscall.Syscalls;
+import org.iopersist.kernel.syscall.UserProcess;
+import org.iopersist.kernel.syscall.Vfs;
+import org.iopersist.kernel.sysfs.Sysfs;
+import org.iopersist.kernel.sysfs.SysfsAttribute;
 
 /**
  * One boot of the host kernel on a machine. Everything it knows comes from the board: the
@@ -44,6 +54,11 @@ public final class Kernel {
     private final IommuCore iommu;
     private final BootKind kind;
     private final String coldBootReason;
+    private final Sysfs sysfs = new Sysfs();
+    private final FrameRefs refs;
+    private final Vfs vfs;
+    private final Syscalls syscalls;
+    private volatile String stagedCmdline;
 
     private Kernel(final Board board, final KernelLog log, final BootParams params, final PhysRange scratch,
             final PhysRange guestmemfs, final FrameAllocator frames, final IntelIommuDriver intel, final IommuCore iommu,
@@ -58,6 +73,69 @@ public final class Kernel {
         this.iommu = iommu;
         this.kind = kind;
         this.coldBootReason = coldBootReason;
+        this.refs = new FrameRefs(frames);
+        this.vfs = new Vfs(sysfs);
+        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(refs)));
+        this.syscalls = new Syscalls(board.memory(), frames, refs, vfs, new Control());
+        populateSysfs();
+    }
+
+    private void populateSysfs() {
+        sysfs.mkdirs("/sys/kernel/mm/frames");
+        sysfs.add("/sys/kernel/mm/frames", SysfsAttribute.readOnly("total", () -> Long.toString(frames.stats().totalFrames())));
+        sysfs.add("/sys/kernel/mm/frames", SysfsAttribute.readOnly("free", () -> Long.toString(frames.stats().freeFrames())));
+        sysfs.add("/sys/kernel/mm/frames", SysfsAttribute.readOnly("reserved", () -> Long.toString(frames.stats().reservedFrames())));
+        sysfs.add("/sys/kernel/mm/frames", SysfsAttribute.readOnly("allocated", () -> Long.toString(frames.stats().allocatedFrames())));
+        sysfs.add("/sys/kernel/mm/frames", SysfsAttribute.readOnly("poison_violations",
+                () -> Long.toString(frames.stats().poisonViolations())));
+        sysfs.mkdirs("/sys/kernel/boot");
+        sysfs.add("/sys/kernel/boot", SysfsAttribute.readOnly("kind", () -> kind.name().toLowerCase(java.util.Locale.ROOT)));
+        sysfs.add("/sys/kernel/boot", SysfsAttribute.readOnly("cold_boot_reason", () -> coldBootReason == null ? "" : coldBootReason));
+        sysfs.add("/sys/kernel/boot", SysfsAttribute.readOnly("cmdline", params::cmdline));
+    }
+
+    /** kexec_load stages the next command line; the reboot that uses it comes with live update. */
+    private final class Control implements LiveUpdateControl {
+        @Override
+        public void kexecLoad(final UserProcess caller, final String cmdline) {
+            if (caller.uid() != 0) {
+                throw new KernelException(org.iopersist.uapi.Errno.EPERM, "kexec_load needs uid 0");
+            }
+            stagedCmdline = cmdline;
+            log.info("kexec: staged next kernel, command line \"%s\"", cmdline);
+        }
+
+        @Override
+        public void rebootKexec(final UserProcess caller) {
+            if (caller.uid() != 0) {
+                throw new KernelException(org.iopersist.uapi.Errno.EPERM, "reboot needs uid 0");
+            }
+            if (stagedCmdline == null) {
+                throw new KernelException(org.iopersist.uapi.Errno.EINVAL, "reboot(KEXEC) with no kernel loaded");
+            }
+            throw new KernelException(org.iopersist.uapi.Errno.ENOSYS, "kexec reboot is not available in this kernel");
+        }
+    }
+
+    /** Serves processes on a Unix socket at {@code socket}; the caller stops the server. */
+    public SyscallServer serve(final Path socket) throws IOException {
+        return new SyscallServer(socket, syscalls, log::info);
+    }
+
+    public Sysfs sysfs() {
+        return sysfs;
+    }
+
+    public Vfs vfs() {
+        return vfs;
+    }
+
+    public Syscalls syscalls() {
+        return syscalls;
+    }
+
+    public FrameRefs frameRefs() {
+        return refs;
     }
 
     public static Kernel boot(final Board board) {

@@ -117,6 +117,18 @@ class KernelBootTest {
         }
     }
 
+    @Test
+    void processesReachTheBootedKernelThroughItsSocket() throws Exception {
+        try (KernelRig rig = KernelRig.boot(dir.resolve("m"), MachineConfig.small().withMemorySize(128 * MIB), "");
+             var server = rig.kernel.serve(dir.resolve("k.sock"));
+             var client = org.iopersist.vmm.KernelClient.connect(server.path(), dir.resolve("m").resolve("memory"))) {
+            final long free = Long.parseLong(client.readFile("/sys/kernel/mm/frames/free").trim());
+            assertEquals(rig.kernel.frames().stats().freeFrames(), free, "sysfs shows the allocator's accounting");
+            assertEquals("cold", client.readFile("/sys/kernel/boot/kind").trim());
+            assertTrue(client.open("/dev/iommu", org.iopersist.uapi.Syscall.O_RDWR) >= 0);
+        }
+    }
+
     static void awaitFaults(final DeviceBar bar, final long n) {
         final long deadline = System.nanoTime() + 10_000_000_000L;
         while (bar.counters().faults() < n) {
