@@ -73,6 +73,35 @@ class IommufdSelftestPart1Test extends IommufdAbiFixture {
     }
 
     @Test
+    void cmd_ex_fail() {
+        // DESTROY of object 0 framed three ways: a longer struct with a zero tail is read normally
+        // (ENOENT), a non-zero tail is E2BIG, a short one EINVAL; the size check comes first.
+        final byte[] longZero = new byte[16];
+        java.nio.ByteBuffer.wrap(longZero).order(ByteOrder.LITTLE_ENDIAN).putInt(0, 16);
+        assertEquals(Errno.ENOENT, err(ioctlSized(Iommufd.IOMMU_DESTROY, longZero)));
+        final byte[] longTail = longZero.clone();
+        longTail[12] = 1;
+        assertEquals(Errno.E2BIG, err(ioctlSized(Iommufd.IOMMU_DESTROY, longTail)));
+        final byte[] shortStruct = new byte[8];
+        java.nio.ByteBuffer.wrap(shortStruct).order(ByteOrder.LITTLE_ENDIAN).putInt(0, 4);
+        assertEquals(Errno.EINVAL, err(ioctlSized(Iommufd.IOMMU_DESTROY, shortStruct)));
+    }
+
+    @Test
+    void ioas_auto_destroy() throws Exception {
+        // Closing the fd with a live IOAS and area frees both; the next context starts empty.
+        final int ioas = ioasAlloc();
+        final long buf = c.mmapAnonymous(4 * 4096);
+        c.memory().writeLong(buf, 1);
+        assertEquals(0x10000, map(ioas, buf, 4 * 4096, 0x10000, true));
+        c.close(fd);
+        fd = c.open("/dev/iommu", Syscall.O_RDWR);
+        final MemorySegment d = struct(Iommufd.IOMMU_DESTROY_LAYOUT);
+        set32(d, Iommufd.IOMMU_DESTROY_LAYOUT, "id", ioas);
+        assertEquals(Errno.ENOENT, err(c.ioctl(fd, Iommufd.IOMMU_DESTROY, d)));
+    }
+
+    @Test
     void ioas_destroy_and_id_reuse() {
         final int a = ioasAlloc();
         final int b = ioasAlloc();
