@@ -41,6 +41,8 @@ public final class Kernel {
     /** Below 1 MiB is firmware's, as on x86. */
     public static final PhysRange LOW_MEMORY = new PhysRange(0, 1L << 20);
     private static final long SZ_2M = 1L << 21;
+    /** Char major of VFIO device cdevs (dynamic in Linux; fixed here so sysfs reads are stable). */
+    public static final int VFIO_CDEV_MAJOR = 511;
 
     public enum BootKind { COLD, LIVE_UPDATE }
 
@@ -75,7 +77,18 @@ public final class Kernel {
         this.coldBootReason = coldBootReason;
         this.refs = new FrameRefs(frames);
         this.vfs = new Vfs(sysfs);
-        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(refs)));
+        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(refs, iommu)));
+        final java.util.List<org.iopersist.kernel.iommu.IommuDevice> devs = iommu.devices();
+        for (int i = 0; i < devs.size(); i++) {
+            final org.iopersist.kernel.vfio.VfioDevice vd = new org.iopersist.kernel.vfio.VfioDevice(i, devs.get(i));
+            vfs.registerDevice(vd.cdevPath(), (p, path, flags) -> new org.iopersist.kernel.vfio.VfioDeviceFile(vd));
+            final String dir = "/sys/bus/pci/devices/" + devs.get(i).bdf() + "/vfio-dev/vfio" + i;
+            sysfs.mkdirs(dir);
+            final int minor = i;
+            sysfs.add(dir, SysfsAttribute.readOnly("dev", () -> VFIO_CDEV_MAJOR + ":" + minor));
+            sysfs.add("/sys/bus/pci/devices/" + devs.get(i).bdf(), SysfsAttribute.readOnly("iommu_unit",
+                    () -> Integer.toString(vd.device().unit())));
+        }
         this.syscalls = new Syscalls(board.memory(), frames, refs, vfs, new Control());
         populateSysfs();
     }

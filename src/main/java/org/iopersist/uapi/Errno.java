@@ -44,6 +44,7 @@ public enum Errno {
     ENOSYS(38),
     ENOTEMPTY(39),
     EOVERFLOW(75),
+    EBADFD(77),
     EMSGSIZE(90),
     EOPNOTSUPP(95),
     EADDRINUSE(98),

@@ -30,4 +30,7 @@ public interface IommuDriver {
      * setting left in the unit's caches before the new one is published.
      */
     void setDomain(IommuDevice dev, DomainOps domainOrNull);
+
+    /** IOMMU_GET_HW_INFO's answer for {@code dev}. */
+    HwInfo hwInfo(IommuDevice dev);
 }

@@ -144,6 +144,105 @@ public final class Ioas extends IommufdObject {
         a.pages().put();
     }
 
+    /**
+     * iopt_table_add_domain: reserves what the domain cannot translate, raises the alignment to its
+     * smallest page (EADDRINUSE if an area is not aligned to it), pins every area if this is the
+     * first domain, and fills it. On failure nothing changes.
+     */
+    void addDomain(final IoasDomain d) {
+        domainsLock.writeLock().lock();
+        iovaLock.writeLock().lock();
+        try {
+            final long alignment = Math.max(computeAlignment(iopt.largePagesDisabled()), d.minPageSize());
+            for (Area a : iopt.areas().values()) {
+                if (a.start() % alignment != 0 || (a.last() + 1) % alignment != 0) {
+                    throw new org.iopersist.kernel.KernelException(org.iopersist.uapi.Errno.EADDRINUSE, String.format(
+                            "area [0x%x, 0x%x] is not aligned to the domain's page size 0x%x", a.start(), a.last(), alignment));
+                }
+            }
+            try {
+                for (IovaRange r : d.reservedRanges()) {
+                    iopt.reserve(r.start(), r.last(), d);
+                }
+            } catch (RuntimeException e) {
+                iopt.unreserve(d);
+                throw e;
+            }
+            final java.util.List<Area> filled = new java.util.ArrayList<>();
+            try {
+                for (Area a : iopt.areas().values()) {
+                    if (domains.isEmpty()) {
+                        a.pages().pin();
+                    }
+                    filled.add(a);
+                    a.fill(d);
+                }
+            } catch (RuntimeException e) {
+                for (Area a : filled) {
+                    a.unfill(d);
+                    if (domains.isEmpty()) {
+                        a.pages().unpin();
+                    }
+                }
+                iopt.unreserve(d);
+                throw e;
+            }
+            domains.add(d);
+            iopt.setIovaAlignment(alignment);
+        } finally {
+            iovaLock.writeLock().unlock();
+            domainsLock.writeLock().unlock();
+        }
+    }
+
+    /** iopt_table_remove_domain: empties the domain, unpins when it was the last, drops its reservations. */
+    void removeDomain(final IoasDomain d) {
+        domainsLock.writeLock().lock();
+        iovaLock.writeLock().lock();
+        try {
+            if (!domains.remove(d)) {
+                return;
+            }
+            for (Area a : iopt.areas().values()) {
+                a.unfill(d);
+                if (domains.isEmpty()) {
+                    a.pages().unpin();
+                }
+            }
+            iopt.unreserve(d);
+            iopt.setIovaAlignment(computeAlignment(iopt.largePagesDisabled()));
+        } finally {
+            iovaLock.writeLock().unlock();
+            domainsLock.writeLock().unlock();
+        }
+    }
+
+    /** Reserves a device's regions for as long as it is attached here (owner = the device). */
+    void reserveForDevice(final Object device, final java.util.List<IovaRange> ranges) {
+        iovaLock.writeLock().lock();
+        try {
+            try {
+                for (IovaRange r : ranges) {
+                    iopt.reserve(r.start(), r.last(), device);
+                }
+            } catch (RuntimeException e) {
+                iopt.unreserve(device);
+                throw e;
+            }
+        } finally {
+            iovaLock.writeLock().unlock();
+        }
+    }
+
+    void unreserveForDevice(final Object device) {
+        iovaLock.writeLock().lock();
+        try {
+            iopt.unreserve(device);
+        } finally {
+            iovaLock.writeLock().unlock();
+        }
+    }
+
     @Override
     void destroy() {
         // Destroy never fails: every area goes, its pages are unpinned and released.

@@ -16,7 +16,9 @@ enum IoctlOp {
     IOAS_UNMAP(Iommufd.IOMMU_IOAS_UNMAP, Iommufd.IOMMU_IOAS_UNMAP_LAYOUT, "length", MapOps::unmap),
     IOAS_COPY(Iommufd.IOMMU_IOAS_COPY, Iommufd.IOMMU_IOAS_COPY_LAYOUT, "src_iova", MapOps::copy),
     IOAS_MAP_FILE(Iommufd.IOMMU_IOAS_MAP_FILE, Iommufd.IOMMU_IOAS_MAP_FILE_LAYOUT, "iova", MapOps::mapFile),
-    OPTION(Iommufd.IOMMU_OPTION, Iommufd.IOMMU_OPTION_LAYOUT, "val64", IoasOps::option);
+    OPTION(Iommufd.IOMMU_OPTION, Iommufd.IOMMU_OPTION_LAYOUT, "val64", IoasOps::option),
+    HWPT_ALLOC(Iommufd.IOMMU_HWPT_ALLOC, Iommufd.IOMMU_HWPT_ALLOC_LAYOUT, "__reserved", DeviceOps::hwptAlloc),
+    GET_HW_INFO(Iommufd.IOMMU_GET_HW_INFO, Iommufd.IOMMU_HW_INFO_LAYOUT, "__reserved", DeviceOps::getHwInfo);
 
     /** A command's handler; returns the ioctl's return value (0) or throws with the errno. */
     @FunctionalInterface

@@ -1,5 +1,7 @@
 package org.iopersist.kernel.iommufd;
 
+import org.iopersist.kernel.iommu.IommuCore;
+
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import org.iopersist.kernel.KernelException;
@@ -24,11 +26,41 @@ public final class IommufdCtx {
     static final int ACCOUNT_MM = 2;
 
     final ObjectTable objects = new ObjectTable();
+    /** Serialises attach, detach, replace and unbind: they move references between several objects. */
+    final Object attachLock = new Object();
     private final FrameRefs refs;
+    private final IommuCore iommu;
+    /** The open file plus every bound device (iommufd_ctx_get), as the file's refcount. */
+    private final java.util.concurrent.atomic.AtomicInteger fileRefs = new java.util.concurrent.atomic.AtomicInteger(1);
     private volatile int accountMode = ACCOUNT_USER;
 
+    /** A context without devices: every domain-related call answers ENODEV. */
     public IommufdCtx(final FrameRefs refs) {
+        this(refs, null);
+    }
+
+    public IommufdCtx(final FrameRefs refs, final IommuCore iommuOrNull) {
         this.refs = refs;
+        this.iommu = iommuOrNull;
+    }
+
+    IommuCore iommu() {
+        if (iommu == null) {
+            throw new KernelException(Errno.ENODEV, "this iommufd has no iommu behind it");
+        }
+        return iommu;
+    }
+
+    /** A device bind keeps the context alive after its fd is closed. */
+    void get() {
+        fileRefs.incrementAndGet();
+    }
+
+    /** Drops a reference; the last one destroys every object. */
+    void put() {
+        if (fileRefs.decrementAndGet() == 0) {
+            objects.destroyAll();
+        }
     }
 
     FrameRefs refs() {
@@ -84,8 +116,8 @@ public final class IommufdCtx {
         }
     }
 
-    /** Close of the fd: destroys every object, leaf first. */
+    /** Close of the fd: once no bound device holds the context either, destroys every object, leaf first. */
     public void release() {
-        objects.destroyAll();
+        put();
     }
 }

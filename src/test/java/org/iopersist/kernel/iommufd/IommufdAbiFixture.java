@@ -42,6 +42,13 @@ abstract class IommufdAbiFixture {
 
     @BeforeEach
     void setUpFixture() throws Exception {
+        final Path memoryFile = boot();
+        c = KernelClient.connect(server.path(), memoryFile);
+        fd = c.open("/dev/iommu", Syscall.O_RDWR);
+    }
+
+    /** Starts the kernel side: here a bare syscall table with /dev/iommu and no iommu; returns the memory file. */
+    Path boot() throws Exception {
         memory = PhysicalMemory.create(tmp.resolve("memory"), 256L << 20);
         frames = new TestFrames(memory, 16L << 20, 128L << 20);
         refs = new FrameRefs(frames);
@@ -57,15 +64,18 @@ abstract class IommufdAbiFixture {
                     public void rebootKexec(final UserProcess caller) {
                     }
                 }), line -> { });
-        c = KernelClient.connect(server.path(), tmp.resolve("memory"));
-        fd = c.open("/dev/iommu", Syscall.O_RDWR);
+        return tmp.resolve("memory");
+    }
+
+    void shutdown() {
+        memory.close();
     }
 
     @AfterEach
     void tearDownFixture() {
         c.close();
         server.close();
-        memory.close();
+        shutdown();
     }
 
     static MemorySegment struct(final StructLayout layout) {
@@ -99,6 +109,26 @@ abstract class IommufdAbiFixture {
         final MemorySegment s = struct(Iommufd.IOMMU_IOAS_ALLOC_LAYOUT);
         assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_IOAS_ALLOC, s));
         return get32(s, Iommufd.IOMMU_IOAS_ALLOC_LAYOUT, "out_ioas_id");
+    }
+
+    /** Returns {alignment, count, start0, last0, start1, last1, ...}; the array lives in user memory. */
+    long[] iovaRanges(final int ioas, final int capacity) {
+        final StructLayout l = Iommufd.IOMMU_IOAS_IOVA_RANGES_LAYOUT;
+        final long arrayVa = c.mmapAnonymous(4096);
+        final MemorySegment s = struct(l);
+        set32(s, l, "ioas_id", ioas);
+        set32(s, l, "num_iovas", capacity);
+        set64(s, l, "allowed_iovas", arrayVa);
+        final long ret = c.ioctl(fd, Iommufd.IOMMU_IOAS_IOVA_RANGES, s);
+        final int n = get32(s, l, "num_iovas");
+        final long[] out = new long[2 + 2 * Math.min(n, capacity)];
+        out[0] = get64(s, l, "out_iova_alignment");
+        out[1] = ret < 0 ? ret : n;
+        for (int i = 0; i < Math.min(n, capacity); i++) {
+            out[2 + 2 * i] = c.memory().readLong(arrayVa + 16L * i);
+            out[3 + 2 * i] = c.memory().readLong(arrayVa + 16L * i + 8);
+        }
+        return out;
     }
 
     /** Raw ioctl with the struct bytes given (their size field says how long the struct is). */

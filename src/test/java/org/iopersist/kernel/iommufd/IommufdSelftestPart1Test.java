@@ -174,26 +174,6 @@ class IommufdSelftestPart1Test extends IommufdAbiFixture {
         assertEquals(Errno.ENOENT, err(c.ioctl(fd, Iommufd.IOMMU_OPTION, o)));
     }
 
-    /** Returns {alignment, count, start0, last0, start1, last1, ...}; the array lives in user memory. */
-    long[] iovaRanges(final int ioas, final int capacity) {
-        final StructLayout l = Iommufd.IOMMU_IOAS_IOVA_RANGES_LAYOUT;
-        final long arrayVa = c.mmapAnonymous(4096);
-        final MemorySegment s = struct(l);
-        set32(s, l, "ioas_id", ioas);
-        set32(s, l, "num_iovas", capacity);
-        set64(s, l, "allowed_iovas", arrayVa);
-        final long ret = c.ioctl(fd, Iommufd.IOMMU_IOAS_IOVA_RANGES, s);
-        final int n = get32(s, l, "num_iovas");
-        final long[] out = new long[2 + 2 * Math.min(n, capacity)];
-        out[0] = get64(s, l, "out_iova_alignment");
-        out[1] = ret < 0 ? ret : n;
-        for (int i = 0; i < Math.min(n, capacity); i++) {
-            out[2 + 2 * i] = c.memory().readLong(arrayVa + 16L * i);
-            out[3 + 2 * i] = c.memory().readLong(arrayVa + 16L * i + 8);
-        }
-        return out;
-    }
-
     @Test
     void iova_ranges() {
         final int ioas = ioasAlloc();

@@ -76,6 +76,14 @@ final class IntelIommu {
         return Math.min(12 + 9 * levels, cap.mgaw());
     }
 
+    long capRegister() {
+        return regs.read64(VtdRegisters.CAP);
+    }
+
+    long ecapRegister() {
+        return regs.read64(VtdRegisters.ECAP);
+    }
+
     long rootPhys() {
         return rootPhys;
     }

@@ -10,6 +10,7 @@ import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.KernelLog;
 import org.iopersist.kernel.iommu.DomainOps;
+import org.iopersist.kernel.iommu.HwInfo;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommu.IommuDriver;
 import org.iopersist.kernel.kho.FrameSource;
@@ -132,5 +133,14 @@ public final class IntelIommuDriver implements IommuDriver {
         } else {
             current.put(dev, next);
         }
+    }
+
+    /** struct iommu_hw_info_vtd: flags (no errata), reserved, the unit's CAP and ECAP registers. */
+    @Override
+    public HwInfo hwInfo(final IommuDevice dev) {
+        final IntelIommu u = units[dev.unit()];
+        final java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(24).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        b.putInt(0, 0).putInt(4, 0).putLong(8, u.capRegister()).putLong(16, u.ecapRegister());
+        return new HwInfo(org.iopersist.uapi.Iommufd.IOMMU_HW_INFO_TYPE_INTEL_VTD, b.array(), 0);
     }
 }

@@ -1,0 +1,145 @@
+package org.iopersist.kernel.vfio;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.iommufd.DeviceOps;
+import org.iopersist.kernel.iommufd.IommufdDevice;
+import org.iopersist.kernel.iommufd.IommufdFile;
+import org.iopersist.kernel.syscall.KernelFile;
+import org.iopersist.kernel.syscall.UserProcess;
+import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.Iommufd;
+import org.iopersist.uapi.Vfio;
+
+/**
+ * One open VFIO device cdev. Until VFIO_DEVICE_BIND_IOMMUFD succeeds every other device ioctl is
+ * EINVAL; closing the file detaches and unbinds. The framing is VFIO's: copy {@code minsz} bytes,
+ * {@code argsz < minsz} or unknown flags are EINVAL.
+ */
+public final class VfioDeviceFile implements KernelFile {
+    private static final long BIND_MINSZ = Iommufd.offsetofend(Vfio.BIND_IOMMUFD_LAYOUT, "out_devid");
+    private static final long ATTACH_MINSZ = Iommufd.offsetofend(Vfio.ATTACH_IOMMUFD_PT_LAYOUT, "pt_id");
+    private static final long DETACH_MINSZ = Iommufd.offsetofend(Vfio.DETACH_IOMMUFD_PT_LAYOUT, "flags");
+
+    private final VfioDevice device;
+    private IommufdDevice idev; // guarded by this
+
+    public VfioDeviceFile(final VfioDevice device) {
+        this.device = device;
+    }
+
+    @Override
+    public long ioctl(final UserProcess p, final int cmd, final long arg) {
+        try (Arena arena = Arena.ofConfined()) {
+            return switch (cmd) {
+                case Vfio.VFIO_DEVICE_BIND_IOMMUFD -> bind(p, arg, arena);
+                case Vfio.VFIO_DEVICE_ATTACH_IOMMUFD_PT -> attach(p, arg, arena);
+                case Vfio.VFIO_DEVICE_DETACH_IOMMUFD_PT -> detach(p, arg, arena);
+                default -> {
+                    if (bound() == null) {
+                        throw new KernelException(Errno.EINVAL, "device ioctl before VFIO_DEVICE_BIND_IOMMUFD");
+                    }
+                    throw new KernelException(Errno.ENOTTY, "vfio device ioctl 0x" + Integer.toHexString(cmd));
+                }
+            };
+        }
+    }
+
+    private static MemorySegment copyIn(final UserProcess p, final long arg, final long minsz, final Arena arena) {
+        final MemorySegment s = arena.allocate(minsz, 8);
+        p.mm().copyFromUser(arg, s, 0, minsz);
+        final int argsz = s.get(Iommufd.U32_LE, 0);
+        final int flags = s.get(Iommufd.U32_LE, 4);
+        if (Integer.toUnsignedLong(argsz) < minsz || flags != 0) {
+            throw new KernelException(Errno.EINVAL, String.format("argsz=%d (minsz %d) flags=0x%x", argsz, minsz, flags));
+        }
+        return s;
+    }
+
+    private synchronized long bind(final UserProcess p, final long arg, final Arena arena) {
+        final MemorySegment s = copyIn(p, arg, BIND_MINSZ, arena);
+        if (idev != null) {
+            throw new KernelException(Errno.EINVAL, device.cdevPath() + " is already bound");
+        }
+        final int fd = s.get(Iommufd.U32_LE, 8);
+        final KernelFile f = p.fds().get(fd);
+        if (f == null) {
+            throw new KernelException(Errno.EBADF, "iommufd " + fd + " is not open");
+        }
+        if (!(f instanceof IommufdFile iommufd)) {
+            throw new KernelException(Errno.EBADFD, "fd " + fd + " is " + f.describe() + ", not an iommufd");
+        }
+        if (!device.claim(this)) {
+            throw new KernelException(Errno.EINVAL, device.cdevPath() + " is bound through another open file");
+        }
+        final IommufdDevice bound;
+        try {
+            bound = DeviceOps.bind(iommufd.ctx(), device.device());
+        } catch (RuntimeException e) {
+            device.unclaim(this);
+            throw e;
+        }
+        s.set(Iommufd.U32_LE, 12, bound.id());
+        try {
+            p.mm().copyToUser(arg, s, 0, BIND_MINSZ);
+        } catch (KernelException e) {
+            DeviceOps.unbind(bound);
+            device.unclaim(this);
+            throw e;
+        }
+        idev = bound;
+        return 0;
+    }
+
+    private long attach(final UserProcess p, final long arg, final Arena arena) {
+        final IommufdDevice d = requireBound(); // before the copy, as vfio_device_fops_unl_ioctl
+        final MemorySegment s = copyIn(p, arg, ATTACH_MINSZ, arena);
+        final int hwptId = DeviceOps.attach(d, s.get(Iommufd.U32_LE, 8));
+        s.set(Iommufd.U32_LE, 8, hwptId);
+        p.mm().copyToUser(arg, s, 0, ATTACH_MINSZ);
+        return 0;
+    }
+
+    private long detach(final UserProcess p, final long arg, final Arena arena) {
+        final IommufdDevice d = requireBound();
+        copyIn(p, arg, DETACH_MINSZ, arena);
+        DeviceOps.detach(d);
+        return 0;
+    }
+
+    private synchronized IommufdDevice bound() {
+        return idev;
+    }
+
+    private IommufdDevice requireBound() {
+        final IommufdDevice d = bound();
+        if (d == null) {
+            throw new KernelException(Errno.EINVAL, "device ioctl before VFIO_DEVICE_BIND_IOMMUFD");
+        }
+        return d;
+    }
+
+    /** The device's bound iommufd object, or null (for tests and sysfs). */
+    public IommufdDevice iommufdDevice() {
+        return bound();
+    }
+
+    @Override
+    public void release() {
+        final IommufdDevice d;
+        synchronized (this) {
+            d = idev;
+            idev = null;
+        }
+        if (d != null) {
+            DeviceOps.unbind(d);
+        }
+        device.unclaim(this);
+    }
+
+    @Override
+    public String describe() {
+        return device.cdevPath();
+    }
+}

@@ -1,0 +1,150 @@
+package org.iopersist.kernel.iommufd;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import org.iopersist.hw.MachineConfig;
+import org.iopersist.hw.pci.DeviceBar;
+import org.iopersist.hw.pci.DmaRecord;
+import org.iopersist.hw.pci.WorkloadMode;
+import org.iopersist.hw.pci.WorkloadSettings;
+import org.iopersist.kernel.KernelRig;
+import org.iopersist.kernel.iommu.IommuDomain;
+import org.iopersist.uapi.Iommufd;
+import org.iopersist.uapi.Syscall;
+import org.iopersist.uapi.Vfio;
+import org.junit.jupiter.api.BeforeEach;
+
+/**
+ * The selftest's {@code mock_domain} fixture on real hardware: a booted kernel on a running
+ * machine, device 0 opened through its VFIO cdev, bound, and attached to a fresh IOAS (so an auto
+ * HWPT over a VT-d domain exists). Devices are checked by making them DMA.
+ */
+abstract class IommufdDomainFixture extends IommufdAbiFixture {
+    static final long PAGE = 4096;
+    static final long BUFFER_SIZE = 16 * PAGE;
+    KernelRig rig;
+    int ioasId;
+    int devFd;
+    int deviceId;
+    int hwptId;
+
+    @Override
+    Path boot() throws Exception {
+        rig = KernelRig.boot(tmp.resolve("m"), MachineConfig.small().withMemorySize(256L << 20), "");
+        refs = rig.kernel.frameRefs();
+        server = rig.kernel.serve(tmp.resolve("k.sock"));
+        return tmp.resolve("m").resolve("memory");
+    }
+
+    @Override
+    void shutdown() {
+        rig.close();
+    }
+
+    @BeforeEach
+    void setUpDomain() {
+        ioasId = ioasAlloc();
+        devFd = openDevice(0);
+        deviceId = bind(devFd, fd);
+        hwptId = (int) attachPt(devFd, ioasId);
+        assertTrue(hwptId > 0, "attach gave " + hwptId);
+    }
+
+    int openDevice(final int n) {
+        return c.open(Vfio.CDEV_DIR + "vfio" + n, Syscall.O_RDWR);
+    }
+
+    /** VFIO_DEVICE_BIND_IOMMUFD; the device id or the negative errno. */
+    long bindRaw(final int deviceFd, final int iommufd, final int argsz, final int flags) {
+        final MemorySegment s = struct(Vfio.BIND_IOMMUFD_LAYOUT);
+        set32(s, Vfio.BIND_IOMMUFD_LAYOUT, "argsz", argsz);
+        set32(s, Vfio.BIND_IOMMUFD_LAYOUT, "flags", flags);
+        set32(s, Vfio.BIND_IOMMUFD_LAYOUT, "iommufd", iommufd);
+        final long ret = c.ioctl(deviceFd, Vfio.VFIO_DEVICE_BIND_IOMMUFD, s);
+        return ret < 0 ? ret : get32(s, Vfio.BIND_IOMMUFD_LAYOUT, "out_devid");
+    }
+
+    int bind(final int deviceFd, final int iommufd) {
+        final long id = bindRaw(deviceFd, iommufd, 16, 0);
+        assertTrue(id > 0, "bind gave " + id);
+        return (int) id;
+    }
+
+    /** VFIO_DEVICE_ATTACH_IOMMUFD_PT; the HWPT id or the negative errno. */
+    long attachPt(final int deviceFd, final int ptId) {
+        final MemorySegment s = struct(Vfio.ATTACH_IOMMUFD_PT_LAYOUT);
+        set32(s, Vfio.ATTACH_IOMMUFD_PT_LAYOUT, "argsz", 12);
+        set32(s, Vfio.ATTACH_IOMMUFD_PT_LAYOUT, "pt_id", ptId);
+        final long ret = c.ioctl(deviceFd, Vfio.VFIO_DEVICE_ATTACH_IOMMUFD_PT, s);
+        return ret < 0 ? ret : get32(s, Vfio.ATTACH_IOMMUFD_PT_LAYOUT, "pt_id");
+    }
+
+    long detachPt(final int deviceFd) {
+        final MemorySegment s = struct(Vfio.DETACH_IOMMUFD_PT_LAYOUT);
+        set32(s, Vfio.DETACH_IOMMUFD_PT_LAYOUT, "argsz", 8);
+        return c.ioctl(deviceFd, Vfio.VFIO_DEVICE_DETACH_IOMMUFD_PT, s);
+    }
+
+    /** IOMMU_HWPT_ALLOC; the HWPT id or the negative errno. */
+    long hwptAlloc(final int devId, final int ptId, final int flags) {
+        final var l = Iommufd.IOMMU_HWPT_ALLOC_LAYOUT;
+        final MemorySegment s = struct(l);
+        set32(s, l, "dev_id", devId);
+        set32(s, l, "pt_id", ptId);
+        set32(s, l, "flags", flags);
+        final long ret = c.ioctl(fd, Iommufd.IOMMU_HWPT_ALLOC, s);
+        return ret < 0 ? ret : get32(s, l, "out_hwpt_id");
+    }
+
+    long destroy(final int id) {
+        final MemorySegment d = struct(Iommufd.IOMMU_DESTROY_LAYOUT);
+        set32(d, Iommufd.IOMMU_DESTROY_LAYOUT, "id", id);
+        return c.ioctl(fd, Iommufd.IOMMU_DESTROY, d);
+    }
+
+    /** A buffer of {@code pages} faulted-in anonymous pages. */
+    long buffer(final long pages) {
+        final long va = c.mmapAnonymous(pages * PAGE);
+        for (long i = 0; i < pages; i++) {
+            c.memory().writeLong(va + i * PAGE, 0);
+        }
+        return va;
+    }
+
+    /** The kernel domain device {@code n} translates through now (white-box, for iova_to_phys). */
+    IommuDomain domainOf(final int n) {
+        return rig.kernel.iommu().domainOf(rig.kernel.iommu().devices().get(n));
+    }
+
+    /**
+     * The MD_CHECK_MAP equivalent: the domain's tables and a real DMA both take {@code iova} to the
+     * frame behind {@code va}. The device writes one record there; the CPU reads it at {@code va}.
+     */
+    void assertDeviceReaches(final int device, final long iova, final long va) {
+        assertEquals(c.memory().physOf(va), domainOf(device).iovaToPhys(iova), "iova_to_phys");
+        final DeviceBar bar = rig.bar(device);
+        bar.resetCounters();
+        final long gen = System.nanoTime() & 0xFFFF_FFFFL;
+        bar.start(WorkloadSettings.writeVerify(iova, PAGE, (int) PAGE, gen).withMode(WorkloadMode.WRITE));
+        bar.awaitSeq(1);
+        bar.stop();
+        assertEquals(0, bar.counters().faults(), bar.counters().toString());
+        c.memory().flush();
+        assertEquals(iova, c.memory().readLong(va + DmaRecord.IOVA_OFFSET), "the record landed in the user's page");
+        assertEquals(gen, c.memory().readLong(va + DmaRecord.GENERATION_OFFSET));
+    }
+
+    /** A DMA by {@code device} at {@code iova} faults and writes nothing. */
+    void assertDeviceFaults(final int device, final long iova) {
+        final DeviceBar bar = rig.bar(device);
+        bar.resetCounters();
+        bar.start(WorkloadSettings.writeVerify(iova, PAGE, (int) PAGE, 1).withMode(WorkloadMode.WRITE));
+        bar.awaitSeq(1);
+        bar.stop();
+        assertEquals(0, bar.counters().ops(), bar.counters().toString());
+        assertTrue(bar.counters().faults() > 0, bar.counters().toString());
+    }
+}
