@@ -77,7 +77,7 @@ public final class Kernel {
         this.coldBootReason = coldBootReason;
         this.refs = new FrameRefs(frames);
         this.vfs = new Vfs(sysfs);
-        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(refs, iommu)));
+        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu)));
         final java.util.List<org.iopersist.kernel.iommu.IommuDevice> devs = iommu.devices();
         for (int i = 0; i < devs.size(); i++) {
             final org.iopersist.kernel.vfio.VfioDevice vd = new org.iopersist.kernel.vfio.VfioDevice(i, devs.get(i));

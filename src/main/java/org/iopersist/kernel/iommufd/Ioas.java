@@ -19,6 +19,8 @@ public final class Ioas extends IommufdObject {
 
     // guarded by domainsLock, then iovaLock for the areas' fill state
     final java.util.List<IoasDomain> domains = new java.util.ArrayList<>();
+    /** Accesses attached (iopt->access_list); guarded by iovaLock. */
+    final java.util.List<Access> accesses = new java.util.ArrayList<>();
     final ReentrantReadWriteLock domainsLock = new ReentrantReadWriteLock();
 
     /**
@@ -89,6 +91,9 @@ public final class Ioas extends IommufdObject {
         long alignment = 1;
         for (IoasDomain d : domains) {
             alignment = Math.max(alignment, d.minPageSize());
+        }
+        for (Access a : accesses) {
+            alignment = Math.max(alignment, a.alignment());
         }
         if (largePagesDisabled) {
             alignment = Math.max(alignment, IoPagetable.PAGE_SIZE);
@@ -215,6 +220,45 @@ public final class Ioas extends IommufdObject {
             iovaLock.writeLock().unlock();
             domainsLock.writeLock().unlock();
         }
+    }
+
+    /** iopt_add_access: raises the alignment if the access pins pages (EADDRINUSE if an area is not aligned). */
+    void addAccess(final Access a) {
+        iovaLock.writeLock().lock();
+        try {
+            final long alignment = Math.max(computeAlignment(iopt.largePagesDisabled()), a.alignment());
+            for (Area area : iopt.areas().values()) {
+                if (area.start() % alignment != 0 || (area.last() + 1) % alignment != 0) {
+                    throw new org.iopersist.kernel.KernelException(org.iopersist.uapi.Errno.EADDRINUSE,
+                            "area 0x" + Long.toHexString(area.start()) + " is not aligned for a pinning access");
+                }
+            }
+            accesses.add(a);
+            iopt.setIovaAlignment(alignment);
+        } finally {
+            iovaLock.writeLock().unlock();
+        }
+    }
+
+    void removeAccess(final Access a) {
+        iovaLock.writeLock().lock();
+        try {
+            accesses.remove(a);
+            iopt.setIovaAlignment(computeAlignment(iopt.largePagesDisabled()));
+        } finally {
+            iovaLock.writeLock().unlock();
+        }
+    }
+
+    /** Accesses pinning part of {@code [start, last]}. Caller holds iovaLock. */
+    java.util.List<Access> accessesPinning(final long start, final long last) {
+        final java.util.List<Access> out = new java.util.ArrayList<>();
+        for (Access a : accesses) {
+            if (a.pins(start, last)) {
+                out.add(a);
+            }
+        }
+        return out;
     }
 
     /** Reserves a device's regions for as long as it is attached here (owner = the device). */

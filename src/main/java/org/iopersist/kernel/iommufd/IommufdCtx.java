@@ -1,5 +1,6 @@
 package org.iopersist.kernel.iommufd;
 
+import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.iommu.IommuCore;
 
 import java.lang.foreign.Arena;
@@ -28,6 +29,7 @@ public final class IommufdCtx {
     final ObjectTable objects = new ObjectTable();
     /** Serialises attach, detach, replace and unbind: they move references between several objects. */
     final Object attachLock = new Object();
+    private final PhysicalMemory memory;
     private final FrameRefs refs;
     private final IommuCore iommu;
     /** The open file plus every bound device (iommufd_ctx_get), as the file's refcount. */
@@ -35,13 +37,18 @@ public final class IommufdCtx {
     private volatile int accountMode = ACCOUNT_USER;
 
     /** A context without devices: every domain-related call answers ENODEV. */
-    public IommufdCtx(final FrameRefs refs) {
-        this(refs, null);
+    public IommufdCtx(final PhysicalMemory memory, final FrameRefs refs) {
+        this(memory, refs, null);
     }
 
-    public IommufdCtx(final FrameRefs refs, final IommuCore iommuOrNull) {
+    public IommufdCtx(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommuOrNull) {
+        this.memory = memory;
         this.refs = refs;
         this.iommu = iommuOrNull;
+    }
+
+    PhysicalMemory memory() {
+        return memory;
     }
 
     IommuCore iommu() {

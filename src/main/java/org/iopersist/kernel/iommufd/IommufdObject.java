@@ -8,7 +8,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * (a HWPT holds its IOAS, an attached device its HWPT, ...) holds one more. DESTROY succeeds only
  * when the table's is the last.
  */
-public abstract sealed class IommufdObject permits Ioas, HwptPaging, IommufdDevice {
+public abstract sealed class IommufdObject permits Ioas, HwptPaging, IommufdDevice, Access {
     private final ObjectType type;
     private int id;
     /** The table's reference is the first; see {@link ObjectTable#destroy}. */

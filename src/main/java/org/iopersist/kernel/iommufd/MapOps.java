@@ -217,25 +217,53 @@ final class MapOps {
      * for unmap-all, which succeeds on an empty IOAS.
      */
     static long unmapRange(final Ioas ioas, final long start, final long last, final boolean all) {
-        ioas.domainsLock.readLock().lock();
-        ioas.iovaLock.writeLock().lock();
-        try {
-            long unmapped = 0;
-            for (Ioas.Area a : ioas.iopt.areasIn(start, last)) {
-                if (Long.compareUnsigned(a.start(), start) < 0 || Long.compareUnsigned(a.last(), last) > 0) {
-                    throw new KernelException(Errno.ENOENT, String.format("area [0x%x, 0x%x] is not inside the range",
-                            a.start(), a.last()));
+        long unmapped = 0;
+        for (int tries = 0; ; tries++) {
+            final java.util.List<Access> pinning;
+            ioas.domainsLock.readLock().lock();
+            ioas.iovaLock.writeLock().lock();
+            try {
+                Ioas.Area blocked = null;
+                for (Ioas.Area a : ioas.iopt.areasIn(start, last)) {
+                    if (Long.compareUnsigned(a.start(), start) < 0 || Long.compareUnsigned(a.last(), last) > 0) {
+                        throw new KernelException(Errno.ENOENT, String.format("area [0x%x, 0x%x] is not inside the range",
+                                a.start(), a.last()));
+                    }
+                    if (!ioas.accessesPinning(a.start(), a.last()).isEmpty()) {
+                        blocked = a;
+                        break;
+                    }
+                    ioas.removeArea(a);
+                    unmapped += a.length();
                 }
-                ioas.removeArea(a);
-                unmapped += a.length();
+                if (blocked == null) {
+                    if (unmapped == 0 && !all) {
+                        throw new KernelException(Errno.ENOENT, String.format("nothing mapped in [0x%x, 0x%x]", start, last));
+                    }
+                    return unmapped;
+                }
+                if (tries >= 100) {
+                    throw new KernelException(Errno.EDEADLK, String.format("an access keeps [0x%x, 0x%x] pinned",
+                            blocked.start(), blocked.last()));
+                }
+                pinning = ioas.accessesPinning(blocked.start(), blocked.last());
+                // Ask the accesses to let go, outside the locks (their unpin takes them), then retry.
+                final long from = blocked.start();
+                final long len = blocked.length();
+                ioas.iovaLock.writeLock().unlock();
+                ioas.domainsLock.readLock().unlock();
+                try {
+                    for (Access a : pinning) {
+                        a.ops.unmap(from, len);
+                    }
+                } finally {
+                    ioas.domainsLock.readLock().lock();
+                    ioas.iovaLock.writeLock().lock();
+                }
+            } finally {
+                ioas.iovaLock.writeLock().unlock();
+                ioas.domainsLock.readLock().unlock();
             }
-            if (unmapped == 0 && !all) {
-                throw new KernelException(Errno.ENOENT, String.format("nothing mapped in [0x%x, 0x%x]", start, last));
-            }
-            return unmapped;
-        } finally {
-            ioas.iovaLock.writeLock().unlock();
-            ioas.domainsLock.readLock().unlock();
         }
     }
 }

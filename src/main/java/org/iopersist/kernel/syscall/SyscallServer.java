@@ -129,6 +129,16 @@ public final class SyscallServer implements AutoCloseable {
         }
     }
 
+    /** The connected process with {@code pid}, or null: the kernel's view of a client (as /proc/<pid>). */
+    public UserProcess process(final int pid) {
+        for (Connection c : connections) {
+            if (c.process().pid() == pid) {
+                return c.process();
+            }
+        }
+        return null;
+    }
+
     /** Process exit: close every descriptor, then unmap everything. */
     public void exit(final UserProcess p) {
         for (KernelFile f : p.fds().clear()) {

@@ -53,7 +53,7 @@ abstract class IommufdAbiFixture {
         frames = new TestFrames(memory, 16L << 20, 128L << 20);
         refs = new FrameRefs(frames);
         final Vfs vfs = new Vfs(new Sysfs());
-        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(refs)));
+        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(memory, refs)));
         server = new SyscallServer(tmp.resolve("k.sock"), new Syscalls(memory, frames, refs, vfs,
                 new LiveUpdateControl() {
                     @Override
