@@ -187,6 +187,60 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
     }
 
     @Test
+    void access_rw_unaligned() {
+        // Odd lengths at odd offsets straddling two pages, through an access that does not pin.
+        final Access a = AccessOps.create(ctx(), new Access.Ops() {
+            @Override
+            public boolean needsPinPages() {
+                return false;
+            }
+
+            @Override
+            public void unmap(final long iova, final long length) {
+            }
+        });
+        created.add(a);
+        AccessOps.attach(a, ioasId);
+        final long buf = buffer(2);
+        final long iova = map(ioasId, buf, 2 * PAGE, 0, false);
+        final byte[] data = new byte[13];
+        for (int i = 0; i < data.length; i++) {
+            data[i] = (byte) (0xA0 + i);
+        }
+        AccessOps.rw(a, iova + PAGE - 6, MemorySegment.ofArray(data), true);
+        c.memory().flush();
+        assertArrayEquals(data, c.memory().readBytes(buf + PAGE - 6, data.length));
+    }
+
+    @Test
+    void access_domain_destory() {
+        // (sic, the selftest's name) An access pins inside the area; the domain goes; the unpin still works.
+        final Driver d = newAccess(ioasId);
+        final long buf = buffer(BUFFER_SIZE / PAGE);
+        final long iova = map(ioasId, buf, BUFFER_SIZE, 0, false);
+        final long[] frames = d.pin(iova + PAGE, PAGE);
+        assertEquals(c.memory().physOf(buf + PAGE), frames[0]);
+        assertEquals(0, detachPt(devFd), "the auto HWPT and its domain go");
+        assertEquals(2, refs.count(frames[0]), "the access's pin keeps the page");
+        AccessOps.unpinPages(d.access, iova + PAGE, PAGE);
+        assertEquals(1, refs.count(frames[0]));
+    }
+
+    @Test
+    void user_copy() {
+        // Pages mapped in a domain-less IOAS are COPYed into the domain's IOAS and reach the device.
+        // (The selftest also swaps the access between IOASes with a test command; not modelled.)
+        final int plain = ioasAlloc();
+        final Driver d = newAccess(plain);
+        final long buf = buffer(BUFFER_SIZE / PAGE);
+        final long src = map(plain, buf, BUFFER_SIZE, 0, false);
+        d.pin(src, BUFFER_SIZE);
+        final long dst = copy(ioasId, 0, plain, src, BUFFER_SIZE, false);
+        assertTrue(dst > 0);
+        assertDeviceReaches(0, dst + 3 * PAGE, buf + 3 * PAGE);
+    }
+
+    @Test
     void accessThatPinsRaisesTheAlignment() {
         final int bare = ioasAlloc();
         assertEquals(1, iovaRanges(bare, 1)[0], "no domain, no access: alignment 1");

@@ -33,6 +33,13 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class IommufdSelftestPart1Test extends IommufdAbiFixture {
     @Test
+    void simple_close() {
+        c.close(fd);
+        fd = c.open("/dev/iommu", Syscall.O_RDWR);
+        assertTrue(fd >= 0);
+    }
+
+    @Test
     void cmd_length() {
         // TEST_LENGTH: below the minimum is EINVAL; longer with a non-zero tail is E2BIG; longer with a
         // zero tail works.
