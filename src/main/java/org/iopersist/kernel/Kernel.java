@@ -57,6 +57,7 @@ public final class Kernel {
     private final BootKind kind;
     private final String coldBootReason;
     private final Sysfs sysfs = new Sysfs();
+    private final org.iopersist.kernel.iommufd.PersistentIds persistentIds = new org.iopersist.kernel.iommufd.PersistentIds();
     private final FrameRefs refs;
     private final Vfs vfs;
     private final Syscalls syscalls;
@@ -77,7 +78,7 @@ public final class Kernel {
         this.coldBootReason = coldBootReason;
         this.refs = new FrameRefs(frames);
         this.vfs = new Vfs(sysfs);
-        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu)));
+        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persistentIds)));
         final java.util.List<org.iopersist.kernel.iommu.IommuDevice> devs = iommu.devices();
         for (int i = 0; i < devs.size(); i++) {
             final org.iopersist.kernel.vfio.VfioDevice vd = new org.iopersist.kernel.vfio.VfioDevice(i, devs.get(i));

@@ -101,7 +101,8 @@ public final class DeviceOps {
         final int id = ctx.objects.reserve();
         final IommuDomain domain;
         try {
-            domain = ctx.iommu().allocPaging(dev, flags);
+            // Every HWPT of a persistent context is a persistent domain (tracked per domain by the driver).
+            domain = ctx.iommu().allocPaging(dev, flags | (ctx.persistent() ? IommuDomain.PERSISTENT : 0));
         } catch (RuntimeException e) {
             ctx.objects.abort(id);
             throw e;

@@ -99,6 +99,23 @@ final class IoasOps {
         return 0;
     }
 
+    /**
+     * IOMMU_OPTION_PERSISTENT (a context option: object_id 0). GET answers the persistent id, 0 if
+     * none. SET marks an empty context persistent and answers its new id; a context that already
+     * holds objects is EBUSY, as RLIMIT_MODE answers (the RFC's EFAULT names a bad pointer, which
+     * this is not); SET on a persistent context answers its id again.
+     */
+    private static void persistent(final Ucmd u) {
+        if (u.u32("object_id") != 0) {
+            throw Ucmd.unsupported("PERSISTENT is a context option; object_id must be 0");
+        }
+        switch (u.u16("op")) {
+            case Iommufd.IOMMU_OPTION_OP_GET -> u.putU64("val64", u.ctx.persistentId());
+            case Iommufd.IOMMU_OPTION_OP_SET -> u.putU64("val64", u.ctx.makePersistent());
+            default -> throw Ucmd.unsupported("option op " + u.u16("op"));
+        }
+    }
+
     static long option(final Ucmd u) {
         if (u.u16("__reserved") != 0) {
             throw Ucmd.unsupported("OPTION __reserved");
@@ -106,6 +123,7 @@ final class IoasOps {
         switch (u.u32("option_id")) {
             case Iommufd.IOMMU_OPTION_RLIMIT_MODE -> rlimitMode(u);
             case Iommufd.IOMMU_OPTION_HUGE_PAGES -> hugePages(u);
+            case Iommufd.IOMMU_OPTION_PERSISTENT -> persistent(u);
             default -> throw Ucmd.unsupported("option " + u.u32("option_id"));
         }
         // Only val64 goes back, as Linux copies just that field.

@@ -32,19 +32,47 @@ public final class IommufdCtx {
     private final PhysicalMemory memory;
     private final FrameRefs refs;
     private final IommuCore iommu;
+    private final PersistentIds persistentIds;
+    private int persistentId; // guarded by this
     /** The open file plus every bound device (iommufd_ctx_get), as the file's refcount. */
     private final java.util.concurrent.atomic.AtomicInteger fileRefs = new java.util.concurrent.atomic.AtomicInteger(1);
     private volatile int accountMode = ACCOUNT_USER;
 
-    /** A context without devices: every domain-related call answers ENODEV. */
+    /** A context without devices or persistence: those calls answer ENODEV and EOPNOTSUPP. */
     public IommufdCtx(final PhysicalMemory memory, final FrameRefs refs) {
-        this(memory, refs, null);
+        this(memory, refs, null, null);
     }
 
-    public IommufdCtx(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommuOrNull) {
+    public IommufdCtx(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommuOrNull,
+            final PersistentIds persistentIdsOrNull) {
         this.memory = memory;
         this.refs = refs;
         this.iommu = iommuOrNull;
+        this.persistentIds = persistentIdsOrNull;
+    }
+
+    /** The persistent id, or 0. */
+    public synchronized int persistentId() {
+        return persistentId;
+    }
+
+    public boolean persistent() {
+        return persistentId() != 0;
+    }
+
+    /** IOMMU_OPTION_PERSISTENT SET: only on a context without objects (EBUSY). */
+    synchronized int makePersistent() {
+        if (persistentIds == null) {
+            throw new KernelException(Errno.EOPNOTSUPP, "this kernel has no persistent iommufds");
+        }
+        if (persistentId != 0) {
+            return persistentId;
+        }
+        if (!objects.empty()) {
+            throw new KernelException(Errno.EBUSY, "a context with " + objects.count() + " objects cannot become persistent");
+        }
+        persistentId = persistentIds.allocate();
+        return persistentId;
     }
 
     PhysicalMemory memory() {
@@ -67,6 +95,12 @@ public final class IommufdCtx {
     void put() {
         if (fileRefs.decrementAndGet() == 0) {
             objects.destroyAll();
+            synchronized (this) {
+                if (persistentId != 0) {
+                    persistentIds.release(persistentId);
+                    persistentId = 0;
+                }
+            }
         }
     }
 
