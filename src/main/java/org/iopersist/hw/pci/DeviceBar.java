@@ -124,6 +124,24 @@ public final class DeviceBar {
         return latency();
     }
 
+    /** PCI command register: bus mastering on or off (as a driver or the kernel at kexec sets it). */
+    public void setBusMaster(final boolean enabled) {
+        if (enabled) {
+            bar.setBits32(DeviceRegisters.COMMAND, DeviceRegisters.COMMAND_BME);
+        } else {
+            bar.clearBits32(DeviceRegisters.COMMAND, DeviceRegisters.COMMAND_BME);
+        }
+    }
+
+    public boolean busMaster() {
+        return (bar.read32(DeviceRegisters.COMMAND) & DeviceRegisters.COMMAND_BME) != 0;
+    }
+
+    /** Records not issued because bus mastering was off. */
+    public long masterAborts() {
+        return bar.read64(DeviceRegisters.MASTER_ABORTS);
+    }
+
     /** The counters as they are now. */
     public DeviceCounters counters() {
         return DeviceCounters.readFrom(bar);

@@ -8,7 +8,7 @@ package org.iopersist.hw.pci;
  * <pre>
  *  0x000 +------------------+------------------+
  *        | ID        (RO32) | VERSION   (RO32) |   identity, written at power-on
- *  0x008 | SID       (RO32) | reserved         |   segment 31:16, source-id 15:0
+ *  0x008 | SID       (RO32) | COMMAND   (RW32) |   segment 31:16, source-id 15:0; PCI command (BME)
  *  0x010 | CTRL   (cmd, 32) | STATUS    (32)   |   doorbell and answer
  *  0x018 | ERROR     (RO32) | reserved         |   why the last START was refused
  *        +------------------+------------------+
@@ -27,6 +27,7 @@ package org.iopersist.hw.pci;
  *  0x120 | INTERRUPTS             (RO64)       |
  *  0x128 | FAULTS                 (RO64)       |
  *  0x130 | MAX_GAP_NS             (RO64)       |
+ *  0x138 | MASTER_ABORTS          (RO64)       |   records not issued: bus mastering off
  *  0x180 | FAULT_REASON[0..15]    (RO64 each)  |   faults by VT-d reason code (1..13 used)
  *        +------------------+------------------+
  *  0x200 | LAT_COUNT              (RO64)       |   latency percentiles, published
@@ -61,6 +62,13 @@ public final class DeviceRegisters {
     public static final long VERSION = 0x004;
     /** SID (RO32): PCI segment 31:16, source-id (bus 15:8, device 7:3, function 2:0) 15:0. */
     public static final long SID = 0x008;
+
+    /**
+     * COMMAND (RW32): the PCI command register's bits that matter here. Bus Master Enable (bit 2,
+     * as in config space) is set at power-on; with it clear the device issues no DMA at all.
+     */
+    public static final long COMMAND = 0x00C;
+    public static final int COMMAND_BME = 1 << 2;
 
     // ---- command and status
     /** CTRL (32): command bits {@code CTRL_*}; software sets them, the device clears each when done. */
@@ -105,6 +113,8 @@ public final class DeviceRegisters {
     public static final long FAULTS = 0x128;
     /** MAX_GAP_NS (RO64): longest time between two successive successful completions since START or RESET. */
     public static final long MAX_GAP_NS = 0x130;
+    /** MASTER_ABORTS (RO64): records the workload could not issue because COMMAND.BME was clear. */
+    public static final long MASTER_ABORTS = 0x138;
     /** Base of the per-reason fault counters: reason {@code r} at {@code FAULT_REASON + 8 * r}. */
     public static final long FAULT_REASON = 0x180;
     /** Fault reason codes have 4 bits in this layout (VT-d legacy mode uses 1..13). */

@@ -115,6 +115,7 @@ public final class PciDevice {
             bar.write32(DeviceRegisters.ID, DeviceRegisters.ID_VALUE);
             bar.write32(DeviceRegisters.VERSION, DeviceRegisters.VERSION_VALUE);
             bar.write32(DeviceRegisters.SID, sidValue);
+            bar.write32(DeviceRegisters.COMMAND, DeviceRegisters.COMMAND_BME); // firmware enabled it
         } else {
             resumeFromRegisters();
         }
@@ -330,7 +331,7 @@ public final class PciDevice {
 
     private void resetCounters() {
         // NEXT_SEQ is the workload's position, not a counter: only START moves it back.
-        for (long off = DeviceRegisters.OPS; off <= DeviceRegisters.MAX_GAP_NS; off += 8) {
+        for (long off = DeviceRegisters.OPS; off <= DeviceRegisters.MASTER_ABORTS; off += 8) {
             bar.write64(off, 0);
         }
         for (int r = 0; r < DeviceRegisters.FAULT_REASON_SLOTS; r++) {
@@ -365,6 +366,14 @@ public final class PciDevice {
 
     /** One record of the workload. */
     private void step() {
+        if ((bar.read32(DeviceRegisters.COMMAND) & DeviceRegisters.COMMAND_BME) == 0) {
+            // Bus mastering off: the record is attempted but no DMA leaves the device.
+            bar.addAndGet64(DeviceRegisters.MASTER_ABORTS, 1);
+            seq++;
+            bar.write64(DeviceRegisters.NEXT_SEQ, seq);
+            LockSupport.parkNanos(10_000); // nothing to do but notice BME again
+            return;
+        }
         final long slot = seq % slots;
         final long iova = iovaBase + slot * recordSize;
         switch (mode) {

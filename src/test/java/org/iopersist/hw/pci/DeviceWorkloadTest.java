@@ -275,4 +275,34 @@ class DeviceWorkloadTest {
     static long attempts(final long nextSeq, final long slots, final long slot) {
         return nextSeq / slots + (slot < nextSeq % slots ? 1 : 0);
     }
+
+    @Test
+    void clearingBusMasterEnableStopsEveryDma() {
+        try (MachineRig rig = MachineRig.inProcess(dir, MachineConfig.small())) {
+            final HandTables.Domain d = rig.tables.domain(1);
+            d.map(WINDOW1, MachineRig.frame(0));
+            rig.tables.attach(DEV0, d);
+            final DeviceBar bar = rig.bar(0);
+            assertTrue(bar.busMaster(), "firmware leaves bus mastering on");
+            final WorkloadSettings s = WorkloadSettings.writeVerify(WINDOW1, PhysicalMemory.FRAME_SIZE, 256, 5);
+            bar.start(s);
+            bar.awaitSeq(32);
+            bar.setBusMaster(false);
+            final long opsAtOff = bar.counters().ops();
+            rig.memory.fill(MachineRig.frame(0), PhysicalMemory.FRAME_SIZE, (byte) 0x77);
+            final long seqAtOff = bar.counters().nextSeq();
+            bar.awaitSeq(seqAtOff + 50);
+            bar.stop();
+            assertTrue(bar.counters().ops() <= opsAtOff + 1, "at most the record in flight completed: " + bar.counters());
+            assertTrue(bar.masterAborts() >= 49, "records were attempted but not issued");
+            final byte[] page = new byte[(int) PhysicalMemory.FRAME_SIZE];
+            rig.memory.read(MachineRig.frame(0), page, 0, page.length);
+            int changed = 0;
+            for (byte b : page) {
+                changed += b == 0x77 ? 0 : 1;
+            }
+            assertTrue(changed <= 256, "no DMA after BME went off, beyond one record in flight: " + changed);
+            assertEquals(0, bar.counters().faults());
+        }
+    }
 }
