@@ -96,6 +96,21 @@ public final class IommuCore {
         log.info("iommu: %s: %s -> %s", dev, old, domain);
     }
 
+    /** Registers domains a driver adopted: their devices already translate through them. */
+    public synchronized java.util.List<IommuDomain> restore(final java.util.List<RestoredDomain> restored) {
+        final java.util.List<IommuDomain> out = new java.util.ArrayList<>();
+        for (RestoredDomain r : restored) {
+            final IommuDomain d = new IommuDomain(IommuDomain.Type.PAGING, r.flags(), r.ops());
+            for (IommuDevice dev : r.devices()) {
+                blocked.removeUser();
+                attached.put(dev, d);
+                d.addUser();
+            }
+            out.add(d);
+        }
+        return out;
+    }
+
     /** Frees a paging domain; EBUSY while any device is attached to it. */
     public synchronized void free(final IommuDomain domain) {
         if (domain == blocked) {

@@ -33,4 +33,13 @@ public interface IommuDriver {
 
     /** IOMMU_GET_HW_INFO's answer for {@code dev}. */
     HwInfo hwInfo(IommuDevice dev);
+
+    /**
+     * Instead of {@link #init} on a live-update boot: checks the driver's handover against the
+     * hardware and memory and, only if all of it holds, adopts the live tables and returns the
+     * persistent domains. A {@link org.iopersist.kernel.kho.HandoverFormatException} means nothing
+     * was touched and the caller cold-boots.
+     */
+    List<RestoredDomain> adopt(org.iopersist.kernel.kho.KhoIncoming incoming, FrameSource early)
+            throws org.iopersist.kernel.kho.HandoverFormatException;
 }

@@ -47,18 +47,76 @@ final class DmarDomain implements DomainOps {
     private boolean freed;
 
     DmarDomain(final IntelIommuDriver driver, final IntelIommu home, final int flags) {
+        this(driver, home, flags, home.levels, -1);
+    }
+
+    /** A domain over an existing table (adopted from a handover) when {@code pgdOrNew} ≥ 0. */
+    private DmarDomain(final IntelIommuDriver driver, final IntelIommu home, final int flags, final int levels,
+            final long pgdOrNew) {
         this.driver = driver;
         this.memory = driver.memory();
         this.frames = driver.frames();
         this.flags = flags;
-        this.levels = home.levels;
-        this.apertureLast = (1L << home.addressWidth()) - 1;
+        this.levels = levels;
+        this.apertureLast = (1L << Math.min(12 + 9 * levels, home.cap.mgaw())) - 1;
         this.physLimit = 1L << home.haw;
         this.leaf2M = home.cap.supports2M();
         this.leaf1G = home.cap.supports1G();
         this.did = new int[driver.unitCount()];
         this.users = new int[driver.unitCount()];
-        this.pgd = frames.allocZeroedFrame();
+        this.pgd = pgdOrNew >= 0 ? pgdOrNew : frames.allocZeroedFrame();
+    }
+
+    /**
+     * A persistent domain re-hydrated from a handover: the live table at {@code pgd}, already pointed
+     * at by context entries with these domain ids. {@code dids[u]} is 0 where it is not attached.
+     */
+    static DmarDomain adopt(final IntelIommuDriver driver, final IntelIommu home, final int flags, final int levels,
+            final long pgd, final int[] dids, final int[] users) {
+        final DmarDomain d = new DmarDomain(driver, home, flags, levels, pgd);
+        System.arraycopy(dids, 0, d.did, 0, dids.length);
+        System.arraycopy(users, 0, d.users, 0, users.length);
+        return d;
+    }
+
+    boolean persistent() {
+        return (flags & org.iopersist.kernel.iommu.IommuDomain.PERSISTENT) != 0;
+    }
+
+    /** EBUSY while a finalized handover describes this domain's tables. */
+    private void checkMutable() {
+        if (persistent() && driver.frozen()) {
+            throw new KernelException(Errno.EBUSY, "persistent domain is frozen for live update");
+        }
+    }
+
+    /** Every table page under {@code pgd}, the pgd first: what a handover must preserve. */
+    long[] tablePages() {
+        lock.lock();
+        try {
+            final java.util.ArrayList<Long> out = new java.util.ArrayList<>();
+            collect(pgd, levels, out);
+            final long[] a = new long[out.size()];
+            for (int i = 0; i < a.length; i++) {
+                a[i] = out.get(i);
+            }
+            return a;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void collect(final long table, final int level, final java.util.List<Long> out) {
+        out.add(table);
+        if (level == 1) {
+            return;
+        }
+        for (int idx = 0; idx < SlPte.ENTRIES; idx++) {
+            final long pte = memory.load64(table + (long) idx * SlPte.SIZE);
+            if (SlPte.present(pte) && !SlPte.largeLeaf(pte)) {
+                collect(SlPte.address(pte), level - 1, out);
+            }
+        }
     }
 
     @Override
@@ -140,6 +198,7 @@ final class DmarDomain implements DomainOps {
         lock.lock();
         try {
             checkLive();
+            checkMutable();
             final long done = mapLocked(iova, phys, size, leafBits);
             if (done != size) {
                 if (done > 0) {
@@ -208,6 +267,7 @@ final class DmarDomain implements DomainOps {
         lock.lock();
         try {
             checkLive();
+            checkMutable();
             final long leafStart = leafContaining(iova);
             if (leafStart >= 0 && leafStart != iova) {
                 throw new KernelException(Errno.EINVAL, String.format("unmap iova=0x%x starts inside the leaf at 0x%x", iova, leafStart));
@@ -330,8 +390,10 @@ final class DmarDomain implements DomainOps {
                     throw new KernelException(Errno.EBUSY, "domain still attached through VT-d unit " + u);
                 }
             }
+            checkMutable();
             freeTable(pgd, levels);
             freed = true;
+            driver.forget(this);
         } finally {
             lock.unlock();
         }

@@ -76,6 +76,33 @@ final class IntelIommu {
         return Math.min(12 + 9 * levels, cap.mgaw());
     }
 
+    Mmio.Window registers() {
+        return regs;
+    }
+
+    /** An adopted unit keeps its live root table; only the queue moves at late init. */
+    private boolean adopted;
+    private long oldRing = -1;
+    private long oldStatus = -1;
+
+    /**
+     * Takes over a unit the previous kernel left translating: the live root table stays (no SRTP,
+     * no global invalidation); this kernel's ring replaces the old one, which the unit may still be
+     * reading until then.
+     */
+    void adoptLive(final long root, final long oldRingPhys, final long oldStatusPhys, final FrameSource early) {
+        this.rootPhys = root;
+        this.adopted = true;
+        this.oldRing = oldRingPhys;
+        this.oldStatus = oldStatusPhys;
+        qi.start(early.allocZeroedFrame(), early.allocZeroedFrame());
+        log.info("DMAR: unit %d: adopted the live root table at 0x%x; own invalidation queue programmed", index, root);
+    }
+
+    synchronized void reserveDid(final int did) {
+        dids.set(did);
+    }
+
     long capRegister() {
         return regs.read64(VtdRegisters.CAP);
     }
@@ -111,6 +138,14 @@ final class IntelIommu {
 
     /** Moves the root table and the queue out of early memory; contents carry over. */
     void relocate(final FrameSource frames) {
+        if (adopted) {
+            // The root table is the preserved live one: only the queue leaves scratch, then the
+            // old kernel's ring and status page go back to the allocator.
+            qi.start(frames.allocZeroedFrame(), frames.allocZeroedFrame());
+            frames.freeFrame(oldRing);
+            frames.freeFrame(oldStatus);
+            return;
+        }
         synchronized (contextLock) {
             final long newRoot = frames.allocZeroedFrame();
             memory.copy(rootPhys, newRoot, PhysicalMemory.FRAME_SIZE);

@@ -29,8 +29,12 @@ public final class IntelIommuDriver implements IommuDriver {
     private final IntelIommu[] units;
     private final List<IommuDevice> devices;
     private final Map<IommuDevice, DmarDomain> current = new HashMap<>();
+    private final java.util.Set<DmarDomain> persistent = new java.util.LinkedHashSet<>(); // guarded by this
+    private final Board board;
+    private volatile boolean frozen;
 
     public IntelIommuDriver(final Board board, final FrameAllocator frames, final KernelLog log) {
+        this.board = board;
         this.memory = board.memory();
         this.frames = frames;
         this.log = log;
@@ -105,7 +109,41 @@ public final class IntelIommuDriver implements IommuDriver {
 
     @Override
     public DomainOps allocPaging(final IommuDevice dev, final int flags) {
-        return new DmarDomain(this, units[dev.unit()], flags);
+        if (frozen && (flags & org.iopersist.kernel.iommu.IommuDomain.PERSISTENT) != 0) {
+            throw new KernelException(Errno.EBUSY, "no new persistent domains while frozen for live update");
+        }
+        final DmarDomain d = new DmarDomain(this, units[dev.unit()], flags);
+        if (d.persistent()) {
+            synchronized (this) {
+                persistent.add(d);
+            }
+        }
+        return d;
+    }
+
+    synchronized void forget(final DmarDomain d) {
+        persistent.remove(d);
+    }
+
+    boolean frozen() {
+        return frozen;
+    }
+
+    void setFrozen(final boolean value) {
+        frozen = value;
+    }
+
+    synchronized java.util.List<DmarDomain> persistentDomains() {
+        return java.util.List.copyOf(persistent);
+    }
+
+    /** Devices and the domain each translates through (null: blocked). */
+    synchronized DmarDomain domainOf(final IommuDevice dev) {
+        return current.get(dev);
+    }
+
+    Board board() {
+        return board;
     }
 
     @Override
@@ -116,6 +154,9 @@ public final class IntelIommuDriver implements IommuDriver {
         final IntelIommu unit = units[dev.unit()];
         final DmarDomain next = (DmarDomain) domainOrNull;
         final DmarDomain old = current.get(dev);
+        if (frozen && ((old != null && old.persistent()) || (next != null && next.persistent()))) {
+            throw new KernelException(Errno.EBUSY, dev + ": attachment of a persistent domain is frozen for live update");
+        }
         final int did = next == null ? 0 : next.acquireDid(unit);
         try {
             unit.setContext(dev, next == null ? -1 : next.pgd, did, next == null ? 0 : next.aw(), frames);
@@ -142,5 +183,30 @@ public final class IntelIommuDriver implements IommuDriver {
         final java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(24).order(java.nio.ByteOrder.LITTLE_ENDIAN);
         b.putInt(0, 0).putInt(4, 0).putLong(8, u.capRegister()).putLong(16, u.ecapRegister());
         return new HwInfo(org.iopersist.uapi.Iommufd.IOMMU_HW_INFO_TYPE_INTEL_VTD, b.array(), 0);
+    }
+
+    @Override
+    public java.util.List<org.iopersist.kernel.iommu.RestoredDomain> adopt(final org.iopersist.kernel.kho.KhoIncoming incoming,
+            final FrameSource early) throws org.iopersist.kernel.kho.HandoverFormatException {
+        final org.iopersist.kernel.kho.FdtReader blob = incoming.retrieveSubtree(VtdHandover.NAME);
+        if (blob == null) {
+            throw new org.iopersist.kernel.kho.HandoverFormatException("the handover has no " + VtdHandover.NAME + " subtree");
+        }
+        final VtdHandover.Image image = VtdHandover.read(blob);
+        final VtdAdoption adoption = new VtdAdoption(this, incoming);
+        final java.util.List<java.util.List<IommuDevice>> plan = adoption.validate(image);
+        final java.util.List<org.iopersist.kernel.iommu.RestoredDomain> out = new java.util.ArrayList<>();
+        synchronized (this) {
+            for (VtdAdoption.Adopted a : adoption.adopt(image, plan, early)) {
+                persistent.add(a.domain());
+                for (IommuDevice dev : a.devices()) {
+                    current.put(dev, a.domain());
+                }
+                out.add(new org.iopersist.kernel.iommu.RestoredDomain(a.domain(), org.iopersist.kernel.iommu.IommuDomain.PERSISTENT,
+                        a.devices()));
+            }
+        }
+        log.info("DMAR: live update: adopted %d units and %d persistent domains", units.length, out.size());
+        return out;
     }
 }

@@ -1,0 +1,132 @@
+package org.iopersist.kernel.iommu.intel;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.iopersist.hw.Mmio;
+import org.iopersist.hw.MachineConfig;
+import org.iopersist.hw.pci.DeviceRegisters;
+import org.iopersist.hw.vtd.RootEntry;
+import org.iopersist.kernel.KernelLog;
+import org.iopersist.kernel.iommu.IommuDevice;
+import org.iopersist.kernel.kho.Kho;
+import org.iopersist.kernel.kho.KhoSubsystem;
+
+/**
+ * The VT-d driver's side of a live update, outgoing. At finalize it preserves, for every unit,
+ * the root table, the context tables and the invalidation ring, and for every persistent domain
+ * every table page, and writes {@link VtdHandover}; from then on persistent domains are frozen.
+ * At kexec ({@link #quiesce}) it clears and invalidates the context entry of every device that is
+ * not attached to a persistent domain and turns its bus mastering off; translation stays on.
+ */
+public final class IntelIommuPreservation implements KhoSubsystem {
+    private final IntelIommuDriver driver;
+    private final KernelLog log;
+    private final List<long[]> preserved = new ArrayList<>(); // (phys, order) this finalize preserved
+    private Kho kho;
+
+    public IntelIommuPreservation(final IntelIommuDriver driver, final KernelLog log) {
+        this.driver = driver;
+        this.log = log;
+    }
+
+    @Override
+    public String name() {
+        return VtdHandover.NAME;
+    }
+
+    @Override
+    public synchronized byte[] serialize(final Kho kho) {
+        this.kho = kho;
+        driver.setFrozen(true);
+        try {
+            final List<VtdHandover.Unit> units = new ArrayList<>();
+            for (int i = 0; i < driver.unitCount(); i++) {
+                final IntelIommu u = driver.unit(i);
+                final long root = u.rootPhys();
+                preserve(root);
+                final List<Long> contexts = new ArrayList<>();
+                for (int bus = 0; bus < RootEntry.ENTRIES; bus++) {
+                    final long lo = driver.memory().load64Acquire(RootEntry.address(root, bus));
+                    if (RootEntry.present(lo)) {
+                        preserve(RootEntry.contextTable(lo));
+                        contexts.add((long) bus << 52 | RootEntry.contextTable(lo));
+                    }
+                }
+                preserve(u.queue().ringPhys());
+                preserve(u.queue().statusPhys());
+                units.add(new VtdHandover.Unit(i, u.capRegister(), u.ecapRegister(), root,
+                        contexts.stream().mapToLong(Long::longValue).toArray(), u.queue().ringPhys(), u.queue().statusPhys()));
+            }
+            final List<VtdHandover.Domain> domains = new ArrayList<>();
+            for (DmarDomain d : driver.persistentDomains()) {
+                final long[] pages = d.tablePages();
+                for (long p : pages) {
+                    preserve(p);
+                }
+                final List<Long> dids = new ArrayList<>();
+                for (int u = 0; u < driver.unitCount(); u++) {
+                    if (d.didOn(u) != 0) {
+                        dids.add((long) u << 32 | d.didOn(u));
+                    }
+                }
+                final List<Long> devices = new ArrayList<>();
+                for (IommuDevice dev : driver.devices()) {
+                    if (driver.domainOf(dev) == d) {
+                        devices.add(pack(dev));
+                    }
+                }
+                domains.add(new VtdHandover.Domain(d.levels, d.pgd, pages.length,
+                        dids.stream().mapToLong(Long::longValue).toArray(), devices.stream().mapToLong(Long::longValue).toArray()));
+            }
+            log.info("DMAR: handover: %d units, %d persistent domains, %d frames preserved", units.size(), domains.size(),
+                    preserved.size());
+            return VtdHandover.write(new VtdHandover.Image(units, domains));
+        } catch (RuntimeException e) {
+            abort();
+            throw e;
+        }
+    }
+
+    static long pack(final IommuDevice dev) {
+        return (long) dev.unit() << 32 | (long) dev.bdf().segment() << 16 | dev.sourceId();
+    }
+
+    private void preserve(final long phys) {
+        if (kho.preserve(phys, 0)) {
+            preserved.add(new long[] {phys, 0});
+        }
+    }
+
+    @Override
+    public synchronized void abort() {
+        for (long[] p : preserved) {
+            kho.unpreserve(p[0], (int) p[1]);
+        }
+        preserved.clear();
+        driver.setFrozen(false);
+    }
+
+    /**
+     * At kexec: every device not served by a persistent domain is blocked (context entry cleared,
+     * caches invalidated) and loses bus mastering. Devices of persistent domains keep running.
+     */
+    public void quiesce() {
+        final MachineConfig platform = driver.board().config();
+        int blocked = 0;
+        for (IommuDevice dev : driver.devices()) {
+            final DmarDomain d = driver.domainOf(dev);
+            if (d != null && d.persistent()) {
+                continue;
+            }
+            driver.unit(dev.unit()).setContext(dev, -1, 0, 0, driver.frames());
+            for (int i = 0; i < platform.devices().size(); i++) {
+                if (platform.devices().get(i).bdf().equals(dev.bdf())) {
+                    final Mmio.Window bar = driver.board().deviceBar(i);
+                    bar.clearBits32(DeviceRegisters.COMMAND, DeviceRegisters.COMMAND_BME);
+                }
+            }
+            blocked++;
+        }
+        log.info("DMAR: kexec: %d devices blocked and bus mastering off; persistent domains keep translating", blocked);
+    }
+}

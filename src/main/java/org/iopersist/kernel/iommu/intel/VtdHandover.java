@@ -1,0 +1,139 @@
+package org.iopersist.kernel.iommu.intel;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.iopersist.kernel.kho.FdtReader;
+import org.iopersist.kernel.kho.FdtWriter;
+import org.iopersist.kernel.kho.HandoverFormatException;
+
+/**
+ * The VT-d driver's handover blob, an FDT with {@code compatible = "intel-iommu-v1"}:
+ *
+ * <pre>
+ * / {
+ *     compatible = "intel-iommu-v1";
+ *     unit@N {                          one per remapping unit, N = its index
+ *         cap = &lt;u64&gt;;  ecap = &lt;u64&gt;;      the registers, to match against the hardware
+ *         root-table = &lt;u64&gt;;              the live root table (RTADDR)
+ *         context-tables = &lt;u64 ...&gt;;      (bus &lt;&lt; 52 | phys) of every present root entry
+ *         qi-ring = &lt;u64&gt;;  qi-status = &lt;u64&gt;;   the invalidation ring the unit still reads
+ *     };
+ *     domain@K {                        one per persistent domain
+ *         levels = &lt;u32&gt;;                   3, 4 or 5
+ *         pgd = &lt;u64&gt;;
+ *         table-pages = &lt;u64&gt;;             how many table pages a walk from pgd finds
+ *         dids = &lt;u64 ...&gt;;                 (unit &lt;&lt; 32 | did) per unit it is attached through
+ *         devices = &lt;u64 ...&gt;;              (unit &lt;&lt; 32 | segment &lt;&lt; 16 | source-id) of the devices it serves
+ *     };
+ * };
+ * </pre>
+ *
+ * All values big-endian, as every property of the handover. Everything here is data: the new
+ * kernel checks it against the hardware and the tables before it adopts anything.
+ */
+public final class VtdHandover {
+    public static final String COMPATIBLE = "intel-iommu-v1";
+    public static final String NAME = "intel-iommu";
+
+    /** A unit as handed over. */
+    public record Unit(int index, long cap, long ecap, long rootTable, long[] contextTables, long qiRing, long qiStatus) {
+        public Unit {
+            contextTables = contextTables.clone();
+        }
+
+        @Override
+        public long[] contextTables() {
+            return contextTables.clone();
+        }
+    }
+
+    /** A persistent domain as handed over; {@code dids[i]} and {@code devices[i]} are packed as above. */
+    public record Domain(int levels, long pgd, long tablePages, long[] dids, long[] devices) {
+        public Domain {
+            dids = dids.clone();
+            devices = devices.clone();
+        }
+
+        @Override
+        public long[] dids() {
+            return dids.clone();
+        }
+
+        @Override
+        public long[] devices() {
+            return devices.clone();
+        }
+    }
+
+    public record Image(List<Unit> units, List<Domain> domains) {
+        public Image {
+            units = List.copyOf(units);
+            domains = List.copyOf(domains);
+        }
+    }
+
+    private VtdHandover() {
+    }
+
+    public static byte[] write(final Image image) {
+        final FdtWriter w = new FdtWriter().beginNode("");
+        w.propertyString("compatible", COMPATIBLE);
+        for (Unit u : image.units()) {
+            w.beginNode("unit@" + u.index())
+                    .propertyU64("cap", u.cap()).propertyU64("ecap", u.ecap())
+                    .propertyU64("root-table", u.rootTable())
+                    .propertyU64Array("context-tables", u.contextTables())
+                    .propertyU64("qi-ring", u.qiRing()).propertyU64("qi-status", u.qiStatus())
+                    .endNode();
+        }
+        int k = 0;
+        for (Domain d : image.domains()) {
+            w.beginNode("domain@" + k++)
+                    .propertyU32("levels", d.levels()).propertyU64("pgd", d.pgd())
+                    .propertyU64("table-pages", d.tablePages())
+                    .propertyU64Array("dids", d.dids()).propertyU64Array("devices", d.devices())
+                    .endNode();
+        }
+        return w.endNode().finish();
+    }
+
+    /** Parses the blob's structure; the semantic checks against hardware and memory come after. */
+    public static Image read(final FdtReader fdt) throws HandoverFormatException {
+        final int root = fdt.root();
+        final String compatible = fdt.string(root, "compatible");
+        if (!COMPATIBLE.equals(compatible)) {
+            throw new HandoverFormatException("intel-iommu blob is '" + compatible + "', this kernel reads " + COMPATIBLE);
+        }
+        final List<Unit> units = new ArrayList<>();
+        final List<Domain> domains = new ArrayList<>();
+        for (int node : fdt.children(root)) {
+            final String name = fdt.nodeName(node);
+            if (name.startsWith("unit@")) {
+                final int index = parseIndex(name);
+                if (index != units.size()) {
+                    throw new HandoverFormatException("unit nodes out of order at " + name);
+                }
+                units.add(new Unit(index, fdt.u64(node, "cap"), fdt.u64(node, "ecap"), fdt.u64(node, "root-table"),
+                        fdt.u64Array(node, "context-tables"), fdt.u64(node, "qi-ring"), fdt.u64(node, "qi-status")));
+            } else if (name.startsWith("domain@")) {
+                final int levels = fdt.u32(node, "levels");
+                if (levels < 3 || levels > 5) {
+                    throw new HandoverFormatException(name + ": " + levels + " levels");
+                }
+                domains.add(new Domain(levels, fdt.u64(node, "pgd"), fdt.u64(node, "table-pages"),
+                        fdt.u64Array(node, "dids"), fdt.u64Array(node, "devices")));
+            } else {
+                throw new HandoverFormatException("unknown node '" + name + "' in the intel-iommu blob");
+            }
+        }
+        return new Image(units, domains);
+    }
+
+    private static int parseIndex(final String name) throws HandoverFormatException {
+        try {
+            return Integer.parseInt(name.substring(name.indexOf('@') + 1));
+        } catch (NumberFormatException e) {
+            throw new HandoverFormatException("bad node name '" + name + "'");
+        }
+    }
+}
