@@ -100,7 +100,7 @@ final class SelfCheck implements Callable<Integer> {
         return failures == 0 ? 0 : 1;
     }
 
-    private static void deleteTree(final Path root) throws java.io.IOException {
+    static void deleteTree(final Path root) throws java.io.IOException {
         try (var walk = Files.walk(root)) {
             for (Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
                 Files.deleteIfExists(p);

@@ -1,0 +1,52 @@
+package org.iopersist.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+/** The main job as the README shows it: the demo runs clean, and bad options get one-line errors. */
+class DemoTest {
+    @TempDir
+    Path dir;
+
+    private static String run(final int expectedExit, final String... args) {
+        final PrintStream out = System.out;
+        final ByteArrayOutputStream buf = new ByteArrayOutputStream();
+        System.setOut(new PrintStream(buf, true, StandardCharsets.UTF_8));
+        try {
+            final CommandLine cli = new CommandLine(new Main());
+            final java.io.StringWriter err = new java.io.StringWriter();
+            cli.setErr(new java.io.PrintWriter(err));
+            cli.setExecutionExceptionHandler((ex, cmd, pr) -> {
+                cmd.getErr().println("iopersist: " + ex.getMessage());
+                return 1;
+            });
+            assertEquals(expectedExit, cli.execute(args), err.toString() + buf);
+            return buf.toString(StandardCharsets.UTF_8) + err;
+        } finally {
+            System.setOut(out);
+        }
+    }
+
+    @Test
+    void demoRunsCleanAndEveryRecordIsInPlace() {
+        final String out = run(0, "demo", "--seconds", "0.3", "--dir", dir.resolve("m").toString());
+        assertTrue(out.contains("kernel   booted (cold: no handover in the boot record)"), out);
+        assertTrue(out.contains("ioas     usable IOVA: [[0x0, 0xfedfffff], [0xfef00000, 0xffffffffffff]]"), out);
+        assertTrue(out.contains("vfio0: ") && out.contains("checker: every record in place"), out);
+        assertTrue(out.endsWith("demo: ok\n"), out);
+    }
+
+    @Test
+    void badOptionsAreOneLine() {
+        final String out = run(1, "demo", "--seconds", "-1");
+        assertEquals("iopersist: --seconds must be in (0, 3600]\n", out);
+    }
+}
