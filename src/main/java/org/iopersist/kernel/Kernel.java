@@ -6,7 +6,14 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.function.Consumer;
 import org.iopersist.hw.Board;
+import java.util.List;
+import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.iommu.IommuCore;
+import org.iopersist.kernel.iommu.IommuDriver;
+import org.iopersist.kernel.iommu.RestoredDomain;
+import org.iopersist.kernel.iommu.intel.IntelIommuPreservation;
+import org.iopersist.kernel.kho.PreservedMemoryMap;
+import org.iopersist.kernel.liveupdate.LiveUpdate;
 import org.iopersist.kernel.iommu.intel.IntelIommuDriver;
 import org.iopersist.kernel.kho.HandoverFormatException;
 import org.iopersist.kernel.kho.KhoIncoming;
@@ -62,10 +69,12 @@ public final class Kernel {
     private final Vfs vfs;
     private final Syscalls syscalls;
     private volatile String stagedCmdline;
+    private final LiveUpdate liveUpdate;
+    private final List<SyscallServer> servers = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     private Kernel(final Board board, final KernelLog log, final BootParams params, final PhysRange scratch,
             final PhysRange guestmemfs, final FrameAllocator frames, final IntelIommuDriver intel, final IommuCore iommu,
-            final BootKind kind, final String coldBootReason) {
+            final BootKind kind, final String coldBootReason, final KhoIncoming incoming) {
         this.board = board;
         this.log = log;
         this.params = params;
@@ -91,7 +100,13 @@ public final class Kernel {
                     () -> Integer.toString(vd.device().unit())));
         }
         this.syscalls = new Syscalls(board.memory(), frames, refs, vfs, new Control());
+        this.liveUpdate = new LiveUpdate(board, frames, log, scratch, incoming);
+        final IntelIommuPreservation vtd = new IntelIommuPreservation(intel, log);
+        liveUpdate.register(vtd);
+        liveUpdate.onKexec(handedOver -> vtd.quiesce(handedOver));
+        liveUpdate.onKexec(handedOver -> stopServers());
         populateSysfs();
+        liveUpdate.populateSysfs(sysfs);
     }
 
     private void populateSysfs() {
@@ -108,7 +123,7 @@ public final class Kernel {
         sysfs.add("/sys/kernel/boot", SysfsAttribute.readOnly("cmdline", params::cmdline));
     }
 
-    /** kexec_load stages the next command line; the reboot that uses it comes with live update. */
+    /** kexec_load stages the next kernel's command line; reboot(KEXEC) ends this boot with it. */
     private final class Control implements LiveUpdateControl {
         @Override
         public void kexecLoad(final UserProcess caller, final String cmdline) {
@@ -124,16 +139,51 @@ public final class Kernel {
             if (caller.uid() != 0) {
                 throw new KernelException(org.iopersist.uapi.Errno.EPERM, "reboot needs uid 0");
             }
-            if (stagedCmdline == null) {
-                throw new KernelException(org.iopersist.uapi.Errno.EINVAL, "reboot(KEXEC) with no kernel loaded");
-            }
-            throw new KernelException(org.iopersist.uapi.Errno.ENOSYS, "kexec reboot is not available in this kernel");
+            kexec();
         }
+    }
+
+    /**
+     * reboot(LINUX_REBOOT_CMD_KEXEC): EINVAL without a kexec_load first. Writes the boot record,
+     * blocks what is not preserved, and cuts every process off without running a release, as a
+     * kexec does. In one JVM the caller then boots the next kernel on the same board.
+     */
+    public void kexec() {
+        final String next = stagedCmdline;
+        if (next == null) {
+            throw new KernelException(org.iopersist.uapi.Errno.EINVAL, "reboot(KEXEC) with no kernel loaded");
+        }
+        liveUpdate.kexec(next);
+    }
+
+    private void stopServers() {
+        // The caller may be a syscall worker of one of these servers: stop them from elsewhere.
+        final List<SyscallServer> all = List.copyOf(servers);
+        Thread.ofPlatform().name("kexec-stop").start(() -> {
+            for (SyscallServer s : all) {
+                s.stop(false);
+            }
+        });
+    }
+
+    /** kexec_load from inside the JVM (tests, the demo): stages the next command line. */
+    public void kexecLoad(final String cmdline) {
+        stagedCmdline = cmdline;
+        log.info("kexec: staged next kernel, command line \"%s\"", cmdline);
     }
 
     /** Serves processes on a Unix socket at {@code socket}; the caller stops the server. */
     public SyscallServer serve(final Path socket) throws IOException {
-        return new SyscallServer(socket, syscalls, log::info);
+        if (liveUpdate.state() == LiveUpdate.State.GONE) {
+            throw new IllegalStateException("this kernel has kexec'd");
+        }
+        final SyscallServer server = new SyscallServer(socket, syscalls, log::info);
+        servers.add(server);
+        return server;
+    }
+
+    public LiveUpdate liveUpdate() {
+        return liveUpdate;
     }
 
     public Sysfs sysfs() {
@@ -173,9 +223,14 @@ public final class Kernel {
         log.info("Memory: %d MiB, %d remapping units, %d devices", memSize >> 20, board.config().units().size(),
                 board.config().devices().size());
 
-        // The handover, if any. A record that does not validate means a cold boot, never a partial one.
+        // The handover, if any: every part of it is checked before anything is adopted. A record
+        // that does not validate means a cold boot, never a partial one.
+        final FrameAllocator frames = new FrameAllocator(board.memory(), memSize, params.pagePoison());
+        final IntelIommuDriver intel = new IntelIommuDriver(board, frames, log);
         String reason = null;
         SetupData setup = null;
+        KhoIncoming incoming = null;
+        IommuDriver.HandoverPlan vtdPlan = null;
         final byte[] setupBytes = readBootBytes(board, SETUP_DATA_FILE);
         if (!params.kho()) {
             reason = "kho=off";
@@ -184,11 +239,12 @@ public final class Kernel {
         } else {
             try {
                 setup = SetupData.decode(setupBytes);
-                KhoIncoming.parse(board.memory(), setup);
-                reason = "handover adoption is not available in this kernel";
+                incoming = KhoIncoming.parse(board.memory(), setup);
+                vtdPlan = intel.validateHandover(incoming);
             } catch (HandoverFormatException e) {
                 reason = "handover rejected: " + e.getMessage();
                 setup = null;
+                incoming = null;
             }
         }
 
@@ -199,25 +255,46 @@ public final class Kernel {
             throw new KernelException(org.iopersist.uapi.Errno.ENOMEM, "KHO scratch " + scratch + " does not fit in memory");
         }
         final PhysRange guestmemfs = carveGuestmemfs(params, memSize, scratch, log);
-        final FrameAllocator frames = new FrameAllocator(board.memory(), memSize, params.pagePoison());
         frames.reserve(LOW_MEMORY, "firmware");
         frames.reserve(scratch, "kho scratch");
         if (guestmemfs.size() > 0) {
             frames.reserve(guestmemfs, "guestmemfs");
         }
-        final EarlyFrames early = new EarlyFrames(board.memory(), scratch, scratch.start());
+        final List<RestoredDomain> restored;
+        if (incoming != null) {
+            // Every preserved frame is reserved before anything is allocated; early frames come
+            // from scratch, past the incoming tree.
+            incoming.reserveAll(new PreservedMemoryMap.Visitor() {
+                @Override
+                public void block(final long phys, final int order) {
+                    frames.reserve(new PhysRange(phys, PhysicalMemory.FRAME_SIZE << order), "kho preserved");
+                }
 
-        final IntelIommuDriver intel = new IntelIommuDriver(board, frames, log);
-        intel.init(early);
+                @Override
+                public void metadata(final long phys) {
+                    frames.reserve(new PhysRange(phys, PhysicalMemory.FRAME_SIZE), "kho tracker");
+                }
+            });
+            final EarlyFrames early = new EarlyFrames(board.memory(), scratch, setup.fdtAddr() + setup.fdtSize());
+            restored = intel.adopt(vtdPlan, early);
+            log.info("KHO: live update: %d preserved frames reserved", incoming.unclaimedFrames());
+        } else {
+            intel.init(new EarlyFrames(board.memory(), scratch, scratch.start()));
+            restored = List.of();
+            log.info("DMAR: cold boot (%s): every device blocked", reason);
+        }
         final IommuCore iommu = new IommuCore(intel, log);
-        log.info("DMAR: cold boot (%s): every device blocked", reason);
+        iommu.restore(restored);
 
         frames.open();
         intel.lateInit();
         final FrameAllocator.Stats s = frames.stats();
         log.info("Memory: %d frames free, %d reserved%s", s.freeFrames(), s.reservedFrames(),
                 params.pagePoison() ? ", page poisoning on" : "");
-        return new Kernel(board, log, params, scratch, guestmemfs, frames, intel, iommu, BootKind.COLD, reason);
+        final Kernel k = new Kernel(board, log, params, scratch, guestmemfs, frames, intel, iommu,
+                incoming != null ? BootKind.LIVE_UPDATE : BootKind.COLD, reason, incoming);
+        k.liveUpdate.startFinishTimer(params.finishTimeoutSec());
+        return k;
     }
 
     private static PhysRange carveGuestmemfs(final BootParams params, final long memSize, final PhysRange scratch,

@@ -48,6 +48,7 @@ public enum Errno {
     EMSGSIZE(90),
     EOPNOTSUPP(95),
     EADDRINUSE(98),
+    ESHUTDOWN(108),
     ETIMEDOUT(110),
     ECANCELED(125);
 

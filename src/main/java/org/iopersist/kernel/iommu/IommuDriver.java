@@ -34,12 +34,21 @@ public interface IommuDriver {
     /** IOMMU_GET_HW_INFO's answer for {@code dev}. */
     HwInfo hwInfo(IommuDevice dev);
 
+    /** What {@link #validateHandover} found, for {@link #adopt}; opaque to the core. */
+    interface HandoverPlan {
+    }
+
     /**
-     * Instead of {@link #init} on a live-update boot: checks the driver's handover against the
-     * hardware and memory and, only if all of it holds, adopts the live tables and returns the
-     * persistent domains. A {@link org.iopersist.kernel.kho.HandoverFormatException} means nothing
-     * was touched and the caller cold-boots.
+     * On a live-update boot, before anything is adopted anywhere: checks the driver's handover
+     * against the hardware and memory. Reads only; a {@link org.iopersist.kernel.kho.HandoverFormatException}
+     * means the kernel cold-boots.
      */
-    List<RestoredDomain> adopt(org.iopersist.kernel.kho.KhoIncoming incoming, FrameSource early)
+    HandoverPlan validateHandover(org.iopersist.kernel.kho.KhoIncoming incoming)
             throws org.iopersist.kernel.kho.HandoverFormatException;
+
+    /**
+     * Instead of {@link #init}, once every subsystem validated: claims the preserved frames, adopts
+     * the live tables and returns the persistent domains with the devices translating through them.
+     */
+    List<RestoredDomain> adopt(HandoverPlan plan, FrameSource early);
 }

@@ -197,8 +197,8 @@ public final class Kho {
         if (!finalized) {
             throw new KernelException(Errno.ENOENT, "KHO is not finalized");
         }
+        finalized = false; // subsystems unpreserve what they preserved while undoing
         undo(new ArrayList<>(subsystems.values()));
-        finalized = false;
         tree = null;
         log.accept("KHO: finalize aborted");
     }

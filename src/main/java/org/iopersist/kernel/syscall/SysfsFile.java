@@ -25,7 +25,7 @@ final class SysfsFile implements KernelFile {
         if (!readable) {
             throw new KernelException(Errno.EBADF, path + " not open for reading");
         }
-        final byte[] text = attribute.read().getBytes(StandardCharsets.UTF_8);
+        final byte[] text = attribute.bytes();
         if (offset >= text.length) {
             return 0;
         }

@@ -156,13 +156,13 @@ public final class Sysfs {
                     Files.createDirectories(p);
                     continue;
                 }
-                String text;
+                byte[] text;
                 try {
-                    text = e.attribute().read();
+                    text = e.attribute().bytes();
                 } catch (RuntimeException ex) {
-                    text = "<error: " + ex.getMessage() + ">\n";
+                    text = ("<error: " + ex.getMessage() + ">\n").getBytes(java.nio.charset.StandardCharsets.UTF_8);
                 }
-                Files.writeString(p, text);
+                Files.write(p, text);
                 p.toFile().setWritable(false, false);
             }
         } catch (IOException e) {

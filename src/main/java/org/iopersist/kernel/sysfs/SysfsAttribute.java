@@ -13,8 +13,9 @@ import org.iopersist.uapi.Errno;
  * @param show  renders the current value
  * @param store handles a write, or null for a read-only attribute
  * @param ownerUid the uid allowed to open it besides root, or -1 for anyone
+ * @param binary   the contents are bytes (one char per byte, ISO-8859-1), read as they are, no newline
  */
-public record SysfsAttribute(String name, Supplier<String> show, Store store, int ownerUid) implements SysfsNode {
+public record SysfsAttribute(String name, Supplier<String> show, Store store, int ownerUid, boolean binary) implements SysfsNode {
 
     /** A write handler; throws {@link KernelException} with the errno the writer gets. */
     @FunctionalInterface
@@ -23,11 +24,22 @@ public record SysfsAttribute(String name, Supplier<String> show, Store store, in
     }
 
     public static SysfsAttribute readOnly(final String name, final Supplier<String> show) {
-        return new SysfsAttribute(name, show, null, -1);
+        return new SysfsAttribute(name, show, null, -1, false);
+    }
+
+    /** A read-only binary attribute (as sysfs bin_attribute), e.g. a handover blob. */
+    public static SysfsAttribute binary(final String name, final Supplier<byte[]> bytes) {
+        return new SysfsAttribute(name, () -> new String(bytes.get(), java.nio.charset.StandardCharsets.ISO_8859_1), null, -1, true);
+    }
+
+    /** The contents as the bytes a read returns. */
+    public byte[] bytes() {
+        return binary ? show.get().getBytes(java.nio.charset.StandardCharsets.ISO_8859_1)
+                : read().getBytes(java.nio.charset.StandardCharsets.UTF_8);
     }
 
     public static SysfsAttribute readWrite(final String name, final Supplier<String> show, final Store store) {
-        return new SysfsAttribute(name, show, store, -1);
+        return new SysfsAttribute(name, show, store, -1, false);
     }
 
     public boolean writable() {
@@ -36,6 +48,9 @@ public record SysfsAttribute(String name, Supplier<String> show, Store store, in
 
     public String read() {
         final String s = show.get();
+        if (binary) {
+            return s;
+        }
         return s.endsWith("\n") ? s : s + "\n";
     }
 

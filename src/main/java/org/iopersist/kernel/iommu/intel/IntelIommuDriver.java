@@ -13,6 +13,7 @@ import org.iopersist.kernel.iommu.DomainOps;
 import org.iopersist.kernel.iommu.HwInfo;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommu.IommuDriver;
+import org.iopersist.kernel.iommu.IommuDriver.HandoverPlan;
 import org.iopersist.kernel.kho.FrameSource;
 import org.iopersist.kernel.mm.FrameAllocator;
 import org.iopersist.uapi.Errno;
@@ -185,19 +186,28 @@ public final class IntelIommuDriver implements IommuDriver {
         return new HwInfo(org.iopersist.uapi.Iommufd.IOMMU_HW_INFO_TYPE_INTEL_VTD, b.array(), 0);
     }
 
+    private record Plan(VtdHandover.Image image, VtdAdoption adoption, java.util.List<java.util.List<IommuDevice>> devices)
+            implements HandoverPlan {
+    }
+
     @Override
-    public java.util.List<org.iopersist.kernel.iommu.RestoredDomain> adopt(final org.iopersist.kernel.kho.KhoIncoming incoming,
-            final FrameSource early) throws org.iopersist.kernel.kho.HandoverFormatException {
+    public HandoverPlan validateHandover(final org.iopersist.kernel.kho.KhoIncoming incoming)
+            throws org.iopersist.kernel.kho.HandoverFormatException {
         final org.iopersist.kernel.kho.FdtReader blob = incoming.retrieveSubtree(VtdHandover.NAME);
         if (blob == null) {
             throw new org.iopersist.kernel.kho.HandoverFormatException("the handover has no " + VtdHandover.NAME + " subtree");
         }
         final VtdHandover.Image image = VtdHandover.read(blob);
         final VtdAdoption adoption = new VtdAdoption(this, incoming);
-        final java.util.List<java.util.List<IommuDevice>> plan = adoption.validate(image);
+        return new Plan(image, adoption, adoption.validate(image));
+    }
+
+    @Override
+    public java.util.List<org.iopersist.kernel.iommu.RestoredDomain> adopt(final HandoverPlan handoverPlan, final FrameSource early) {
+        final Plan plan = (Plan) handoverPlan;
         final java.util.List<org.iopersist.kernel.iommu.RestoredDomain> out = new java.util.ArrayList<>();
         synchronized (this) {
-            for (VtdAdoption.Adopted a : adoption.adopt(image, plan, early)) {
+            for (VtdAdoption.Adopted a : plan.adoption().adopt(plan.image(), plan.devices(), early)) {
                 persistent.add(a.domain());
                 for (IommuDevice dev : a.devices()) {
                     current.put(dev, a.domain());

@@ -110,13 +110,13 @@ public final class IntelIommuPreservation implements KhoSubsystem {
      * At kexec: every device not served by a persistent domain is blocked (context entry cleared,
      * caches invalidated) and loses bus mastering. Devices of persistent domains keep running.
      */
-    public void quiesce() {
+    public void quiesce(final boolean handedOver) {
         final MachineConfig platform = driver.board().config();
         int blocked = 0;
         for (IommuDevice dev : driver.devices()) {
             final DmarDomain d = driver.domainOf(dev);
-            if (d != null && d.persistent()) {
-                continue;
+            if (handedOver && d != null && d.persistent()) {
+                continue; // preserved: it keeps translating through the kexec
             }
             driver.unit(dev.unit()).setContext(dev, -1, 0, 0, driver.frames());
             for (int i = 0; i < platform.devices().size(); i++) {

@@ -1,0 +1,247 @@
+package org.iopersist.kernel.liveupdate;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import org.iopersist.hw.Board;
+import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.KernelLog;
+import org.iopersist.kernel.kho.Kho;
+import org.iopersist.kernel.kho.KhoIncoming;
+import org.iopersist.kernel.kho.KhoSubsystem;
+import org.iopersist.kernel.kho.SetupData;
+import org.iopersist.kernel.mm.FrameAllocator;
+import org.iopersist.kernel.mm.PhysRange;
+import org.iopersist.kernel.sysfs.Sysfs;
+import org.iopersist.kernel.sysfs.SysfsAttribute;
+import org.iopersist.uapi.Errno;
+
+/**
+ * Live-update control for one boot: the outgoing handover (finalize, abort), the kexec that ends
+ * the boot, and the incoming handover's finish.
+ *
+ * <pre>
+ *   NORMAL ──finalize──► FINALIZED ──kexec──► GONE (the next Kernel.boot takes over)
+ *     ▲                     │
+ *     └──────abort──────────┘
+ * </pre>
+ *
+ * Finish (of the handover this boot came from) is independent: an explicit write to
+ * {@code /sys/kernel/liveupdate/finish}, or {@code liveupdate.finish_timeout=} seconds after boot.
+ * A kexec before finish carries every unclaimed preserved block into the next handover.
+ */
+public final class LiveUpdate {
+    public enum State { NORMAL, FINALIZED, GONE }
+
+    /** Runs at kexec, after the boot record is written: quiesce what is not preserved. */
+    @FunctionalInterface
+    public interface KexecHook {
+        void kexec(boolean handedOver);
+    }
+
+    private final Board board;
+    private final FrameAllocator frames;
+    private final KernelLog log;
+    private final Kho kho;
+    private final KhoIncoming incoming;
+    private final List<KexecHook> hooks = new ArrayList<>();
+    private final CountDownLatch gone = new CountDownLatch(1);
+    private State state = State.NORMAL; // guarded by this
+    private SetupData setup; // guarded by this
+    private Thread finishTimer;
+
+    public LiveUpdate(final Board board, final FrameAllocator frames, final KernelLog log, final PhysRange scratch,
+            final KhoIncoming incomingOrNull) {
+        this.board = board;
+        this.frames = frames;
+        this.log = log;
+        this.kho = new Kho(board.memory(), frames, scratch.start(), scratch.size(), log::info);
+        this.incoming = incomingOrNull;
+        if (incomingOrNull != null) {
+            kho.carryOver(incomingOrNull);
+        }
+    }
+
+    public Kho kho() {
+        return kho;
+    }
+
+    /** The handover this boot came from, or null after a cold boot. */
+    public KhoIncoming incoming() {
+        return incoming;
+    }
+
+    public void register(final KhoSubsystem subsystem) {
+        kho.register(subsystem);
+    }
+
+    public synchronized void onKexec(final KexecHook hook) {
+        hooks.add(hook);
+    }
+
+    public synchronized State state() {
+        return state;
+    }
+
+    /** Serializes every subsystem and freezes preserved state; EBUSY if already finalized. */
+    public synchronized SetupData finalizeHandover() {
+        requireAlive();
+        if (state == State.FINALIZED) {
+            throw new KernelException(Errno.EBUSY, "KHO is already finalized");
+        }
+        setup = kho.finalizeHandover();
+        state = State.FINALIZED;
+        return setup;
+    }
+
+    /** Unfreezes and frees the handover; ENOENT if not finalized. */
+    public synchronized void abort() {
+        requireAlive();
+        if (state != State.FINALIZED) {
+            throw new KernelException(Errno.ENOENT, "KHO is not finalized");
+        }
+        kho.abort();
+        setup = null;
+        state = State.NORMAL;
+    }
+
+    /**
+     * Ends this boot: writes the next kernel's boot record ({@code cmdline}, and {@code setup_data}
+     * if the handover is finalized; without one the next kernel cold-boots), runs the kexec hooks
+     * (which block every device that is not preserved), and marks the boot gone. Nothing of this
+     * kernel runs afterwards.
+     */
+    public void kexec(final String cmdline) {
+        final boolean handedOver;
+        final List<KexecHook> toRun;
+        synchronized (this) {
+            requireAlive();
+            handedOver = state == State.FINALIZED;
+            writeBootRecord(cmdline, handedOver ? setup : null);
+            state = State.GONE;
+            toRun = List.copyOf(hooks);
+        }
+        stopFinishTimer();
+        for (KexecHook h : toRun) {
+            h.kexec(handedOver);
+        }
+        log.info("kexec: %s; the next kernel takes over", handedOver ? "handover in boot/setup_data"
+                : "no finalized handover, the next kernel cold-boots");
+        gone.countDown();
+    }
+
+    private void writeBootRecord(final String cmdline, final SetupData next) {
+        final Path bootDir = board.bootDirectory();
+        try {
+            Files.createDirectories(bootDir);
+            Files.writeString(bootDir.resolve("cmdline"), cmdline, StandardCharsets.UTF_8);
+            final Path sd = bootDir.resolve("setup_data");
+            if (next != null) {
+                Files.write(sd, next.encode());
+            } else {
+                Files.deleteIfExists(sd);
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("kexec: cannot write the boot record in " + bootDir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Waits until a kexec ended this boot; true if it did within the timeout. */
+    public boolean awaitKexec(final long timeout, final TimeUnit unit) throws InterruptedException {
+        return gone.await(timeout, unit);
+    }
+
+    /**
+     * Frees every preserved block of the incoming handover that no subsystem claimed. ENOENT after a
+     * cold boot; a second finish does nothing.
+     */
+    public long finish() {
+        if (incoming == null) {
+            throw new KernelException(Errno.ENOENT, "this boot did not come from a handover");
+        }
+        synchronized (this) {
+            requireAlive();
+        }
+        stopFinishTimer();
+        final boolean wasFinished = incoming.finished();
+        final long freed = incoming.finish(frames);
+        if (!wasFinished) {
+            log.info("liveupdate: finished: %d unclaimed preserved frames freed", freed);
+        }
+        return freed;
+    }
+
+    /** Starts the finish timeout ({@code liveupdate.finish_timeout=}); 0 disables it. */
+    public synchronized void startFinishTimer(final int seconds) {
+        if (incoming == null || seconds <= 0) {
+            return;
+        }
+        finishTimer = Thread.ofPlatform().daemon().name("liveupdate-finish").start(() -> {
+            try {
+                Thread.sleep(seconds * 1000L);
+            } catch (InterruptedException e) {
+                return;
+            }
+            try {
+                log.info("liveupdate: finish timeout of %d s expired", seconds);
+                finish();
+            } catch (KernelException e) {
+                // The boot ended first: nothing to finish.
+            }
+        });
+    }
+
+    private void stopFinishTimer() {
+        final Thread t;
+        synchronized (this) {
+            t = finishTimer;
+            finishTimer = null;
+        }
+        if (t != null && t != Thread.currentThread()) {
+            t.interrupt();
+        }
+    }
+
+    private void requireAlive() {
+        if (state == State.GONE) {
+            throw new KernelException(Errno.ESHUTDOWN, "this kernel has kexec'd");
+        }
+    }
+
+    /** {@code /sys/kernel/kho/{finalize,fdt}} and {@code /sys/kernel/liveupdate/{finish,state}}. */
+    public void populateSysfs(final Sysfs sysfs) {
+        sysfs.mkdirs("/sys/kernel/kho");
+        sysfs.add("/sys/kernel/kho", SysfsAttribute.readWrite("finalize", () -> state() == State.FINALIZED ? "1" : "0", v -> {
+            switch (v) {
+                case "1" -> finalizeHandover();
+                case "0" -> abort();
+                default -> throw new KernelException(Errno.EINVAL, "finalize takes 1 or 0, not '" + v + "'");
+            }
+        }));
+        sysfs.add("/sys/kernel/kho", SysfsAttribute.binary("fdt", kho::tree));
+        sysfs.mkdirs("/sys/kernel/liveupdate");
+        sysfs.add("/sys/kernel/liveupdate", SysfsAttribute.readWrite("finish",
+                () -> incoming == null ? "none" : incoming.finished() ? "1" : "0", v -> {
+                    if (!"1".equals(v)) {
+                        throw new KernelException(Errno.EINVAL, "finish takes 1, not '" + v + "'");
+                    }
+                    finish();
+                }));
+        sysfs.add("/sys/kernel/liveupdate", SysfsAttribute.readOnly("state", () -> state().name().toLowerCase(java.util.Locale.ROOT)));
+    }
+
+    /** Preserved frames the incoming handover still holds unclaimed (0 after finish or a cold boot). */
+    public long unclaimedFrames() {
+        return incoming == null ? 0 : incoming.unclaimedFrames();
+    }
+
+    public synchronized boolean finalized() {
+        return state == State.FINALIZED;
+    }
+}
