@@ -70,11 +70,13 @@ public final class Kernel {
     private final Syscalls syscalls;
     private volatile String stagedCmdline;
     private final LiveUpdate liveUpdate;
+    private final org.iopersist.kernel.guestmemfs.Guestmemfs guestmemfsFs;
     private final List<SyscallServer> servers = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     private Kernel(final Board board, final KernelLog log, final BootParams params, final PhysRange scratch,
             final PhysRange guestmemfs, final FrameAllocator frames, final IntelIommuDriver intel, final IommuCore iommu,
-            final BootKind kind, final String coldBootReason, final KhoIncoming incoming) {
+            final BootKind kind, final String coldBootReason, final KhoIncoming incoming,
+            final org.iopersist.kernel.guestmemfs.Guestmemfs mountedGmfs) {
         this.board = board;
         this.log = log;
         this.params = params;
@@ -100,9 +102,18 @@ public final class Kernel {
                     () -> Integer.toString(vd.device().unit())));
         }
         this.syscalls = new Syscalls(board.memory(), frames, refs, vfs, new Control());
+        this.guestmemfsFs = mountedGmfs != null ? mountedGmfs : guestmemfs.size() > 0
+                ? org.iopersist.kernel.guestmemfs.Guestmemfs.format(board.memory(), guestmemfs, log) : null;
+        if (guestmemfsFs != null) {
+            vfs.mount(org.iopersist.kernel.guestmemfs.GuestmemfsMount.MOUNT_POINT,
+                    new org.iopersist.kernel.guestmemfs.GuestmemfsMount(guestmemfsFs, board.memory()));
+        }
         this.liveUpdate = new LiveUpdate(board, frames, log, scratch, incoming);
         final IntelIommuPreservation vtd = new IntelIommuPreservation(intel, log);
         liveUpdate.register(vtd);
+        if (guestmemfsFs != null) {
+            liveUpdate.register(new org.iopersist.kernel.guestmemfs.GuestmemfsPreservation(guestmemfsFs));
+        }
         liveUpdate.onKexec(handedOver -> vtd.quiesce(handedOver));
         liveUpdate.onKexec(handedOver -> stopServers());
         populateSysfs();
@@ -182,6 +193,11 @@ public final class Kernel {
         return server;
     }
 
+    /** The guestmemfs filesystem, or null without {@code guestmemfs=}. */
+    public org.iopersist.kernel.guestmemfs.Guestmemfs guestmemfs() {
+        return guestmemfsFs;
+    }
+
     public LiveUpdate liveUpdate() {
         return liveUpdate;
     }
@@ -231,6 +247,8 @@ public final class Kernel {
         SetupData setup = null;
         KhoIncoming incoming = null;
         IommuDriver.HandoverPlan vtdPlan = null;
+        org.iopersist.kernel.guestmemfs.Guestmemfs mountedGmfs = null;
+        PhysRange scratch = new PhysRange(LOW_MEMORY.end(), params.khoScratchSize());
         final byte[] setupBytes = readBootBytes(board, SETUP_DATA_FILE);
         if (!params.kho()) {
             reason = "kho=off";
@@ -240,17 +258,20 @@ public final class Kernel {
             try {
                 setup = SetupData.decode(setupBytes);
                 incoming = KhoIncoming.parse(board.memory(), setup);
+                final PhysRange handedScratch = new PhysRange(setup.scratchAddr(), setup.scratchSize());
                 vtdPlan = intel.validateHandover(incoming);
+                final PhysRange carve = carveGuestmemfs(params, memSize, handedScratch, null);
+                if (carve.size() > 0) {
+                    mountedGmfs = org.iopersist.kernel.guestmemfs.GuestmemfsPreservation.validate(incoming, board.memory(), carve, log);
+                }
+                scratch = handedScratch;
             } catch (HandoverFormatException e) {
                 reason = "handover rejected: " + e.getMessage();
                 setup = null;
                 incoming = null;
+                mountedGmfs = null;
             }
         }
-
-        final PhysRange scratch = setup != null
-                ? new PhysRange(setup.scratchAddr(), setup.scratchSize())
-                : new PhysRange(LOW_MEMORY.end(), params.khoScratchSize());
         if (scratch.end() > memSize) {
             throw new KernelException(org.iopersist.uapi.Errno.ENOMEM, "KHO scratch " + scratch + " does not fit in memory");
         }
@@ -277,6 +298,9 @@ public final class Kernel {
             });
             final EarlyFrames early = new EarlyFrames(board.memory(), scratch, setup.fdtAddr() + setup.fdtSize());
             restored = intel.adopt(vtdPlan, early);
+            if (mountedGmfs != null) {
+                org.iopersist.kernel.guestmemfs.GuestmemfsPreservation.claim(incoming, guestmemfs);
+            }
             log.info("KHO: live update: %d preserved frames reserved", incoming.unclaimedFrames());
         } else {
             intel.init(new EarlyFrames(board.memory(), scratch, scratch.start()));
@@ -292,7 +316,7 @@ public final class Kernel {
         log.info("Memory: %d frames free, %d reserved%s", s.freeFrames(), s.reservedFrames(),
                 params.pagePoison() ? ", page poisoning on" : "");
         final Kernel k = new Kernel(board, log, params, scratch, guestmemfs, frames, intel, iommu,
-                incoming != null ? BootKind.LIVE_UPDATE : BootKind.COLD, reason, incoming);
+                incoming != null ? BootKind.LIVE_UPDATE : BootKind.COLD, reason, incoming, mountedGmfs);
         k.liveUpdate.startFinishTimer(params.finishTimeoutSec());
         return k;
     }
@@ -305,11 +329,15 @@ public final class Kernel {
         final long size = (params.guestmemfsSize() + SZ_2M - 1) & -SZ_2M;
         final long start = (memSize - size) & -SZ_2M;
         if (size >= memSize || start < scratch.end()) {
-            log.info("guestmemfs: %d MiB does not fit above the scratch region; disabled", size >> 20);
+            if (log != null) {
+                log.info("guestmemfs: %d MiB does not fit above the scratch region; disabled", size >> 20);
+            }
             return new PhysRange(0, 0);
         }
         final PhysRange r = new PhysRange(start, size);
-        log.info("guestmemfs: carve-out %s", r);
+        if (log != null) {
+            log.info("guestmemfs: carve-out %s", r);
+        }
         return r;
     }
 

@@ -12,6 +12,7 @@ public final class Syscall {
     public static final int WRITE = 1;
     public static final int OPEN = 2;
     public static final int CLOSE = 3;
+    public static final int STAT = 4;
     public static final int FSTAT = 5;
     public static final int LSEEK = 8;
     public static final int MMAP = 9;
@@ -22,6 +23,7 @@ public final class Syscall {
     public static final int GETPID = 39;
     public static final int FTRUNCATE = 77;
     public static final int GETDENTS64 = 217;
+    public static final int STATFS = 137;
     public static final int MKDIR = 83;
     public static final int UNLINK = 87;
     public static final int GETUID = 102;
@@ -36,7 +38,9 @@ public final class Syscall {
             case WRITE -> "write";
             case OPEN -> "open";
             case CLOSE -> "close";
+            case STAT -> "stat";
             case FSTAT -> "fstat";
+            case STATFS -> "statfs";
             case LSEEK -> "lseek";
             case MMAP -> "mmap";
             case MUNMAP -> "munmap";
@@ -65,6 +69,22 @@ public final class Syscall {
     public static final int O_EXCL = 0200;
     public static final int O_TRUNC = 01000;
     public static final int O_CLOEXEC = 02000000;
+    public static final int O_DIRECTORY = 0200000;
+
+    /** struct stat (x86-64): the offsets the model fills; 144 bytes in all. */
+    public static final int STAT_SIZE = 144;
+    public static final int STAT_INO = 8;
+    public static final int STAT_NLINK = 16;
+    public static final int STAT_MODE = 24;
+    public static final int STAT_UID = 28;
+    public static final int STAT_SIZE_OFF = 48;
+    public static final int STAT_BLKSIZE = 56;
+    public static final int STAT_BLOCKS = 64;
+    /** struct statfs (x86-64), 120 bytes: f_type, f_bsize, f_blocks, f_bfree, f_bavail, f_files, f_ffree, ..., f_namelen at 64. */
+    public static final int STATFS_SIZE = 120;
+    /** linux_dirent64: u64 d_ino, s64 d_off, u16 d_reclen, u8 d_type, char d_name[], padded to 8. */
+    public static final int DIRENT64_NAME = 19;
+    public static final int DT_REG = 8;
 
     // mmap(2)
     public static final int PROT_NONE = 0;

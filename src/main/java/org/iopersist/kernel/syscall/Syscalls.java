@@ -117,6 +117,28 @@ public final class Syscalls {
                 p.fds().get(fd(a0)).truncate(a1);
                 yield 0;
             }
+            case Syscall.UNLINK -> {
+                vfs.unlink(p, p.mm().copyStringFromUser(a0, PATH_MAX));
+                yield 0;
+            }
+            case Syscall.STAT -> {
+                final long[] st = vfs.stat(p.mm().copyStringFromUser(a0, PATH_MAX));
+                final java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(Syscall.STAT_SIZE).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+                b.putLong(Syscall.STAT_INO, st[0]).putLong(Syscall.STAT_NLINK, 1).putInt(Syscall.STAT_MODE, (int) st[3])
+                        .putInt(Syscall.STAT_UID, (int) st[4]).putLong(Syscall.STAT_SIZE_OFF, st[1])
+                        .putLong(Syscall.STAT_BLKSIZE, 2L << 20).putLong(Syscall.STAT_BLOCKS, st[2]);
+                p.mm().copyToUser(a1, java.lang.foreign.MemorySegment.ofArray(b.array()), 0, Syscall.STAT_SIZE);
+                yield 0;
+            }
+            case Syscall.STATFS -> {
+                final long[] sf = vfs.statfs(p.mm().copyStringFromUser(a0, PATH_MAX));
+                final java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(Syscall.STATFS_SIZE).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+                b.putLong(0, sf[0]).putLong(8, sf[1]).putLong(16, sf[2]).putLong(24, sf[3]).putLong(32, sf[3])
+                        .putLong(40, sf[4]).putLong(48, sf[5]).putLong(64, sf[6]).putLong(72, sf[1]);
+                p.mm().copyToUser(a1, java.lang.foreign.MemorySegment.ofArray(b.array()), 0, Syscall.STATFS_SIZE);
+                yield 0;
+            }
+            case Syscall.GETDENTS64 -> getdents64(p, p.fds().get(fd(a0)), a1, a2);
             case Syscall.GETPID -> p.pid();
             case Syscall.GETUID -> p.uid();
             case Syscall.KEXEC_LOAD -> {
@@ -137,6 +159,34 @@ public final class Syscalls {
             }
             default -> throw new KernelException(Errno.ENOSYS, Syscall.name(nr));
         };
+    }
+
+    /** getdents64(2): as many linux_dirent64 records as fit; 0 at the end; EINVAL if none fits. */
+    private static long getdents64(final UserProcess p, final KernelFile f, final long bufVa, final long count) {
+        if (!(f instanceof DirectoryFile dir)) {
+            throw new KernelException(Errno.ENOTDIR, f.describe() + " is not a directory");
+        }
+        final java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        int taken = 0;
+        for (String name : dir.remaining()) {
+            final byte[] n = name.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+            final int reclen = (Syscall.DIRENT64_NAME + n.length + 1 + 7) & ~7;
+            if (out.size() + reclen > count) {
+                break;
+            }
+            final java.nio.ByteBuffer r = java.nio.ByteBuffer.allocate(reclen).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            r.putLong(0, dir.position() + taken + 1).putLong(8, dir.position() + taken + 1).putShort(16, (short) reclen)
+                    .put(18, (byte) Syscall.DT_REG).put(Syscall.DIRENT64_NAME, n, 0, n.length);
+            out.writeBytes(r.array());
+            taken++;
+        }
+        if (taken == 0 && !dir.remaining().isEmpty()) {
+            throw new KernelException(Errno.EINVAL, "getdents64 buffer of " + count + " bytes too small for one entry");
+        }
+        final byte[] bytes = out.toByteArray();
+        p.mm().copyToUser(bufVa, java.lang.foreign.MemorySegment.ofArray(bytes), 0, bytes.length);
+        dir.advance(taken);
+        return bytes.length;
     }
 
     private static int fd(final long v) {

@@ -20,9 +20,25 @@ public final class Vfs {
         KernelFile open(UserProcess process, String path, int flags);
     }
 
+    /** A mounted filesystem: paths are relative to its mount point ("" is its root directory). */
+    public interface FileSystem {
+        KernelFile open(UserProcess process, String path, int flags);
+
+        void unlink(UserProcess process, String path);
+
+        /** stat(2) of a file: ino, size, blocks (512-byte units), mode, uid. */
+        long[] stat(String path);
+
+        /** statfs(2): type, block size, blocks, free blocks, files, free files, name max. */
+        long[] statfs();
+
+        /** The names in directory {@code path}. */
+        java.util.List<String> list(String path);
+    }
+
     private final Sysfs sysfs;
     private final Map<String, Opener> devices = new ConcurrentHashMap<>();
-    private final Map<String, Opener> mounts = new ConcurrentHashMap<>();
+    private final Map<String, FileSystem> mounts = new ConcurrentHashMap<>();
 
     public Vfs(final Sysfs sysfs) {
         this.sysfs = sysfs;
@@ -42,9 +58,47 @@ public final class Vfs {
         devices.remove(path);
     }
 
-    /** Files under {@code prefix + "/"} are opened by {@code opener} (a mounted filesystem). */
-    public void mount(final String prefix, final Opener opener) {
-        mounts.put(prefix, opener);
+    /** Mounts {@code fs} at {@code prefix}: paths under it go to the filesystem. */
+    public void mount(final String prefix, final FileSystem fs) {
+        mounts.put(prefix, fs);
+    }
+
+    /** The filesystem and the path inside it, or null. */
+    private Map.Entry<FileSystem, String> resolve(final String path) {
+        for (Map.Entry<String, FileSystem> m : mounts.entrySet()) {
+            if (path.equals(m.getKey())) {
+                return Map.entry(m.getValue(), "");
+            }
+            if (path.startsWith(m.getKey() + "/")) {
+                return Map.entry(m.getValue(), path.substring(m.getKey().length() + 1));
+            }
+        }
+        return null;
+    }
+
+    private Map.Entry<FileSystem, String> mounted(final String path) {
+        final Map.Entry<FileSystem, String> r = path.startsWith("/") ? resolve(path) : null;
+        if (r == null) {
+            throw new KernelException(Errno.ENOENT, path);
+        }
+        return r;
+    }
+
+    public void unlink(final UserProcess process, final String path) {
+        final Map.Entry<FileSystem, String> r = mounted(path);
+        if (r.getValue().isEmpty()) {
+            throw new KernelException(Errno.EISDIR, path + " is a directory");
+        }
+        r.getKey().unlink(process, r.getValue());
+    }
+
+    public long[] stat(final String path) {
+        final Map.Entry<FileSystem, String> r = mounted(path);
+        return r.getKey().stat(r.getValue());
+    }
+
+    public long[] statfs(final String path) {
+        return mounted(path).getKey().statfs();
     }
 
     public KernelFile open(final UserProcess process, final String path, final int flags) {
@@ -73,10 +127,12 @@ public final class Vfs {
             }
             return new SysfsFile(path, a, acc != Syscall.O_WRONLY, wantsWrite);
         }
-        for (Map.Entry<String, Opener> m : mounts.entrySet()) {
-            if (path.startsWith(m.getKey() + "/")) {
-                return m.getValue().open(process, path, flags);
+        final Map.Entry<FileSystem, String> r = resolve(path);
+        if (r != null) {
+            if (r.getValue().isEmpty() || (flags & Syscall.O_DIRECTORY) != 0) {
+                return new DirectoryFile(path, r.getKey().list(r.getValue()));
             }
+            return r.getKey().open(process, r.getValue(), flags);
         }
         throw new KernelException(Errno.ENOENT, path);
     }

@@ -67,7 +67,10 @@ class VtdLiveUpdateTest {
             m = Machine.create(at, config).start();
             java.nio.file.Files.writeString(at.resolve("boot").resolve("cmdline"), CMDLINE);
             a = Kernel.boot(m.board());
-            guest = a.guestmemfsRegion().start();
+            // Guest RAM: one guestmemfs file, contiguous because the filesystem is empty.
+            a.guestmemfs().createFile("ram", 8 * MIB, 0);
+            guest = a.guestmemfs().phys("ram", 0);
+            assertEquals(guest + 4 * MIB, a.guestmemfs().phys("ram", 4 * MIB));
             final PhysicalMemory mem = m.board().memory();
             canaries = new CanaryPages(mem, 0xCA7);
             final IommuCore iommu = a.iommu();
