@@ -160,6 +160,57 @@ public final class KernelClient implements AutoCloseable {
      * ioctl with a struct: copies {@code struct} into scratch user memory, calls, copies the kernel's
      * answer back into {@code struct}. Returns the raw return value ({@code -errno} on failure).
      */
+    public void unlink(final String path) {
+        check(syscall(Syscall.UNLINK, putString(scratch(), path)), "unlink " + path);
+    }
+
+    /** stat(2): {ino, size, blocks (512 B), mode, uid}. */
+    public long[] stat(final String path) {
+        final long buf = scratch() + 4096;
+        check(syscall(Syscall.STAT, putString(scratch(), path), buf), "stat " + path);
+        return new long[] {memory.readLong(buf + Syscall.STAT_INO), memory.readLong(buf + Syscall.STAT_SIZE_OFF),
+            memory.readLong(buf + Syscall.STAT_BLOCKS), memory.readLong(buf + Syscall.STAT_MODE) & 0xFFFF_FFFFL,
+            memory.readLong(buf + Syscall.STAT_UID) & 0xFFFF_FFFFL};
+    }
+
+    /** statfs(2): {f_type, f_bsize, f_blocks, f_bfree, f_bavail, f_files, f_ffree}. */
+    public long[] statfs(final String path) {
+        final long buf = scratch() + 4096;
+        check(syscall(Syscall.STATFS, putString(scratch(), path), buf), "statfs " + path);
+        final long[] out = new long[7];
+        for (int k = 0; k < 7; k++) {
+            out[k] = memory.readLong(buf + 8L * k);
+        }
+        return out;
+    }
+
+    /** The names in a directory, read with getdents64. */
+    public java.util.List<String> listDir(final String path) {
+        final int fd = open(path, Syscall.O_RDONLY | Syscall.O_DIRECTORY);
+        final java.util.List<String> names = new java.util.ArrayList<>();
+        try {
+            final long buf = scratch() + 4096;
+            while (true) {
+                final long n = check(syscall(Syscall.GETDENTS64, fd, buf, 2048), "getdents64 " + path);
+                if (n == 0) {
+                    return names;
+                }
+                final byte[] bytes = memory.readBytes(buf, (int) n);
+                final java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+                for (int off = 0; off < n; off += b.getShort(off + 16)) {
+                    int end = off + Syscall.DIRENT64_NAME;
+                    while (bytes[end] != 0) {
+                        end++;
+                    }
+                    names.add(new String(bytes, off + Syscall.DIRENT64_NAME, end - off - Syscall.DIRENT64_NAME,
+                            java.nio.charset.StandardCharsets.UTF_8));
+                }
+            }
+        } finally {
+            close(fd);
+        }
+    }
+
     public long ioctl(final int fd, final int cmd, final MemorySegment struct) {
         final long va = scratch() + 8192;
         memory.write(va, struct, 0, struct.byteSize());
