@@ -111,6 +111,21 @@ public final class Ioas extends IommufdObject {
      * failure nothing of it stays. Caller holds domainsLock (read) and iovaLock (write).
      */
     void addArea(final Area a) {
+        if (a.pages().guestmem() != null) {
+            // Each area pins exactly the file range it maps, whatever domains come and go.
+            a.pages().guestmem().pin(a.pages().fileOffset(a.startByte()), a.length());
+        }
+        try {
+            addAreaPinned(a);
+        } catch (RuntimeException e) {
+            if (a.pages().guestmem() != null) {
+                a.pages().guestmem().unpin(a.pages().fileOffset(a.startByte()), a.length());
+            }
+            throw e;
+        }
+    }
+
+    private void addAreaPinned(final Area a) {
         iopt.insertArea(a);
         if (domains.isEmpty()) {
             return;
@@ -146,6 +161,9 @@ public final class Ioas extends IommufdObject {
             a.pages().unpin();
         }
         iopt.removeArea(a);
+        if (a.pages().guestmem() != null) {
+            a.pages().guestmem().unpin(a.pages().fileOffset(a.startByte()), a.length());
+        }
         a.pages().put();
     }
 

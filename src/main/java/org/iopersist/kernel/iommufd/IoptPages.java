@@ -2,6 +2,7 @@ package org.iopersist.kernel.iommufd;
 
 import java.util.concurrent.atomic.AtomicInteger;
 import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.guestmemfs.GuestmemFile;
 import org.iopersist.kernel.syscall.FrameRefs;
 import org.iopersist.kernel.syscall.MemFd;
 import org.iopersist.kernel.syscall.UserProcess;
@@ -24,6 +25,8 @@ final class IoptPages {
     private final long uptrAligned;
     private final MemFd file;
     private final long fileStart;
+    /** Guest memory: a guestmemfs file's blocks, never FrameRefs-counted; each area pins its range. */
+    private final GuestmemFile guestmem;
     final long npages;
     final boolean writable;
     private final FrameRefs refs;
@@ -33,8 +36,14 @@ final class IoptPages {
 
     private IoptPages(final UserProcess owner, final long uptrAligned, final MemFd file, final long fileStart,
                       final long npages, final boolean writable, final FrameRefs refs) {
+        this(owner, uptrAligned, file, null, fileStart, npages, writable, refs);
+    }
+
+    private IoptPages(final UserProcess owner, final long uptrAligned, final MemFd file, final GuestmemFile guestmem,
+                      final long fileStart, final long npages, final boolean writable, final FrameRefs refs) {
         this.owner = owner;
         this.uptrAligned = uptrAligned;
+        this.guestmem = guestmem;
         this.file = file;
         this.fileStart = fileStart;
         this.npages = npages;
@@ -64,6 +73,31 @@ final class IoptPages {
         final long first = start & ~(IoPagetable.PAGE_SIZE - 1);
         final long npages = ((start + length + IoPagetable.PAGE_SIZE - 1) >>> 12) - (first >>> 12);
         return new IoptPages(owner, 0, file, first, npages, true, file.refs());
+    }
+
+    /** Pages of guestmemfs file {@code file} from byte {@code start} (by fd, or behind a shared mapping). */
+    static IoptPages ofGuestmem(final UserProcess owner, final GuestmemFile file, final long start, final long length,
+                                final FrameRefs refs) {
+        checkLength(length);
+        if (start < 0 || Long.compareUnsigned(start + length, start) < 0) {
+            throw new KernelException(Errno.EOVERFLOW, "start + length wraps");
+        }
+        if (start + length > file.size()) {
+            throw new KernelException(Errno.EINVAL, "range beyond the end of " + file.describe());
+        }
+        final long first = start & ~(IoPagetable.PAGE_SIZE - 1);
+        final long npages = ((start + length + IoPagetable.PAGE_SIZE - 1) >>> 12) - (first >>> 12);
+        return new IoptPages(owner, 0, null, file, first, npages, true, refs);
+    }
+
+    /** The guestmemfs file behind these pages, or null. */
+    GuestmemFile guestmem() {
+        return guestmem;
+    }
+
+    /** Byte offset in the guestmemfs file of byte {@code startByte} of these pages. */
+    long fileOffset(final long startByte) {
+        return fileStart + startByte;
     }
 
     private static void checkLength(final long length) {
@@ -101,7 +135,11 @@ final class IoptPages {
             try {
                 for (; done < npages; done++) {
                     final long phys;
-                    if (file != null) {
+                    if (guestmem != null) {
+                        // Guest memory is pinned per area in the filesystem, not by frame references.
+                        frames[done] = guestmem.physOf(fileStart + ((long) done << 12));
+                        continue;
+                    } else if (file != null) {
                         phys = file.frame((fileStart >>> 12) + done);
                     } else {
                         final int prot = Syscall.PROT_READ | (writable ? Syscall.PROT_WRITE : 0);
@@ -117,7 +155,7 @@ final class IoptPages {
                     frames[done] = phys;
                 }
             } catch (KernelException e) {
-                for (int i = 0; i < done; i++) {
+                for (int i = 0; i < done && guestmem == null; i++) {
                     refs.put(frames[i]);
                 }
                 throw e;
@@ -136,7 +174,9 @@ final class IoptPages {
         }
         if (--pinUsers == 0) {
             for (long f : pinned) {
-                refs.put(f);
+                if (guestmem == null) {
+                    refs.put(f);
+                }
             }
             pinned = null;
             owner.accountPinned(-npages);

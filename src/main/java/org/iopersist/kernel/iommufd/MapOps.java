@@ -1,5 +1,7 @@
 package org.iopersist.kernel.iommufd;
 
+import org.iopersist.kernel.guestmemfs.GuestmemFile;
+
 import java.util.ArrayList;
 import java.util.List;
 import org.iopersist.kernel.KernelException;
@@ -43,7 +45,16 @@ final class MapOps {
         }
         final Ioas ioas = u.ctx.objects.get(u.u32("ioas_id"), ObjectType.IOAS, Ioas.class);
         final long uptr = u.u64("user_va");
-        final IoptPages pages = IoptPages.ofUser(u.process, uptr, length, true, u.ctx.refs());
+        final org.iopersist.kernel.syscall.AddressSpace.FileRange backing = u.process.mm().fileRange(uptr, length);
+        final IoptPages pages;
+        if (backing != null && backing.file() instanceof GuestmemFile g) {
+            pages = IoptPages.ofGuestmem(u.process, g, backing.offset(), length, u.ctx.refs());
+        } else if (u.ctx.persistent()) {
+            throw new KernelException(Errno.EINVAL, String.format(
+                    "persistent iommufd %d: [0x%x, +0x%x) is not all one guestmemfs mapping", u.ctx.persistentId(), uptr, length));
+        } else {
+            pages = IoptPages.ofUser(u.process, uptr, length, true, u.ctx.refs());
+        }
         final long chosen = place(ioas, List.of(new Piece(pages, IoptPages.pageOffset(uptr), length)), length, iova,
                 flags, uptr);
         u.putU64("iova", chosen);
@@ -71,13 +82,20 @@ final class MapOps {
             throw new KernelException(Errno.EBADF, "fd " + fd);
         }
         final KernelFile f = u.process.fds().get(fd);
-        if (!(f instanceof MemFd memfd)) {
-            throw new KernelException(Errno.EINVAL, f.describe() + " cannot back DMA (not a memfd)");
+        final IoptPages pages;
+        if (f instanceof GuestmemFile g) {
+            pages = IoptPages.ofGuestmem(u.process, g, start, length, u.ctx.refs());
+        } else if (u.ctx.persistent()) {
+            throw new KernelException(Errno.EINVAL, "persistent iommufd " + u.ctx.persistentId() + ": " + f.describe()
+                    + " is not a guestmemfs file");
+        } else if (f instanceof MemFd memfd) {
+            if (Long.compareUnsigned(start + length, memfd.size()) > 0 || Long.compareUnsigned(start + length, start) < 0) {
+                throw new KernelException(Errno.EINVAL, "range beyond the end of " + f.describe());
+            }
+            pages = IoptPages.ofFile(u.process, memfd, start, length);
+        } else {
+            throw new KernelException(Errno.EINVAL, f.describe() + " cannot back DMA (not a memfd or guestmemfs file)");
         }
-        if (Long.compareUnsigned(start + length, memfd.size()) > 0 || Long.compareUnsigned(start + length, start) < 0) {
-            throw new KernelException(Errno.EINVAL, "range beyond the end of " + f.describe());
-        }
-        final IoptPages pages = IoptPages.ofFile(u.process, memfd, start, length);
         final long chosen = place(ioas, List.of(new Piece(pages, IoptPages.pageOffset(start), length)), length, iova,
                 flags, start);
         u.putU64("iova", chosen);

@@ -166,6 +166,22 @@ public final class AddressSpace {
         vmas.clear();
     }
 
+    /** A file range behind user memory: {@code file}'s bytes from {@code offset}. */
+    public record FileRange(KernelFile file, long offset) {
+    }
+
+    /**
+     * The file backing all of {@code [va, va + length)} through one shared file mapping, or null
+     * if any of it is anonymous, unmapped, or another mapping.
+     */
+    public synchronized FileRange fileRange(final long va, final long length) {
+        final Vma v = find(va);
+        if (v == null || v.file() == null || length <= 0 || Long.compareUnsigned(va + length - v.start(), v.length()) > 0) {
+            return null;
+        }
+        return new FileRange(v.file(), (v.pgoff() << Vma.PAGE_SHIFT) + (va - v.start()));
+    }
+
     /** The VMA containing {@code va}, or null. */
     public synchronized Vma find(final long va) {
         final Map.Entry<Long, Vma> e = vmas.floorEntry(va);

@@ -33,10 +33,15 @@ abstract class IommufdDomainFixture extends IommufdAbiFixture {
 
     @Override
     Path boot() throws Exception {
-        rig = KernelRig.boot(tmp.resolve("m"), MachineConfig.small().withMemorySize(256L << 20), "");
+        rig = KernelRig.boot(tmp.resolve("m"), MachineConfig.small().withMemorySize(256L << 20), cmdline());
         refs = rig.kernel.frameRefs();
         server = rig.kernel.serve(tmp.resolve("k.sock"));
         return tmp.resolve("m").resolve("memory");
+    }
+
+    /** The kernel command line of the fixture's boot. */
+    String cmdline() {
+        return "";
     }
 
     @Override
