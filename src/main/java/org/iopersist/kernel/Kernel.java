@@ -64,7 +64,7 @@ public final class Kernel {
     private final BootKind kind;
     private final String coldBootReason;
     private final Sysfs sysfs = new Sysfs();
-    private final org.iopersist.kernel.iommufd.PersistentIds persistentIds = new org.iopersist.kernel.iommufd.PersistentIds();
+    private final org.iopersist.kernel.iommufd.PersistentContexts persisted;
     private final FrameRefs refs;
     private final Vfs vfs;
     private final Syscalls syscalls;
@@ -88,8 +88,9 @@ public final class Kernel {
         this.kind = kind;
         this.coldBootReason = coldBootReason;
         this.refs = new FrameRefs(frames);
+        this.persisted = new org.iopersist.kernel.iommufd.PersistentContexts(log);
         this.vfs = new Vfs(sysfs);
-        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persistentIds)));
+        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persisted, p.uid())));
         final java.util.List<org.iopersist.kernel.iommu.IommuDevice> devs = iommu.devices();
         for (int i = 0; i < devs.size(); i++) {
             final org.iopersist.kernel.vfio.VfioDevice vd = new org.iopersist.kernel.vfio.VfioDevice(i, devs.get(i));
@@ -114,6 +115,17 @@ public final class Kernel {
         if (guestmemfsFs != null) {
             liveUpdate.register(new org.iopersist.kernel.guestmemfs.GuestmemfsPreservation(guestmemfsFs));
         }
+        liveUpdate.register(persisted);
+        persisted.onAbort(() -> {
+            if (liveUpdate.finalized()) {
+                liveUpdate.abort();
+            }
+        });
+        liveUpdate.onFinish(persisted::finish);
+        persisted.onAllReopened(() -> {
+            log.info("iommufd: every persisted context was reopened: finishing the live update");
+            liveUpdate.finish();
+        });
         liveUpdate.onKexec(handedOver -> vtd.quiesce(handedOver));
         liveUpdate.onKexec(handedOver -> stopServers());
         populateSysfs();
@@ -193,6 +205,18 @@ public final class Kernel {
         return server;
     }
 
+    private void restorePersisted(final org.iopersist.kernel.iommufd.PersistentContexts.Plan plan,
+            final java.util.Map<Long, org.iopersist.kernel.iommu.IommuDomain> domainsByKey) {
+        persisted.restore(plan, board.memory(), refs, iommu, guestmemfsFs, domainsByKey, sysfs, (pid, ctx) -> {
+            final String node = org.iopersist.kernel.iommufd.PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd";
+            vfs.registerDevice(node, (p, path, flags) -> new IommufdFile(persisted.reopen(pid, p)));
+        });
+    }
+
+    public org.iopersist.kernel.iommufd.PersistentContexts persistedContexts() {
+        return persisted;
+    }
+
     /** The guestmemfs filesystem, or null without {@code guestmemfs=}. */
     public org.iopersist.kernel.guestmemfs.Guestmemfs guestmemfs() {
         return guestmemfsFs;
@@ -248,6 +272,7 @@ public final class Kernel {
         KhoIncoming incoming = null;
         IommuDriver.HandoverPlan vtdPlan = null;
         org.iopersist.kernel.guestmemfs.Guestmemfs mountedGmfs = null;
+        org.iopersist.kernel.iommufd.PersistentContexts.Plan iommufdPlan = null;
         PhysRange scratch = new PhysRange(LOW_MEMORY.end(), params.khoScratchSize());
         final byte[] setupBytes = readBootBytes(board, SETUP_DATA_FILE);
         if (!params.kho()) {
@@ -264,12 +289,15 @@ public final class Kernel {
                 if (carve.size() > 0) {
                     mountedGmfs = org.iopersist.kernel.guestmemfs.GuestmemfsPreservation.validate(incoming, board.memory(), carve, log);
                 }
+                iommufdPlan = org.iopersist.kernel.iommufd.PersistentContexts.validate(incoming, mountedGmfs, intel.devices(),
+                        vtdPlan.domains());
                 scratch = handedScratch;
             } catch (HandoverFormatException e) {
                 reason = "handover rejected: " + e.getMessage();
                 setup = null;
                 incoming = null;
                 mountedGmfs = null;
+                iommufdPlan = null;
             }
         }
         if (scratch.end() > memSize) {
@@ -308,7 +336,11 @@ public final class Kernel {
             log.info("DMAR: cold boot (%s): every device blocked", reason);
         }
         final IommuCore iommu = new IommuCore(intel, log);
-        iommu.restore(restored);
+        final List<org.iopersist.kernel.iommu.IommuDomain> restoredDomains = iommu.restore(restored);
+        final java.util.Map<Long, org.iopersist.kernel.iommu.IommuDomain> domainsByKey = new java.util.HashMap<>();
+        for (int i = 0; i < restored.size(); i++) {
+            domainsByKey.put(restored.get(i).ops().handoverKey(), restoredDomains.get(i));
+        }
 
         frames.open();
         intel.lateInit();
@@ -317,6 +349,9 @@ public final class Kernel {
                 params.pagePoison() ? ", page poisoning on" : "");
         final Kernel k = new Kernel(board, log, params, scratch, guestmemfs, frames, intel, iommu,
                 incoming != null ? BootKind.LIVE_UPDATE : BootKind.COLD, reason, incoming, mountedGmfs);
+        if (iommufdPlan != null) {
+            k.restorePersisted(iommufdPlan, domainsByKey);
+        }
         k.liveUpdate.startFinishTimer(params.finishTimeoutSec());
         return k;
     }

@@ -36,6 +36,29 @@ public final class ChildJvm implements AutoCloseable {
         return new ChildJvm(p, log);
     }
 
+    /**
+     * As {@link #start}, but as another user through {@code setpriv}: a real second uid. Only the
+     * project's own class directories go on the class path (the user cannot read root's Maven
+     * repository), so the main class may use nothing else.
+     */
+    public static ChildJvm startAs(final String user, final Path log, final Class<?> mainClass, final String... args)
+            throws IOException {
+        final String javaBin = ProcessHandle.current().info().command().orElse(
+                Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        final List<String> cp = new ArrayList<>();
+        for (String e : System.getProperty("java.class.path").split(java.io.File.pathSeparator)) {
+            if (java.nio.file.Files.isDirectory(Path.of(e))) {
+                cp.add(e);
+            }
+        }
+        final List<String> cmd = new ArrayList<>(List.of("setpriv", "--reuid=" + user, "--regid=" + user, "--clear-groups",
+                javaBin, "--enable-native-access=ALL-UNNAMED", "-Xmx256m", "-cp", String.join(java.io.File.pathSeparator, cp),
+                mainClass.getName()));
+        cmd.addAll(List.of(args));
+        final Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        return new ChildJvm(p, log);
+    }
+
     public Process process() {
         return process;
     }

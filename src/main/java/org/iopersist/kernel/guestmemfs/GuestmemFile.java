@@ -35,6 +35,11 @@ public final class GuestmemFile implements KernelFile {
         return name;
     }
 
+    /** The inode number, stable across a live update (it lives in the preserved metadata). */
+    public long ino() {
+        return fs.statOf(inode).ino();
+    }
+
     @Override
     public long size() {
         return fs.size(inode);

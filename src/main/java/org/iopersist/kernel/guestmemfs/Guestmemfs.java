@@ -336,6 +336,16 @@ public final class Guestmemfs {
         return physOf(i, offset);
     }
 
+    /** An in-kernel open of the file with inode number {@code ino} (ENOENT if none). */
+    public synchronized GuestmemFile openInode(final long ino) {
+        for (Map.Entry<String, Integer> e : byName.entrySet()) {
+            if (memory.load64(inode(e.getValue()) + GmfsLayout.IN_INO) == ino) {
+                return new GuestmemFile(this, e.getValue(), e.getKey(), memory);
+            }
+        }
+        throw new KernelException(Errno.ENOENT, "guestmemfs: no inode " + ino);
+    }
+
     // ------------------------------------------------------------------ file contents
 
     synchronized long size(final int i) {

@@ -36,6 +36,11 @@ public interface DomainOps {
     /** The physical address {@code iova} translates to, or -1. */
     long iovaToPhys(long iova);
 
+    /** What identifies this domain in the driver's handover (VT-d: its pgd), or -1. */
+    default long handoverKey() {
+        return -1;
+    }
+
     /** Frees the page tables; the domain must be attached nowhere. */
     void free();
 }

@@ -36,6 +36,8 @@ public interface IommuDriver {
 
     /** What {@link #validateHandover} found, for {@link #adopt}; opaque to the core. */
     interface HandoverPlan {
+        /** The persistent domains it will restore, by handover key, with the devices each serves. */
+        java.util.Map<Long, java.util.Set<IommuDevice>> domains();
     }
 
     /**

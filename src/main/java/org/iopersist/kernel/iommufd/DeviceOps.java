@@ -26,6 +26,15 @@ public final class DeviceOps {
     /** iommufd_device_bind: a new DEVICE object; the context stays alive until unbind. */
     public static IommufdDevice bind(final IommufdCtx ctx, final IommuDevice dev) {
         ctx.iommu();
+        synchronized (ctx.attachLock) {
+            for (IommufdObject o : ctx.objects.objects()) {
+                if (o instanceof IommufdDevice d && d.restored && d.dev.equals(dev)) {
+                    // The restarted VMM binds its device again: it gets the restored object, still attached.
+                    d.restored = false;
+                    return d;
+                }
+            }
+        }
         final int id = ctx.objects.reserve();
         final IommufdDevice idev = new IommufdDevice(ctx, dev);
         idev.users.incrementAndGet(); // the binding driver's reference
@@ -51,6 +60,7 @@ public final class DeviceOps {
      */
     public static int attach(final IommufdDevice idev, final int ptId) {
         final IommufdCtx ctx = idev.ctx;
+        ctx.checkMutable("attach");
         synchronized (ctx.attachLock) {
             final IommufdObject pt = ctx.objects.find(ptId);
             if (pt == null) {
@@ -158,6 +168,7 @@ public final class DeviceOps {
 
     /** Blocks the device and drops what its attach held. */
     public static void detach(final IommufdDevice idev) {
+        idev.ctx.checkMutable("detach");
         synchronized (idev.ctx.attachLock) {
             detachLocked(idev);
         }
@@ -203,6 +214,7 @@ public final class DeviceOps {
             throw new KernelException(Errno.EINVAL, "pt_id " + u.u32("pt_id") + " names nothing");
         }
         final int flags = u.u32("flags");
+        u.ctx.checkMutable("HWPT_ALLOC");
         synchronized (u.ctx.attachLock) {
             if (pt instanceof HwptPaging) {
                 throw new KernelException(Errno.EINVAL, "nested HWPTs need a NEST_PARENT parent; none exist here");

@@ -218,6 +218,30 @@ public final class Ioas extends IommufdObject {
         }
     }
 
+    /**
+     * A restored domain that already maps every area (its tables survived the kexec): reserve and
+     * account as {@link #addDomain} does, but map nothing.
+     */
+    void adoptDomain(final IoasDomain d) {
+        domainsLock.writeLock().lock();
+        iovaLock.writeLock().lock();
+        try {
+            for (IovaRange r : d.reservedRanges()) {
+                iopt.reserve(r.start(), r.last(), d);
+            }
+            if (domains.isEmpty()) {
+                for (Area a : iopt.areas().values()) {
+                    a.pages().pin();
+                }
+            }
+            domains.add(d);
+            iopt.setIovaAlignment(Math.max(iopt.iovaAlignment(), d.minPageSize()));
+        } finally {
+            iovaLock.writeLock().unlock();
+            domainsLock.writeLock().unlock();
+        }
+    }
+
     /** iopt_table_remove_domain: empties the domain, unpins when it was the last, drops its reservations. */
     void removeDomain(final IoasDomain d) {
         domainsLock.writeLock().lock();

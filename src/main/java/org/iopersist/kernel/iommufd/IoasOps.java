@@ -17,11 +17,13 @@ final class IoasOps {
     }
 
     static long destroy(final Ucmd u) {
+        u.ctx.checkMutable("DESTROY");
         u.ctx.objects.destroy(u.u32("id"));
         return 0;
     }
 
     static long alloc(final Ucmd u) {
+        u.ctx.checkMutable("IOAS_ALLOC");
         if (u.u32("flags") != 0) {
             throw Ucmd.unsupported("IOAS_ALLOC flags");
         }

@@ -32,7 +32,8 @@ public final class IommufdCtx {
     private final PhysicalMemory memory;
     private final FrameRefs refs;
     private final IommuCore iommu;
-    private final PersistentIds persistentIds;
+    private final PersistentContexts registry;
+    private final int ownerUid;
     private int persistentId; // guarded by this
     /** The open file plus every bound device (iommufd_ctx_get), as the file's refcount. */
     private final java.util.concurrent.atomic.AtomicInteger fileRefs = new java.util.concurrent.atomic.AtomicInteger(1);
@@ -44,11 +45,41 @@ public final class IommufdCtx {
     }
 
     public IommufdCtx(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommuOrNull,
-            final PersistentIds persistentIdsOrNull) {
+            final PersistentContexts registryOrNull) {
+        this(memory, refs, iommuOrNull, registryOrNull, 0);
+    }
+
+    /** A context opened by {@code ownerUid}. */
+    public IommufdCtx(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommuOrNull,
+            final PersistentContexts registryOrNull, final int ownerUid) {
         this.memory = memory;
         this.refs = refs;
         this.iommu = iommuOrNull;
-        this.persistentIds = persistentIdsOrNull;
+        this.registry = registryOrNull;
+        this.ownerUid = ownerUid;
+    }
+
+    public int ownerUid() {
+        return ownerUid;
+    }
+
+    PersistentContexts registry() {
+        return registry;
+    }
+
+    /** A context re-hydrated from a handover: it keeps its persistent id, the kernel holds it. */
+    static IommufdCtx restored(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommu,
+            final PersistentContexts registry, final int ownerUid, final int persistentId) {
+        final IommufdCtx ctx = new IommufdCtx(memory, refs, iommu, registry, ownerUid);
+        ctx.persistentId = persistentId;
+        return ctx;
+    }
+
+    /** EBUSY for a change to a persistent context while a live update is finalized. */
+    void checkMutable(final String what) {
+        if (registry != null && persistent() && registry.frozen()) {
+            throw new KernelException(Errno.EBUSY, what + " on persistent iommufd " + persistentId() + " after KHO finalize");
+        }
     }
 
     /** The persistent id, or 0. */
@@ -62,7 +93,7 @@ public final class IommufdCtx {
 
     /** IOMMU_OPTION_PERSISTENT SET: only on a context without objects (EBUSY). */
     synchronized int makePersistent() {
-        if (persistentIds == null) {
+        if (registry == null) {
             throw new KernelException(Errno.EOPNOTSUPP, "this kernel has no persistent iommufds");
         }
         if (persistentId != 0) {
@@ -71,7 +102,7 @@ public final class IommufdCtx {
         if (!objects.empty()) {
             throw new KernelException(Errno.EBUSY, "a context with " + objects.count() + " objects cannot become persistent");
         }
-        persistentId = persistentIds.allocate();
+        persistentId = registry.register(this);
         return persistentId;
     }
 
@@ -94,10 +125,15 @@ public final class IommufdCtx {
     /** Drops a reference; the last one destroys every object. */
     void put() {
         if (fileRefs.decrementAndGet() == 0) {
+            final int id = persistentId();
+            if (id != 0 && registry.frozen()) {
+                // The VMM is gone: its state cannot be handed over as finalized, so the finalize is undone.
+                registry.abortFinalize("persistent iommufd " + id + " closed after KHO finalize");
+            }
             objects.destroyAll();
             synchronized (this) {
                 if (persistentId != 0) {
-                    persistentIds.release(persistentId);
+                    registry.unregister(persistentId, this);
                     persistentId = 0;
                 }
             }

@@ -11,6 +11,8 @@ public final class IommufdDevice extends IommufdObject {
     final IommuDevice dev;
     /** The HWPT it translates through, or null when blocked; guarded by the context's attach lock. */
     HwptPaging hwpt;
+    /** Re-hydrated after a live update and not yet adopted by a VFIO bind; guarded by the attach lock. */
+    boolean restored;
 
     IommufdDevice(final IommufdCtx ctx, final IommuDevice dev) {
         super(ObjectType.DEVICE);

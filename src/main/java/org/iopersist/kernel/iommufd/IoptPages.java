@@ -21,7 +21,7 @@ import org.iopersist.uapi.Syscall;
  * <p>Lock: this object's monitor guards the pin state.
  */
 final class IoptPages {
-    private final UserProcess owner;
+    private UserProcess owner; // guarded by this; null while the kernel holds restored pages
     private final long uptrAligned;
     private final MemFd file;
     private final long fileStart;
@@ -88,6 +88,19 @@ final class IoptPages {
         final long first = start & ~(IoPagetable.PAGE_SIZE - 1);
         final long npages = ((start + length + IoPagetable.PAGE_SIZE - 1) >>> 12) - (first >>> 12);
         return new IoptPages(owner, 0, null, file, first, npages, true, refs);
+    }
+
+    /** Moves the pinned-page accounting to {@code next} (IOMMU_IOAS_CHANGE_PROCESS, or a reopen). */
+    synchronized void changeOwner(final UserProcess next) {
+        if (pinned != null) {
+            if (owner != null) {
+                owner.accountPinned(-npages);
+            }
+            if (next != null) {
+                next.accountPinned(npages);
+            }
+        }
+        owner = next;
     }
 
     /** The guestmemfs file behind these pages, or null. */
@@ -161,7 +174,9 @@ final class IoptPages {
                 throw e;
             }
             pinned = frames;
-            owner.accountPinned(npages);
+            if (owner != null) {
+                owner.accountPinned(npages);
+            }
         }
         pinUsers++;
         return pinned;
@@ -179,7 +194,9 @@ final class IoptPages {
                 }
             }
             pinned = null;
-            owner.accountPinned(-npages);
+            if (owner != null) {
+                owner.accountPinned(-npages);
+            }
         }
     }
 

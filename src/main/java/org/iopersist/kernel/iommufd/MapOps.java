@@ -31,6 +31,7 @@ final class MapOps {
     }
 
     static long map(final Ucmd u) {
+        u.ctx.checkMutable("IOAS_MAP");
         final int flags = u.u32("flags");
         if ((flags & ~MAP_FLAGS) != 0 || u.u32("__reserved") != 0) {
             throw Ucmd.unsupported("IOAS_MAP flags or __reserved");
@@ -63,6 +64,7 @@ final class MapOps {
     }
 
     static long mapFile(final Ucmd u) {
+        u.ctx.checkMutable("IOAS_MAPFILE");
         final int flags = u.u32("flags");
         if ((flags & ~MAP_FLAGS) != 0) {
             throw Ucmd.unsupported("IOAS_MAP_FILE flags");
@@ -154,6 +156,7 @@ final class MapOps {
     }
 
     static long copy(final Ucmd u) {
+        u.ctx.checkMutable("IOAS_COPY");
         final int flags = u.u32("flags");
         if ((flags & ~MAP_FLAGS) != 0) {
             throw Ucmd.unsupported("IOAS_COPY flags");
@@ -212,6 +215,7 @@ final class MapOps {
     }
 
     static long unmap(final Ucmd u) {
+        u.ctx.checkMutable("IOAS_UNMAP");
         final Ioas ioas = u.ctx.objects.get(u.u32("ioas_id"), ObjectType.IOAS, Ioas.class);
         final long iova = u.u64("iova");
         final long length = u.u64("length");

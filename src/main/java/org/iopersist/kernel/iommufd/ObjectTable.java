@@ -44,6 +44,16 @@ final class ObjectTable {
         published++;
     }
 
+    /** Puts a re-hydrated object back under the id it had before the live update. */
+    synchronized void insertRestored(final int id, final IommufdObject object) {
+        if (slots.containsKey(id)) {
+            throw new IllegalStateException("restored id " + id + " is taken");
+        }
+        object.setId(id);
+        slots.put(id, object);
+        published++;
+    }
+
     synchronized void abort(final int id) {
         if (slots.containsKey(id) && slots.get(id) == null) {
             slots.remove(id);

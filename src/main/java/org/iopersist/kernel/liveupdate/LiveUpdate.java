@@ -51,6 +51,7 @@ public final class LiveUpdate {
     private final Kho kho;
     private final KhoIncoming incoming;
     private final List<KexecHook> hooks = new ArrayList<>();
+    private final List<Runnable> finishHooks = new ArrayList<>();
     private final CountDownLatch gone = new CountDownLatch(1);
     private State state = State.NORMAL; // guarded by this
     private SetupData setup; // guarded by this
@@ -79,6 +80,11 @@ public final class LiveUpdate {
 
     public void register(final KhoSubsystem subsystem) {
         kho.register(subsystem);
+    }
+
+    /** Runs at finish, before unclaimed preserved frames are freed (subsystems drop what nobody took). */
+    public synchronized void onFinish(final Runnable hook) {
+        finishHooks.add(hook);
     }
 
     public synchronized void onKexec(final KexecHook hook) {
@@ -170,6 +176,15 @@ public final class LiveUpdate {
         }
         stopFinishTimer();
         final boolean wasFinished = incoming.finished();
+        if (!wasFinished) {
+            final List<Runnable> toRun;
+            synchronized (this) {
+                toRun = List.copyOf(finishHooks);
+            }
+            for (Runnable r : toRun) {
+                r.run();
+            }
+        }
         final long freed = incoming.finish(frames);
         if (!wasFinished) {
             log.info("liveupdate: finished: %d unclaimed preserved frames freed", freed);

@@ -120,6 +120,11 @@ final class DmarDomain implements DomainOps {
     }
 
     @Override
+    public long handoverKey() {
+        return pgd;
+    }
+
+    @Override
     public long apertureLast() {
         return apertureLast;
     }

@@ -188,6 +188,14 @@ public final class IntelIommuDriver implements IommuDriver {
 
     private record Plan(VtdHandover.Image image, VtdAdoption adoption, java.util.List<java.util.List<IommuDevice>> devices)
             implements HandoverPlan {
+        @Override
+        public java.util.Map<Long, java.util.Set<IommuDevice>> domains() {
+            final java.util.Map<Long, java.util.Set<IommuDevice>> out = new java.util.HashMap<>();
+            for (int k = 0; k < image.domains().size(); k++) {
+                out.put(image.domains().get(k).pgd(), java.util.Set.copyOf(devices.get(k)));
+            }
+            return out;
+        }
     }
 
     @Override
