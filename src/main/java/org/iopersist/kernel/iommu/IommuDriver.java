@@ -38,6 +38,9 @@ public interface IommuDriver {
     interface HandoverPlan {
         /** The persistent domains it will restore, by handover key, with the devices each serves. */
         java.util.Map<Long, java.util.Set<IommuDevice>> domains();
+
+        /** The last IOVA each of those domains translates, by handover key. */
+        java.util.Map<Long, Long> apertures();
     }
 
     /**

@@ -48,6 +48,8 @@ public final class PersistentContexts implements KhoSubsystem {
     public static final String NAME = "iommufd";
     public static final String COMPATIBLE = "iommufd-v1";
     public static final String SYSFS_DIR = "/sys/kernel/iommufd_persisted";
+    private static final long MSI_START = 0xFEE0_0000L;
+    private static final long MSI_LAST = 0xFEEF_FFFFL;
 
     /** Opening a restored context's sysfs file: the kernel installs it as the given file. */
     @FunctionalInterface
@@ -215,7 +217,7 @@ public final class PersistentContexts implements KhoSubsystem {
      * not serve: each is a {@link HandoverFormatException}, and the kernel cold-boots.
      */
     public static Plan validate(final KhoIncoming in, final Guestmemfs fs, final List<IommuDevice> machineDevices,
-            final Map<Long, Set<IommuDevice>> domainsByKey) throws HandoverFormatException {
+            final Map<Long, Set<IommuDevice>> domainsByKey, final Map<Long, Long> apertures) throws HandoverFormatException {
         final FdtReader blob = in.retrieveSubtree(NAME);
         if (blob == null) {
             return new Plan(List.of());
@@ -272,6 +274,24 @@ public final class PersistentContexts implements KhoSubsystem {
                             pid, h.id(), h.domainKey()));
                 }
                 hwptById.put(h.id(), h);
+                // What the restore will reserve must be free: areas and allowed ranges inside the
+                // aperture, and clear of the interrupt window the attached devices reserve.
+                final long last = apertures.getOrDefault(h.domainKey(), -1L);
+                final IoasPlan ip = ioas.get(h.ioas());
+                for (AreaPlan a : ip.areas()) {
+                    final long end = a.iova() + a.length() - 1;
+                    if (Long.compareUnsigned(end, last) > 0 || (Long.compareUnsigned(a.iova(), MSI_LAST) <= 0
+                            && Long.compareUnsigned(end, MSI_START) >= 0)) {
+                        throw new HandoverFormatException(String.format("ctx %d ioas %d: area at 0x%x outside what hwpt %d may map",
+                                pid, ip.id(), a.iova(), h.id()));
+                    }
+                }
+                for (IovaRange r : ip.allowed()) {
+                    if (Long.compareUnsigned(r.last(), last) > 0 || (Long.compareUnsigned(r.start(), MSI_LAST) <= 0
+                            && Long.compareUnsigned(r.last(), MSI_START) >= 0)) {
+                        throw new HandoverFormatException("ctx " + pid + " ioas " + ip.id() + ": allowed range over a reserved one");
+                    }
+                }
             }
             for (DevicePlan d : devices) {
                 final HwptPlan h = hwptById.get(d.hwpt());
@@ -314,6 +334,10 @@ public final class PersistentContexts implements KhoSubsystem {
         }
         final List<IovaRange> allowed = new ArrayList<>();
         for (int k = 0; k < allowedRaw.length; k += 2) {
+            if (Long.compareUnsigned(allowedRaw[k], allowedRaw[k + 1]) > 0
+                    || (k > 0 && Long.compareUnsigned(allowedRaw[k], allowedRaw[k - 1]) <= 0)) {
+                throw new HandoverFormatException("ctx " + pid + " ioas " + id + ": allowed ranges out of order");
+            }
             allowed.add(new IovaRange(allowedRaw[k], allowedRaw[k + 1]));
         }
         final long alignment = blob.u64(on, "alignment");

@@ -108,6 +108,8 @@ class PersistedIommufdTest {
                 iommufd.mapFixed(ioas, ram.va() + iova - 16 * MIB + 16 * MIB, MIB, iova);
                 extraMaps++;
                 final String before = snapshot(k, pid, probes);
+                assertTrue(before.contains("0000:00:02.0 paging") && before.contains("0000:00:03.0 paging")
+                        && before.contains("11111111"), before);
                 final List<Integer> idsBefore = List.of(ioas, autoHwpt, dev0, hwpt1, dev1);
                 vmm.writeFile("/sys/kernel/kho/finalize", "1");
                 final Iommufd frozenFd = iommufd;

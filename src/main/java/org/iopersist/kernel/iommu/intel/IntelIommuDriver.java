@@ -196,6 +196,17 @@ public final class IntelIommuDriver implements IommuDriver {
             }
             return out;
         }
+
+        @Override
+        public java.util.Map<Long, Long> apertures() {
+            final java.util.Map<Long, Long> out = new java.util.HashMap<>();
+            for (VtdHandover.Domain d : image.domains()) {
+                final long[] dids = d.dids();
+                final int unit = dids.length == 0 ? 0 : (int) (dids[0] >>> 32);
+                out.put(d.pgd(), (1L << Math.min(12 + 9 * d.levels(), adoption.mgaw(unit))) - 1);
+            }
+            return out;
+        }
     }
 
     @Override

@@ -52,6 +52,10 @@ final class VtdAdoption {
         }
     }
 
+    int mgaw(final int unit) {
+        return driver.unit(unit).cap.mgaw();
+    }
+
     /** Validates everything; returns the adoption plan (devices per domain, by domain index). */
     List<List<IommuDevice>> validate(final VtdHandover.Image img) throws HandoverFormatException {
         if (img.units().size() != driver.unitCount()) {

@@ -1,0 +1,143 @@
+package org.iopersist.kernel.liveupdate;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Random;
+import org.iopersist.hw.Machine;
+import org.iopersist.hw.MachineConfig;
+import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.kernel.Kernel;
+import org.iopersist.kernel.iommu.IommuDevice;
+import org.iopersist.kernel.iommufd.PersistentContexts;
+import org.iopersist.kernel.kho.FdtReader;
+import org.iopersist.kernel.kho.SetupData;
+import org.iopersist.kernel.syscall.SyscallServer;
+import org.iopersist.vmm.GuestRam;
+import org.iopersist.vmm.Iommufd;
+import org.iopersist.vmm.KernelClient;
+import org.iopersist.vmm.VfioDevice;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The iommufd subtree read by dtc, and broken on purpose: every break ends in a cold boot. */
+class IommufdHandoverTest {
+    private static final long MIB = 1L << 20;
+    private static final String CMDLINE = "guestmemfs=64M liveupdate.finish_timeout=0";
+    private static final ValueLayout.OfLong BE64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+
+    @TempDir
+    Path dir;
+
+    /** Kernel A with a persistent context (two areas, one device), finalized and kexec'd. */
+    private record Handed(Machine machine, SetupData setup, int pid) {
+    }
+
+    private Handed handOver(final Path at) throws Exception {
+        final Machine m = Machine.create(at, MachineConfig.small().withMemorySize(256 * MIB)).start();
+        Files.writeString(at.resolve("boot").resolve("cmdline"), CMDLINE);
+        final Kernel a = Kernel.boot(m.board());
+        final SyscallServer server = a.serve(at.resolve("k.sock"));
+        final KernelClient vmm = KernelClient.connect(server.path(), at.resolve("memory"));
+        final GuestRam ram = GuestRam.create(vmm, "ram", 8 * MIB);
+        final Iommufd f = Iommufd.open(vmm);
+        final int pid = (int) f.makePersistent();
+        final int ioas = f.ioasAlloc();
+        f.mapFixed(ioas, ram.va(), 2 * MIB, 0);
+        f.mapFixed(ioas, ram.va() + 4 * MIB, 2 * MIB, 8 * MIB);
+        final VfioDevice d = VfioDevice.open(vmm, 0);
+        d.bind(f);
+        d.attach(ioas);
+        final SetupData setup = a.liveUpdate().finalizeHandover();
+        a.kexecLoad(CMDLINE);
+        a.kexec();
+        return new Handed(m, setup, pid);
+    }
+
+    private static FdtReader blob(final Machine m, final SetupData setup, final String name) throws Exception {
+        final PhysicalMemory mem = m.board().memory();
+        final FdtReader tree = FdtReader.open(mem.slice(setup.fdtAddr(), setup.fdtSize()));
+        final long phys = tree.u64(tree.subnode(tree.root(), name), "fdt");
+        final long total = Integer.toUnsignedLong(Integer.reverseBytes(mem.load32Acquire(phys + 4)));
+        return FdtReader.open(mem.slice(phys, total));
+    }
+
+    private static MemorySegment areas(final FdtReader b, final int pid) {
+        final int ctx = b.subnode(b.root(), "ctx@" + pid);
+        final int ioas = b.children(ctx).stream().filter(n -> b.nodeName(n).startsWith("ioas@")).findFirst().orElseThrow();
+        return b.value(b.property(ioas, "areas"));
+    }
+
+    private static void assertCold(final Machine m, final String reason) {
+        final Kernel b = Kernel.boot(m.board());
+        assertEquals(Kernel.BootKind.COLD, b.bootKind(), reason);
+        assertTrue(b.coldBootReason().contains(reason), b.coldBootReason());
+        for (IommuDevice d : b.iommu().devices()) {
+            assertEquals(b.iommu().blockedDomain(), b.iommu().domainOf(d));
+        }
+        assertEquals(List.of(), b.persistedContexts().restoredIds(), "nothing half-adopted");
+    }
+
+    @Test
+    void dtcReadsTheIommufdSubtree() throws Exception {
+        final Handed h = handOver(dir.resolve("m"));
+        try (Machine m = h.machine()) {
+            final FdtReader b = blob(m, h.setup(), PersistentContexts.NAME);
+            final Path f = dir.resolve("iommufd.dtb");
+            Files.write(f, b.segment().toArray(ValueLayout.JAVA_BYTE));
+            final Process p = new ProcessBuilder("dtc", "-I", "dtb", "-O", "dts", f.toString()).redirectErrorStream(true).start();
+            final String out = new String(p.getInputStream().readAllBytes());
+            assertEquals(0, p.waitFor(), out);
+            assertTrue(out.contains("compatible = \"iommufd-v1\"") && out.contains("ctx@" + h.pid())
+                    && out.contains("ioas@1") && out.contains("device@"), out);
+            final Kernel b2 = Kernel.boot(m.board());
+            assertEquals(Kernel.BootKind.LIVE_UPDATE, b2.bootKind(), "the untouched handover restores");
+        }
+    }
+
+    @Test
+    void anAreaPastItsFilesEndColdBoots() throws Exception {
+        final Handed h = handOver(dir.resolve("m"));
+        try (Machine m = h.machine()) {
+            areas(blob(m, h.setup(), PersistentContexts.NAME), h.pid()).set(BE64, 3 * 8, 7 * MIB); // offset of area 0
+            assertCold(m, "past the end of inode");
+        }
+    }
+
+    @Test
+    void overlappingAreasColdBoot() throws Exception {
+        final Handed h = handOver(dir.resolve("m"));
+        try (Machine m = h.machine()) {
+            areas(blob(m, h.setup(), PersistentContexts.NAME), h.pid()).set(BE64, 5 * 8, MIB); // area 1's iova into area 0
+            assertCold(m, "areas overlap");
+        }
+    }
+
+    @Test
+    void byteCorruptionsOfTheIommufdBlobNeverEscapeAndNeverHalfAdopt() throws Exception {
+        final Random rnd = new Random(7);
+        for (int sample = 0; sample < 10; sample++) {
+            final Handed h = handOver(dir.resolve("m" + sample));
+            try (Machine m = h.machine()) {
+                final MemorySegment bytes = blob(m, h.setup(), PersistentContexts.NAME).segment();
+                final long at = rnd.nextLong(bytes.byteSize());
+                bytes.set(ValueLayout.JAVA_BYTE, at, (byte) (bytes.get(ValueLayout.JAVA_BYTE, at) ^ (1 + rnd.nextInt(255))));
+                final Kernel b = Kernel.boot(m.board());
+                if (b.bootKind() == Kernel.BootKind.COLD) {
+                    for (IommuDevice d : b.iommu().devices()) {
+                        assertEquals(b.iommu().blockedDomain(), b.iommu().domainOf(d), "byte " + at);
+                    }
+                } else {
+                    // A flip nothing checks (padding, a string's tail): the restore must then be whole.
+                    assertEquals(List.of(h.pid()), b.persistedContexts().restoredIds(), "byte " + at);
+                }
+            }
+        }
+    }
+}
