@@ -120,6 +120,20 @@ public final class Iommufd implements AutoCloseable {
         return call(org.iopersist.uapi.Iommufd.IOMMU_IOAS_UNMAP, l, s, "IOMMU_IOAS_UNMAP").get(U64, off(l, "length"));
     }
 
+    /** IOMMU_IOAS_COPY of {@code length} bytes at {@code srcIova} of {@code srcIoas} to {@code dstIova} of {@code dstIoas}. */
+    public long copyFixed(final int dstIoas, final long dstIova, final int srcIoas, final long srcIova, final long length) {
+        final StructLayout l = org.iopersist.uapi.Iommufd.IOMMU_IOAS_COPY_LAYOUT;
+        final MemorySegment s = struct(l);
+        s.set(U32, off(l, "flags"), org.iopersist.uapi.Iommufd.IOMMU_IOAS_MAP_READABLE
+                | org.iopersist.uapi.Iommufd.IOMMU_IOAS_MAP_WRITEABLE | org.iopersist.uapi.Iommufd.IOMMU_IOAS_MAP_FIXED_IOVA);
+        s.set(U32, off(l, "dst_ioas_id"), dstIoas);
+        s.set(U32, off(l, "src_ioas_id"), srcIoas);
+        s.set(U64, off(l, "length"), length);
+        s.set(U64, off(l, "dst_iova"), dstIova);
+        s.set(U64, off(l, "src_iova"), srcIova);
+        return call(org.iopersist.uapi.Iommufd.IOMMU_IOAS_COPY, l, s, "IOMMU_IOAS_COPY").get(U64, off(l, "dst_iova"));
+    }
+
     /** IOMMU_IOAS_IOVA_RANGES: the usable ranges (up to 64). */
     public List<IovaRange> iovaRanges(final int ioas) {
         final StructLayout l = org.iopersist.uapi.Iommufd.IOMMU_IOAS_IOVA_RANGES_LAYOUT;

@@ -156,6 +156,12 @@ public final class IommufdCtx {
         return objects.count();
     }
 
+    /** Every object as {@code id:TYPE}, by id: what a live update must keep. */
+    public java.util.List<String> objectsById() {
+        return objects.objects().stream().sorted(java.util.Comparator.comparingInt(IommufdObject::id))
+                .map(o -> o.id() + ":" + o.type()).toList();
+    }
+
     /** The ioctl entry point: returns 0 or a value, or throws with the errno. */
     public long ioctl(final UserProcess p, final int cmd, final long argVa) {
         final IoctlOp op = IoctlOp.of(cmd);

@@ -3,6 +3,7 @@ package org.iopersist.kernel.iommufd;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -37,7 +38,8 @@ import org.iopersist.uapi.Errno;
  * / { compatible = "iommufd-v1";
  *     ctx@P { persistent-id = &lt;u32&gt;; owner-uid = &lt;u32&gt;; account-mode = &lt;u32&gt;;
  *         ioas@N  { id; alignment (u64); huge-pages; allowed = &lt;start last ...&gt;;
- *                   areas = &lt;iova length ino offset prot ...&gt; (5 x u64 = 40 bytes per area) };
+ *                   pages = &lt;ino offset length ...&gt; (3 x u64: one per shared iopt_pages);
+ *                   areas = &lt;iova length ino offset prot pages-index ...&gt; (6 x u64 = 48 bytes per area) };
  *         hwpt@N  { id; ioas; auto; domain = &lt;the driver's handover key, the VT-d pgd&gt; };
  *         device@N { id; device = &lt;unit &lt;&lt; 32 | segment &lt;&lt; 16 | source-id&gt;; hwpt };
  *     };
@@ -48,6 +50,8 @@ public final class PersistentContexts implements KhoSubsystem {
     public static final String NAME = "iommufd";
     public static final String COMPATIBLE = "iommufd-v1";
     public static final String SYSFS_DIR = "/sys/kernel/iommufd_persisted";
+    /** Cells (u64) per area record: iova, length, ino, offset, prot, pages index. */
+    public static final int AREA_CELLS = 6;
     private static final long MSI_START = 0xFEE0_0000L;
     private static final long MSI_LAST = 0xFEEF_FFFFL;
 
@@ -58,6 +62,8 @@ public final class PersistentContexts implements KhoSubsystem {
     }
 
     private final PersistentIds ids = new PersistentIds();
+    /** Where each restored context's directory was published; it goes when the context does. */
+    private final Map<Integer, Sysfs> sysfsOf = new HashMap<>();
     private final Map<Integer, IommufdCtx> live = new TreeMap<>();
     private final Map<Integer, IommufdCtx> restored = new TreeMap<>(); // not reopened yet
     private final KernelLog log;
@@ -84,9 +90,18 @@ public final class PersistentContexts implements KhoSubsystem {
         return id;
     }
 
-    synchronized void unregister(final int id, final IommufdCtx ctx) {
-        if (live.remove(id, ctx) || restored.remove(id, ctx)) {
+    void unregister(final int id, final IommufdCtx ctx) {
+        final Sysfs published;
+        synchronized (this) {
+            if (!live.remove(id, ctx) && !restored.remove(id, ctx)) {
+                return;
+            }
             ids.release(id);
+            published = sysfsOf.remove(id);
+        }
+        // Outside this lock: reading an attribute takes sysfs's lock, then this one.
+        if (published != null) {
+            published.remove(SYSFS_DIR + "/" + id);
         }
     }
 
@@ -141,14 +156,27 @@ public final class PersistentContexts implements KhoSubsystem {
                 case Ioas ioas -> {
                     ioas.iovaLock.readLock().lock();
                     try {
+                        // Areas that share an iopt_pages (a copy, a split) share it again after the
+                        // update, so the opener is charged what the VMM was charged before.
+                        final Map<IoptPages, Integer> pagesIndex = new IdentityHashMap<>();
+                        final List<Long> pages = new ArrayList<>();
                         final List<Long> areas = new ArrayList<>();
                         for (Ioas.Area a : ioas.iopt.areas().values()) {
                             final GuestmemFile f = a.pages().guestmem();
+                            final Integer known = pagesIndex.get(a.pages());
+                            final int index = known != null ? known : pagesIndex.size();
+                            if (known == null) {
+                                pagesIndex.put(a.pages(), index);
+                                pages.add(f.ino());
+                                pages.add(a.pages().fileOffset(0));
+                                pages.add(a.pages().npages << 12);
+                            }
                             areas.add(a.start());
                             areas.add(a.length());
                             areas.add(f.ino());
                             areas.add(a.pages().fileOffset(a.startByte()));
                             areas.add((long) a.prot());
+                            areas.add((long) index);
                         }
                         final List<Long> allowed = new ArrayList<>();
                         for (IovaRange r : ioas.iopt.allowedRanges()) {
@@ -159,6 +187,7 @@ public final class PersistentContexts implements KhoSubsystem {
                                 .propertyU64("alignment", ioas.iopt.iovaAlignment())
                                 .propertyU32("huge-pages", ioas.iopt.largePagesDisabled() ? 0 : 1)
                                 .propertyU64Array("allowed", toArray(allowed))
+                                .propertyU64Array("pages", toArray(pages))
                                 .propertyU64Array("areas", toArray(areas)).endNode();
                     } finally {
                         ioas.iovaLock.readLock().unlock();
@@ -195,10 +224,14 @@ public final class PersistentContexts implements KhoSubsystem {
     public record Plan(List<CtxPlan> contexts) {
     }
 
-    record AreaPlan(long iova, long length, long ino, long offset, int prot) {
+    record AreaPlan(long iova, long length, long ino, long offset, int prot, int pages) {
     }
 
-    record IoasPlan(int id, long alignment, boolean hugePages, List<IovaRange> allowed, List<AreaPlan> areas) {
+    record PagesPlan(long ino, long offset, long length) {
+    }
+
+    record IoasPlan(int id, long alignment, boolean hugePages, List<IovaRange> allowed, List<PagesPlan> pages,
+            List<AreaPlan> areas) {
     }
 
     record HwptPlan(int id, int ioas, boolean auto, long domainKey) {
@@ -308,16 +341,29 @@ public final class PersistentContexts implements KhoSubsystem {
     private static IoasPlan readIoas(final FdtReader blob, final int on, final int id, final int pid, final Guestmemfs fs)
             throws HandoverFormatException {
         final long[] raw = blob.u64Array(on, "areas");
+        final long[] pagesRaw = blob.u64Array(on, "pages");
         final long[] allowedRaw = blob.u64Array(on, "allowed");
-        if (raw.length % 5 != 0 || allowedRaw.length % 2 != 0) {
+        if (raw.length % AREA_CELLS != 0 || pagesRaw.length % 3 != 0 || allowedRaw.length % 2 != 0) {
             throw new HandoverFormatException("ctx " + pid + " ioas " + id + ": malformed arrays");
+        }
+        final List<PagesPlan> pages = new ArrayList<>();
+        for (int k = 0; k < pagesRaw.length; k += 3) {
+            final PagesPlan p = new PagesPlan(pagesRaw[k], pagesRaw[k + 1], pagesRaw[k + 2]);
+            final Guestmemfs.Stat st = statIno(fs, p.ino());
+            if (p.length() <= 0 || p.offset() < 0 || ((p.offset() | p.length()) & 0xfff) != 0
+                    || st == null || p.offset() + p.length() > st.size()) {
+                throw new HandoverFormatException(String.format("ctx %d ioas %d: pages %d lie past the end of inode %d",
+                        pid, id, k / 3, p.ino()));
+            }
+            pages.add(p);
         }
         final List<AreaPlan> areas = new ArrayList<>();
         final TreeMap<Long, Long> spans = new TreeMap<>(Long::compareUnsigned);
-        for (int k = 0; k < raw.length; k += 5) {
-            final AreaPlan a = new AreaPlan(raw[k], raw[k + 1], raw[k + 2], raw[k + 3], (int) raw[k + 4]);
+        for (int k = 0; k < raw.length; k += AREA_CELLS) {
+            final AreaPlan a = new AreaPlan(raw[k], raw[k + 1], raw[k + 2], raw[k + 3], (int) raw[k + 4], (int) raw[k + 5]);
             if (a.length() <= 0 || a.offset() < 0 || (a.prot() & ~3) != 0 || a.prot() == 0
-                    || Long.compareUnsigned(a.iova() + a.length() - 1, a.iova()) < 0) {
+                    || Long.compareUnsigned(a.iova() + a.length() - 1, a.iova()) < 0
+                    || raw[k + 5] < 0 || raw[k + 5] >= pages.size()) {
                 throw new HandoverFormatException("ctx " + pid + " ioas " + id + ": malformed area at 0x" + Long.toHexString(a.iova()));
             }
             final Guestmemfs.Stat st = statIno(fs, a.ino());
@@ -325,12 +371,20 @@ public final class PersistentContexts implements KhoSubsystem {
                 throw new HandoverFormatException(String.format("ctx %d ioas %d: area at 0x%x lies past the end of inode %d",
                         pid, id, a.iova(), a.ino()));
             }
+            final PagesPlan p = pages.get(a.pages());
+            if (p.ino() != a.ino() || a.offset() < p.offset() || a.offset() + a.length() > p.offset() + p.length()) {
+                throw new HandoverFormatException(String.format("ctx %d ioas %d: area at 0x%x lies outside its pages %d",
+                        pid, id, a.iova(), a.pages()));
+            }
             final Map.Entry<Long, Long> before = spans.floorEntry(a.iova() + a.length() - 1);
             if (before != null && Long.compareUnsigned(before.getValue(), a.iova()) >= 0) {
                 throw new HandoverFormatException(String.format("ctx %d ioas %d: areas overlap at 0x%x", pid, id, a.iova()));
             }
             spans.put(a.iova(), a.iova() + a.length() - 1);
             areas.add(a);
+        }
+        if (areas.stream().mapToInt(AreaPlan::pages).distinct().count() != pages.size()) {
+            throw new HandoverFormatException("ctx " + pid + " ioas " + id + ": pages no area uses");
         }
         final List<IovaRange> allowed = new ArrayList<>();
         for (int k = 0; k < allowedRaw.length; k += 2) {
@@ -344,7 +398,7 @@ public final class PersistentContexts implements KhoSubsystem {
         if (alignment < 1 || Long.bitCount(alignment) != 1) {
             throw new HandoverFormatException("ctx " + pid + " ioas " + id + ": alignment " + alignment);
         }
-        return new IoasPlan(id, alignment, blob.u32(on, "huge-pages") != 0, allowed, areas);
+        return new IoasPlan(id, alignment, blob.u32(on, "huge-pages") != 0, allowed, pages, areas);
     }
 
     private static Guestmemfs.Stat statIno(final Guestmemfs fs, final long ino) {
@@ -381,11 +435,18 @@ public final class PersistentContexts implements KhoSubsystem {
                     if (!ip.allowed().isEmpty()) {
                         ioas.iopt.setAllowed(ip.allowed());
                     }
+                    final List<IoptPages> pages = new ArrayList<>();
+                    for (PagesPlan pp : ip.pages()) {
+                        pages.add(IoptPages.ofGuestmem(null, fs.openInode(pp.ino()), pp.offset(), pp.length(), refs));
+                    }
+                    final boolean[] referenced = new boolean[pages.size()];
                     for (AreaPlan ap : ip.areas()) {
-                        final GuestmemFile file = fs.openInode(ap.ino());
-                        final IoptPages pages = IoptPages.ofGuestmem(null, file, ap.offset(), ap.length(), refs);
-                        ioas.iopt.insertArea(new Ioas.Area(ap.iova(), ap.iova() + ap.length() - 1, ap.prot(), pages,
-                                IoptPages.pageOffset(ap.offset())));
+                        if (referenced[ap.pages()]) {
+                            pages.get(ap.pages()).get(); // each area holds a reference, as after a copy
+                        }
+                        referenced[ap.pages()] = true;
+                        ioas.iopt.insertArea(new Ioas.Area(ap.iova(), ap.iova() + ap.length() - 1, ap.prot(),
+                                pages.get(ap.pages()), ap.offset() - ip.pages().get(ap.pages()).offset()));
                     }
                 } finally {
                     ioas.iovaLock.writeLock().unlock();
@@ -421,6 +482,7 @@ public final class PersistentContexts implements KhoSubsystem {
             }
             restored.put(cp.persistentId(), ctx);
             publishSysfs(sysfs, cp.persistentId(), ctx);
+            sysfsOf.put(cp.persistentId(), sysfs);
             reopener.publish(cp.persistentId(), ctx);
             log.info("iommufd: restored persistent ctx %d (owner uid %d): %d objects", cp.persistentId(), cp.ownerUid(),
                     ctx.objectCount());

@@ -213,6 +213,25 @@ public final class KhoIncoming {
         return unclaimedFrames;
     }
 
+    /** Frames of the preserved-memory tracker itself (bitmaps and their chunk list); finish frees them too. */
+    public synchronized long trackerFrames() {
+        if (finished) {
+            return 0;
+        }
+        final long[] n = {0};
+        reserveAll(new PreservedMemoryMap.Visitor() {
+            @Override
+            public void block(final long phys, final int order) {
+            }
+
+            @Override
+            public void metadata(final long phys) {
+                n[0]++;
+            }
+        });
+        return n[0];
+    }
+
     public synchronized boolean finished() {
         return finished;
     }

@@ -256,6 +256,11 @@ public final class LiveUpdate {
         return incoming == null ? 0 : incoming.unclaimedFrames();
     }
 
+    /** Frames finish will free of the handover itself: unclaimed blocks and the tracker's frames. */
+    public long handoverFramesLeft() {
+        return incoming == null ? 0 : incoming.unclaimedFrames() + incoming.trackerFrames();
+    }
+
     public synchronized boolean finalized() {
         return state == State.FINALIZED;
     }

@@ -35,7 +35,10 @@ class IommufdHandoverTest {
     @TempDir
     Path dir;
 
-    /** Kernel A with a persistent context (two areas, one device), finalized and kexec'd. */
+    /**
+     * Kernel A with a persistent context, finalized and kexec'd: three areas (the third a copy
+     * sharing the first one's pages) and one device.
+     */
     private record Handed(Machine machine, SetupData setup, int pid) {
     }
 
@@ -51,6 +54,7 @@ class IommufdHandoverTest {
         final int ioas = f.ioasAlloc();
         f.mapFixed(ioas, ram.va(), 2 * MIB, 0);
         f.mapFixed(ioas, ram.va() + 4 * MIB, 2 * MIB, 8 * MIB);
+        f.copyFixed(ioas, 16 * MIB, ioas, 0, MIB);
         final VfioDevice d = VfioDevice.open(vmm, 0);
         d.bind(f);
         d.attach(ioas);
@@ -95,7 +99,7 @@ class IommufdHandoverTest {
             final String out = new String(p.getInputStream().readAllBytes());
             assertEquals(0, p.waitFor(), out);
             assertTrue(out.contains("compatible = \"iommufd-v1\"") && out.contains("ctx@" + h.pid())
-                    && out.contains("ioas@1") && out.contains("device@"), out);
+                    && out.contains("ioas@1") && out.contains("device@") && out.contains("pages = <"), out);
             final Kernel b2 = Kernel.boot(m.board());
             assertEquals(Kernel.BootKind.LIVE_UPDATE, b2.bootKind(), "the untouched handover restores");
         }
@@ -114,8 +118,20 @@ class IommufdHandoverTest {
     void overlappingAreasColdBoot() throws Exception {
         final Handed h = handOver(dir.resolve("m"));
         try (Machine m = h.machine()) {
-            areas(blob(m, h.setup(), PersistentContexts.NAME), h.pid()).set(BE64, 5 * 8, MIB); // area 1's iova into area 0
+            areas(blob(m, h.setup(), PersistentContexts.NAME), h.pid())
+                    .set(BE64, PersistentContexts.AREA_CELLS * 8, MIB); // area 1's iova into area 0
             assertCold(m, "areas overlap");
+        }
+    }
+
+    @Test
+    void anAreaOutsideItsPagesColdBoots() throws Exception {
+        final Handed h = handOver(dir.resolve("m"));
+        try (Machine m = h.machine()) {
+            final MemorySegment areas = areas(blob(m, h.setup(), PersistentContexts.NAME), h.pid());
+            assertEquals(0, areas.get(BE64, (2L * PersistentContexts.AREA_CELLS + 5) * 8), "the copy shares area 0's pages");
+            areas.set(BE64, (PersistentContexts.AREA_CELLS + 5) * 8, 0L); // area 1 (file offset 4 MiB) onto pages 0 ([0, 2 MiB))
+            assertCold(m, "outside its pages");
         }
     }
 
