@@ -150,6 +150,26 @@ public final class Iommufd implements AutoCloseable {
         return out;
     }
 
+    /** IOMMU_IOAS_ALLOW_IOVAS: only {@code ranges} may be mapped (none: no restriction). */
+    public void allowIovas(final int ioas, final List<IovaRange> ranges) {
+        final StructLayout l = org.iopersist.uapi.Iommufd.IOMMU_IOAS_ALLOW_IOVAS_LAYOUT;
+        final long array = client.scratch() + 16384 + 8192;
+        for (int i = 0; i < ranges.size(); i++) {
+            client.memory().writeLong(array + 16L * i, ranges.get(i).start());
+            client.memory().writeLong(array + 16L * i + 8, ranges.get(i).last());
+        }
+        final MemorySegment s = struct(l);
+        s.set(U32, off(l, "ioas_id"), ioas);
+        s.set(U32, off(l, "num_iovas"), ranges.size());
+        s.set(U64, off(l, "allowed_iovas"), array);
+        call(org.iopersist.uapi.Iommufd.IOMMU_IOAS_ALLOW_IOVAS, l, s, "IOMMU_IOAS_ALLOW_IOVAS");
+    }
+
+    /** IOMMU_OPTION_HUGE_PAGES SET on {@code ioas}. */
+    public void setHugePages(final int ioas, final boolean on) {
+        option(org.iopersist.uapi.Iommufd.IOMMU_OPTION_HUGE_PAGES, org.iopersist.uapi.Iommufd.IOMMU_OPTION_OP_SET, ioas, on ? 1 : 0);
+    }
+
     /** IOMMU_OPTION_PERSISTENT SET: makes this (empty) context persistent; returns its persistent id. */
     public long makePersistent() {
         return option(org.iopersist.uapi.Iommufd.IOMMU_OPTION_PERSISTENT, org.iopersist.uapi.Iommufd.IOMMU_OPTION_OP_SET, 0, 0);

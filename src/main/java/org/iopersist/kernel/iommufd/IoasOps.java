@@ -75,6 +75,7 @@ final class IoasOps {
         if (u.u32("__reserved") != 0) {
             throw Ucmd.unsupported("IOAS_ALLOW_IOVAS __reserved");
         }
+        u.ctx.checkMutable("IOAS_ALLOW_IOVAS"); // allowed ranges are in the handover
         final Ioas ioas = u.ctx.objects.get(u.u32("ioas_id"), ObjectType.IOAS, Ioas.class);
         final long count = Integer.toUnsignedLong(u.u32("num_iovas"));
         if (count > 1 << 16) {
@@ -176,6 +177,7 @@ final class IoasOps {
                 if (v != 0 && v != 1) {
                     throw new KernelException(Errno.EINVAL, "HUGE_PAGES " + v);
                 }
+                u.ctx.checkMutable("HUGE_PAGES"); // handed over with the IOAS
                 ioas.iovaLock.writeLock().lock();
                 try {
                     ioas.setLargePages(v == 1);
