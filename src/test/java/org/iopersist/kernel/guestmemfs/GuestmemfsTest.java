@@ -19,6 +19,7 @@ import org.iopersist.kernel.iommu.IommuCore;
 import org.iopersist.kernel.iommu.IommuDomain;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.ChildJvm;
+import org.iopersist.testing.Handovers;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.ErrnoException;
 import org.iopersist.uapi.Syscall;
@@ -219,6 +220,7 @@ class GuestmemfsTest {
                     () -> fs.createFile("late", MIB, 0)).errno(), "frozen after finalize");
             rig.kernel.kexecLoad("guestmemfs=16M");
             rig.kernel.kexec();
+            Handovers.checkWithDtc(rig.machine.board());
             final Kernel b = Kernel.boot(rig.machine.board());
             assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind(), b.coldBootReason());
             final Guestmemfs fsb = b.guestmemfs();

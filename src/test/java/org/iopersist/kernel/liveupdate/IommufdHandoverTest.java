@@ -19,6 +19,7 @@ import org.iopersist.kernel.iommufd.PersistentContexts;
 import org.iopersist.kernel.kho.FdtReader;
 import org.iopersist.kernel.kho.SetupData;
 import org.iopersist.kernel.syscall.SyscallServer;
+import org.iopersist.testing.Handovers;
 import org.iopersist.vmm.GuestRam;
 import org.iopersist.vmm.Iommufd;
 import org.iopersist.vmm.KernelClient;
@@ -61,6 +62,7 @@ class IommufdHandoverTest {
         final SetupData setup = a.liveUpdate().finalizeHandover();
         a.kexecLoad(CMDLINE);
         a.kexec();
+        Handovers.checkWithDtc(m.board());
         return new Handed(m, setup, pid);
     }
 

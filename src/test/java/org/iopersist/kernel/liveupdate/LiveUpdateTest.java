@@ -21,6 +21,7 @@ import org.iopersist.kernel.kho.FdtWriter;
 import org.iopersist.kernel.kho.Kho;
 import org.iopersist.kernel.kho.KhoSubsystem;
 import org.iopersist.kernel.mm.FrameAllocator;
+import org.iopersist.testing.Handovers;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.KernelClient;
@@ -105,6 +106,7 @@ class LiveUpdateTest {
     static Kernel kexec(final Kernel k, final Machine m, final String cmdline) {
         k.kexecLoad(cmdline);
         k.kexec();
+        Handovers.checkIfHandedOver(m.board());
         return Kernel.boot(m.board());
     }
 
@@ -212,6 +214,7 @@ class LiveUpdateTest {
             final var setup = a.liveUpdate().finalizeHandover();
             a.kexecLoad("");
             a.kexec();
+            Handovers.checkWithDtc(m.board());
             m.board().memory().store32Release(setup.fdtAddr(), 0x12345678); // the FDT magic
             final Kernel b = Kernel.boot(m.board());
             assertEquals(Kernel.BootKind.COLD, b.bootKind());

@@ -13,8 +13,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import org.iopersist.hw.Machine;
-import org.iopersist.hw.pci.Bdf;
 import org.iopersist.hw.MachineConfig;
+import org.iopersist.hw.pci.Bdf;
 import org.iopersist.hw.pci.DeviceBar;
 import org.iopersist.hw.pci.DeviceCounters;
 import org.iopersist.hw.pci.RecordChecker;
@@ -26,6 +26,7 @@ import org.iopersist.kernel.iommu.IommuDomain;
 import org.iopersist.kernel.iommufd.PersistentContexts;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.ChildJvm;
+import org.iopersist.testing.Handovers;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.ErrnoException;
 import org.iopersist.uapi.Syscall;
@@ -159,6 +160,7 @@ class PersistedIommufdTest {
                         "frozen after finalize");
                 k.kexecLoad(CMDLINE);
                 k.kexec(); // the VMM's connection is cut, as a kexec ends userspace
+                Handovers.checkWithDtc(m.board());
                 final Kernel next = Kernel.boot(m.board());
                 assertEquals(Kernel.BootKind.LIVE_UPDATE, next.bootKind(), next.coldBootReason());
                 assertEquals(List.of(pid), next.persistedContexts().restoredIds());
@@ -246,6 +248,7 @@ class PersistedIommufdTest {
             vmm.writeFile("/sys/kernel/kho/finalize", "1");
             a.kexecLoad(CMDLINE);
             a.kexec();
+            Handovers.checkWithDtc(m.board());
             final Kernel b = Kernel.boot(m.board());
             assertEquals(2, b.persistedContexts().restoredIds().size());
             final SyscallServer s2 = b.serve(dir.resolve("k2.sock"));
@@ -347,6 +350,7 @@ class PersistedIommufdTest {
             vmm.writeFile("/sys/kernel/kho/finalize", "1");
             a.kexecLoad(CMDLINE);
             a.kexec();
+            Handovers.checkWithDtc(m.board());
             final Kernel b = Kernel.boot(m.board());
             final SyscallServer s2 = b.serve(shared.resolve("k2.sock"));
             Files.setPosixFilePermissions(s2.path(), PosixFilePermissions.fromString("rwxrwxrwx"));

@@ -29,6 +29,7 @@ import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommu.IommuDomain;
 import org.iopersist.kernel.kho.FdtReader;
 import org.iopersist.kernel.kho.SetupData;
+import org.iopersist.testing.Handovers;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -98,6 +99,7 @@ class VtdLiveUpdateTest {
             final SetupData s = a.liveUpdate().finalizeHandover();
             a.kexecLoad(CMDLINE);
             a.kexec();
+            Handovers.checkWithDtc(m.board());
             return s;
         }
 

@@ -1,0 +1,132 @@
+package org.iopersist.testing;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.iopersist.hw.Board;
+import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.kernel.kho.FdtReader;
+import org.iopersist.kernel.kho.HandoverFormatException;
+import org.iopersist.kernel.kho.SetupData;
+
+/**
+ * Reads the handover a kexec left in a machine the way a kernel engineer would: the real {@code dtc}
+ * decompiles the KHO tree and every subsystem blob, and recompiles each to a blob of its own, which
+ * must hold the same nodes, properties and bytes as ours. Tests call it after every kexec that
+ * hands over, so no format drift between our codec and the device-tree tools goes unnoticed.
+ */
+public final class Handovers {
+    private Handovers() {
+    }
+
+    /** Checks the handover in {@code board}'s boot record; returns each blob's dts, KHO tree first (key "kho"). */
+    public static Map<String, String> checkWithDtc(final Board board) {
+        final Path sd = board.bootDirectory().resolve("setup_data");
+        if (!Files.exists(sd)) {
+            throw new AssertionError("no handover in " + sd);
+        }
+        try {
+            return read(board, sd);
+        } catch (IOException | InterruptedException e) {
+            throw new AssertionError("cannot run dtc: " + e, e);
+        }
+    }
+
+    /** As {@link #checkWithDtc}, when the boot record holds a handover; an empty map when it does not. */
+    public static Map<String, String> checkIfHandedOver(final Board board) {
+        return Files.exists(board.bootDirectory().resolve("setup_data")) ? checkWithDtc(board) : Map.of();
+    }
+
+    private static Map<String, String> read(final Board board, final Path sd) throws IOException, InterruptedException {
+        final Map<String, String> out = new LinkedHashMap<>();
+        try {
+            final SetupData setup = SetupData.decode(Files.readAllBytes(sd));
+            final PhysicalMemory mem = board.memory();
+            final FdtReader tree = FdtReader.open(mem.slice(setup.fdtAddr(), setup.fdtSize()));
+            final Path work = Files.createTempDirectory("iopersist-dtc");
+            try {
+                out.put("kho", check(work, "kho", tree, "kho-v1"));
+                for (int child : tree.children(tree.root())) {
+                    final String name = tree.nodeName(child);
+                    final long phys = tree.u64(child, "fdt");
+                    final long total = Integer.toUnsignedLong(Integer.reverseBytes(mem.load32Acquire(phys + 4)));
+                    final FdtReader blob = FdtReader.open(mem.slice(phys, total));
+                    out.put(name, check(work, name, blob, blob.string(blob.root(), "compatible")));
+                }
+            } finally {
+                try (var walk = Files.walk(work)) {
+                    for (Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                        Files.deleteIfExists(p);
+                    }
+                }
+            }
+        } catch (HandoverFormatException e) {
+            throw new AssertionError("our own reader refuses the handover: " + e.getMessage(), e);
+        }
+        return out;
+    }
+
+    private static String check(final Path work, final String name, final FdtReader ours, final String compatible)
+            throws IOException, InterruptedException, HandoverFormatException {
+        final Path dtb = work.resolve(name + ".dtb");
+        Files.write(dtb, ours.segment().toArray(ValueLayout.JAVA_BYTE));
+        final String dts = dtc(dtb, "dts", null);
+        if (!dts.contains("compatible = \"" + compatible + "\"")) {
+            throw new AssertionError(name + ": dtc does not show compatible " + compatible + ":\n" + dts);
+        }
+        final Path again = work.resolve(name + "-dtc.dtb");
+        dtc(dtb, "dtb", again);
+        final FdtReader theirs = FdtReader.open(Files.readAllBytes(again));
+        same(name, ours, ours.root(), theirs, theirs.root());
+        return dts;
+    }
+
+    private static String dtc(final Path in, final String format, final Path outOrNull) throws IOException, InterruptedException {
+        final List<String> cmd = new java.util.ArrayList<>(List.of("dtc", "-q", "-I", "dtb", "-O", format));
+        if (outOrNull != null) {
+            cmd.addAll(List.of("-o", outOrNull.toString()));
+        }
+        cmd.add(in.toString());
+        final Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        final String text = new String(p.getInputStream().readAllBytes());
+        if (p.waitFor() != 0) {
+            throw new AssertionError("dtc refuses " + in.getFileName() + ": " + text);
+        }
+        return text;
+    }
+
+    private static void same(final String where, final FdtReader a, final int an, final FdtReader b, final int bn) {
+        final String path = where + "/" + a.nodeName(an);
+        if (!a.nodeName(an).equals(b.nodeName(bn))) {
+            throw new AssertionError(path + ": dtc reads node '" + b.nodeName(bn) + "'");
+        }
+        final List<Integer> ap = a.properties(an);
+        final List<Integer> bp = b.properties(bn);
+        if (ap.size() != bp.size()) {
+            throw new AssertionError(path + ": " + ap.size() + " properties, dtc reads " + bp.size());
+        }
+        for (int i = 0; i < ap.size(); i++) {
+            final String pn = a.propertyName(ap.get(i));
+            final MemorySegment av = a.value(ap.get(i));
+            final MemorySegment bv = b.value(bp.get(i));
+            if (!pn.equals(b.propertyName(bp.get(i)))
+                    || !Arrays.equals(av.toArray(ValueLayout.JAVA_BYTE), bv.toArray(ValueLayout.JAVA_BYTE))) {
+                throw new AssertionError(path + ": property " + pn + " differs from dtc's reading");
+            }
+        }
+        final List<Integer> ac = a.children(an);
+        final List<Integer> bc = b.children(bn);
+        if (ac.size() != bc.size()) {
+            throw new AssertionError(path + ": " + ac.size() + " children, dtc reads " + bc.size());
+        }
+        for (int i = 0; i < ac.size(); i++) {
+            same(path, a, ac.get(i), b, bc.get(i));
+        }
+    }
+}
