@@ -21,6 +21,8 @@ public final class IommuCore {
     private final IommuDomain blocked = new IommuDomain(IommuDomain.Type.BLOCKED, 0, null);
     private final Map<Bdf, IommuDevice> devices = new HashMap<>();
     private final Map<IommuDevice, IommuDomain> attached = new HashMap<>();
+    private final Map<IommuDevice, Object> dmaOwner = new HashMap<>(); // guarded by this
+    private final Map<IommuDevice, Integer> dmaOwnerCount = new HashMap<>(); // guarded by this
 
     public IommuCore(final IommuDriver driver, final KernelLog log) {
         this.driver = driver;
@@ -58,6 +60,30 @@ public final class IommuCore {
             throw new KernelException(Errno.EOPNOTSUPP, "domain flags 0x" + Integer.toHexString(flags));
         }
         return new IommuDomain(IommuDomain.Type.PAGING, flags, driver.allocPaging(dev, flags));
+    }
+
+    /**
+     * iommu_device_claim_dma_owner: a device has one DMA owner at a time (an iommufd context);
+     * the same owner may claim again (counted), another gets EBUSY.
+     */
+    public synchronized void claimDmaOwner(final IommuDevice dev, final Object owner) {
+        final Object now = dmaOwner.get(dev);
+        if (now != null && now != owner) {
+            throw new org.iopersist.kernel.KernelException(org.iopersist.uapi.Errno.EBUSY, dev + " is owned by another iommufd context");
+        }
+        dmaOwner.put(dev, owner);
+        dmaOwnerCount.merge(dev, 1, Integer::sum);
+    }
+
+    /** iommu_device_release_dma_owner. */
+    public synchronized void releaseDmaOwner(final IommuDevice dev, final Object owner) {
+        if (dmaOwner.get(dev) != owner) {
+            throw new IllegalStateException(dev + ": released by a context that does not own it");
+        }
+        if (dmaOwnerCount.merge(dev, -1, Integer::sum) == 0) {
+            dmaOwnerCount.remove(dev);
+            dmaOwner.remove(dev);
+        }
     }
 
     public synchronized IommuDomain domainOf(final IommuDevice dev) {

@@ -35,7 +35,16 @@ public final class DeviceOps {
                 }
             }
         }
-        final int id = ctx.objects.reserve();
+        // A device restored into another context (held by the kernel, or reopened but not yet
+        // bound again) is that context's until it is bound there or finish frees it.
+        ctx.iommu().claimDmaOwner(dev, ctx);
+        final int id;
+        try {
+            id = ctx.objects.reserve();
+        } catch (RuntimeException e) {
+            ctx.iommu().releaseDmaOwner(dev, ctx);
+            throw e;
+        }
         final IommufdDevice idev = new IommufdDevice(ctx, dev);
         idev.users.incrementAndGet(); // the binding driver's reference
         ctx.objects.finalizeObject(id, idev);
@@ -51,6 +60,7 @@ public final class DeviceOps {
             idev.users.decrementAndGet();
             ctx.objects.tryDestroy(idev);
         }
+        ctx.iommu().releaseDmaOwner(idev.dev, ctx);
         ctx.put();
     }
 

@@ -201,6 +201,20 @@ public final class IommufdCtx {
 
     /** Close of the fd: once no bound device holds the context either, destroys every object, leaf first. */
     public void release() {
+        // Devices restored by a live update and not yet bound again by the reopener are held by
+        // the kernel's binding alone; with the fd gone nobody can adopt them: unbind (block) them.
+        final java.util.List<IommufdDevice> orphans = new java.util.ArrayList<>();
+        synchronized (attachLock) {
+            for (IommufdObject o : objects.objects()) {
+                if (o instanceof IommufdDevice d && d.restored) {
+                    d.restored = false;
+                    orphans.add(d);
+                }
+            }
+        }
+        for (IommufdDevice d : orphans) {
+            DeviceOps.unbind(d);
+        }
         put();
     }
 }

@@ -464,6 +464,7 @@ public final class PersistentContexts implements KhoSubsystem {
                 hwptById.put(hp.id(), h);
             }
             for (DevicePlan dp : cp.devices()) {
+                iommu.claimDmaOwner(dp.dev(), ctx); // nobody else may bind it until reopen or finish
                 final IommufdDevice idev = new IommufdDevice(ctx, dp.dev());
                 idev.users.incrementAndGet(); // the binding: the VMM's VFIO cdev adopts it on bind
                 idev.users.incrementAndGet(); // the attach

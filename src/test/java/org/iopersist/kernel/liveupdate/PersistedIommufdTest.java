@@ -253,12 +253,16 @@ class PersistedIommufdTest {
             assertEquals(2, b.persistedContexts().restoredIds().size());
             final SyscallServer s2 = b.serve(dir.resolve("k2.sock"));
             final KernelClient vmm2 = KernelClient.connect(s2.path(), dir.resolve("m").resolve("memory"));
-            vmm2.open(PersistentContexts.SYSFS_DIR + "/" + pidByDevice.get(0) + "/iommufd", Syscall.O_RDWR);
-            // Until finish, the unopened context's id stays reserved.
+            final int reopened = vmm2.open(PersistentContexts.SYSFS_DIR + "/" + pidByDevice.get(0) + "/iommufd", Syscall.O_RDWR);
+            // Until finish, the unopened context's id stays reserved and its device is its own.
             final Iommufd fresh = Iommufd.open(vmm2);
             final int freshId = (int) fresh.makePersistent();
             assertTrue(!pidByDevice.containsValue(freshId), "a new context gets a free id: " + freshId);
-            fresh.close();
+            final VfioDevice other = VfioDevice.open(vmm2, 1);
+            assertEquals(Errno.EBUSY.number, assertThrows(ErrnoException.class, () -> other.bind(fresh)).errno(),
+                    "a device restored into another context cannot be bound elsewhere");
+            assertEquals(Errno.EBUSY.number, assertThrows(ErrnoException.class, () -> VfioDevice.open(vmm2, 0).bind(fresh)).errno(),
+                    "nor one of the reopened context that its VMM has not bound again");
             final IommuDevice dev1 = b.iommu().devices().get(1);
             final int tables = tablePages(m.board().memory(), b.iommu().domainOf(dev1).ops().handoverKey(), 4);
             assertTrue(tables >= 3, "a 4-level table mapping 8 MiB in 2 MiB pages: " + tables);
@@ -277,6 +281,20 @@ class PersistedIommufdTest {
                     "exactly its page tables and the unclaimed handover came back");
             final var st = b.frames().stats();
             assertEquals(st.totalFrames(), st.freeFrames() + st.reservedFrames() + st.allocatedFrames());
+            // After finish the freed context's device may be bound anew.
+            other.bind(fresh);
+            assertEquals(b.iommu().blockedDomain(), b.iommu().domainOf(dev1), "bound, not attached");
+            // The reopener closes its iommufd without binding device 0 again: nobody can adopt it
+            // any more, so it is unbound (blocked) and the context goes with its tables and pins.
+            final IommuDevice dev0 = b.iommu().devices().get(0);
+            final int tables0 = tablePages(m.board().memory(), b.iommu().domainOf(dev0).ops().handoverKey(), 4);
+            final long freeBeforeClose = b.frames().stats().freeFrames();
+            vmm2.close(reopened);
+            assertEquals(b.iommu().blockedDomain(), b.iommu().domainOf(dev0));
+            assertEquals(0, b.guestmemfs().pinsAt("vm0-ram", 0));
+            assertTrue(!b.sysfs().exists(PersistentContexts.SYSFS_DIR + "/" + pidByDevice.get(0)));
+            assertEquals(tables0, b.frames().stats().freeFrames() - freeBeforeClose, "its tables came back");
+            VfioDevice.open(vmm2, 0).bind(fresh);
             vmm2.close();
             s2.close();
         }
