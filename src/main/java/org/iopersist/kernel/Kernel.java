@@ -290,7 +290,7 @@ public final class Kernel {
                     mountedGmfs = org.iopersist.kernel.guestmemfs.GuestmemfsPreservation.validate(incoming, board.memory(), carve, log);
                 }
                 iommufdPlan = org.iopersist.kernel.iommufd.PersistentContexts.validate(incoming, mountedGmfs, intel.devices(),
-                        vtdPlan.domains(), vtdPlan.apertures());
+                        vtdPlan);
                 scratch = handedScratch;
             } catch (HandoverFormatException e) {
                 reason = "handover rejected: " + e.getMessage();

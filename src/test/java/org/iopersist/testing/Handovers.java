@@ -13,6 +13,7 @@ import org.iopersist.hw.Board;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.kho.FdtReader;
 import org.iopersist.kernel.kho.HandoverFormatException;
+import org.iopersist.kernel.kho.Kho;
 import org.iopersist.kernel.kho.SetupData;
 
 /**
@@ -23,6 +24,40 @@ import org.iopersist.kernel.kho.SetupData;
  */
 public final class Handovers {
     private Handovers() {
+    }
+
+    /** Subsystem {@code name}'s blob in the handover of {@code board}'s boot record, writable in place. */
+    public static FdtReader subtree(final Board board, final String name) {
+        try {
+            final PhysicalMemory mem = board.memory();
+            final FdtReader tree = khoTree(board);
+            final long phys = tree.u64(tree.subnode(tree.root(), name), Kho.PROP_FDT);
+            final long total = Integer.toUnsignedLong(Integer.reverseBytes(mem.load32Acquire(phys + 4)));
+            return FdtReader.open(mem.slice(phys, total));
+        } catch (HandoverFormatException | IOException e) {
+            throw new AssertionError("no readable " + name + " blob: " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * After a test edited subsystem {@code name}'s blob on purpose: writes its new CRC-32C into the
+     * KHO tree, so the next kernel's semantic checks, not the checksum, judge the edit.
+     */
+    public static void reseal(final Board board, final String name) {
+        try {
+            final FdtReader tree = khoTree(board);
+            final int node = tree.subnode(tree.root(), name);
+            final long phys = tree.u64(node, Kho.PROP_FDT);
+            tree.value(tree.property(node, Kho.PROP_CRC)).set(
+                    ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), 0, Kho.blobCrc(board.memory(), phys));
+        } catch (HandoverFormatException | IOException e) {
+            throw new AssertionError("cannot reseal " + name + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static FdtReader khoTree(final Board board) throws IOException, HandoverFormatException {
+        final SetupData setup = SetupData.decode(Files.readAllBytes(board.bootDirectory().resolve("setup_data")));
+        return FdtReader.open(board.memory().slice(setup.fdtAddr(), setup.fdtSize()));
     }
 
     /** Checks the handover in {@code board}'s boot record; returns each blob's dts, KHO tree first (key "kho"). */

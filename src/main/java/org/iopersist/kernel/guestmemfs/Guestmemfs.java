@@ -336,6 +336,16 @@ public final class Guestmemfs {
         return physOf(i, offset);
     }
 
+    /** Physical address of byte {@code offset} of the file with inode number {@code ino}; -1 if no such byte. */
+    public synchronized long physOfInode(final long ino, final long offset) {
+        for (int i : byName.values()) {
+            if (memory.load64(inode(i) + GmfsLayout.IN_INO) == ino) {
+                return offset < 0 || offset >= size(i) ? -1 : physOf(i, offset);
+            }
+        }
+        return -1;
+    }
+
     /** An in-kernel open of the file with inode number {@code ino} (ENOENT if none). */
     public synchronized GuestmemFile openInode(final long ino) {
         for (Map.Entry<String, Integer> e : byName.entrySet()) {

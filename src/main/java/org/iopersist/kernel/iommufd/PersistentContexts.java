@@ -11,10 +11,12 @@ import java.util.TreeMap;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.KernelLog;
+import org.iopersist.kernel.guestmemfs.GmfsLayout;
 import org.iopersist.kernel.guestmemfs.GuestmemFile;
 import org.iopersist.kernel.guestmemfs.Guestmemfs;
 import org.iopersist.kernel.iommu.IommuCore;
 import org.iopersist.kernel.iommu.IommuDevice;
+import org.iopersist.kernel.iommu.IommuDriver;
 import org.iopersist.kernel.iommu.IommuDomain;
 import org.iopersist.kernel.kho.FdtReader;
 import org.iopersist.kernel.kho.FdtWriter;
@@ -250,7 +252,9 @@ public final class PersistentContexts implements KhoSubsystem {
      * not serve: each is a {@link HandoverFormatException}, and the kernel cold-boots.
      */
     public static Plan validate(final KhoIncoming in, final Guestmemfs fs, final List<IommuDevice> machineDevices,
-            final Map<Long, Set<IommuDevice>> domainsByKey, final Map<Long, Long> apertures) throws HandoverFormatException {
+            final IommuDriver.HandoverPlan tables) throws HandoverFormatException {
+        final Map<Long, Set<IommuDevice>> domainsByKey = tables.domains();
+        final Map<Long, Long> apertures = tables.apertures();
         final FdtReader blob = in.retrieveSubtree(NAME);
         if (blob == null) {
             return new Plan(List.of());
@@ -319,6 +323,7 @@ public final class PersistentContexts implements KhoSubsystem {
                                 pid, ip.id(), a.iova(), h.id()));
                     }
                 }
+                matchTables(pid, ip, h, fs, tables);
                 for (IovaRange r : ip.allowed()) {
                     if (Long.compareUnsigned(r.last(), last) > 0 || (Long.compareUnsigned(r.start(), MSI_LAST) <= 0
                             && Long.compareUnsigned(r.last(), MSI_START) >= 0)) {
@@ -336,6 +341,37 @@ public final class PersistentContexts implements KhoSubsystem {
                     hwpts, devices));
         }
         return new Plan(out);
+    }
+
+    /**
+     * The IOAS's areas must be exactly what the HWPT's restored domain maps: every page of every
+     * area translates to its file page with the area's permissions, and the domain maps nothing
+     * else. Walked a leaf (or a file block) at a time, so 64 GiB of 2 MiB leaves is 32768 steps.
+     */
+    private static void matchTables(final int pid, final IoasPlan ip, final HwptPlan h, final Guestmemfs fs,
+            final IommuDriver.HandoverPlan tables) throws HandoverFormatException {
+        long areaBytes = 0;
+        for (AreaPlan a : ip.areas()) {
+            final long end = a.iova() + a.length();
+            long iova = a.iova();
+            while (Long.compareUnsigned(iova, end) < 0) {
+                final long off = a.offset() + (iova - a.iova());
+                final IommuDriver.Leaf leaf = tables.leaf(h.domainKey(), iova);
+                final long filePhys = fs.physOfInode(a.ino(), off);
+                if (leaf == null || leaf.prot() != a.prot() || filePhys < 0 || leaf.phys() + (iova - leaf.iova()) != filePhys) {
+                    throw new HandoverFormatException(String.format(
+                            "ctx %d ioas %d: area at 0x%x does not match hwpt %d's table at IOVA 0x%x", pid, ip.id(), a.iova(), h.id(), iova));
+                }
+                final long blockEnd = iova + (GmfsLayout.BLOCK_SIZE - (off & (GmfsLayout.BLOCK_SIZE - 1)));
+                iova = Math.min(Math.min(leaf.iova() + leaf.size(), blockEnd), end);
+            }
+            areaBytes += a.length();
+        }
+        final long mapped = tables.mappedBytes().getOrDefault(h.domainKey(), -1L);
+        if (mapped != areaBytes) {
+            throw new HandoverFormatException(String.format("ctx %d ioas %d: hwpt %d's domain maps 0x%x bytes, its areas 0x%x",
+                    pid, ip.id(), h.id(), mapped, areaBytes));
+        }
     }
 
     private static IoasPlan readIoas(final FdtReader blob, final int on, final int id, final int pid, final Guestmemfs fs)

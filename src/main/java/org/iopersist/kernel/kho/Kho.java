@@ -26,6 +26,8 @@ public final class Kho {
     public static final String COMPATIBLE = "kho-v1";
     public static final String PROP_MEMORY_MAP = "preserved-memory-map";
     public static final String PROP_FDT = "fdt";
+    /** CRC-32C of a subsystem blob's {@code totalsize} bytes: a flipped bit anywhere in it means a cold boot. */
+    public static final String PROP_CRC = "crc32c";
 
     private final PhysicalMemory memory;
     private final FrameSource frames;
@@ -118,6 +120,14 @@ public final class Kho {
         return tracker.preservedFrames();
     }
 
+    /** CRC-32C of the FDT blob at {@code phys}, over its header's {@code totalsize} bytes. */
+    public static int blobCrc(final PhysicalMemory memory, final long phys) {
+        final long total = Integer.toUnsignedLong(Integer.reverseBytes(memory.load32(phys + Fdt.OFF_TOTALSIZE)));
+        final java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+        crc.update(memory.slice(phys, total).asByteBuffer());
+        return (int) crc.getValue();
+    }
+
     /**
      * Serializes every subsystem, freezes, and writes the KHO tree into the scratch region.
      *
@@ -142,7 +152,8 @@ public final class Kho {
             }
             root.propertyU64(PROP_MEMORY_MAP, tracker.serialize());
             for (Map.Entry<String, Long> e : subtreePhys.entrySet()) {
-                root.beginNode(e.getKey()).propertyU64(PROP_FDT, e.getValue()).endNode();
+                root.beginNode(e.getKey()).propertyU64(PROP_FDT, e.getValue())
+                        .propertyU32(PROP_CRC, blobCrc(memory, e.getValue())).endNode();
             }
             final byte[] fdt = root.endNode().finish();
             if (fdt.length > scratchSize) {

@@ -93,6 +93,9 @@ public final class KhoIncoming {
             if (total > MAX_TREE * 64 || !memory.contains(phys, total)) {
                 throw new HandoverFormatException("subtree " + name + " has a bad size " + total);
             }
+            if (Kho.blobCrc(memory, phys) != root.u32(node, Kho.PROP_CRC)) {
+                throw new HandoverFormatException("subtree " + name + " fails its CRC-32C");
+            }
             FdtReader.open(memory.slice(phys, total));
             for (long f = phys & ~PhysicalMemory.FRAME_MASK; f < phys + total; f += PhysicalMemory.FRAME_SIZE) {
                 if (!in.preserved(f)) {

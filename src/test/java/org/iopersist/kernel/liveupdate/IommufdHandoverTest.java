@@ -12,7 +12,6 @@ import java.util.List;
 import java.util.Random;
 import org.iopersist.hw.Machine;
 import org.iopersist.hw.MachineConfig;
-import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.Kernel;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommufd.PersistentContexts;
@@ -66,21 +65,15 @@ class IommufdHandoverTest {
         return new Handed(m, setup, pid);
     }
 
-    private static FdtReader blob(final Machine m, final SetupData setup, final String name) throws Exception {
-        final PhysicalMemory mem = m.board().memory();
-        final FdtReader tree = FdtReader.open(mem.slice(setup.fdtAddr(), setup.fdtSize()));
-        final long phys = tree.u64(tree.subnode(tree.root(), name), "fdt");
-        final long total = Integer.toUnsignedLong(Integer.reverseBytes(mem.load32Acquire(phys + 4)));
-        return FdtReader.open(mem.slice(phys, total));
-    }
-
     private static MemorySegment areas(final FdtReader b, final int pid) {
         final int ctx = b.subnode(b.root(), "ctx@" + pid);
         final int ioas = b.children(ctx).stream().filter(n -> b.nodeName(n).startsWith("ioas@")).findFirst().orElseThrow();
         return b.value(b.property(ioas, "areas"));
     }
 
+    /** Reseals the edited iommufd blob, boots, and expects a cold boot for {@code reason}, everything blocked. */
     private static void assertCold(final Machine m, final String reason) {
+        Handovers.reseal(m.board(), PersistentContexts.NAME);
         final Kernel b = Kernel.boot(m.board());
         assertEquals(Kernel.BootKind.COLD, b.bootKind(), reason);
         assertTrue(b.coldBootReason().contains(reason), b.coldBootReason());
@@ -94,7 +87,7 @@ class IommufdHandoverTest {
     void dtcReadsTheIommufdSubtree() throws Exception {
         final Handed h = handOver(dir.resolve("m"));
         try (Machine m = h.machine()) {
-            final FdtReader b = blob(m, h.setup(), PersistentContexts.NAME);
+            final FdtReader b = Handovers.subtree(m.board(), PersistentContexts.NAME);
             final Path f = dir.resolve("iommufd.dtb");
             Files.write(f, b.segment().toArray(ValueLayout.JAVA_BYTE));
             final Process p = new ProcessBuilder("dtc", "-I", "dtb", "-O", "dts", f.toString()).redirectErrorStream(true).start();
@@ -111,7 +104,7 @@ class IommufdHandoverTest {
     void anAreaPastItsFilesEndColdBoots() throws Exception {
         final Handed h = handOver(dir.resolve("m"));
         try (Machine m = h.machine()) {
-            areas(blob(m, h.setup(), PersistentContexts.NAME), h.pid()).set(BE64, 3 * 8, 7 * MIB); // offset of area 0
+            areas(Handovers.subtree(m.board(), PersistentContexts.NAME), h.pid()).set(BE64, 3 * 8, 7 * MIB); // offset of area 0
             assertCold(m, "past the end of inode");
         }
     }
@@ -120,9 +113,39 @@ class IommufdHandoverTest {
     void overlappingAreasColdBoot() throws Exception {
         final Handed h = handOver(dir.resolve("m"));
         try (Machine m = h.machine()) {
-            areas(blob(m, h.setup(), PersistentContexts.NAME), h.pid())
+            areas(Handovers.subtree(m.board(), PersistentContexts.NAME), h.pid())
                     .set(BE64, PersistentContexts.AREA_CELLS * 8, MIB); // area 1's iova into area 0
             assertCold(m, "areas overlap");
+        }
+    }
+
+    @Test
+    void anAreaTheTablesDoNotMapThereColdBoots() throws Exception {
+        final Handed h = handOver(dir.resolve("m"));
+        try (Machine m = h.machine()) {
+            // Still well-formed, inside its file and its pages, overlapping nothing: only the tables disagree.
+            areas(Handovers.subtree(m.board(), PersistentContexts.NAME), h.pid()).set(BE64, PersistentContexts.AREA_CELLS * 8, 32 * MIB);
+            assertCold(m, "does not match hwpt");
+        }
+    }
+
+    @Test
+    void anAreaWithOtherPermissionsThanItsLeavesColdBoots() throws Exception {
+        final Handed h = handOver(dir.resolve("m"));
+        try (Machine m = h.machine()) {
+            areas(Handovers.subtree(m.board(), PersistentContexts.NAME), h.pid()).set(BE64, 4 * 8, 1L); // area 0 read-only
+            assertCold(m, "does not match hwpt");
+        }
+    }
+
+    @Test
+    void aDomainMappingMoreThanItsAreasColdBoots() throws Exception {
+        final Handed h = handOver(dir.resolve("m"));
+        try (Machine m = h.machine()) {
+            // The copy's area shrinks to half: every page it keeps matches, the other half is mapped by nobody's area.
+            areas(Handovers.subtree(m.board(), PersistentContexts.NAME), h.pid())
+                    .set(BE64, (2L * PersistentContexts.AREA_CELLS + 1) * 8, MIB / 2);
+            assertCold(m, "domain maps 0x");
         }
     }
 
@@ -130,7 +153,7 @@ class IommufdHandoverTest {
     void anAreaOutsideItsPagesColdBoots() throws Exception {
         final Handed h = handOver(dir.resolve("m"));
         try (Machine m = h.machine()) {
-            final MemorySegment areas = areas(blob(m, h.setup(), PersistentContexts.NAME), h.pid());
+            final MemorySegment areas = areas(Handovers.subtree(m.board(), PersistentContexts.NAME), h.pid());
             assertEquals(0, areas.get(BE64, (2L * PersistentContexts.AREA_CELLS + 5) * 8), "the copy shares area 0's pages");
             areas.set(BE64, (PersistentContexts.AREA_CELLS + 5) * 8, 0L); // area 1 (file offset 4 MiB) onto pages 0 ([0, 2 MiB))
             assertCold(m, "outside its pages");
@@ -138,24 +161,65 @@ class IommufdHandoverTest {
     }
 
     @Test
-    void byteCorruptionsOfTheIommufdBlobNeverEscapeAndNeverHalfAdopt() throws Exception {
-        final Random rnd = new Random(7);
-        for (int sample = 0; sample < 10; sample++) {
+    void anyFlippedByteOfTheIommufdBlobFailsItsChecksum() throws Exception {
+        final Random rnd = new Random(11);
+        for (int sample = 0; sample < 8; sample++) {
             final Handed h = handOver(dir.resolve("m" + sample));
             try (Machine m = h.machine()) {
-                final MemorySegment bytes = blob(m, h.setup(), PersistentContexts.NAME).segment();
+                final MemorySegment bytes = Handovers.subtree(m.board(), PersistentContexts.NAME).segment();
+                final long at = rnd.nextLong(bytes.byteSize());
+                bytes.set(ValueLayout.JAVA_BYTE, at, (byte) (bytes.get(ValueLayout.JAVA_BYTE, at) ^ (1 << rnd.nextInt(8))));
+                final Kernel b = Kernel.boot(m.board());
+                assertEquals(Kernel.BootKind.COLD, b.bootKind(), "byte " + at);
+                assertTrue(b.coldBootReason().contains("iommufd fails its CRC-32C"), b.coldBootReason());
+            }
+        }
+    }
+
+    /**
+     * Flips that a checksum would catch, resealed so that the structural and semantic checks alone
+     * judge them: each either cold-boots with every device blocked, or restores a context that is
+     * whole and consistent (same objects, the device translating as before).
+     */
+    @Test
+    void resealedByteCorruptionsNeverEscapeAndNeverHalfAdopt() throws Exception {
+        final List<String> intact;
+        final long intactPhys;
+        try (Machine m = handOver(dir.resolve("intact")).machine()) {
+            final Kernel b = Kernel.boot(m.board());
+            intact = kinds(b.persistedContexts().context(b.persistedContexts().restoredIds().get(0)).objectsById());
+            intactPhys = b.iommu().domainOf(b.iommu().devices().get(0)).iovaToPhys(8 * MIB + 0x5000);
+        }
+        final Random rnd = new Random(7);
+        int cold = 0;
+        for (int sample = 0; sample < 32; sample++) {
+            final Handed h = handOver(dir.resolve("r" + sample));
+            try (Machine m = h.machine()) {
+                final MemorySegment bytes = Handovers.subtree(m.board(), PersistentContexts.NAME).segment();
                 final long at = rnd.nextLong(bytes.byteSize());
                 bytes.set(ValueLayout.JAVA_BYTE, at, (byte) (bytes.get(ValueLayout.JAVA_BYTE, at) ^ (1 + rnd.nextInt(255))));
+                Handovers.reseal(m.board(), PersistentContexts.NAME);
                 final Kernel b = Kernel.boot(m.board());
                 if (b.bootKind() == Kernel.BootKind.COLD) {
+                    cold++;
                     for (IommuDevice d : b.iommu().devices()) {
                         assertEquals(b.iommu().blockedDomain(), b.iommu().domainOf(d), "byte " + at);
                     }
+                    assertEquals(List.of(), b.persistedContexts().restoredIds(), "byte " + at);
                 } else {
-                    // A flip nothing checks (padding, a string's tail): the restore must then be whole.
-                    assertEquals(List.of(h.pid()), b.persistedContexts().restoredIds(), "byte " + at);
+                    // A flip nothing depends on (padding, a unit address), or one that renames an
+                    // object id or persistent id: what is restored must still be whole and consistent.
+                    assertEquals(1, b.persistedContexts().restoredIds().size(), "byte " + at);
+                    final int pid = b.persistedContexts().restoredIds().get(0);
+                    assertEquals(intact, kinds(b.persistedContexts().context(pid).objectsById()), "byte " + at);
+                    assertEquals(intactPhys, b.iommu().domainOf(b.iommu().devices().get(0)).iovaToPhys(8 * MIB + 0x5000), "byte " + at);
                 }
             }
         }
+        assertTrue(cold > 16, "most flips are caught by the checks behind the checksum: " + cold + " of 32");
+    }
+
+    private static List<String> kinds(final List<String> objectsById) {
+        return objectsById.stream().map(o -> o.substring(o.indexOf(':') + 1)).sorted().toList();
     }
 }

@@ -33,6 +33,7 @@ final class VtdAdoption {
     private final KhoIncoming in;
     private final PhysicalMemory memory;
     private final Set<Long> claims = new HashSet<>();
+    private final java.util.Map<Long, Long> mappedBytes = new java.util.HashMap<>();
 
     VtdAdoption(final IntelIommuDriver driver, final KhoIncoming in) {
         this.driver = driver;
@@ -135,7 +136,9 @@ final class VtdAdoption {
                 }
                 dids[unit] = did;
             }
-            final long pages = walk(hd.pgd(), hd.levels(), hd.tablePages());
+            final long[] mapped = {0};
+            final long pages = walk(hd.pgd(), hd.levels(), hd.tablePages(), mapped);
+            mappedBytes.put(hd.pgd(), mapped[0]);
             if (pages != hd.tablePages()) {
                 throw new HandoverFormatException(String.format("domain at 0x%x: %d table pages found, %d handed over",
                         hd.pgd(), pages, hd.tablePages()));
@@ -165,27 +168,53 @@ final class VtdAdoption {
         return plan;
     }
 
-    /** Walks a domain's tables, claiming each page; stops counting past {@code limit}. */
-    private long walk(final long pgd, final int levels, final long limit) throws HandoverFormatException {
+    /** Walks a domain's tables, claiming each page and summing its leaves; stops counting past {@code limit}. */
+    private long walk(final long pgd, final int levels, final long limit, final long[] mapped) throws HandoverFormatException {
         final long[] count = {0};
-        walkTable(pgd, levels, limit, count);
+        walkTable(pgd, levels, limit, count, mapped);
         return count[0];
     }
 
-    private void walkTable(final long table, final int level, final long limit, final long[] count) throws HandoverFormatException {
+    private void walkTable(final long table, final int level, final long limit, final long[] count, final long[] mapped)
+            throws HandoverFormatException {
         if (++count[0] > limit) {
             throw new HandoverFormatException("more table pages than handed over");
         }
         frame(table, "table page");
-        if (level == 1) {
-            return;
-        }
         for (int idx = 0; idx < SlPte.ENTRIES; idx++) {
             final long pte = memory.load64(table + (long) idx * SlPte.SIZE);
-            if (SlPte.present(pte) && !SlPte.largeLeaf(pte)) {
-                walkTable(SlPte.address(pte), level - 1, limit, count);
+            if (!SlPte.present(pte)) {
+                continue;
+            }
+            if (level == 1 || SlPte.largeLeaf(pte)) {
+                mapped[0] += SlPte.levelSize(level);
+            } else {
+                walkTable(SlPte.address(pte), level - 1, limit, count, mapped);
             }
         }
+    }
+
+    /** Bytes mapped by each validated domain, by pgd. */
+    java.util.Map<Long, Long> mappedBytes() {
+        return java.util.Map.copyOf(mappedBytes);
+    }
+
+    /** The leaf translating {@code iova} under {@code pgd}, or null; only for tables {@link #validate} walked. */
+    org.iopersist.kernel.iommu.IommuDriver.Leaf leaf(final long pgd, final int levels, final long iova) {
+        long table = pgd;
+        for (int level = levels; level >= 1; level--) {
+            final long pte = memory.load64(table + (long) SlPte.index(iova, level) * SlPte.SIZE);
+            if (!SlPte.present(pte)) {
+                return null;
+            }
+            if (level == 1 || SlPte.largeLeaf(pte)) {
+                final long size = SlPte.levelSize(level);
+                final int prot = ((pte & SlPte.R) != 0 ? 1 : 0) | ((pte & SlPte.W) != 0 ? 2 : 0);
+                return new org.iopersist.kernel.iommu.IommuDriver.Leaf(iova & -size, SlPte.address(pte) & -size, size, prot);
+            }
+            table = SlPte.address(pte);
+        }
+        return null;
     }
 
     /** After {@link #validate}: claims every frame and builds the domains. Cannot fail on a validated image. */
