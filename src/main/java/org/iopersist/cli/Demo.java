@@ -41,6 +41,9 @@ final class Demo implements Callable<Integer> {
     @Option(names = "--guest-ram", description = "guest RAM in MiB (default: ${DEFAULT-VALUE})")
     private long guestRamMib = 64;
 
+    @Option(names = "--console", description = "print both kernels' logs, with timestamps")
+    private boolean console;
+
     @Override
     public Integer call() throws Exception {
         if (seconds <= 0 || seconds > 3600) {
@@ -59,6 +62,10 @@ final class Demo implements Callable<Integer> {
         }
     }
 
+    private static void consoleLine(final String line) {
+        System.out.println("  console " + line);
+    }
+
     private int run(final Path machineDir) throws Exception {
         final MachineConfig config = MachineConfig.small();
         final String cmdline = "guestmemfs=256M liveupdate.finish_timeout=30";
@@ -66,7 +73,7 @@ final class Demo implements Callable<Integer> {
             Files.writeString(machineDir.resolve("boot").resolve("cmdline"), cmdline);
             System.out.printf("machine  %s: %d MiB, %d VT-d unit, devices %s%n", machineDir, config.memorySize() >> 20,
                     config.units().size(), config.devices().stream().map(d -> d.bdf().toString()).toList());
-            final Kernel old = Kernel.boot(machine.board());
+            final Kernel old = Kernel.boot(machine.board(), console ? Demo::consoleLine : null);
             System.out.printf("kernel 1 booted (%s), cmdline \"%s\"%n", old.coldBootReason(), cmdline);
 
             // The VMM before the update.
@@ -110,7 +117,7 @@ final class Demo implements Callable<Integer> {
                 throw new IllegalStateException("the kexec did not happen");
             }
             final long t1 = System.nanoTime();
-            final Kernel next = Kernel.boot(machine.board());
+            final Kernel next = Kernel.boot(machine.board(), console ? Demo::consoleLine : null);
             final long t2 = System.nanoTime();
             System.out.printf("kexec    finalize + kexec %.1f ms; kernel 2 booted from the handover (%s) in %.1f ms%n",
                     (t1 - t0) / 1e6, next.bootKind().name().toLowerCase(java.util.Locale.ROOT), (t2 - t1) / 1e6);
