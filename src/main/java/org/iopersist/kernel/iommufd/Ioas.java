@@ -42,13 +42,10 @@ public final class Ioas extends IommufdObject {
             final long firstIndex = startByte >>> 12;
             final long lastIndex = (startByte + length() - 1) >>> 12;
             final long iovaBase = start - (startByte & (IoPagetable.PAGE_SIZE - 1));
-            long runStart = firstIndex;
-            for (long i = firstIndex; i <= lastIndex; i++) {
-                final boolean endOfRun = i == lastIndex || pages.frame(i + 1) != pages.frame(i) + IoPagetable.PAGE_SIZE;
-                if (endOfRun) {
-                    d.map(iovaBase + ((runStart - firstIndex) << 12), pages.frame(runStart), (i - runStart + 1) << 12, prot);
-                    runStart = i + 1;
-                }
+            for (long i = firstIndex; i <= lastIndex; ) {
+                final long run = pages.contiguousPages(i, lastIndex - i + 1);
+                d.map(iovaBase + ((i - firstIndex) << 12), pages.frame(i), run << 12, prot);
+                i += run;
             }
         }
 

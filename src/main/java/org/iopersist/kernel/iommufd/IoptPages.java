@@ -31,7 +31,9 @@ final class IoptPages {
     final boolean writable;
     private final FrameRefs refs;
     final AtomicInteger kref = new AtomicInteger(1);
-    private long[] pinned; // guarded by this
+    private static final long GUEST_BLOCK = org.iopersist.kernel.guestmemfs.GmfsLayout.BLOCK_SIZE;
+    private long[] pinned; // guarded by this; one frame per page (user memory, memfd)
+    private long[] pinnedBlocks; // guarded by this; guest memory: one physical address per 2 MiB block spanned
     private int pinUsers; // guarded by this
 
     private IoptPages(final UserProcess owner, final long uptrAligned, final MemFd file, final long fileStart,
@@ -92,7 +94,7 @@ final class IoptPages {
 
     /** Moves the pinned-page accounting to {@code next} (IOMMU_IOAS_CHANGE_PROCESS, or a reopen). */
     synchronized void changeOwner(final UserProcess next) {
-        if (pinned != null) {
+        if (pinUsers > 0) {
             if (owner != null) {
                 owner.accountPinned(-npages);
             }
@@ -141,18 +143,26 @@ final class IoptPages {
      * Takes a pin user: on the first, pins every page (EFAULT if a user page is not mapped with the
      * access the pages need; nothing stays pinned then).
      */
-    synchronized long[] pin() {
-        if (pinUsers == 0) {
+    synchronized void pin() {
+        if (pinUsers == 0 && guestmem != null) {
+            // A guestmemfs block is physically contiguous: record blocks, not 512 frames each.
+            final long first = fileStart & ~(GUEST_BLOCK - 1);
+            final long end = fileStart + (npages << 12);
+            final long[] blocks = new long[(int) ((end - first + GUEST_BLOCK - 1) / GUEST_BLOCK)];
+            for (int b = 0; b < blocks.length; b++) {
+                blocks[b] = guestmem.physOf(first + (long) b * GUEST_BLOCK);
+            }
+            pinnedBlocks = blocks;
+            if (owner != null) {
+                owner.accountPinned(npages);
+            }
+        } else if (pinUsers == 0) {
             final long[] frames = new long[(int) npages];
             int done = 0;
             try {
                 for (; done < npages; done++) {
                     final long phys;
-                    if (guestmem != null) {
-                        // Guest memory is pinned per area in the filesystem, not by frame references.
-                        frames[done] = guestmem.physOf(fileStart + ((long) done << 12));
-                        continue;
-                    } else if (file != null) {
+                    if (file != null) {
                         phys = file.frame((fileStart >>> 12) + done);
                     } else {
                         final int prot = Syscall.PROT_READ | (writable ? Syscall.PROT_WRITE : 0);
@@ -168,7 +178,7 @@ final class IoptPages {
                     frames[done] = phys;
                 }
             } catch (KernelException e) {
-                for (int i = 0; i < done && guestmem == null; i++) {
+                for (int i = 0; i < done; i++) {
                     refs.put(frames[i]);
                 }
                 throw e;
@@ -179,7 +189,6 @@ final class IoptPages {
             }
         }
         pinUsers++;
-        return pinned;
     }
 
     /** Drops a pin user; the last unpins every page. */
@@ -188,12 +197,13 @@ final class IoptPages {
             throw new IllegalStateException("unbalanced unpin");
         }
         if (--pinUsers == 0) {
-            for (long f : pinned) {
-                if (guestmem == null) {
+            if (pinned != null) {
+                for (long f : pinned) {
                     refs.put(f);
                 }
             }
             pinned = null;
+            pinnedBlocks = null;
             if (owner != null) {
                 owner.accountPinned(-npages);
             }
@@ -206,10 +216,35 @@ final class IoptPages {
 
     /** Frame of page {@code index} while pinned. */
     synchronized long frame(final long index) {
-        if (pinned == null) {
+        if (pinUsers == 0) {
             throw new IllegalStateException("pages are not pinned");
         }
+        if (pinnedBlocks != null) {
+            final long off = fileStart + (index << 12);
+            return pinnedBlocks[(int) ((off - (fileStart & ~(GUEST_BLOCK - 1))) / GUEST_BLOCK)] + (off & (GUEST_BLOCK - 1));
+        }
         return pinned[(int) index];
+    }
+
+    /**
+     * How many pages from {@code index} on (at most {@code max}) are physically contiguous, while
+     * pinned: what one {@code iommu_map} call can take, so a domain gets its largest leaves.
+     */
+    synchronized long contiguousPages(final long index, final long max) {
+        final long first = frame(index);
+        long n = 1;
+        if (pinnedBlocks != null) {
+            long off = fileStart + (index << 12);
+            n = Math.min(max, (GUEST_BLOCK - (off & (GUEST_BLOCK - 1))) >>> 12);
+            while (n < max && frame(index + n) == first + (n << 12)) {
+                n = Math.min(max, n + (GUEST_BLOCK >>> 12));
+            }
+            return n;
+        }
+        while (n < max && pinned[(int) (index + n)] == first + (n << 12)) {
+            n++;
+        }
+        return n;
     }
 
     void get() {
