@@ -69,6 +69,22 @@ public final class GuestmemFile implements KernelFile {
         return fs.physOf(inode, pageIndex * PhysicalMemory.FRAME_SIZE);
     }
 
+    /** One lookup per 2 MiB block; the pages inside a block are contiguous. */
+    @Override
+    public void mmapFrames(final long firstPage, final long[] out) {
+        final long pagesPerBlock = GmfsLayout.PAGES_PER_BLOCK;
+        int i = 0;
+        while (i < out.length) {
+            final long page = firstPage + i;
+            final long blockPhys = fs.physOf(inode, page * PhysicalMemory.FRAME_SIZE);
+            final long inBlock = Math.min(out.length - i, pagesPerBlock - (page % pagesPerBlock));
+            for (int k = 0; k < inBlock; k++) {
+                out[i + k] = blockPhys + ((long) k << 12);
+            }
+            i += (int) inBlock;
+        }
+    }
+
     @Override
     public void mapped(final long pageIndex, final long pages, final boolean map) {
         // Mapped pages keep the inode alive like an open file does; munmap may split a mapping.

@@ -72,13 +72,13 @@ public final class AddressSpace {
         final long[] backing = new long[pages];
         int done = 0;
         try {
-            for (; done < pages; done++) {
-                if (anonymous) {
+            if (anonymous) {
+                for (; done < pages; done++) {
                     backing[done] = frames.allocZeroedFrame();
                     refs.init(backing[done]);
-                } else {
-                    backing[done] = file.mmapFrame((offset >>> Vma.PAGE_SHIFT) + done);
                 }
+            } else {
+                file.mmapFrames(offset >>> Vma.PAGE_SHIFT, backing);
             }
         } catch (RuntimeException e) {
             if (anonymous) {

@@ -37,6 +37,16 @@ public interface KernelFile {
         throw new KernelException(Errno.ENODEV, "mmap of " + describe());
     }
 
+    /**
+     * The frames behind {@code out.length} pages from {@code firstPage}, as {@link #mmapFrame} gives
+     * them one by one; a file whose pages come in larger contiguous pieces fills them faster.
+     */
+    default void mmapFrames(final long firstPage, final long[] out) {
+        for (int i = 0; i < out.length; i++) {
+            out[i] = mmapFrame(firstPage + i);
+        }
+    }
+
     /** A file mapping began or ended; files that pin their pages while mapped count these. */
     default void mapped(final long pageIndex, final long pages, final boolean map) {
     }
