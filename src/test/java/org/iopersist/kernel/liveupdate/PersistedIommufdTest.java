@@ -85,7 +85,9 @@ class PersistedIommufdTest {
                 b.append(" blocked;\n");
                 continue;
             }
-            b.append(" paging root ").append(Long.toHexString(dom.ops().handoverKey())).append(':');
+            final long root = dom.ops().handoverKey();
+            b.append(" paging root ").append(Long.toHexString(root)).append(" tables ")
+                    .append(tableBytes(k.board().memory(), root, 4)).append(':');
             long runIova = -1;
             long runPhys = -1;
             long runLen = 0;
@@ -298,6 +300,22 @@ class PersistedIommufdTest {
             vmm2.close();
             s2.close();
         }
+    }
+
+    /** Every table page under {@code pgd}, byte for byte, as a CRC per page in walk order. */
+    private static String tableBytes(final org.iopersist.hw.memory.PhysicalMemory mem, final long pgd, final int levels) {
+        final java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+        crc.update(mem.slice(pgd, 4096).asByteBuffer());
+        final StringBuilder b = new StringBuilder(Long.toHexString(pgd)).append('=').append(Long.toHexString(crc.getValue()));
+        if (levels > 1) {
+            for (int i = 0; i < 512; i++) {
+                final long pte = mem.load64Acquire(pgd + 8L * i);
+                if ((pte & 3) != 0 && (pte & 0x80) == 0) {
+                    b.append(',').append(tableBytes(mem, pte & 0x000F_FFFF_FFFF_F000L, levels - 1));
+                }
+            }
+        }
+        return b.toString();
     }
 
     /** Distinct VT-d second-level table pages under {@code pgd}: what freeing the domain must return. */
