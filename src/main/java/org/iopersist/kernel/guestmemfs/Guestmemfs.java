@@ -336,7 +336,26 @@ public final class Guestmemfs {
         return physOf(i, offset);
     }
 
-    /** Physical address of byte {@code offset} of the file with inode number {@code ino}; -1 if no such byte. */
+    /**
+     * Physical address of each 2 MiB block of the file with inode number {@code ino}, in file
+     * order, and its size in the last slot; null if there is no such file.
+     */
+    public synchronized long[] blocksOfInode(final long ino) {
+        for (int i : byName.values()) {
+            if (memory.load64(inode(i) + GmfsLayout.IN_INO) == ino) {
+                final List<Integer> map = blockMaps.get(i);
+                final long[] out = new long[map.size() + 1];
+                for (int k = 0; k < map.size(); k++) {
+                    out[k] = blockPhys(map.get(k));
+                }
+                out[map.size()] = size(i);
+                return out;
+            }
+        }
+        return null;
+    }
+
+        /** Physical address of byte {@code offset} of the file with inode number {@code ino}; -1 if no such byte. */
     public synchronized long physOfInode(final long ino, final long offset) {
         for (int i : byName.values()) {
             if (memory.load64(inode(i) + GmfsLayout.IN_INO) == ino) {

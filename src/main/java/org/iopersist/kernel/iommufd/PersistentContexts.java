@@ -351,13 +351,16 @@ public final class PersistentContexts implements KhoSubsystem {
     private static void matchTables(final int pid, final IoasPlan ip, final HwptPlan h, final Guestmemfs fs,
             final IommuDriver.HandoverPlan tables) throws HandoverFormatException {
         long areaBytes = 0;
+        final Map<Long, long[]> blocksByIno = new HashMap<>();
         for (AreaPlan a : ip.areas()) {
+            final long[] blocks = fs == null ? null : blocksByIno.computeIfAbsent(a.ino(), fs::blocksOfInode);
             final long end = a.iova() + a.length();
             long iova = a.iova();
             while (Long.compareUnsigned(iova, end) < 0) {
                 final long off = a.offset() + (iova - a.iova());
                 final IommuDriver.Leaf leaf = tables.leaf(h.domainKey(), iova);
-                final long filePhys = fs.physOfInode(a.ino(), off);
+                final long filePhys = blocks == null || off >= blocks[blocks.length - 1] ? -1
+                        : blocks[(int) (off >>> GmfsLayout.BLOCK_SHIFT)] + (off & (GmfsLayout.BLOCK_SIZE - 1));
                 if (leaf == null || leaf.prot() != a.prot() || filePhys < 0 || leaf.phys() + (iova - leaf.iova()) != filePhys) {
                     throw new HandoverFormatException(String.format(
                             "ctx %d ioas %d: area at 0x%x does not match hwpt %d's table at IOVA 0x%x", pid, ip.id(), a.iova(), h.id(), iova));
@@ -382,10 +385,11 @@ public final class PersistentContexts implements KhoSubsystem {
         if (raw.length % AREA_CELLS != 0 || pagesRaw.length % 3 != 0 || allowedRaw.length % 2 != 0) {
             throw new HandoverFormatException("ctx " + pid + " ioas " + id + ": malformed arrays");
         }
+        final Map<Long, Guestmemfs.Stat> stats = new HashMap<>(); // a VMM's areas name few files
         final List<PagesPlan> pages = new ArrayList<>();
         for (int k = 0; k < pagesRaw.length; k += 3) {
             final PagesPlan p = new PagesPlan(pagesRaw[k], pagesRaw[k + 1], pagesRaw[k + 2]);
-            final Guestmemfs.Stat st = statIno(fs, p.ino());
+            final Guestmemfs.Stat st = stats.computeIfAbsent(p.ino(), ino -> statIno(fs, ino));
             if (p.length() <= 0 || p.offset() < 0 || ((p.offset() | p.length()) & 0xfff) != 0
                     || st == null || p.offset() + p.length() > st.size()) {
                 throw new HandoverFormatException(String.format("ctx %d ioas %d: pages %d lie past the end of inode %d",
@@ -402,7 +406,7 @@ public final class PersistentContexts implements KhoSubsystem {
                     || raw[k + 5] < 0 || raw[k + 5] >= pages.size()) {
                 throw new HandoverFormatException("ctx " + pid + " ioas " + id + ": malformed area at 0x" + Long.toHexString(a.iova()));
             }
-            final Guestmemfs.Stat st = statIno(fs, a.ino());
+            final Guestmemfs.Stat st = stats.computeIfAbsent(a.ino(), ino -> statIno(fs, ino));
             if (st == null || a.offset() + a.length() > st.size()) {
                 throw new HandoverFormatException(String.format("ctx %d ioas %d: area at 0x%x lies past the end of inode %d",
                         pid, id, a.iova(), a.ino()));
