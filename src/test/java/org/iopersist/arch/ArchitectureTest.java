@@ -17,8 +17,9 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
- * The package rules of DESIGN.md §2: hardware never depends on a kernel, and a kernel keeps no
- * static mutable state, so the next boot starts from the machine alone.
+ * The package rules of DESIGN.md §2: hardware never depends on a kernel, a VMM reaches the kernel
+ * only through the syscall ABI, and a kernel keeps no static mutable state, so the next boot starts
+ * from the machine alone.
  */
 class ArchitectureTest {
     private static JavaClasses main;
@@ -34,6 +35,26 @@ class ArchitectureTest {
         noClasses().that().resideInAPackage("org.iopersist.hw..")
                 .should().dependOnClassesThat().resideInAnyPackage("org.iopersist.kernel..", "org.iopersist.vmm..",
                         "org.iopersist.cli..")
+                .check(main);
+    }
+
+    @Test
+    void aVmmReachesTheKernelOnlyThroughSyscalls() {
+        // The VMM library is what a separate process links: the uAPI, and the machine's memory file
+        // it maps to follow its own pointers, never a kernel object.
+        noClasses().that().resideInAPackage("org.iopersist.vmm..")
+                .should().dependOnClassesThat().resideInAnyPackage("org.iopersist.kernel..", "org.iopersist.cli..")
+                .check(main);
+    }
+
+    @Test
+    void theKernelKnowsNoVmmAndTheUapiNothingElse() {
+        noClasses().that().resideInAPackage("org.iopersist.kernel..")
+                .should().dependOnClassesThat().resideInAnyPackage("org.iopersist.vmm..", "org.iopersist.cli..")
+                .check(main);
+        noClasses().that().resideInAPackage("org.iopersist.uapi..")
+                .should().dependOnClassesThat().resideInAnyPackage("org.iopersist.kernel..", "org.iopersist.hw..",
+                        "org.iopersist.vmm..", "org.iopersist.cli..")
                 .check(main);
     }
 
