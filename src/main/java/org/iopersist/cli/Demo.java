@@ -1,18 +1,20 @@
 package org.iopersist.cli;
 
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
-import org.iopersist.hw.Machine;
+import org.iopersist.hw.Board;
 import org.iopersist.hw.MachineConfig;
 import org.iopersist.hw.pci.DeviceBar;
 import org.iopersist.hw.pci.DeviceCounters;
 import org.iopersist.hw.pci.RecordChecker;
 import org.iopersist.hw.pci.WorkloadSettings;
-import org.iopersist.kernel.Kernel;
 import org.iopersist.kernel.iommufd.PersistentContexts;
-import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.GuestRam;
 import org.iopersist.vmm.Iommufd;
@@ -22,15 +24,20 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /**
- * The live update, end to end: a VMM puts guest RAM on guestmemfs, makes its iommufd persistent,
- * and lets two devices DMA into the guest; the kernel finalizes and kexecs into a new one while the
- * devices keep running on the preserved VT-d tables; a restarted VMM reopens its iommufd through
- * sysfs and rebinds its devices; then a CPU-side checker finds every record where it belongs.
+ * The live update, end to end, in separate processes: the machine (memory, VT-d unit, devices) is
+ * one, each kernel another, and this process is the VMM. The VMM puts guest RAM on guestmemfs,
+ * makes its iommufd persistent and lets two devices DMA into the guest; kernel 1 finalizes and
+ * kexecs, and its process ends; kernel 2, a new process that knows only the machine directory,
+ * boots from the handover while the devices keep running on the preserved VT-d tables; the
+ * restarted VMM reopens its iommufd through sysfs and rebinds its devices; then a CPU-side checker
+ * finds every record where it belongs.
  */
 @Command(name = "demo", mixinStandardHelpOptions = true,
-        description = "Live-update a kernel under a VMM whose devices keep doing DMA.")
+        description = "Live-update a kernel under a VMM whose devices keep doing DMA (machine, kernels and VMM in separate processes).")
 final class Demo implements Callable<Integer> {
     private static final long MIB = 1L << 20;
+    private static final long PACE_NANOS = 100_000;
+    private static final String READY = "kernel ready \\S+ (\\S+) in ([0-9.]+)ms";
 
     @Option(names = "--dir", description = "machine directory (default: a new temporary one)")
     private Path dir;
@@ -41,8 +48,15 @@ final class Demo implements Callable<Integer> {
     @Option(names = "--guest-ram", description = "guest RAM in MiB (default: ${DEFAULT-VALUE})")
     private long guestRamMib = 64;
 
-    @Option(names = "--console", description = "print both kernels' logs, with timestamps")
+    @Option(names = "--console", description = "also print both kernels' logs, with timestamps")
     private boolean console;
+
+    @Option(names = "--kernel-java-options", paramLabel = "OPTS", description = "extra JVM options for the kernel processes")
+    private String kernelJavaOptions = "";
+
+    private List<String> kernelJava() {
+        return kernelJavaOptions.isBlank() ? List.of() : List.of(kernelJavaOptions.trim().split("\\s+"));
+    }
 
     @Override
     public Integer call() throws Exception {
@@ -51,6 +65,9 @@ final class Demo implements Callable<Integer> {
         }
         if (guestRamMib < 4 || guestRamMib > 256) {
             throw new IllegalArgumentException("--guest-ram must be 4..256 MiB");
+        }
+        if (dir != null && Files.exists(dir.resolve(MachineConfig.FILE))) {
+            throw new IllegalArgumentException(dir + " already holds a machine; give a new directory");
         }
         final Path machineDir = dir != null ? dir : Files.createTempDirectory("iopersist-demo");
         try {
@@ -62,93 +79,189 @@ final class Demo implements Callable<Integer> {
         }
     }
 
-    private static void consoleLine(final String line) {
-        System.out.println("  console " + line);
+    /** A child process of this JVM's own command: {@code iopersist ROLE ARGS}, its output in a log file. */
+    private static final class Role implements AutoCloseable {
+        final Process process;
+        final Path log;
+
+        Role(final Path log, final List<String> javaOptions, final String... args) throws IOException {
+            final List<String> cmd = new ArrayList<>();
+            cmd.add(ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
+            cmd.add("--enable-native-access=ALL-UNNAMED");
+            cmd.add("-Xmx1g");
+            cmd.addAll(javaOptions);
+            cmd.add("-cp");
+            cmd.add(System.getProperty("java.class.path"));
+            cmd.add(Main.class.getName());
+            cmd.addAll(List.of(args));
+            this.log = log;
+            this.process = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        }
+
+        /** Waits for a whole line (one that matches {@code pattern}); returns its groups. */
+        java.util.regex.Matcher await(final String pattern, final long timeoutSeconds) throws Exception {
+            final java.util.regex.Pattern p = java.util.regex.Pattern.compile(pattern);
+            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeoutSeconds);
+            while (true) {
+                for (String line : Files.readAllLines(log)) {
+                    final java.util.regex.Matcher m = p.matcher(line);
+                    if (m.matches()) {
+                        return m;
+                    }
+                }
+                if (!process.isAlive() || System.nanoTime() > deadline) {
+                    throw new IllegalStateException("no line like '" + pattern + "' came; see " + log);
+                }
+                Thread.sleep(2);
+            }
+        }
+
+        /** Tells a staged kernel to boot: the kexec has happened. */
+        void go() throws IOException {
+            process.getOutputStream().write("boot\n".getBytes(StandardCharsets.UTF_8));
+            process.getOutputStream().flush();
+        }
+
+        /** Ends stdin, which stops a machine or halts a kernel, and waits for the exit. */
+        int stop() throws Exception {
+            process.getOutputStream().close();
+            if (!process.waitFor(30, TimeUnit.SECONDS)) {
+                process.destroyForcibly();
+                throw new IllegalStateException("did not stop; see " + log);
+            }
+            return process.exitValue();
+        }
+
+        @Override
+        public void close() {
+            if (process.isAlive()) {
+                process.destroyForcibly();
+            }
+        }
     }
 
     private int run(final Path machineDir) throws Exception {
-        final MachineConfig config = MachineConfig.small();
         final String cmdline = "guestmemfs=256M liveupdate.finish_timeout=30";
-        try (Machine machine = Machine.create(machineDir, config).start()) {
+        final MachineConfig config = MachineConfig.small();
+        final Path sock = machineDir.resolve("kernel.sock");
+        Files.createDirectories(machineDir);
+        try (Role machine = new Role(machineDir.resolve("machine.log"), List.of(), "machine", machineDir.toString())) {
+            machine.await("machine ready .*", 60);
             Files.writeString(machineDir.resolve("boot").resolve("cmdline"), cmdline);
-            System.out.printf("machine  %s: %d MiB, %d VT-d unit, devices %s%n", machineDir, config.memorySize() >> 20,
-                    config.units().size(), config.devices().stream().map(d -> d.bdf().toString()).toList());
-            final Kernel old = Kernel.boot(machine.board(), console ? Demo::consoleLine : null);
-            System.out.printf("kernel 1 booted (%s), cmdline \"%s\"%n", old.coldBootReason(), cmdline);
+            System.out.printf("machine  %s: %d MiB, %d VT-d unit, devices %s (process %d)%n", machineDir, config.memorySize() >> 20,
+                    config.units().size(), config.devices().stream().map(d -> d.bdf().toString()).toList(), machine.process.pid());
+            try (Board board = Board.open(machineDir)) {
+                final int pid;
+                final int[] devIds = new int[config.devices().size()];
+                final DeviceBar[] bars = new DeviceBar[devIds.length];
+                final long[] before = new long[bars.length];
+                final long t0;
+                final long t1;
+                final Role staged;
+                try (Role kernel1 = new Role(machineDir.resolve("kernel1.log"), kernelJava(), "kernel", machineDir.toString(),
+                        "--socket", sock.toString())) {
+                    final java.util.regex.Matcher ready = kernel1.await(READY, 60);
+                    System.out.printf("kernel 1 booted (%s) in %s ms, process %d, cmdline \"%s\"%n", ready.group(1), ready.group(2),
+                            kernel1.process.pid(), cmdline);
 
-            // The VMM before the update.
-            final SyscallServer server1 = old.serve(machineDir.resolve("kernel1.sock"));
-            final KernelClient vmm1 = KernelClient.connect(server1.path(), machineDir.resolve("memory"));
-            final GuestRam ram = GuestRam.create(vmm1, "vm0-ram", guestRamMib * MIB);
-            final Iommufd iommufd = Iommufd.open(vmm1);
-            final int pid = (int) iommufd.makePersistent();
-            final int ioas = iommufd.ioasAlloc();
-            iommufd.mapFixed(ioas, ram.va(), ram.size(), 0);
-            final DeviceBar[] bars = new DeviceBar[config.devices().size()];
-            final int[] devIds = new int[bars.length];
-            for (int i = 0; i < bars.length; i++) {
-                final VfioDevice dev = VfioDevice.open(vmm1, i);
-                devIds[i] = dev.bind(iommufd);
-                dev.attach(ioas);
-                bars[i] = new DeviceBar(machine.board().deviceBar(i));
-                bars[i].start(WorkloadSettings.writeVerify((1 + i) * MIB, MIB, 512, 1 + i));
-            }
-            System.out.printf("vmm 1    guest RAM /guestmemfs/vm0-ram (%d MiB) at IOVA 0, persistent iommufd %d, "
-                    + "devices bound (dev_id %d, %d) and running%n", guestRamMib, pid, devIds[0], devIds[1]);
-            Thread.sleep((long) (seconds * 1000));
-            final long[] before = new long[bars.length];
-            for (int i = 0; i < bars.length; i++) {
-                before[i] = bars[i].counters().ops();
-            }
+                    // The VMM before the update.
+                    final KernelClient vmm1 = KernelClient.connect(sock, machineDir.resolve("memory"));
+                    final GuestRam ram = GuestRam.create(vmm1, "vm0-ram", guestRamMib * MIB);
+                    final Iommufd iommufd = Iommufd.open(vmm1);
+                    pid = (int) iommufd.makePersistent();
+                    final int ioas = iommufd.ioasAlloc();
+                    iommufd.mapFixed(ioas, ram.va(), ram.size(), 0);
+                    for (int i = 0; i < bars.length; i++) {
+                        final VfioDevice dev = VfioDevice.open(vmm1, i);
+                        devIds[i] = dev.bind(iommufd);
+                        dev.attach(ioas);
+                        // The guest's driver programs its device; the device runs in the machine's process.
+                        bars[i] = new DeviceBar(board.deviceBar(i));
+                        // Paced (10 k records/s each): a device's engine is not a host CPU, and this may be a 2-core box.
+                        bars[i].start(WorkloadSettings.writeVerify((1 + i) * MIB, MIB, 512, 1 + i).withPace(PACE_NANOS));
+                    }
+                    System.out.printf("vmm 1    guest RAM /guestmemfs/vm0-ram (%d MiB) at IOVA 0, persistent iommufd %d, "
+                            + "devices bound (dev_id %d, %d) and running%n", guestRamMib, pid, devIds[0], devIds[1]);
+                    Thread.sleep((long) (seconds * 1000));
+                    for (int i = 0; i < bars.length; i++) {
+                        before[i] = bars[i].counters().ops();
+                    }
 
-            // The update: finalize, kexec_load, reboot(KEXEC). The VMM's connection ends with the kernel.
-            final long t0 = System.nanoTime();
-            vmm1.writeFile("/sys/kernel/kho/finalize", "1");
-            final long cmd = vmm1.scratch() + 2048;
-            vmm1.memory().writeBytes(cmd, (cmdline + "\0").getBytes(java.nio.charset.StandardCharsets.UTF_8));
-            vmm1.syscall(Syscall.KEXEC_LOAD, cmd);
-            try {
-                vmm1.syscall(Syscall.REBOOT, Syscall.LINUX_REBOOT_MAGIC1, Syscall.LINUX_REBOOT_MAGIC2,
-                        Syscall.LINUX_REBOOT_CMD_KEXEC);
-            } catch (RuntimeException e) {
-                // reboot(KEXEC) does not return: the old kernel is gone.
-            }
-            if (!old.liveUpdate().awaitKexec(10, TimeUnit.SECONDS)) {
-                throw new IllegalStateException("the kexec did not happen");
-            }
-            final long t1 = System.nanoTime();
-            final Kernel next = Kernel.boot(machine.board(), console ? Demo::consoleLine : null);
-            final long t2 = System.nanoTime();
-            System.out.printf("kexec    finalize + kexec %.1f ms; kernel 2 booted from the handover (%s) in %.1f ms%n",
-                    (t1 - t0) / 1e6, next.bootKind().name().toLowerCase(java.util.Locale.ROOT), (t2 - t1) / 1e6);
-
-            // The restarted VMM: reopen the iommufd through sysfs, rebind the devices, reopen guest RAM.
-            try (SyscallServer server2 = next.serve(machineDir.resolve("kernel2.sock"));
-                 KernelClient vmm2 = KernelClient.connect(server2.path(), machineDir.resolve("memory"))) {
-                final String node = PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd";
-                final Iommufd reopened = Iommufd.of(vmm2, vmm2.open(node, Syscall.O_RDWR));
-                final int[] again = new int[bars.length];
-                for (int i = 0; i < bars.length; i++) {
-                    again[i] = VfioDevice.open(vmm2, i).bind(reopened);
+                    // kexec_load first, as a live update does: the next kernel is staged (its process
+                    // starts and waits) while the guest still runs. Then finalize and reboot(KEXEC).
+                    final long cmd = vmm1.scratch() + 2048;
+                    vmm1.memory().writeBytes(cmd, (cmdline + "\0").getBytes(StandardCharsets.UTF_8));
+                    vmm1.syscall(Syscall.KEXEC_LOAD, cmd);
+                    staged = new Role(machineDir.resolve("kernel2.log"), kernelJava(), "kernel", machineDir.toString(),
+                            "--socket", sock.toString(), "--staged");
+                    staged.await("kernel staged.*", 60);
+                    t0 = System.nanoTime();
+                    vmm1.writeFile("/sys/kernel/kho/finalize", "1");
+                    try {
+                        vmm1.syscall(Syscall.REBOOT, Syscall.LINUX_REBOOT_MAGIC1, Syscall.LINUX_REBOOT_MAGIC2,
+                                Syscall.LINUX_REBOOT_CMD_KEXEC);
+                    } catch (RuntimeException e) {
+                        // reboot(KEXEC) does not return: the old kernel is gone.
+                    }
+                    kernel1.await("kernel kexec: .*", 30);
+                    t1 = System.nanoTime();
+                    staged.go(); // the jump: kernel 1's process only winds down from here
+                    if (!kernel1.process.waitFor(30, TimeUnit.SECONDS) || kernel1.process.exitValue() != 0) {
+                        throw new IllegalStateException("kernel 1 did not end with its kexec; see " + kernel1.log);
+                    }
+                    vmm1.close();
                 }
-                final GuestRam ram2 = GuestRam.open(vmm2, "vm0-ram");
-                System.out.printf("vmm 2    reopened %s (persistent id %d), devices rebound with dev_id %d, %d%n", node,
-                        reopened.persistentId(), again[0], again[1]);
-                Thread.sleep((long) (seconds * 1000));
-                int problems = 0;
-                final RecordChecker checker = new RecordChecker(machine.board().memory());
-                for (int i = 0; i < bars.length; i++) {
-                    bars[i].stop();
-                    final DeviceCounters c = bars[i].counters();
-                    final RecordChecker.Report r = checker.check(bars[i].window(), ram2::physOf);
-                    System.out.printf("device   vfio%d: %d records (%d after the update), %d faults, %d corrupt, "
-                            + "longest DMA gap %.2f ms; checker: %s%n", i, c.ops(), c.ops() - before[i], c.faults(), c.corrupt(),
-                            c.maxGapNanos() / 1e6, r.clean() ? "every record in place" : r);
-                    problems += c.faults() + c.corrupt() > 0 || !r.clean() || again[i] != devIds[i] ? 1 : 0;
+                // No kernel runs now; the devices do.
+                try (Role kernel2 = staged) {
+                    final java.util.regex.Matcher ready = kernel2.await(READY, 60);
+                    final long t2 = System.nanoTime();
+                    System.out.printf("kexec    finalize + kexec %.1f ms; kernel 2 (process %d) booted from the handover (%s) in %s ms,"
+                            + " %.0f ms from the kexec to serving syscalls%n", (t1 - t0) / 1e6, kernel2.process.pid(), ready.group(1), ready.group(2),
+                            (t2 - t1) / 1e6);
+
+                    // The restarted VMM: reopen the iommufd through sysfs, rebind the devices, reopen guest RAM.
+                    final KernelClient vmm2 = KernelClient.connect(sock, machineDir.resolve("memory"));
+                    int problems = 0;
+                    try {
+                        final String node = PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd";
+                        final Iommufd reopened = Iommufd.of(vmm2, vmm2.open(node, Syscall.O_RDWR));
+                        final int[] again = new int[bars.length];
+                        for (int i = 0; i < bars.length; i++) {
+                            again[i] = VfioDevice.open(vmm2, i).bind(reopened);
+                        }
+                        final GuestRam ram2 = GuestRam.open(vmm2, "vm0-ram");
+                        System.out.printf("vmm 2    reopened %s (persistent id %d), devices rebound with dev_id %d, %d%n", node,
+                                reopened.persistentId(), again[0], again[1]);
+                        Thread.sleep((long) (seconds * 1000));
+                        final RecordChecker checker = new RecordChecker(board.memory());
+                        for (int i = 0; i < bars.length; i++) {
+                            bars[i].stop();
+                            final DeviceCounters c = bars[i].counters();
+                            final RecordChecker.Report r = checker.check(bars[i].window(), ram2::physOf);
+                            System.out.printf("device   vfio%d: %d records (%d after the update), %d faults, %d corrupt, "
+                                    + "longest DMA gap %.2f ms; checker: %s%n", i, c.ops(), c.ops() - before[i], c.faults(),
+                                    c.corrupt(), c.maxGapNanos() / 1e6, r.clean() ? "every record in place" : r);
+                            problems += c.faults() + c.corrupt() > 0 || !r.clean() || again[i] != devIds[i] ? 1 : 0;
+                        }
+                    } finally {
+                        vmm2.close();
+                    }
+                    kernel2.stop();
+                    if (console) {
+                        printLog("kernel 1", machineDir.resolve("kernel1.log"));
+                        printLog("kernel 2", machineDir.resolve("kernel2.log"));
+                    }
+                    System.out.println(problems == 0 ? "demo: ok" : "demo: " + problems + " devices saw problems");
+                    machine.stop();
+                    return problems == 0 ? 0 : 1;
                 }
-                System.out.println(problems == 0 ? "demo: ok" : "demo: " + problems + " devices saw problems");
-                return problems == 0 ? 0 : 1;
             }
+        }
+    }
+
+    private static void printLog(final String who, final Path log) throws IOException {
+        for (String line : Files.readAllLines(log)) {
+            System.out.println("  " + who + " " + line);
         }
     }
 }

@@ -6,7 +6,7 @@ import picocli.CommandLine.Command;
 /** The {@code iopersist} command: one subcommand per role or tool. */
 @Command(name = "iopersist", mixinStandardHelpOptions = true, version = "iopersist 0.1",
         description = "A working model of IOMMU(fd) persistence for hypervisor live update.",
-        subcommands = {Demo.class, SelfCheck.class, MachineCommand.class})
+        subcommands = {Demo.class, SelfCheck.class, MachineCommand.class, KernelCommand.class})
 public final class Main implements Runnable {
 
     @Override

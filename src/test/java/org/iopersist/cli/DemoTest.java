@@ -38,10 +38,26 @@ class DemoTest {
     @Test
     void theLiveUpdateDemoRunsCleanAndEveryRecordIsInPlace() {
         final String out = run(0, "demo", "--seconds", "0.2", "--dir", dir.resolve("m").toString());
-        assertTrue(out.contains("kernel 2 booted from the handover (live_update)"), out);
+        assertTrue(out.contains(") booted from the handover (live_update) in "), out);
+        assertTrue(out.contains("kernel 1 booted (cold)"), out);
         assertTrue(out.contains("vmm 2    reopened /sys/kernel/iommufd_persisted/1/iommufd (persistent id 1), devices rebound with dev_id 2, 4"), out);
         assertTrue(out.contains("vfio0: ") && out.contains(", 0 faults, 0 corrupt") && out.contains("checker: every record in place"), out);
         assertTrue(out.endsWith("demo: ok\n"), out);
+    }
+
+    @Test
+    void aDirectoryThatHoldsAMachineIsRefused() throws Exception {
+        java.nio.file.Files.createDirectories(dir.resolve("m"));
+        java.nio.file.Files.writeString(dir.resolve("m").resolve("machine.properties"), "memory.size=1\n");
+        final String out = run(1, "demo", "--dir", dir.resolve("m").toString());
+        assertEquals("iopersist: " + dir.resolve("m") + " already holds a machine; give a new directory\n", out);
+    }
+
+    @Test
+    void aKernelWithoutAMachineIsOneLine() {
+        final String out = run(1, "kernel", dir.resolve("none").toString());
+        assertEquals("iopersist: " + dir.resolve("none") + " is not a machine directory; start one with `iopersist machine "
+                + dir.resolve("none") + "`\n", out);
     }
 
     @Test

@@ -1,0 +1,128 @@
+package org.iopersist.cli;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.Callable;
+import org.iopersist.hw.Board;
+import org.iopersist.hw.MachineConfig;
+import org.iopersist.kernel.Kernel;
+import org.iopersist.kernel.syscall.SyscallServer;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/**
+ * {@code iopersist kernel DIR}: one boot of the host kernel as its own process, on the machine
+ * another process runs in DIR. It knows only what the machine directory holds: the platform
+ * description, the boot record and physical memory. It serves syscalls on a Unix socket until
+ * {@code reboot(LINUX_REBOOT_CMD_KEXEC)} ends it; the next {@code iopersist kernel DIR} then boots
+ * from the handover in the boot record.
+ */
+@Command(name = "kernel", mixinStandardHelpOptions = true,
+        description = {"Boot the host kernel on the machine running in DIR and serve syscalls on a socket.",
+            "Prints 'kernel ready SOCKET KIND in Nms' once processes may connect; exits 0 after a kexec ('kernel kexec')",
+            "or when stdin closes or SIGTERM comes ('kernel halted'). The kernel log goes to stdout."})
+final class KernelCommand implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "DIR", description = "machine directory (run the machine with `iopersist machine DIR`)")
+    private Path dir;
+
+    @Option(names = "--socket", paramLabel = "PATH", description = "syscall socket (default: DIR/kernel.sock)")
+    private Path socket;
+
+    @Option(names = "--staged", description = {"start, print 'kernel staged' and wait for a line 'boot' on stdin before booting:",
+        "the next kernel loaded ahead of the kexec, as kexec_load does, so its process start is not in the blackout"})
+    private boolean staged;
+
+    @Override
+    public Integer call() throws Exception {
+        if (!Files.isRegularFile(dir.resolve(MachineConfig.FILE))) {
+            throw new IllegalArgumentException(dir + " is not a machine directory; start one with `iopersist machine "
+                    + dir + "`");
+        }
+        final Path sock = socket != null ? socket : dir.resolve("kernel.sock");
+        final java.io.BufferedReader stdin = new java.io.BufferedReader(new java.io.InputStreamReader(System.in,
+                java.nio.charset.StandardCharsets.UTF_8));
+        if (staged) {
+            // Nothing of the machine is read before the go: the boot record is only final after the kexec.
+            // The image is loaded, though: every kernel class (they hold no state, see ArchitectureTest).
+            final int loaded = loadImage();
+            System.out.println("kernel staged (" + loaded + " classes loaded)");
+            System.out.flush();
+            String line;
+            while ((line = stdin.readLine()) != null && !line.trim().equals("boot")) {
+                // wait
+            }
+            if (line == null) {
+                System.out.println("kernel not booted");
+                return 0;
+            }
+        }
+        final long t0 = System.nanoTime();
+        try (Board board = Board.open(dir)) {
+            final Kernel kernel = Kernel.boot(board, line -> {
+                System.out.println(line);
+                System.out.flush();
+            });
+            final CountDownLatch halt = new CountDownLatch(1);
+            Thread.ofPlatform().daemon().name("stdin-watch").start(() -> {
+                try {
+                    while (stdin.readLine() != null) {
+                        // no commands: only the end of input matters
+                    }
+                } catch (java.io.IOException e) {
+                    // a closed stdin is an end too
+                }
+                halt.countDown();
+            });
+            Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().unstarted(halt::countDown));
+            try (SyscallServer server = kernel.serve(sock)) {
+                System.out.printf(java.util.Locale.ROOT, "kernel ready %s %s in %.1fms%n", server.path(),
+                        kernel.bootKind().name().toLowerCase(java.util.Locale.ROOT), (System.nanoTime() - t0) / 1e6);
+                System.out.flush();
+                while (true) {
+                    if (kernel.liveUpdate().awaitKexec(50, TimeUnit.MILLISECONDS)) {
+                        System.out.println("kernel kexec: the next kernel boots from " + board.bootDirectory());
+                        return 0;
+                    }
+                    if (halt.await(0, TimeUnit.MILLISECONDS)) {
+                        System.out.println("kernel halted");
+                        return 0;
+                    }
+                }
+            }
+        }
+    }
+
+    /** Loads and initializes the kernel's, the hardware interface's and the uAPI's classes. */
+    private static int loadImage() throws java.io.IOException {
+        int n = 0;
+        final ClassLoader loader = KernelCommand.class.getClassLoader();
+        for (String pkg : java.util.List.of("org/iopersist/kernel", "org/iopersist/hw", "org/iopersist/uapi")) {
+            final java.net.URL url = loader.getResource(pkg);
+            if (url == null || !"file".equals(url.getProtocol())) {
+                continue; // a jar: classes load on first use instead
+            }
+            final Path root;
+            try {
+                root = Path.of(url.toURI());
+            } catch (java.net.URISyntaxException e) {
+                continue;
+            }
+            try (var walk = Files.walk(root)) {
+                for (Path p : walk.filter(f -> f.toString().endsWith(".class")).toList()) {
+                    final String rel = root.getParent().getParent().getParent().relativize(p).toString();
+                    final String name = rel.substring(0, rel.length() - ".class".length()).replace(java.io.File.separatorChar, '.');
+                    try {
+                        Class.forName(name, true, loader);
+                        n++;
+                    } catch (ClassNotFoundException | LinkageError e) {
+                        // not loadable alone: it loads on first use
+                    }
+                }
+            }
+        }
+        return n;
+    }
+}
