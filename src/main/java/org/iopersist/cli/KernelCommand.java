@@ -23,8 +23,11 @@ import picocli.CommandLine.Parameters;
 @Command(name = "kernel", mixinStandardHelpOptions = true,
         description = {"Boot the host kernel on the machine running in DIR and serve syscalls on a socket.",
             "Prints 'kernel ready SOCKET KIND in Nms' once processes may connect; exits 0 after a kexec ('kernel kexec')",
-            "or when stdin closes or SIGTERM comes ('kernel halted'). The kernel log goes to stdout."})
+            "or when stdin closes or SIGTERM comes ('kernel halted'). The kernel log goes to stdout;",
+            "sysfs is mirrored read-only into DIR/sys while the kernel runs."})
 final class KernelCommand implements Callable<Integer> {
+    private static final long MIRROR_MILLIS = 250;
+
     @Parameters(index = "0", paramLabel = "DIR", description = "machine directory (run the machine with `iopersist machine DIR`)")
     private Path dir;
 
@@ -77,6 +80,21 @@ final class KernelCommand implements Callable<Integer> {
                 halt.countDown();
             });
             Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().unstarted(halt::countDown));
+            // sysfs, mirrored read-only into DIR/sys for ls and cat; output only, refreshed while it runs.
+            final SysfsMirror mirror = new SysfsMirror(kernel.sysfs(), dir);
+            mirror.refresh();
+            Thread.ofPlatform().daemon().name("sysfs-mirror").start(() -> {
+                while (kernel.liveUpdate().state() != org.iopersist.kernel.liveupdate.LiveUpdate.State.GONE) {
+                    try {
+                        Thread.sleep(MIRROR_MILLIS);
+                        mirror.refresh();
+                    } catch (InterruptedException e) {
+                        return;
+                    } catch (RuntimeException | java.io.IOException e) {
+                        // the kernel going away mid-walk, or a full disk: try again next time
+                    }
+                }
+            });
             try (SyscallServer server = kernel.serve(sock)) {
                 System.out.printf(java.util.Locale.ROOT, "kernel ready %s %s in %.1fms%n", server.path(),
                         kernel.bootKind().name().toLowerCase(java.util.Locale.ROOT), (System.nanoTime() - t0) / 1e6);

@@ -97,6 +97,15 @@ class SeparateProcessesLiveUpdateTest {
                 try (ChildJvm kernel2 = ChildJvm.start(dir.resolve("kernel2.log"), Main.class, "kernel", m.toString(),
                         "--socket", sock.toString())) {
                     await(kernel2, "kernel ready " + sock + " live_update");
+                    // sysfs as `ls` and `cat` see it, mirrored by the new kernel's process.
+                    final Path persisted = m.resolve("sys").resolve("kernel").resolve("iommufd_persisted").resolve(Integer.toString(pid));
+                    final long deadline = System.nanoTime() + 10_000_000_000L;
+                    while (!Files.isRegularFile(persisted.resolve("owner")) && System.nanoTime() < deadline) {
+                        Thread.sleep(20);
+                    }
+                    assertEquals("0", Files.readString(persisted.resolve("owner")).trim());
+                    assertEquals("restored", Files.readString(persisted.resolve("state")).trim());
+                    assertEquals("live_update", Files.readString(m.resolve("sys").resolve("kernel").resolve("boot").resolve("kind")).trim());
                     try (KernelClient vmm2 = KernelClient.connect(sock, m.resolve("memory"))) {
                         final Iommufd reopened = Iommufd.of(vmm2,
                                 vmm2.open(PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd", Syscall.O_RDWR));
