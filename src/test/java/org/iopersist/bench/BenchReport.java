@@ -80,6 +80,18 @@ final class BenchReport {
         b.append("device over the whole run: scheduling noise on a small machine, not an IOMMU blackout.\n\n");
         b.append("![live-update phases](docs/bench/live-update.png)\n");
 
+        final ProcessBench.Result pr = r.processes();
+        b.append("\n## Separate processes\n\n");
+        b.append("The demo (`scripts/run`) as a user sees it, median of ").append(pr.runs()).append(" runs: machine, kernel 1,\n");
+        b.append("kernel 2 and the VMM are separate processes, and each kernel is a cold JVM (kernel 2 is started at\n");
+        b.append("`kexec_load` and boots on the kexec). The in-JVM numbers above are what a warm kernel costs; the\n");
+        b.append("difference is the JVM's interpreter and JIT on code run once.\n\n");
+        b.append("| cold boot (kernel 1) | finalize + kexec | boot from the handover (kernel 2) | kexec to serving syscalls | all runs ok |\n");
+        b.append("|---|---|---|---|---|\n");
+        b.append("| ").append(ms(pr.coldBootMs())).append(" ms | ").append(ms(pr.finalizeKexecMs())).append(" ms | ")
+                .append(ms(pr.liveBootMs())).append(" ms | ").append(ms(pr.kexecToServingMs())).append(" ms | ")
+                .append(pr.allOk() ? "yes" : "**no**").append(" |\n");
+
         b.append("\n## uAPI round trips\n\n");
         b.append("ioctls from a VMM process over the syscall socket into a booted kernel, one device attached (so a map\n");
         b.append("fills a VT-d domain and an unmap ends with an IOTLB invalidation and a wait descriptor).\n\n");

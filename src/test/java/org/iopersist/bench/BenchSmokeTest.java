@@ -25,6 +25,7 @@ class BenchSmokeTest {
         assertTrue(md.contains("| DMA across every update | 0 faults, 0 corrupt, every record in place | 0 faults, 0 corrupt, "
                 + "every record in place | yes |"), md);
         assertTrue(md.contains("| 64 MiB, 64 areas | 2 |") && md.contains("IOMMU_IOAS_MAP 64 MiB"), md);
+        assertTrue(md.contains("| the demo in separate processes | every run ends 'demo: ok' | all 1 ok | yes |"), md);
         assertTrue(Files.size(dir.resolve("docs").resolve("bench").resolve("live-update.png")) > 1000);
         assertTrue(Files.readString(dir.resolve("docs").resolve("bench").resolve("results.json")).contains("\"liveUpdates\""));
     }
