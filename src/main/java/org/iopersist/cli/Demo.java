@@ -189,20 +189,13 @@ final class Demo implements Callable<Integer> {
 
                     // kexec_load first, as a live update does: the next kernel is staged (its process
                     // starts and waits) while the guest still runs. Then finalize and reboot(KEXEC).
-                    final long cmd = vmm1.scratch() + 2048;
-                    vmm1.memory().writeBytes(cmd, (cmdline + "\0").getBytes(StandardCharsets.UTF_8));
-                    vmm1.syscall(Syscall.KEXEC_LOAD, cmd);
+                    vmm1.kexecLoad(cmdline);
                     staged = new Role(machineDir.resolve("kernel2.log"), kernelJava(), "kernel", machineDir.toString(),
                             "--socket", sock.toString(), "--staged");
                     staged.await("kernel staged.*", 60);
                     t0 = System.nanoTime();
                     vmm1.writeFile("/sys/kernel/kho/finalize", "1");
-                    try {
-                        vmm1.syscall(Syscall.REBOOT, Syscall.LINUX_REBOOT_MAGIC1, Syscall.LINUX_REBOOT_MAGIC2,
-                                Syscall.LINUX_REBOOT_CMD_KEXEC);
-                    } catch (RuntimeException e) {
-                        // reboot(KEXEC) does not return: the old kernel is gone.
-                    }
+                    vmm1.rebootKexec();
                     kernel1.await("kernel kexec: .*", 30);
                     t1 = System.nanoTime();
                     staged.go(); // the jump: kernel 1's process only winds down from here

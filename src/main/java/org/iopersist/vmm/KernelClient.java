@@ -108,6 +108,26 @@ public final class KernelClient implements AutoCloseable {
         check(syscall(Syscall.CLOSE, fd), "close " + fd);
     }
 
+    /** kexec_load: stages the next kernel with {@code cmdline} (uid 0 only). */
+    public void kexecLoad(final String cmdline) {
+        check(syscall(Syscall.KEXEC_LOAD, putString(scratch() + 2048, cmdline)), "kexec_load");
+    }
+
+    /**
+     * reboot(LINUX_REBOOT_CMD_KEXEC): on success it does not return, as in Linux; this process's
+     * connection ends with the kernel. Returns normally once the call went out; errors (EPERM,
+     * EINVAL with nothing loaded) throw.
+     */
+    public void rebootKexec() {
+        final long ret;
+        try {
+            ret = syscall(Syscall.REBOOT, Syscall.LINUX_REBOOT_MAGIC1, Syscall.LINUX_REBOOT_MAGIC2, Syscall.LINUX_REBOOT_CMD_KEXEC);
+        } catch (RuntimeException gone) {
+            return; // the kernel went away mid-call: that is the kexec
+        }
+        check(ret, "reboot(LINUX_REBOOT_CMD_KEXEC)");
+    }
+
     /** Reads a small file (sysfs) whole. */
     public String readFile(final String path) {
         final int fd = open(path, Syscall.O_RDONLY);

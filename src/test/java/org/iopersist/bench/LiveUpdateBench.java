@@ -1,6 +1,5 @@
 package org.iopersist.bench;
 
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -99,15 +98,8 @@ final class LiveUpdateBench {
                 final long t0 = System.nanoTime();
                 vmm.writeFile("/sys/kernel/kho/finalize", "1");
                 final long t1 = System.nanoTime();
-                final long cmd = vmm.scratch() + 2048;
-                vmm.memory().writeBytes(cmd, (cmdline + "\0").getBytes(StandardCharsets.UTF_8));
-                vmm.syscall(Syscall.KEXEC_LOAD, cmd);
-                try {
-                    vmm.syscall(Syscall.REBOOT, Syscall.LINUX_REBOOT_MAGIC1, Syscall.LINUX_REBOOT_MAGIC2,
-                            Syscall.LINUX_REBOOT_CMD_KEXEC);
-                } catch (RuntimeException gone) {
-                    // reboot(KEXEC) does not return
-                }
+                vmm.kexecLoad(cmdline);
+                vmm.rebootKexec();
                 if (!old.liveUpdate().awaitKexec(10, TimeUnit.SECONDS)) {
                     throw new IllegalStateException("update " + u + ": the kexec did not happen");
                 }

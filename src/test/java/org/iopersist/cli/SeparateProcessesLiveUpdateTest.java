@@ -3,7 +3,6 @@ package org.iopersist.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.iopersist.hw.Board;
@@ -76,15 +75,8 @@ class SeparateProcessesLiveUpdateTest {
                         bars[i].awaitSeq(500);
                     }
                     vmm.writeFile("/sys/kernel/kho/finalize", "1");
-                    final long cmd = vmm.scratch() + 2048;
-                    vmm.memory().writeBytes(cmd, (CMDLINE + "\0").getBytes(StandardCharsets.UTF_8));
-                    vmm.syscall(Syscall.KEXEC_LOAD, cmd);
-                    try {
-                        vmm.syscall(Syscall.REBOOT, Syscall.LINUX_REBOOT_MAGIC1, Syscall.LINUX_REBOOT_MAGIC2,
-                                Syscall.LINUX_REBOOT_CMD_KEXEC);
-                    } catch (RuntimeException gone) {
-                        // reboot(KEXEC) does not return: the kernel's process ends
-                    }
+                    vmm.kexecLoad(CMDLINE);
+                    vmm.rebootKexec();
                     assertEquals(0, kernel1.waitFor(30), kernel1.output());
                     assertTrue(kernel1.output().contains("kernel kexec"), kernel1.output());
                 }

@@ -58,6 +58,8 @@ class VmmLibraryTest {
             final long anon = vmm.mmapAnonymous(MIB);
             assertEquals(Errno.EINVAL.number, org.junit.jupiter.api.Assertions.assertThrows(ErrnoException.class,
                     () -> iommufd.mapFixed(ioas, anon, MIB, 512 * MIB)).errno(), "a persistent ctx refuses anonymous memory");
+            assertEquals(Errno.EINVAL.number, org.junit.jupiter.api.Assertions.assertThrows(ErrnoException.class,
+                    vmm::rebootKexec).errno(), "reboot(KEXEC) with no kernel loaded");
         }
     }
 }
