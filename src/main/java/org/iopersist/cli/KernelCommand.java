@@ -1,13 +1,23 @@
 package org.iopersist.cli;
 
+import java.io.BufferedReader;
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.net.URISyntaxException;
+import java.net.URL;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.Callable;
 import org.iopersist.hw.Board;
 import org.iopersist.hw.MachineConfig;
 import org.iopersist.kernel.Kernel;
+import org.iopersist.kernel.liveupdate.LiveUpdate;
 import org.iopersist.kernel.syscall.SyscallServer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -45,8 +55,7 @@ final class KernelCommand implements Callable<Integer> {
                     + dir + "`");
         }
         final Path sock = socket != null ? socket : dir.resolve("kernel.sock");
-        final java.io.BufferedReader stdin = new java.io.BufferedReader(new java.io.InputStreamReader(System.in,
-                java.nio.charset.StandardCharsets.UTF_8));
+        final BufferedReader stdin = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         if (staged) {
             // Nothing of the machine is read before the go: the boot record is only final after the kexec.
             // The image is loaded, though: every kernel class (they hold no state, see ArchitectureTest).
@@ -74,7 +83,7 @@ final class KernelCommand implements Callable<Integer> {
                     while (stdin.readLine() != null) {
                         // no commands: only the end of input matters
                     }
-                } catch (java.io.IOException e) {
+                } catch (IOException e) {
                     // a closed stdin is an end too
                 }
                 halt.countDown();
@@ -84,20 +93,20 @@ final class KernelCommand implements Callable<Integer> {
             final SysfsMirror mirror = new SysfsMirror(kernel.sysfs(), dir);
             mirror.refresh();
             Thread.ofPlatform().daemon().name("sysfs-mirror").start(() -> {
-                while (kernel.liveUpdate().state() != org.iopersist.kernel.liveupdate.LiveUpdate.State.GONE) {
+                while (kernel.liveUpdate().state() != LiveUpdate.State.GONE) {
                     try {
                         Thread.sleep(MIRROR_MILLIS);
                         mirror.refresh();
                     } catch (InterruptedException e) {
                         return;
-                    } catch (RuntimeException | java.io.IOException e) {
+                    } catch (RuntimeException | IOException e) {
                         // the kernel going away mid-walk, or a full disk: try again next time
                     }
                 }
             });
             try (SyscallServer server = kernel.serve(sock)) {
-                System.out.printf(java.util.Locale.ROOT, "kernel ready %s %s in %.1fms%n", server.path(),
-                        kernel.bootKind().name().toLowerCase(java.util.Locale.ROOT), (System.nanoTime() - t0) / 1e6);
+                System.out.printf(Locale.ROOT, "kernel ready %s %s in %.1fms%n", server.path(),
+                        kernel.bootKind().name().toLowerCase(Locale.ROOT), (System.nanoTime() - t0) / 1e6);
                 System.out.flush();
                 while (true) {
                     if (kernel.liveUpdate().awaitKexec(50, TimeUnit.MILLISECONDS)) {
@@ -114,24 +123,24 @@ final class KernelCommand implements Callable<Integer> {
     }
 
     /** Loads and initializes the kernel's, the hardware interface's and the uAPI's classes. */
-    private static int loadImage() throws java.io.IOException {
+    private static int loadImage() throws IOException {
         int n = 0;
         final ClassLoader loader = KernelCommand.class.getClassLoader();
-        for (String pkg : java.util.List.of("org/iopersist/kernel", "org/iopersist/hw", "org/iopersist/uapi")) {
-            final java.net.URL url = loader.getResource(pkg);
+        for (String pkg : List.of("org/iopersist/kernel", "org/iopersist/hw", "org/iopersist/uapi")) {
+            final URL url = loader.getResource(pkg);
             if (url == null || !"file".equals(url.getProtocol())) {
                 continue; // a jar: classes load on first use instead
             }
             final Path root;
             try {
                 root = Path.of(url.toURI());
-            } catch (java.net.URISyntaxException e) {
+            } catch (URISyntaxException e) {
                 continue;
             }
             try (var walk = Files.walk(root)) {
                 for (Path p : walk.filter(f -> f.toString().endsWith(".class")).toList()) {
                     final String rel = root.getParent().getParent().getParent().relativize(p).toString();
-                    final String name = rel.substring(0, rel.length() - ".class".length()).replace(java.io.File.separatorChar, '.');
+                    final String name = rel.substring(0, rel.length() - ".class".length()).replace(File.separatorChar, '.');
                     try {
                         Class.forName(name, true, loader);
                         n++;
