@@ -48,8 +48,11 @@ final class Demo implements Callable<Integer> {
     @Option(names = "--guest-ram", description = "guest RAM in MiB (default: ${DEFAULT-VALUE})")
     private long guestRamMib = 64;
 
-    @Option(names = "--console", description = "also print both kernels' logs, with timestamps")
+    @Option(names = "--console", description = "also print every kernel's log, with timestamps")
     private boolean console;
+
+    @Option(names = "--updates", description = "live updates in a row (default: ${DEFAULT-VALUE})")
+    private int updates = 1;
 
     @Option(names = "--kernel-java-options", paramLabel = "OPTS", description = "extra JVM options for the kernel processes")
     private String kernelJavaOptions = "";
@@ -65,6 +68,9 @@ final class Demo implements Callable<Integer> {
         }
         if (guestRamMib < 4 || guestRamMib > 256) {
             throw new IllegalArgumentException("--guest-ram must be 4..256 MiB");
+        }
+        if (updates < 1 || updates > 100) {
+            throw new IllegalArgumentException("--updates must be 1..100");
         }
         if (dir != null && Files.exists(dir.resolve(MachineConfig.FILE))) {
             throw new IllegalArgumentException(dir + " already holds a machine; give a new directory");
@@ -151,103 +157,112 @@ final class Demo implements Callable<Integer> {
             System.out.printf("machine  %s: %d MiB, %d VT-d unit, devices %s (process %d)%n", machineDir, config.memorySize() >> 20,
                     config.units().size(), config.devices().stream().map(d -> d.bdf().toString()).toList(), machine.process.pid());
             try (Board board = Board.open(machineDir)) {
-                final int pid;
                 final int[] devIds = new int[config.devices().size()];
                 final DeviceBar[] bars = new DeviceBar[devIds.length];
                 final long[] before = new long[bars.length];
-                final long t0;
-                final long t1;
-                final Role staged;
-                try (Role kernel1 = new Role(machineDir.resolve("kernel1.log"), kernelJava(), "kernel", machineDir.toString(),
-                        "--socket", sock.toString())) {
-                    final java.util.regex.Matcher ready = kernel1.await(READY, 60);
+                Role kernel = new Role(machineDir.resolve("kernel1.log"), kernelJava(), "kernel", machineDir.toString(),
+                        "--socket", sock.toString());
+                try {
+                    final java.util.regex.Matcher ready = kernel.await(READY, 60);
                     System.out.printf("kernel 1 booted (%s) in %s ms, process %d, cmdline \"%s\"%n", ready.group(1), ready.group(2),
-                            kernel1.process.pid(), cmdline);
+                            kernel.process.pid(), cmdline);
+                } catch (RuntimeException e) {
+                    kernel.close();
+                    throw e;
+                }
 
-                    // The VMM before the update.
-                    final KernelClient vmm1 = KernelClient.connect(sock, machineDir.resolve("memory"));
-                    final GuestRam ram = GuestRam.create(vmm1, "vm0-ram", guestRamMib * MIB);
-                    final Iommufd iommufd = Iommufd.open(vmm1);
-                    pid = (int) iommufd.makePersistent();
-                    final int ioas = iommufd.ioasAlloc();
-                    iommufd.mapFixed(ioas, ram.va(), ram.size(), 0);
-                    for (int i = 0; i < bars.length; i++) {
-                        final VfioDevice dev = VfioDevice.open(vmm1, i);
-                        devIds[i] = dev.bind(iommufd);
-                        dev.attach(ioas);
-                        // The guest's driver programs its device; the device runs in the machine's process.
-                        bars[i] = new DeviceBar(board.deviceBar(i));
-                        // Paced (10 k records/s each): a device's engine is not a host CPU, and this may be a 2-core box.
-                        bars[i].start(WorkloadSettings.writeVerify((1 + i) * MIB, MIB, 512, 1 + i).withPace(PACE_NANOS));
-                    }
-                    System.out.printf("vmm 1    guest RAM /guestmemfs/vm0-ram (%d MiB) at IOVA 0, persistent iommufd %d, "
-                            + "devices bound (dev_id %d, %d) and running%n", guestRamMib, pid, devIds[0], devIds[1]);
-                    Thread.sleep((long) (seconds * 1000));
-                    for (int i = 0; i < bars.length; i++) {
-                        before[i] = bars[i].counters().ops();
-                    }
-
+                // The VMM before the update.
+                KernelClient vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
+                final GuestRam ram = GuestRam.create(vmm, "vm0-ram", guestRamMib * MIB);
+                final Iommufd iommufd = Iommufd.open(vmm);
+                final int pid = (int) iommufd.makePersistent();
+                final int ioas = iommufd.ioasAlloc();
+                iommufd.mapFixed(ioas, ram.va(), ram.size(), 0);
+                for (int i = 0; i < bars.length; i++) {
+                    final VfioDevice dev = VfioDevice.open(vmm, i);
+                    devIds[i] = dev.bind(iommufd);
+                    dev.attach(ioas);
+                    // The guest's driver programs its device; the device runs in the machine's process.
+                    bars[i] = new DeviceBar(board.deviceBar(i));
+                    // Paced (10 k records/s each): a device's engine is not a host CPU, and this may be a 2-core box.
+                    bars[i].start(WorkloadSettings.writeVerify((1 + i) * MIB, MIB, 512, 1 + i).withPace(PACE_NANOS));
+                }
+                System.out.printf("vmm 1    guest RAM /guestmemfs/vm0-ram (%d MiB) at IOVA 0, persistent iommufd %d, "
+                        + "devices bound (dev_id %d, %d) and running%n", guestRamMib, pid, devIds[0], devIds[1]);
+                Thread.sleep((long) (seconds * 1000));
+                for (int i = 0; i < bars.length; i++) {
+                    before[i] = bars[i].counters().ops();
+                }
+                int problems = 0;
+                GuestRam current = ram;
+                for (int u = 1; u <= updates; u++) {
                     // kexec_load first, as a live update does: the next kernel is staged (its process
                     // starts and waits) while the guest still runs. Then finalize and reboot(KEXEC).
-                    vmm1.kexecLoad(cmdline);
-                    staged = new Role(machineDir.resolve("kernel2.log"), kernelJava(), "kernel", machineDir.toString(),
-                            "--socket", sock.toString(), "--staged");
-                    staged.await("kernel staged.*", 60);
-                    t0 = System.nanoTime();
-                    vmm1.writeFile("/sys/kernel/kho/finalize", "1");
-                    vmm1.rebootKexec();
-                    kernel1.await("kernel kexec: .*", 30);
-                    t1 = System.nanoTime();
-                    staged.go(); // the jump: kernel 1's process only winds down from here
-                    if (!kernel1.process.waitFor(30, TimeUnit.SECONDS) || kernel1.process.exitValue() != 0) {
-                        throw new IllegalStateException("kernel 1 did not end with its kexec; see " + kernel1.log);
+                    vmm.kexecLoad(cmdline);
+                    final Role next = new Role(machineDir.resolve("kernel" + (u + 1) + ".log"), kernelJava(), "kernel",
+                            machineDir.toString(), "--socket", sock.toString(), "--staged");
+                    final long t0;
+                    final long t1;
+                    try (Role old = kernel) {
+                        next.await("kernel staged.*", 60);
+                        t0 = System.nanoTime();
+                        vmm.writeFile("/sys/kernel/kho/finalize", "1");
+                        vmm.rebootKexec();
+                        old.await("kernel kexec: .*", 30);
+                        t1 = System.nanoTime();
+                        next.go(); // the jump: the old kernel's process only winds down from here
+                        if (!old.process.waitFor(30, TimeUnit.SECONDS) || old.process.exitValue() != 0) {
+                            throw new IllegalStateException("kernel " + u + " did not end with its kexec; see " + old.log);
+                        }
+                    } catch (RuntimeException | IOException | InterruptedException e) {
+                        next.close();
+                        throw e;
                     }
-                    vmm1.close();
-                }
-                // No kernel runs now; the devices do.
-                try (Role kernel2 = staged) {
-                    final java.util.regex.Matcher ready = kernel2.await(READY, 60);
+                    vmm.close();
+                    kernel = next;
+                    // No kernel ran for a moment; the devices did.
+                    final java.util.regex.Matcher ready = kernel.await(READY, 60);
                     final long t2 = System.nanoTime();
-                    System.out.printf("kexec    finalize + kexec %.1f ms; kernel 2 (process %d) booted from the handover (%s) in %s ms,"
-                            + " %.0f ms from the kexec to serving syscalls%n", (t1 - t0) / 1e6, kernel2.process.pid(), ready.group(1), ready.group(2),
-                            (t2 - t1) / 1e6);
+                    System.out.printf("kexec %-3d finalize + kexec %.1f ms; kernel %d (process %d) booted from the handover (%s)"
+                            + " in %s ms, %.0f ms from the kexec to serving syscalls%n", u, (t1 - t0) / 1e6, u + 1,
+                            kernel.process.pid(), ready.group(1), ready.group(2), (t2 - t1) / 1e6);
 
                     // The restarted VMM: reopen the iommufd through sysfs, rebind the devices, reopen guest RAM.
-                    final KernelClient vmm2 = KernelClient.connect(sock, machineDir.resolve("memory"));
-                    int problems = 0;
-                    try {
-                        final String node = PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd";
-                        final Iommufd reopened = Iommufd.of(vmm2, vmm2.open(node, Syscall.O_RDWR));
-                        final int[] again = new int[bars.length];
-                        for (int i = 0; i < bars.length; i++) {
-                            again[i] = VfioDevice.open(vmm2, i).bind(reopened);
-                        }
-                        final GuestRam ram2 = GuestRam.open(vmm2, "vm0-ram");
-                        System.out.printf("vmm 2    reopened %s (persistent id %d), devices rebound with dev_id %d, %d%n", node,
-                                reopened.persistentId(), again[0], again[1]);
-                        Thread.sleep((long) (seconds * 1000));
-                        final RecordChecker checker = new RecordChecker(board.memory());
-                        for (int i = 0; i < bars.length; i++) {
-                            bars[i].stop();
-                            final DeviceCounters c = bars[i].counters();
-                            final RecordChecker.Report r = checker.check(bars[i].window(), ram2::physOf);
-                            System.out.printf("device   vfio%d: %d records (%d after the update), %d faults, %d corrupt, "
-                                    + "longest DMA gap %.2f ms; checker: %s%n", i, c.ops(), c.ops() - before[i], c.faults(),
-                                    c.corrupt(), c.maxGapNanos() / 1e6, r.clean() ? "every record in place" : r);
-                            problems += c.faults() + c.corrupt() > 0 || !r.clean() || again[i] != devIds[i] ? 1 : 0;
-                        }
-                    } finally {
-                        vmm2.close();
+                    vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
+                    final String node = PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd";
+                    final Iommufd reopened = Iommufd.of(vmm, vmm.open(node, Syscall.O_RDWR));
+                    final int[] again = new int[bars.length];
+                    for (int i = 0; i < bars.length; i++) {
+                        again[i] = VfioDevice.open(vmm, i).bind(reopened);
+                        problems += again[i] != devIds[i] ? 1 : 0;
                     }
-                    kernel2.stop();
-                    if (console) {
-                        printLog("kernel 1", machineDir.resolve("kernel1.log"));
-                        printLog("kernel 2", machineDir.resolve("kernel2.log"));
-                    }
-                    System.out.println(problems == 0 ? "demo: ok" : "demo: " + problems + " devices saw problems");
-                    machine.stop();
-                    return problems == 0 ? 0 : 1;
+                    current = GuestRam.open(vmm, "vm0-ram");
+                    System.out.printf("vmm %-4d reopened %s (persistent id %d), devices rebound with dev_id %d, %d%n", u + 1, node,
+                            reopened.persistentId(), again[0], again[1]);
+                    Thread.sleep((long) (seconds * 1000));
                 }
+                final RecordChecker checker = new RecordChecker(board.memory());
+                for (int i = 0; i < bars.length; i++) {
+                    bars[i].stop();
+                    final DeviceCounters c = bars[i].counters();
+                    final RecordChecker.Report r = checker.check(bars[i].window(), current::physOf);
+                    System.out.printf("device   vfio%d: %d records (%d after the first update), %d faults, %d corrupt, "
+                            + "longest DMA gap %.2f ms; checker: %s%n", i, c.ops(), c.ops() - before[i], c.faults(),
+                            c.corrupt(), c.maxGapNanos() / 1e6, r.clean() ? "every record in place" : r);
+                    problems += c.faults() + c.corrupt() > 0 || !r.clean() ? 1 : 0;
+                }
+                vmm.close();
+                try (Role last = kernel) {
+                    last.stop();
+                }
+                if (console) {
+                    for (int k = 1; k <= updates + 1; k++) {
+                        printLog("kernel " + k, machineDir.resolve("kernel" + k + ".log"));
+                    }
+                }
+                System.out.println(problems == 0 ? "demo: ok" : "demo: " + problems + " problems (faults, corruption or changed ids)");
+                machine.stop();
+                return problems == 0 ? 0 : 1;
             }
         }
     }

@@ -17,7 +17,7 @@ import org.iopersist.cli.Main;
  */
 final class ProcessBench {
     private static final Pattern KEXEC = Pattern.compile(
-            "kexec    finalize \\+ kexec ([0-9.]+) ms; kernel 2 \\(process \\d+\\) booted from the handover \\(live_update\\) in ([0-9.]+) ms, ([0-9]+) ms from the kexec to serving syscalls");
+            "kexec 1 +finalize \\+ kexec ([0-9.]+) ms; kernel 2 \\(process \\d+\\) booted from the handover \\(live_update\\) in ([0-9.]+) ms, ([0-9]+) ms from the kexec to serving syscalls");
     private static final Pattern COLD = Pattern.compile("kernel 1 booted \\(cold\\) in ([0-9.]+) ms.*");
 
     /** Medians in ms over {@code runs} demos, and whether every run ended "demo: ok". */

@@ -37,8 +37,10 @@ class DemoTest {
 
     @Test
     void theLiveUpdateDemoRunsCleanAndEveryRecordIsInPlace() {
-        final String out = run(0, "demo", "--seconds", "0.2", "--dir", dir.resolve("m").toString());
-        assertTrue(out.contains(") booted from the handover (live_update) in "), out);
+        final String out = run(0, "demo", "--seconds", "0.2", "--updates", "2", "--dir", dir.resolve("m").toString());
+        assertTrue(out.contains("kernel 2 (process ") && out.contains("kernel 3 (process ")
+                && out.contains(") booted from the handover (live_update) in "), out);
+        assertTrue(out.contains("vmm 3    reopened /sys/kernel/iommufd_persisted/1/iommufd (persistent id 1), devices rebound with dev_id 2, 4"), out);
         assertTrue(out.contains("kernel 1 booted (cold)"), out);
         assertTrue(out.contains("vmm 2    reopened /sys/kernel/iommufd_persisted/1/iommufd (persistent id 1), devices rebound with dev_id 2, 4"), out);
         assertTrue(out.contains("vfio0: ") && out.contains(", 0 faults, 0 corrupt") && out.contains("checker: every record in place"), out);
