@@ -55,6 +55,7 @@ public final class DeviceOps {
     /** iommufd_device_unbind: detaches, destroys the object, releases the context. */
     public static void unbind(final IommufdDevice idev) {
         final IommufdCtx ctx = idev.ctx;
+        ctx.abortFinalizeIfFrozen("lost device " + idev.dev);
         synchronized (ctx.attachLock) {
             detachLocked(idev);
             idev.users.decrementAndGet();

@@ -75,6 +75,17 @@ public final class IommufdCtx {
         return ctx;
     }
 
+    /**
+     * A persistent context losing its fd or a device while a live update is finalized (a VMM
+     * closing it, or dying): what the handover describes is going away, so the finalize is undone
+     * first, and the teardown then runs as on any other day.
+     */
+    void abortFinalizeIfFrozen(final String why) {
+        if (registry != null && persistent() && registry.frozen()) {
+            registry.abortFinalize("persistent iommufd " + persistentId() + " " + why + " after KHO finalize");
+        }
+    }
+
     /** EBUSY for a change to a persistent context while a live update is finalized. */
     void checkMutable(final String what) {
         if (registry != null && persistent() && registry.frozen()) {
@@ -201,6 +212,7 @@ public final class IommufdCtx {
 
     /** Close of the fd: once no bound device holds the context either, destroys every object, leaf first. */
     public void release() {
+        abortFinalizeIfFrozen("closed");
         // Devices restored by a live update and not yet bound again by the reopener are held by
         // the kernel's binding alone; with the fd gone nobody can adopt them: unbind (block) them.
         final java.util.List<IommufdDevice> orphans = new java.util.ArrayList<>();
