@@ -333,6 +333,55 @@ class PersistedIommufdTest {
     }
 
     @Test
+    void aContextNobodyReopenedIsHandedOverAgainByASecondKexec() throws Exception {
+        try (Machine m = machine(dir.resolve("m"))) {
+            final Kernel a = Kernel.boot(m.board());
+            final SyscallServer server = a.serve(dir.resolve("k.sock"));
+            final KernelClient vmm = KernelClient.connect(server.path(), dir.resolve("m").resolve("memory"));
+            final GuestRam ram = GuestRam.create(vmm, "vm0-ram", RAM);
+            final Iommufd f = Iommufd.open(vmm);
+            final int pid = (int) f.makePersistent();
+            final int ioas = f.ioasAlloc();
+            f.mapFixed(ioas, ram.va(), RAM, 0);
+            final VfioDevice d = VfioDevice.open(vmm, 0);
+            final int devId = d.bind(f);
+            d.attach(ioas);
+            final DeviceBar bar = new DeviceBar(m.board().deviceBar(0));
+            bar.start(WorkloadSettings.writeVerify(MIB, 64 * 4096, 512, 5));
+            bar.awaitSeq(500);
+            final long pinnedBefore = server.process(vmm.pid()).pinnedPages();
+            vmm.writeFile("/sys/kernel/kho/finalize", "1");
+            a.kexecLoad(CMDLINE);
+            a.kexec();
+            // Kernel B restores the context, but no VMM comes; B is updated again before finish.
+            final Kernel b = Kernel.boot(m.board());
+            assertEquals(List.of(pid), b.persistedContexts().restoredIds());
+            b.liveUpdate().finalizeHandover();
+            b.kexecLoad(CMDLINE);
+            b.kexec();
+            Handovers.checkWithDtc(m.board());
+            final Kernel c = Kernel.boot(m.board());
+            assertEquals(Kernel.BootKind.LIVE_UPDATE, c.bootKind(), c.coldBootReason());
+            assertEquals(List.of(pid), c.persistedContexts().restoredIds(), "handed over unchanged by B");
+            final SyscallServer s3 = c.serve(dir.resolve("k3.sock"));
+            try (KernelClient vmm3 = KernelClient.connect(s3.path(), dir.resolve("m").resolve("memory"))) {
+                final Iommufd again = Iommufd.of(vmm3, vmm3.open(PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd", Syscall.O_RDWR));
+                assertEquals(devId, VfioDevice.open(vmm3, 0).bind(again));
+                assertEquals(pinnedBefore, s3.process(vmm3.pid()).pinnedPages());
+                assertEquals(1, c.guestmemfs().pinsAt("vm0-ram", 0));
+                bar.awaitSeq(bar.counters().nextSeq() + 500);
+                bar.stop();
+                final DeviceCounters counters = bar.counters();
+                assertEquals(0, counters.faults(), counters.toString());
+                assertEquals(0, counters.corrupt(), counters.toString());
+                final GuestRam ram3 = GuestRam.open(vmm3, "vm0-ram");
+                assertTrue(new RecordChecker(m.board().memory()).check(bar.window(), ram3::physOf).clean());
+            }
+            s3.close();
+        }
+    }
+
+    @Test
     void closingAPersistedIommufdAfterFinalizeAbortsTheFinalize() throws Exception {
         try (Machine m = machine(dir.resolve("m"))) {
             final Kernel a = Kernel.boot(m.board());
