@@ -56,7 +56,17 @@ public final class Bench implements Callable<Integer> {
     }
 
     public static void main(final String[] args) {
-        System.exit(new CommandLine(new Bench()).execute(args));
+        final CommandLine cli = new CommandLine(new Bench());
+        // One line for bad input or a failed run, as the iopersist command does.
+        cli.setExecutionExceptionHandler((ex, cmd, parseResult) -> {
+            cmd.getErr().println("bench: " + (ex.getMessage() != null ? ex.getMessage() : ex.toString()));
+            return 1;
+        });
+        cli.setParameterExceptionHandler((ex, a) -> {
+            ex.getCommandLine().getErr().println("bench: " + ex.getMessage() + " (try --help)");
+            return 2;
+        });
+        System.exit(cli.execute(args));
     }
 
     @Override
@@ -100,11 +110,11 @@ public final class Bench implements Callable<Integer> {
                 mib = Long.parseLong(p[0]);
                 areas = p.length == 2 ? Integer.parseInt(p[1]) : -1;
             } catch (NumberFormatException e) {
-                throw new CommandLine.ParameterException(new CommandLine(new Bench()), "--scenario " + spec + ": want MIB:AREAS");
+                throw new IllegalArgumentException("--scenario " + spec + ": want MIB:AREAS");
             }
             if (p.length != 2 || mib < 4 || mib > 3072 || areas < 1 || (mib << 20) % areas != 0 || ((mib << 20) / areas) % 4096 != 0) {
-                throw new CommandLine.ParameterException(new CommandLine(new Bench()),
-                        "--scenario " + spec + ": MIB in 4..3072 (guest RAM sits below the interrupt window at 3.98 GiB) and AREAS dividing it into whole 4 KiB pages");
+                throw new IllegalArgumentException("--scenario " + spec
+                        + ": MIB in 4..3072 (guest RAM sits below the interrupt window at 3.98 GiB) and AREAS dividing it into whole 4 KiB pages");
             }
             out.add(new LiveUpdateBench.Scenario(mib, areas));
         }
