@@ -124,30 +124,39 @@ final class KernelCommand implements Callable<Integer> {
 
     /** Loads and initializes the kernel's, the hardware interface's and the uAPI's classes. */
     private static int loadImage() throws IOException {
-        int n = 0;
         final ClassLoader loader = KernelCommand.class.getClassLoader();
-        for (String pkg : List.of("org/iopersist/kernel", "org/iopersist/hw", "org/iopersist/uapi")) {
+        final List<String> names = new java.util.ArrayList<>();
+        for (String pkg : List.of("org/iopersist/kernel/", "org/iopersist/hw/", "org/iopersist/uapi/")) {
             final URL url = loader.getResource(pkg);
-            if (url == null || !"file".equals(url.getProtocol())) {
-                continue; // a jar: classes load on first use instead
-            }
-            final Path root;
-            try {
-                root = Path.of(url.toURI());
-            } catch (URISyntaxException e) {
+            if (url == null) {
                 continue;
             }
-            try (var walk = Files.walk(root)) {
-                for (Path p : walk.filter(f -> f.toString().endsWith(".class")).toList()) {
-                    final String rel = root.getParent().getParent().getParent().relativize(p).toString();
-                    final String name = rel.substring(0, rel.length() - ".class".length()).replace(File.separatorChar, '.');
-                    try {
-                        Class.forName(name, true, loader);
-                        n++;
-                    } catch (ClassNotFoundException | LinkageError e) {
-                        // not loadable alone: it loads on first use
-                    }
+            if ("jar".equals(url.getProtocol())) {
+                try (java.util.jar.JarFile jar = ((java.net.JarURLConnection) url.openConnection()).getJarFile()) {
+                    jar.stream().map(java.util.jar.JarEntry::getName)
+                            .filter(n -> n.startsWith(pkg) && n.endsWith(".class")).forEach(names::add);
                 }
+            } else if ("file".equals(url.getProtocol())) {
+                final Path root;
+                try {
+                    root = Path.of(url.toURI());
+                } catch (URISyntaxException e) {
+                    continue;
+                }
+                final Path base = root.getParent().getParent().getParent(); // above org/iopersist/<pkg>
+                try (var walk = Files.walk(root)) {
+                    walk.filter(f -> f.toString().endsWith(".class"))
+                            .forEach(f -> names.add(base.relativize(f).toString().replace(File.separatorChar, '/')));
+                }
+            }
+        }
+        int n = 0;
+        for (String entry : names) {
+            try {
+                Class.forName(entry.substring(0, entry.length() - ".class".length()).replace('/', '.'), true, loader);
+                n++;
+            } catch (ClassNotFoundException | LinkageError e) {
+                // not loadable alone: it loads on first use
             }
         }
         return n;
