@@ -32,6 +32,8 @@ public final class InvDesc {
     public static final long CC_RESERVED_QW0 = 0xFFFC_0000_0000_FFC0L;
     public static final long IOTLB_RESERVED_QW0 = 0xFFFF_FFFF_0000_FF00L;
     public static final long IOTLB_RESERVED_QW1 = 0xF80L;
+    /** qw1 bit 6, the invalidation hint: only leaf entries changed, paging-structure caches may stay. */
+    public static final long IOTLB_IH = 1L << 6;
     public static final long WAIT_RESERVED_QW0 = 0x0000_0000_FFFF_FF00L;
     public static final long WAIT_RESERVED_QW1 = 0x3L;
 

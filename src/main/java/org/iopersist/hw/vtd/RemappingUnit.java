@@ -41,6 +41,7 @@ public final class RemappingUnit {
     private final ExtCapability ecap;
     private final long hawMask;
     private final Iotlb iotlb;
+    private final PagingStructureCache psc;
     private final ContextCache contextCache;
     private final CopyOnWriteArrayList<Requester> requesters = new CopyOnWriteArrayList<>();
     private final AtomicLong generation = new AtomicLong(1);
@@ -56,6 +57,7 @@ public final class RemappingUnit {
 
     private final LongAdder iotlbHits = new LongAdder();
     private final LongAdder iotlbMisses = new LongAdder();
+    private final LongAdder pscHits = new LongAdder();
     private final LongAdder faultCount = new LongAdder();
     private final LongAdder descriptorsDone = new LongAdder();
 
@@ -68,6 +70,7 @@ public final class RemappingUnit {
         this.ecap = config.extCapability();
         this.hawMask = (1L << config.haw()) - 1;
         this.iotlb = new Iotlb(config.iotlbSize());
+        this.psc = new PagingStructureCache(Math.max(TagCache.WAYS, config.iotlbSize() / 4));
         this.contextCache = new ContextCache(config.contextCacheSize());
     }
 
@@ -83,6 +86,7 @@ public final class RemappingUnit {
         translationEnabled = false;
         queueEnabled = false;
         iotlb.invalidateGlobal();
+        psc.invalidateGlobal();
         contextCache.invalidateGlobal();
         synchronized (faultLock) {
             nextFaultRecord = 0;
@@ -278,9 +282,21 @@ public final class RemappingUnit {
                 }
                 generation.incrementAndGet();
                 switch (g) {
-                    case InvDesc.G_GLOBAL -> iotlb.invalidateGlobal();
-                    case InvDesc.G_DOMAIN -> iotlb.invalidateDomain(InvDesc.did(qw0));
-                    default -> iotlb.invalidatePages(InvDesc.did(qw0), qw1 & ~0xFFFL, am);
+                    case InvDesc.G_GLOBAL -> {
+                        iotlb.invalidateGlobal();
+                        psc.invalidateGlobal();
+                    }
+                    case InvDesc.G_DOMAIN -> {
+                        iotlb.invalidateDomain(InvDesc.did(qw0));
+                        psc.invalidateDomain(InvDesc.did(qw0));
+                    }
+                    default -> {
+                        iotlb.invalidatePages(InvDesc.did(qw0), qw1 & ~0xFFFL, am);
+                        if ((qw1 & InvDesc.IOTLB_IH) == 0) {
+                            // Without the hint, directory entries in the range may have changed too.
+                            psc.invalidatePages(InvDesc.did(qw0), qw1 & ~0xFFFL, am);
+                        }
+                    }
                 }
                 return 1;
             }
@@ -444,7 +460,20 @@ public final class RemappingUnit {
         long table = ContextEntry.slptptr(lo);
         boolean readable = true;
         boolean writable = true;
-        for (int level = levels; level >= 1; level--) {
+        int start = levels;
+        // The deepest cached directory entry covering iova: the walk goes on below it.
+        for (int l = 2; l <= levels; l++) {
+            final long cached = psc.lookup(did, l, iova);
+            if (cached != PagingStructureCache.NO_ENTRY) {
+                pscHits.increment();
+                table = cached & SlPte.ADDR_MASK_52;
+                readable = (cached & SlPte.R) != 0;
+                writable = (cached & SlPte.W) != 0;
+                start = l - 1;
+                break;
+            }
+        }
+        for (int level = start; level >= 1; level--) {
             final long pteAddr = table + (long) SlPte.index(iova, level) * SlPte.SIZE;
             if (!memory.contains(pteAddr, SlPte.SIZE)) {
                 return fault(r, iova, write, FaultReason.PAGING_ENTRY_INVALID, fpd);
@@ -477,6 +506,10 @@ public final class RemappingUnit {
                 return page | (iova & (size - 1));
             }
             table = SlPte.address(pte);
+            final int way = psc.insert(did, level, iova, table, readable, writable);
+            if (way >= 0 && generation.get() != r.generation) {
+                psc.remove(way, did, level, iova); // an invalidation ran during the walk: do not keep it
+            }
         }
         throw new AssertionError("walk ended without a leaf");
     }
@@ -522,6 +555,15 @@ public final class RemappingUnit {
 
     public long iotlbHits() {
         return iotlbHits.sum();
+    }
+
+    /** Walks that started below the top from a cached directory entry. */
+    public long pagingStructureHits() {
+        return pscHits.sum();
+    }
+
+    public PagingStructureCache pagingStructureCache() {
+        return psc;
     }
 
     public long iotlbMisses() {
