@@ -222,10 +222,12 @@ class VtdDriverTest {
     }
 
     /**
-     * Table pages are freed only after the invalidation that covers them completed. With a tiny
+     * Table pages are freed only after the invalidation that covers them completed, and that one
+     * has IH = 0, so the paging-structure caches let go of the directory entries too. With a tiny
      * IOTLB (walks all the time), poisoned free frames (a walk of a freed page sees reserved bits,
      * a DMA into one breaks the poison) and devices running over IOVAs that churn, nothing may
-     * show a use-after-free.
+     * show a use-after-free. (A driver that flushed with IH = 1 fails here: its devices walk
+     * freed, poisoned tables through cached PDEs.)
      */
     @Test
     void freedTablePagesAreNeverWalked() {
