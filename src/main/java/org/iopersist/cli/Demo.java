@@ -203,6 +203,8 @@ final class Demo implements Callable<Integer> {
                             machineDir.toString(), "--socket", sock.toString(), "--staged");
                     final long t0;
                     final long t1;
+                    final long t2;
+                    final java.util.regex.Matcher ready;
                     try (Role old = kernel) {
                         next.await("kernel staged.*", 60);
                         t0 = System.nanoTime();
@@ -211,6 +213,9 @@ final class Demo implements Callable<Integer> {
                         old.await("kernel kexec: .*", 30);
                         t1 = System.nanoTime();
                         next.go(); // the jump: the old kernel's process only winds down from here
+                        // No kernel runs for a moment; the devices do.
+                        ready = next.await(READY, 60);
+                        t2 = System.nanoTime();
                         if (!old.process.waitFor(30, TimeUnit.SECONDS) || old.process.exitValue() != 0) {
                             throw new IllegalStateException("kernel " + u + " did not end with its kexec; see " + old.log);
                         }
@@ -220,9 +225,6 @@ final class Demo implements Callable<Integer> {
                     }
                     vmm.close();
                     kernel = next;
-                    // No kernel ran for a moment; the devices did.
-                    final java.util.regex.Matcher ready = kernel.await(READY, 60);
-                    final long t2 = System.nanoTime();
                     System.out.printf("kexec %-3d finalize + kexec %.1f ms; kernel %d (process %d) booted from the handover (%s)"
                             + " in %s ms, %.0f ms from the kexec to serving syscalls%n", u, (t1 - t0) / 1e6, u + 1,
                             kernel.process.pid(), ready.group(1), ready.group(2), (t2 - t1) / 1e6);

@@ -60,6 +60,7 @@ final class KernelCommand implements Callable<Integer> {
             // Nothing of the machine is read before the go: the boot record is only final after the kexec.
             // The image is loaded, though: every kernel class (they hold no state, see ArchitectureTest).
             final int loaded = loadImage();
+            warmPlatform();
             System.out.println("kernel staged (" + loaded + " classes loaded)");
             System.out.flush();
             String line;
@@ -89,19 +90,21 @@ final class KernelCommand implements Callable<Integer> {
                 halt.countDown();
             });
             Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().unstarted(halt::countDown));
-            // sysfs, mirrored read-only into DIR/sys for ls and cat; output only, refreshed while it runs.
-            final SysfsMirror mirror = new SysfsMirror(kernel.sysfs(), dir);
-            mirror.refresh();
+            // sysfs, mirrored read-only into DIR/sys for ls and cat: output only, so it is written
+            // off the boot path, first right away and then every MIRROR_MILLIS while the kernel runs.
             Thread.ofPlatform().daemon().name("sysfs-mirror").start(() -> {
-                while (kernel.liveUpdate().state() != LiveUpdate.State.GONE) {
-                    try {
+                try {
+                    final SysfsMirror mirror = new SysfsMirror(kernel.sysfs(), dir);
+                    while (kernel.liveUpdate().state() != LiveUpdate.State.GONE) {
+                        try {
+                            mirror.refresh();
+                        } catch (RuntimeException | IOException e) {
+                            // the kernel going away mid-walk, or a full disk: try again next time
+                        }
                         Thread.sleep(MIRROR_MILLIS);
-                        mirror.refresh();
-                    } catch (InterruptedException e) {
-                        return;
-                    } catch (RuntimeException | IOException e) {
-                        // the kernel going away mid-walk, or a full disk: try again next time
                     }
+                } catch (InterruptedException | IOException e) {
+                    // no mirror then: it is only for people looking
                 }
             });
             try (SyscallServer server = kernel.serve(sock)) {
@@ -111,6 +114,10 @@ final class KernelCommand implements Callable<Integer> {
                 while (true) {
                     if (kernel.liveUpdate().awaitKexec(50, TimeUnit.MILLISECONDS)) {
                         System.out.println("kernel kexec: the next kernel boots from " + board.bootDirectory());
+                        System.out.flush();
+                        // A kexec jumps: nothing of this kernel runs on, no cleanup, no shutdown hooks.
+                        // (An orderly JVM exit would only compete with the next kernel's boot for the CPUs.)
+                        Runtime.getRuntime().halt(0);
                         return 0;
                     }
                     if (halt.await(0, TimeUnit.MILLISECONDS)) {
@@ -119,6 +126,31 @@ final class KernelCommand implements Callable<Integer> {
                     }
                 }
             }
+        }
+    }
+
+    /**
+     * Brings up the JDK facilities a boot uses (a Unix socket, a shared file mapping) on scratch
+     * objects of its own, never the machine's, so their first use is not in the blackout.
+     */
+    private static void warmPlatform() throws IOException {
+        try (var channel = java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+            final Path sock = Files.createTempDirectory("iopersist-warm");
+            try {
+                channel.bind(java.net.UnixDomainSocketAddress.of(sock.resolve("s")));
+            } finally {
+                Files.deleteIfExists(sock.resolve("s"));
+                Files.deleteIfExists(sock);
+            }
+        }
+        final Path file = Files.createTempFile("iopersist-warm", ".mem");
+        try {
+            Files.write(file, new byte[2 * 4096]);
+            try (org.iopersist.hw.memory.PhysicalMemory memory = org.iopersist.hw.memory.PhysicalMemory.open(file)) {
+                memory.store64Release(0, memory.load64Acquire(4096) + 1);
+            }
+        } finally {
+            Files.deleteIfExists(file);
         }
     }
 
