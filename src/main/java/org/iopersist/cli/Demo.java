@@ -8,6 +8,8 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.iopersist.hw.Board;
 import org.iopersist.hw.MachineConfig;
 import org.iopersist.hw.pci.DeviceBar;
@@ -105,12 +107,12 @@ final class Demo implements Callable<Integer> {
         }
 
         /** Waits for a whole line (one that matches {@code pattern}); returns its groups. */
-        java.util.regex.Matcher await(final String pattern, final long timeoutSeconds) throws Exception {
-            final java.util.regex.Pattern p = java.util.regex.Pattern.compile(pattern);
+        Matcher await(final String pattern, final long timeoutSeconds) throws Exception {
+            final Pattern p = Pattern.compile(pattern);
             final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeoutSeconds);
             while (true) {
                 for (String line : Files.readAllLines(log)) {
-                    final java.util.regex.Matcher m = p.matcher(line);
+                    final Matcher m = p.matcher(line);
                     if (m.matches()) {
                         return m;
                     }
@@ -163,7 +165,7 @@ final class Demo implements Callable<Integer> {
                 Role kernel = new Role(machineDir.resolve("kernel1.log"), kernelJava(), "kernel", machineDir.toString(),
                         "--socket", sock.toString());
                 try {
-                    final java.util.regex.Matcher ready = kernel.await(READY, 60);
+                    final Matcher ready = kernel.await(READY, 60);
                     System.out.printf("kernel 1 booted (%s) in %s ms, process %d, cmdline \"%s\"%n", ready.group(1), ready.group(2),
                             kernel.process.pid(), cmdline);
                 } catch (RuntimeException e) {
@@ -204,7 +206,7 @@ final class Demo implements Callable<Integer> {
                     final long t0;
                     final long t1;
                     final long t2;
-                    final java.util.regex.Matcher ready;
+                    final Matcher ready;
                     try (Role old = kernel) {
                         next.await("kernel staged.*", 60);
                         t0 = System.nanoTime();
