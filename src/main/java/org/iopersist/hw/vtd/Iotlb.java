@@ -14,23 +14,17 @@ package org.iopersist.hw.vtd;
  *
  * Entries are the result of a complete walk, so they carry the AND of R/W along the walk.
  */
-public final class Iotlb {
+public final class Iotlb extends DomainTaggedCache {
     static final long VALID = 1L << 47;
     static final long NO_ENTRY = -1L;
     private static final long GFN_MASK = (1L << 45) - 1;
 
-    private final TagCache cache;
-
     Iotlb(final int capacity) {
-        this.cache = new TagCache(capacity);
+        super(capacity);
     }
 
     static long key(final int did, final int level, final long iova) {
         return ((long) did << 48) | VALID | ((long) level << 45) | ((iova >>> SlPte.levelShift(level)) & GFN_MASK);
-    }
-
-    static int didOf(final long key) {
-        return (int) (key >>> 48);
     }
 
     static int levelOf(final long key) {
@@ -66,33 +60,13 @@ public final class Iotlb {
         cache.remove(way, key(did, level, iova));
     }
 
-    int invalidateGlobal() {
-        return cache.purge((k, a, b) -> true);
+    @Override
+    long spanStart(final long key) {
+        return iovaOf(key);
     }
 
-    int invalidateDomain(final int did) {
-        return cache.purge((k, a, b) -> didOf(k) == did);
-    }
-
-    /** Page-selective: every leaf of {@code did} that overlaps {@code [addr, addr + 4K << am)}. */
-    int invalidatePages(final int did, final long addr, final int am) {
-        final long first = addr & ~((1L << (12 + am)) - 1);
-        final long last = first + (1L << (12 + am)) - 1;
-        return cache.purge((k, a, b) -> {
-            if (didOf(k) != did) {
-                return false;
-            }
-            final long start = iovaOf(k);
-            final long end = start + SlPte.levelSize(levelOf(k)) - 1;
-            return Long.compareUnsigned(start, last) <= 0 && Long.compareUnsigned(first, end) <= 0;
-        });
-    }
-
-    public int size() {
-        return cache.size();
-    }
-
-    public int capacity() {
-        return cache.capacity();
+    @Override
+    long spanSize(final long key) {
+        return SlPte.levelSize(levelOf(key));
     }
 }

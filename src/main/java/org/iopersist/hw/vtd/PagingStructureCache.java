@@ -17,23 +17,17 @@ package org.iopersist.hw.vtd;
  * page-selective one without the invalidation hint (IH = 0), removes them: IH = 1 is software's
  * promise that only leaves changed.
  */
-public final class PagingStructureCache {
+public final class PagingStructureCache extends DomainTaggedCache {
     static final long NO_ENTRY = -1L;
     private static final long VALID = 1L << 47;
     private static final long TAG_MASK = (1L << 44) - 1;
 
-    private final TagCache cache;
-
     PagingStructureCache(final int capacity) {
-        this.cache = new TagCache(capacity);
+        super(capacity);
     }
 
     static long key(final int did, final int level, final long iova) {
         return ((long) did << 48) | VALID | ((long) level << 44) | ((iova >>> SlPte.levelShift(level)) & TAG_MASK);
-    }
-
-    private static int didOf(final long key) {
-        return (int) (key >>> 48);
     }
 
     private static int levelOf(final long key) {
@@ -53,30 +47,13 @@ public final class PagingStructureCache {
         cache.remove(way, key(did, level, iova));
     }
 
-    int invalidateGlobal() {
-        return cache.purge((k, a, b) -> true);
+    @Override
+    long spanStart(final long key) {
+        return (key & TAG_MASK) << SlPte.levelShift(levelOf(key));
     }
 
-    int invalidateDomain(final int did) {
-        return cache.purge((k, a, b) -> didOf(k) == did);
-    }
-
-    /** Page-selective without the hint: every entry of {@code did} whose span overlaps the range. */
-    int invalidatePages(final int did, final long addr, final int am) {
-        final long first = addr & ~((1L << (12 + am)) - 1);
-        final long last = first + (1L << (12 + am)) - 1;
-        return cache.purge((k, a, b) -> {
-            if (didOf(k) != did) {
-                return false;
-            }
-            final int level = levelOf(k);
-            final long start = (k & TAG_MASK) << SlPte.levelShift(level);
-            final long end = start + SlPte.levelSize(level) - 1;
-            return Long.compareUnsigned(start, last) <= 0 && Long.compareUnsigned(first, end) <= 0;
-        });
-    }
-
-    public int size() {
-        return cache.size();
+    @Override
+    long spanSize(final long key) {
+        return SlPte.levelSize(levelOf(key));
     }
 }
