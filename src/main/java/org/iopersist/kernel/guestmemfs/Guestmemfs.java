@@ -336,43 +336,47 @@ public final class Guestmemfs {
         return physOf(i, offset);
     }
 
-    /**
-     * Physical address of each 2 MiB block of the file with inode number {@code ino}, in file
-     * order, and its size in the last slot; null if there is no such file.
-     */
-    public synchronized long[] blocksOfInode(final long ino) {
-        for (int i : byName.values()) {
-            if (memory.load64(inode(i) + GmfsLayout.IN_INO) == ino) {
-                final List<Integer> map = blockMaps.get(i);
-                final long[] out = new long[map.size() + 1];
-                for (int k = 0; k < map.size(); k++) {
-                    out[k] = blockPhys(map.get(k));
-                }
-                out[map.size()] = size(i);
-                return out;
+    /** The file with inode number {@code ino}, as its name and inode index, or null. */
+    private Map.Entry<String, Integer> fileOfIno(final long ino) {
+        for (Map.Entry<String, Integer> e : byName.entrySet()) {
+            if (memory.load64(inode(e.getValue()) + GmfsLayout.IN_INO) == ino) {
+                return e;
             }
         }
         return null;
     }
 
-        /** Physical address of byte {@code offset} of the file with inode number {@code ino}; -1 if no such byte. */
-    public synchronized long physOfInode(final long ino, final long offset) {
-        for (int i : byName.values()) {
-            if (memory.load64(inode(i) + GmfsLayout.IN_INO) == ino) {
-                return offset < 0 || offset >= size(i) ? -1 : physOf(i, offset);
-            }
+    /** stat of the file with inode number {@code ino}, or null if there is none. */
+    public synchronized Stat statInode(final long ino) {
+        final Map.Entry<String, Integer> f = fileOfIno(ino);
+        return f == null ? null : statOf(f.getValue());
+    }
+
+    /**
+     * Physical address of each 2 MiB block of the file with inode number {@code ino}, in file
+     * order, and its size in the last slot; null if there is no such file.
+     */
+    public synchronized long[] blocksOfInode(final long ino) {
+        final Map.Entry<String, Integer> f = fileOfIno(ino);
+        if (f == null) {
+            return null;
         }
-        return -1;
+        final List<Integer> map = blockMaps.get(f.getValue());
+        final long[] out = new long[map.size() + 1];
+        for (int k = 0; k < map.size(); k++) {
+            out[k] = blockPhys(map.get(k));
+        }
+        out[map.size()] = size(f.getValue());
+        return out;
     }
 
     /** An in-kernel open of the file with inode number {@code ino} (ENOENT if none). */
     public synchronized GuestmemFile openInode(final long ino) {
-        for (Map.Entry<String, Integer> e : byName.entrySet()) {
-            if (memory.load64(inode(e.getValue()) + GmfsLayout.IN_INO) == ino) {
-                return new GuestmemFile(this, e.getValue(), e.getKey(), memory);
-            }
+        final Map.Entry<String, Integer> f = fileOfIno(ino);
+        if (f == null) {
+            throw new KernelException(Errno.ENOENT, "guestmemfs: no inode " + ino);
         }
-        throw new KernelException(Errno.ENOENT, "guestmemfs: no inode " + ino);
+        return new GuestmemFile(this, f.getValue(), f.getKey(), memory);
     }
 
     // ------------------------------------------------------------------ file contents

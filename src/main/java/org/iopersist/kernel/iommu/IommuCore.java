@@ -21,8 +21,11 @@ public final class IommuCore {
     private final IommuDomain blocked = new IommuDomain(IommuDomain.Type.BLOCKED, 0, null);
     private final Map<Bdf, IommuDevice> devices = new HashMap<>();
     private final Map<IommuDevice, IommuDomain> attached = new HashMap<>();
-    private final Map<IommuDevice, Object> dmaOwner = new HashMap<>(); // guarded by this
-    private final Map<IommuDevice, Integer> dmaOwnerCount = new HashMap<>(); // guarded by this
+    private final Map<IommuDevice, DmaOwner> dmaOwners = new HashMap<>(); // guarded by this
+
+    /** Who owns a device's DMA, and how many claims it holds. */
+    private record DmaOwner(Object owner, int claims) {
+    }
 
     public IommuCore(final IommuDriver driver, final KernelLog log) {
         this.driver = driver;
@@ -67,22 +70,23 @@ public final class IommuCore {
      * the same owner may claim again (counted), another gets EBUSY.
      */
     public synchronized void claimDmaOwner(final IommuDevice dev, final Object owner) {
-        final Object now = dmaOwner.get(dev);
-        if (now != null && now != owner) {
+        final DmaOwner now = dmaOwners.get(dev);
+        if (now != null && now.owner() != owner) {
             throw new org.iopersist.kernel.KernelException(org.iopersist.uapi.Errno.EBUSY, dev + " is owned by another iommufd context");
         }
-        dmaOwner.put(dev, owner);
-        dmaOwnerCount.merge(dev, 1, Integer::sum);
+        dmaOwners.put(dev, new DmaOwner(owner, now == null ? 1 : now.claims() + 1));
     }
 
     /** iommu_device_release_dma_owner. */
     public synchronized void releaseDmaOwner(final IommuDevice dev, final Object owner) {
-        if (dmaOwner.get(dev) != owner) {
+        final DmaOwner now = dmaOwners.get(dev);
+        if (now == null || now.owner() != owner) {
             throw new IllegalStateException(dev + ": released by a context that does not own it");
         }
-        if (dmaOwnerCount.merge(dev, -1, Integer::sum) == 0) {
-            dmaOwnerCount.remove(dev);
-            dmaOwner.remove(dev);
+        if (now.claims() == 1) {
+            dmaOwners.remove(dev);
+        } else {
+            dmaOwners.put(dev, new DmaOwner(owner, now.claims() - 1));
         }
     }
 

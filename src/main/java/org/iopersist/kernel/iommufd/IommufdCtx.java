@@ -136,11 +136,7 @@ public final class IommufdCtx {
     /** Drops a reference; the last one destroys every object. */
     void put() {
         if (fileRefs.decrementAndGet() == 0) {
-            final int id = persistentId();
-            if (id != 0 && registry.frozen()) {
-                // The VMM is gone: its state cannot be handed over as finalized, so the finalize is undone.
-                registry.abortFinalize("persistent iommufd " + id + " closed after KHO finalize");
-            }
+            abortFinalizeIfFrozen("closed"); // normally done already, by the fd's release or a device's unbind
             objects.destroyAll();
             synchronized (this) {
                 if (persistentId != 0) {

@@ -451,16 +451,7 @@ public final class PersistentContexts implements KhoSubsystem {
     }
 
     private static Guestmemfs.Stat statIno(final Guestmemfs fs, final long ino) {
-        if (fs == null) {
-            return null;
-        }
-        for (String name : fs.list()) {
-            final Guestmemfs.Stat s = fs.stat(name);
-            if (s.ino() == ino) {
-                return s;
-            }
-        }
-        return null;
+        return fs == null ? null : fs.statInode(ino);
     }
 
     /**
