@@ -29,11 +29,8 @@ public final class Handovers {
     /** Subsystem {@code name}'s blob in the handover of {@code board}'s boot record, writable in place. */
     public static FdtReader subtree(final Board board, final String name) {
         try {
-            final PhysicalMemory mem = board.memory();
             final FdtReader tree = khoTree(board);
-            final long phys = tree.u64(tree.subnode(tree.root(), name), Kho.PROP_FDT);
-            final long total = Integer.toUnsignedLong(Integer.reverseBytes(mem.load32Acquire(phys + 4)));
-            return FdtReader.open(mem.slice(phys, total));
+            return blobAt(board.memory(), tree.u64(tree.subnode(tree.root(), name), Kho.PROP_FDT));
         } catch (HandoverFormatException | IOException e) {
             throw new AssertionError("no readable " + name + " blob: " + e.getMessage(), e);
         }
@@ -60,6 +57,12 @@ public final class Handovers {
         return FdtReader.open(board.memory().slice(setup.fdtAddr(), setup.fdtSize()));
     }
 
+    /** The FDT blob at {@code phys}, as long as its header's totalsize says. */
+    private static FdtReader blobAt(final PhysicalMemory mem, final long phys) throws HandoverFormatException {
+        final long total = Integer.toUnsignedLong(Integer.reverseBytes(mem.load32Acquire(phys + 4)));
+        return FdtReader.open(mem.slice(phys, total));
+    }
+
     /** Checks the handover in {@code board}'s boot record; returns each blob's dts, KHO tree first (key "kho"). */
     public static Map<String, String> checkWithDtc(final Board board) {
         final Path sd = board.bootDirectory().resolve("setup_data");
@@ -67,7 +70,7 @@ public final class Handovers {
             throw new AssertionError("no handover in " + sd);
         }
         try {
-            return read(board, sd);
+            return read(board);
         } catch (IOException | InterruptedException e) {
             throw new AssertionError("cannot run dtc: " + e, e);
         }
@@ -78,20 +81,16 @@ public final class Handovers {
         return Files.exists(board.bootDirectory().resolve("setup_data")) ? checkWithDtc(board) : Map.of();
     }
 
-    private static Map<String, String> read(final Board board, final Path sd) throws IOException, InterruptedException {
+    private static Map<String, String> read(final Board board) throws IOException, InterruptedException {
         final Map<String, String> out = new LinkedHashMap<>();
         try {
-            final SetupData setup = SetupData.decode(Files.readAllBytes(sd));
-            final PhysicalMemory mem = board.memory();
-            final FdtReader tree = FdtReader.open(mem.slice(setup.fdtAddr(), setup.fdtSize()));
+            final FdtReader tree = khoTree(board);
             final Path work = Files.createTempDirectory("iopersist-dtc");
             try {
                 out.put("kho", check(work, "kho", tree, "kho-v1"));
                 for (int child : tree.children(tree.root())) {
                     final String name = tree.nodeName(child);
-                    final long phys = tree.u64(child, "fdt");
-                    final long total = Integer.toUnsignedLong(Integer.reverseBytes(mem.load32Acquire(phys + 4)));
-                    final FdtReader blob = FdtReader.open(mem.slice(phys, total));
+                    final FdtReader blob = blobAt(board.memory(), tree.u64(child, Kho.PROP_FDT));
                     out.put(name, check(work, name, blob, blob.string(blob.root(), "compatible")));
                 }
             } finally {
