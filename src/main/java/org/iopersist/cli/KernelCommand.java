@@ -16,7 +16,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import org.iopersist.hw.Board;
 import org.iopersist.hw.MachineConfig;
-import org.iopersist.kernel.Kernel;
+import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.liveupdate.LiveUpdate;
 import org.iopersist.kernel.syscall.SyscallServer;
 import picocli.CommandLine.Command;

@@ -5,7 +5,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.stream.Stream;
-import org.iopersist.kernel.sysfs.Sysfs;
+import org.iopersist.kernel.fs.Sysfs;
 
 /**
  * A kernel process's sysfs as {@code DIR/sys}, for {@code ls} and {@code cat}. Each refresh writes

@@ -1,5 +1,7 @@
 package org.iopersist.hw;
 
+import org.iopersist.hw.memory.Mmio;
+
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.iopersist.hw.memory.PhysicalMemory;

@@ -37,7 +37,7 @@ public final class Machine implements AutoCloseable {
         final List<PciDevice> ds = new ArrayList<>();
         for (int i = 0; i < cfg.devices().size(); i++) {
             final MachineConfig.DeviceConfig dc = cfg.devices().get(i);
-            ds.add(new PciDevice(i, dc.bdf(), board, units.get(dc.unit()), powerOn));
+            ds.add(new PciDevice(i, dc.bdf(), board.memory(), board.deviceBar(i), units.get(dc.unit()), powerOn));
         }
         this.devices = List.copyOf(ds);
         this.poller = new HardwarePoller(units);

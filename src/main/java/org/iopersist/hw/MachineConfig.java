@@ -1,5 +1,7 @@
 package org.iopersist.hw;
 
+import org.iopersist.hw.memory.Mmio;
+
 import java.io.IOException;
 import java.io.Reader;
 import java.io.UncheckedIOException;

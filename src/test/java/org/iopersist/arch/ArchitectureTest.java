@@ -1,6 +1,8 @@
 package org.iopersist.arch;
 
 import static com.tngtech.archunit.lang.syntax.ArchRuleDefinition.noClasses;
+import static com.tngtech.archunit.library.Architectures.layeredArchitecture;
+import static com.tngtech.archunit.library.dependencies.SlicesRuleDefinition.slices;
 
 import com.tngtech.archunit.core.domain.JavaClass;
 import com.tngtech.archunit.core.domain.JavaClasses;
@@ -12,6 +14,9 @@ import com.tngtech.archunit.lang.ArchCondition;
 import com.tngtech.archunit.lang.ConditionEvents;
 import com.tngtech.archunit.lang.SimpleConditionEvent;
 import com.tngtech.archunit.lang.syntax.ArchRuleDefinition;
+import com.tngtech.archunit.lang.ArchRule;
+import com.tngtech.archunit.library.Architectures;
+import java.util.List;
 import java.util.Set;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -19,7 +24,8 @@ import org.junit.jupiter.api.Test;
 /**
  * The package rules of DESIGN.md §2: hardware never depends on a kernel, a VMM reaches the kernel
  * only through the syscall ABI, and a kernel keeps no static mutable state, so the next boot starts
- * from the machine alone.
+ * from the machine alone. Inside the kernel, layers import downward only, in the order of
+ * {@link #KERNEL_LAYERS}, and no package has a cycle with another.
  */
 class ArchitectureTest {
     private static JavaClasses main;
@@ -28,6 +34,56 @@ class ArchitectureTest {
     static void importClasses() {
         main = new ClassFileImporter().withImportOption(ImportOption.Predefined.DO_NOT_INCLUDE_TESTS)
                 .importPackages("org.iopersist");
+    }
+
+    /**
+     * The kernel's layers, lowest first: each may use only the ones before it. Common holds the
+     * errno exception and the log; mm the frames and address spaces; fs the VFS, fd table, sysfs and
+     * /proc; memfd is a file over mm; liveupdate the KHO core every preserving subsystem plugs into.
+     */
+    static final List<String[]> KERNEL_LAYERS = List.of(
+            new String[] {"common", "org.iopersist.kernel"},
+            new String[] {"mm", "org.iopersist.kernel.mm"},
+            new String[] {"fs", "org.iopersist.kernel.fs.."},
+            new String[] {"memfd", "org.iopersist.kernel.mm.memfd.."},
+            new String[] {"liveupdate", "org.iopersist.kernel.liveupdate.."},
+            new String[] {"guestmemfs", "org.iopersist.kernel.guestmemfs.."},
+            new String[] {"iommu", "org.iopersist.kernel.iommu.."},
+            new String[] {"iommufd", "org.iopersist.kernel.iommufd.."},
+            new String[] {"vfio", "org.iopersist.kernel.vfio.."},
+            new String[] {"syscall", "org.iopersist.kernel.syscall.."},
+            new String[] {"init", "org.iopersist.kernel.init.."});
+
+    static ArchRule kernelLayering() {
+        Architectures.LayeredArchitecture rule = layeredArchitecture().consideringOnlyDependenciesInLayers();
+        for (String[] l : KERNEL_LAYERS) {
+            rule = rule.layer(l[0]).definedBy(l[1]);
+        }
+        for (int i = 0; i < KERNEL_LAYERS.size() - 1; i++) {
+            final String[] above = KERNEL_LAYERS.subList(i + 1, KERNEL_LAYERS.size()).stream().map(l -> l[0])
+                    .toArray(String[]::new);
+            rule = rule.whereLayer(KERNEL_LAYERS.get(i)[0]).mayOnlyBeAccessedByLayers(above);
+        }
+        return rule.whereLayer("init").mayNotBeAccessedByAnyLayer();
+    }
+
+    @Test
+    void kernelLayersImportDownwardOnly() {
+        kernelLayering().check(main);
+    }
+
+    @Test
+    void noPackageHasACycle() {
+        slices().matching("org.iopersist.(**)").should().beFreeOfCycles().check(main);
+    }
+
+    @Test
+    void layerRuleRejectsAnUpwardImport() {
+        // The rule itself must bite: an mm class that uses iommufd breaks it.
+        final JavaClasses withProbe = new ClassFileImporter().importClasses(
+                org.iopersist.kernel.mm.LayerViolationProbe.class, org.iopersist.kernel.iommufd.IommufdCtx.class);
+        org.junit.jupiter.api.Assertions.assertTrue(kernelLayering().evaluate(withProbe).hasViolation(),
+                "mm -> iommufd must violate the layering");
     }
 
     @Test

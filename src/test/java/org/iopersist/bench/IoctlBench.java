@@ -5,7 +5,7 @@ import java.nio.file.Path;
 import org.HdrHistogram.Histogram;
 import org.iopersist.hw.Machine;
 import org.iopersist.hw.MachineConfig;
-import org.iopersist.kernel.Kernel;
+import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.vmm.GuestRam;
 import org.iopersist.vmm.Iommufd;

@@ -12,7 +12,7 @@ import org.iopersist.hw.pci.DeviceBar;
 import org.iopersist.hw.pci.DeviceCounters;
 import org.iopersist.hw.pci.RecordChecker;
 import org.iopersist.hw.pci.WorkloadSettings;
-import org.iopersist.kernel.Kernel;
+import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.iommufd.PersistentContexts;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.Handovers;

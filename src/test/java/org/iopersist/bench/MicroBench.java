@@ -9,7 +9,7 @@ import org.iopersist.hw.MachineConfig;
 import org.iopersist.hw.vtd.RemappingUnit;
 import org.iopersist.hw.vtd.Requester;
 import org.iopersist.hw.vtd.UnitConfig;
-import org.iopersist.kernel.Kernel;
+import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommu.IommuDomain;
 import org.openjdk.jmh.annotations.Benchmark;

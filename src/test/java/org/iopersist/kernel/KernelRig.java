@@ -1,5 +1,7 @@
 package org.iopersist.kernel;
 
+import org.iopersist.kernel.init.Kernel;
+
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;

@@ -11,10 +11,10 @@ import java.util.List;
 import java.util.Map;
 import org.iopersist.hw.Board;
 import org.iopersist.hw.memory.PhysicalMemory;
-import org.iopersist.kernel.kho.FdtReader;
-import org.iopersist.kernel.kho.HandoverFormatException;
-import org.iopersist.kernel.kho.Kho;
-import org.iopersist.kernel.kho.SetupData;
+import org.iopersist.kernel.liveupdate.kho.FdtReader;
+import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
+import org.iopersist.kernel.liveupdate.kho.Kho;
+import org.iopersist.kernel.liveupdate.kho.SetupData;
 
 /**
  * Reads the handover a kexec left in a machine the way a kernel engineer would: the real {@code dtc}

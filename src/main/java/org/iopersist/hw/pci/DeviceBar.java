@@ -2,7 +2,7 @@ package org.iopersist.hw.pci;
 
 import java.time.Duration;
 import java.util.concurrent.locks.LockSupport;
-import org.iopersist.hw.Mmio;
+import org.iopersist.hw.memory.Mmio;
 
 /**
  * Software's side of a device's BAR: what a guest driver (here, a VMM or a test, in any process)

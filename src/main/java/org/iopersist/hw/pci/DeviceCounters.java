@@ -1,6 +1,6 @@
 package org.iopersist.hw.pci;
 
-import org.iopersist.hw.Mmio;
+import org.iopersist.hw.memory.Mmio;
 import org.iopersist.hw.vtd.FaultReason;
 
 /**

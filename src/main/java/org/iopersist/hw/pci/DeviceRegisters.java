@@ -3,7 +3,7 @@ package org.iopersist.hw.pci;
 /**
  * The register layout of a device's BAR: one 4 KiB window of the MMIO file at
  * {@code 0x10000 + index * 0x1000}. All registers are little-endian and naturally aligned; every
- * access goes through {@link org.iopersist.hw.Mmio.Window}'s volatile accessors.
+ * access goes through {@link org.iopersist.hw.memory.Mmio.Window}'s volatile accessors.
  *
  * <pre>
  *  0x000 +------------------+------------------+

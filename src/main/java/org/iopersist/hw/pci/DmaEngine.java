@@ -1,7 +1,7 @@
 package org.iopersist.hw.pci;
 
 import java.lang.foreign.MemorySegment;
-import org.iopersist.hw.Mmio;
+import org.iopersist.hw.memory.Mmio;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.hw.vtd.RemappingUnit;
 import org.iopersist.hw.vtd.Requester;

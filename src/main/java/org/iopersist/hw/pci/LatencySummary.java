@@ -1,6 +1,6 @@
 package org.iopersist.hw.pci;
 
-import org.iopersist.hw.Mmio;
+import org.iopersist.hw.memory.Mmio;
 
 /**
  * The latency percentiles a device publishes in its BAR (LAT_*): nanoseconds from the start of a

@@ -4,8 +4,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.concurrent.locks.LockSupport;
 import org.HdrHistogram.Histogram;
-import org.iopersist.hw.Board;
-import org.iopersist.hw.Mmio;
+import org.iopersist.hw.memory.Mmio;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.hw.vtd.RemappingUnit;
 import org.iopersist.hw.vtd.Requester;
@@ -90,19 +89,19 @@ public final class PciDevice {
     private long lastPublishNanos;
 
     /**
-     * Creates device {@code index} of {@code board}: its BAR is {@code board.deviceBar(index)} and its
+     * Creates device {@code index} of a board: its BAR is the board's {@code deviceBar(index)} and its
      * DMA goes through {@code unit}. At power-on the BAR is reset (zero, then identity registers).
      * Otherwise the BAR is kept, and a workload it shows RUNNING resumes from its registers at
      * {@link #start()}.
      */
-    public PciDevice(final int index, final Bdf bdf, final Board board, final RemappingUnit unit, final boolean powerOn) {
+    public PciDevice(final int index, final Bdf bdf, final PhysicalMemory memory, final Mmio.Window bar, final RemappingUnit unit,
+            final boolean powerOn) {
         this.index = index;
         this.bdf = bdf;
         this.sidValue = DeviceRegisters.sidValue(bdf);
         this.unit = unit;
-        this.bar = board.deviceBar(index);
+        this.bar = bar;
         this.requester = new Requester(bdf.sourceId());
-        final PhysicalMemory memory = board.memory();
         this.engine = new DmaEngine(memory, unit, requester, bar);
         final Arena arena = Arena.ofAuto();
         this.writeBuf = arena.allocate(DmaRecord.MAX_SIZE, PhysicalMemory.FRAME_SIZE);

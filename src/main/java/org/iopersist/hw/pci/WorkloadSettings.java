@@ -1,6 +1,6 @@
 package org.iopersist.hw.pci;
 
-import org.iopersist.hw.Mmio;
+import org.iopersist.hw.memory.Mmio;
 
 /**
  * The settings registers of a device's BAR, as one value. Construction does not validate: the

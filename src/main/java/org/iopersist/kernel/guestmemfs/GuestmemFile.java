@@ -3,8 +3,8 @@ package org.iopersist.kernel.guestmemfs;
 import java.lang.foreign.MemorySegment;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.KernelException;
-import org.iopersist.kernel.syscall.KernelFile;
-import org.iopersist.kernel.syscall.UserProcess;
+import org.iopersist.kernel.fs.KernelFile;
+import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.uapi.Errno;
 
 /**

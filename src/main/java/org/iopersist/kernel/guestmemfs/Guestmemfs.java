@@ -12,7 +12,7 @@ import java.util.TreeMap;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.KernelLog;
-import org.iopersist.kernel.kho.HandoverFormatException;
+import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
 import org.iopersist.kernel.mm.PhysRange;
 import org.iopersist.uapi.Errno;
 

@@ -3,9 +3,9 @@ package org.iopersist.kernel.guestmemfs;
 import java.util.List;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.KernelException;
-import org.iopersist.kernel.syscall.KernelFile;
-import org.iopersist.kernel.syscall.UserProcess;
-import org.iopersist.kernel.syscall.Vfs;
+import org.iopersist.kernel.fs.KernelFile;
+import org.iopersist.kernel.fs.UserProcess;
+import org.iopersist.kernel.fs.Vfs;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.Syscall;
 

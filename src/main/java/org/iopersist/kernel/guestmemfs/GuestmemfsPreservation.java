@@ -3,12 +3,12 @@ package org.iopersist.kernel.guestmemfs;
 import java.util.ArrayList;
 import java.util.List;
 import org.iopersist.hw.memory.PhysicalMemory;
-import org.iopersist.kernel.kho.FdtReader;
-import org.iopersist.kernel.kho.FdtWriter;
-import org.iopersist.kernel.kho.HandoverFormatException;
-import org.iopersist.kernel.kho.Kho;
-import org.iopersist.kernel.kho.KhoIncoming;
-import org.iopersist.kernel.kho.KhoSubsystem;
+import org.iopersist.kernel.liveupdate.kho.FdtReader;
+import org.iopersist.kernel.liveupdate.kho.FdtWriter;
+import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
+import org.iopersist.kernel.liveupdate.kho.Kho;
+import org.iopersist.kernel.liveupdate.kho.KhoIncoming;
+import org.iopersist.kernel.liveupdate.kho.KhoSubsystem;
 import org.iopersist.kernel.mm.PhysRange;
 
 /**

@@ -1,7 +1,7 @@
 package org.iopersist.kernel.iommu;
 
 import java.util.List;
-import org.iopersist.kernel.kho.FrameSource;
+import org.iopersist.kernel.mm.FrameSource;
 
 /**
  * The interface between the iommu core and a hardware driver (Linux's {@code iommu_ops}). VT-d
@@ -58,11 +58,11 @@ public interface IommuDriver {
 
     /**
      * On a live-update boot, before anything is adopted anywhere: checks the driver's handover
-     * against the hardware and memory. Reads only; a {@link org.iopersist.kernel.kho.HandoverFormatException}
+     * against the hardware and memory. Reads only; a {@link org.iopersist.kernel.liveupdate.kho.HandoverFormatException}
      * means the kernel cold-boots.
      */
-    HandoverPlan validateHandover(org.iopersist.kernel.kho.KhoIncoming incoming)
-            throws org.iopersist.kernel.kho.HandoverFormatException;
+    HandoverPlan validateHandover(org.iopersist.kernel.liveupdate.kho.KhoIncoming incoming)
+            throws org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
 
     /**
      * Instead of {@link #init}, once every subsystem validated: claims the preserved frames, adopts

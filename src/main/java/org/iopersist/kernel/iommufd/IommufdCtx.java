@@ -6,8 +6,8 @@ import org.iopersist.kernel.iommu.IommuCore;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import org.iopersist.kernel.KernelException;
-import org.iopersist.kernel.syscall.FrameRefs;
-import org.iopersist.kernel.syscall.UserProcess;
+import org.iopersist.kernel.mm.FrameRefs;
+import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.uapi.Errno;
 
 /**

@@ -1,7 +1,7 @@
 package org.iopersist.kernel.iommufd;
 
-import org.iopersist.kernel.syscall.KernelFile;
-import org.iopersist.kernel.syscall.UserProcess;
+import org.iopersist.kernel.fs.KernelFile;
+import org.iopersist.kernel.fs.UserProcess;
 
 /** An open {@code /dev/iommu}: its ioctls go to the context, its release destroys everything it owns. */
 public final class IommufdFile implements KernelFile {

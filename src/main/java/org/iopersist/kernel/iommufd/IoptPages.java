@@ -3,9 +3,9 @@ package org.iopersist.kernel.iommufd;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.guestmemfs.GuestmemFile;
-import org.iopersist.kernel.syscall.FrameRefs;
-import org.iopersist.kernel.syscall.MemFd;
-import org.iopersist.kernel.syscall.UserProcess;
+import org.iopersist.kernel.mm.FrameRefs;
+import org.iopersist.kernel.mm.memfd.MemFd;
+import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.Syscall;
 

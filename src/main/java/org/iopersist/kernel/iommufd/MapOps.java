@@ -5,8 +5,8 @@ import org.iopersist.kernel.guestmemfs.GuestmemFile;
 import java.util.ArrayList;
 import java.util.List;
 import org.iopersist.kernel.KernelException;
-import org.iopersist.kernel.syscall.KernelFile;
-import org.iopersist.kernel.syscall.MemFd;
+import org.iopersist.kernel.fs.KernelFile;
+import org.iopersist.kernel.mm.memfd.MemFd;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.Iommufd;
 
@@ -46,7 +46,7 @@ final class MapOps {
         }
         final Ioas ioas = u.ctx.objects.get(u.u32("ioas_id"), ObjectType.IOAS, Ioas.class);
         final long uptr = u.u64("user_va");
-        final org.iopersist.kernel.syscall.AddressSpace.FileRange backing = u.process.mm().fileRange(uptr, length);
+        final org.iopersist.kernel.mm.AddressSpace.FileRange backing = u.process.mm().fileRange(uptr, length);
         final IoptPages pages;
         if (backing != null && backing.file() instanceof GuestmemFile g) {
             pages = IoptPages.ofGuestmem(u.process, g, backing.offset(), length, u.ctx.refs());

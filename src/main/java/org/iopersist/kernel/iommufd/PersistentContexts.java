@@ -18,16 +18,16 @@ import org.iopersist.kernel.iommu.IommuCore;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommu.IommuDriver;
 import org.iopersist.kernel.iommu.IommuDomain;
-import org.iopersist.kernel.kho.FdtReader;
-import org.iopersist.kernel.kho.FdtWriter;
-import org.iopersist.kernel.kho.HandoverFormatException;
-import org.iopersist.kernel.kho.Kho;
-import org.iopersist.kernel.kho.KhoIncoming;
-import org.iopersist.kernel.kho.KhoSubsystem;
-import org.iopersist.kernel.syscall.FrameRefs;
-import org.iopersist.kernel.syscall.UserProcess;
-import org.iopersist.kernel.sysfs.Sysfs;
-import org.iopersist.kernel.sysfs.SysfsAttribute;
+import org.iopersist.kernel.liveupdate.kho.FdtReader;
+import org.iopersist.kernel.liveupdate.kho.FdtWriter;
+import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
+import org.iopersist.kernel.liveupdate.kho.Kho;
+import org.iopersist.kernel.liveupdate.kho.KhoIncoming;
+import org.iopersist.kernel.liveupdate.kho.KhoSubsystem;
+import org.iopersist.kernel.mm.FrameRefs;
+import org.iopersist.kernel.fs.UserProcess;
+import org.iopersist.kernel.fs.Sysfs;
+import org.iopersist.kernel.fs.SysfsAttribute;
 import org.iopersist.uapi.Errno;
 
 /**

@@ -5,7 +5,7 @@ import java.lang.foreign.StructLayout;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import org.iopersist.kernel.KernelException;
-import org.iopersist.kernel.syscall.UserProcess;
+import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.uapi.Errno;
 
 /**

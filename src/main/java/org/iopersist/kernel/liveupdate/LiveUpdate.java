@@ -12,14 +12,14 @@ import java.util.concurrent.TimeUnit;
 import org.iopersist.hw.Board;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.KernelLog;
-import org.iopersist.kernel.kho.Kho;
-import org.iopersist.kernel.kho.KhoIncoming;
-import org.iopersist.kernel.kho.KhoSubsystem;
-import org.iopersist.kernel.kho.SetupData;
+import org.iopersist.kernel.liveupdate.kho.Kho;
+import org.iopersist.kernel.liveupdate.kho.KhoIncoming;
+import org.iopersist.kernel.liveupdate.kho.KhoSubsystem;
+import org.iopersist.kernel.liveupdate.kho.SetupData;
 import org.iopersist.kernel.mm.FrameAllocator;
 import org.iopersist.kernel.mm.PhysRange;
-import org.iopersist.kernel.sysfs.Sysfs;
-import org.iopersist.kernel.sysfs.SysfsAttribute;
+import org.iopersist.kernel.fs.Sysfs;
+import org.iopersist.kernel.fs.SysfsAttribute;
 import org.iopersist.uapi.Errno;
 
 /**

@@ -2,7 +2,7 @@ package org.iopersist.kernel.mm;
 
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.KernelException;
-import org.iopersist.kernel.kho.FrameSource;
+import org.iopersist.kernel.mm.FrameSource;
 import org.iopersist.uapi.Errno;
 
 /**

@@ -5,7 +5,7 @@ import java.util.Comparator;
 import java.util.List;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.KernelException;
-import org.iopersist.kernel.kho.FrameSource;
+import org.iopersist.kernel.mm.FrameSource;
 import org.iopersist.uapi.Errno;
 
 /**

@@ -1,5 +1,7 @@
 package org.iopersist.kernel.syscall;
 
+import org.iopersist.kernel.fs.UserProcess;
+
 /** The syscalls that end a boot: kexec_load stages the next kernel, reboot(KEXEC) starts it. */
 public interface LiveUpdateControl {
     /** kexec_load(2), reduced to what the model needs: the next kernel's command line. */

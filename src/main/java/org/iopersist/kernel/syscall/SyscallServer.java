@@ -1,5 +1,9 @@
 package org.iopersist.kernel.syscall;
 
+import org.iopersist.kernel.fs.KernelFile;
+import org.iopersist.kernel.fs.UserProcess;
+import org.iopersist.kernel.mm.AddressSpace;
+
 import java.io.IOException;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;

@@ -1,7 +1,16 @@
 package org.iopersist.kernel.syscall;
 
+import org.iopersist.kernel.fs.DirectoryFile;
+import org.iopersist.kernel.fs.FdTable;
+import org.iopersist.kernel.fs.KernelFile;
+import org.iopersist.kernel.fs.UserProcess;
+import org.iopersist.kernel.fs.Vfs;
+import org.iopersist.kernel.mm.AddressSpace;
+import org.iopersist.kernel.mm.FrameRefs;
+import org.iopersist.kernel.mm.memfd.MemFd;
+
 import org.iopersist.kernel.KernelException;
-import org.iopersist.kernel.kho.FrameSource;
+import org.iopersist.kernel.mm.FrameSource;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.Syscall;
@@ -65,9 +74,9 @@ public final class Syscalls {
             case Syscall.READ, Syscall.WRITE -> {
                 final FdTable.Entry e = p.fds().entry(fd(a0));
                 checkCount(a2);
-                final long n = nr == Syscall.READ ? e.file.read(p, a1, a2, e.position) : e.file.write(p, a1, a2, e.position);
-                if (e.file.seekable()) {
-                    e.position += n;
+                final long n = nr == Syscall.READ ? e.file().read(p, a1, a2, e.position()) : e.file().write(p, a1, a2, e.position());
+                if (e.file().seekable()) {
+                    e.position(e.position() + n);
                 }
                 yield n;
             }
@@ -83,15 +92,15 @@ public final class Syscalls {
                 final FdTable.Entry e = p.fds().entry(fd(a0));
                 final long base = switch ((int) a2) {
                     case 0 -> 0;
-                    case 1 -> e.position;
-                    case 2 -> e.file.size();
+                    case 1 -> e.position();
+                    case 2 -> e.file().size();
                     default -> throw new KernelException(Errno.EINVAL, "whence " + a2);
                 };
                 if (base + a1 < 0) {
                     throw new KernelException(Errno.EINVAL, "negative position");
                 }
-                e.position = base + a1;
-                yield e.position;
+                e.position(base + a1);
+                yield e.position();
             }
             case Syscall.IOCTL -> p.fds().get(fd(a0)).ioctl(p, (int) a1, a2);
             case Syscall.MMAP -> {

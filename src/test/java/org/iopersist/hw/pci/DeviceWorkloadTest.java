@@ -193,7 +193,7 @@ class DeviceWorkloadTest {
             final DeviceCounters frozen = bar.counters();
 
             // A new machine process would build the device over the same BAR without a power cycle.
-            final PciDevice successor = new PciDevice(0, DEV0, rig.board, rig.machineOrNull.units().getFirst(), false);
+            final PciDevice successor = new PciDevice(0, DEV0, rig.board.memory(), rig.board.deviceBar(0), rig.machineOrNull.units().getFirst(), false);
             successor.start();
             try {
                 bar.awaitSeq(frozen.nextSeq() + 3 * settings.slots());

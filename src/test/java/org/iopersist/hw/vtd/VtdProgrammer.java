@@ -2,7 +2,7 @@ package org.iopersist.hw.vtd;
 
 import java.time.Duration;
 import java.util.function.BooleanSupplier;
-import org.iopersist.hw.Mmio;
+import org.iopersist.hw.memory.Mmio;
 import org.iopersist.hw.memory.PhysicalMemory;
 
 /**

@@ -13,7 +13,7 @@ import org.iopersist.hw.pci.DeviceBar;
 import org.iopersist.hw.pci.DmaRecord;
 import org.iopersist.hw.pci.RecordChecker;
 import org.iopersist.hw.pci.WorkloadSettings;
-import org.iopersist.kernel.Kernel;
+import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.KernelRig;
 import org.iopersist.kernel.iommu.IommuCore;
 import org.iopersist.kernel.iommu.IommuDomain;

@@ -10,7 +10,7 @@ import java.util.List;
 import java.util.Map;
 import org.iopersist.hw.Machine;
 import org.iopersist.hw.MachineConfig;
-import org.iopersist.kernel.Kernel;
+import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.ErrnoException;

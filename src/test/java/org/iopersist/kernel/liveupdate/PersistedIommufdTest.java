@@ -20,7 +20,7 @@ import org.iopersist.hw.pci.DeviceCounters;
 import org.iopersist.hw.pci.RecordChecker;
 import org.iopersist.hw.pci.WorkloadSettings;
 import org.iopersist.hw.vtd.UnitConfig;
-import org.iopersist.kernel.Kernel;
+import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommu.IommuDomain;
 import org.iopersist.kernel.iommufd.PersistentContexts;

@@ -8,7 +8,7 @@ import java.nio.file.Path;
 import java.util.List;
 import org.iopersist.hw.Machine;
 import org.iopersist.hw.MachineConfig;
-import org.iopersist.kernel.Kernel;
+import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.ChildJvm;

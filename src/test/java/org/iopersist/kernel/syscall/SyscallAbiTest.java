@@ -1,5 +1,9 @@
 package org.iopersist.kernel.syscall;
 
+import org.iopersist.kernel.fs.UserProcess;
+import org.iopersist.kernel.fs.Vfs;
+import org.iopersist.kernel.mm.FrameRefs;
+
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -9,8 +13,8 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicReference;
 import org.iopersist.hw.memory.PhysicalMemory;
-import org.iopersist.kernel.sysfs.Sysfs;
-import org.iopersist.kernel.sysfs.SysfsAttribute;
+import org.iopersist.kernel.fs.Sysfs;
+import org.iopersist.kernel.fs.SysfsAttribute;
 import org.iopersist.testing.ChildJvm;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.ErrnoException;

@@ -4,7 +4,7 @@ import java.util.ArrayDeque;
 import java.util.HashSet;
 import java.util.Set;
 import org.iopersist.hw.memory.PhysicalMemory;
-import org.iopersist.kernel.kho.FrameSource;
+import org.iopersist.kernel.mm.FrameSource;
 
 /** A small frame allocator for syscall tests: a free list over [base, limit), with accounting. */
 public final class TestFrames implements FrameSource {

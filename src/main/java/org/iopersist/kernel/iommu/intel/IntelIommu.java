@@ -1,7 +1,7 @@
 package org.iopersist.kernel.iommu.intel;
 
 import java.util.BitSet;
-import org.iopersist.hw.Mmio;
+import org.iopersist.hw.memory.Mmio;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.hw.vtd.Capability;
 import org.iopersist.hw.vtd.ContextEntry;
@@ -13,7 +13,7 @@ import org.iopersist.hw.vtd.VtdRegisters;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.KernelLog;
 import org.iopersist.kernel.iommu.IommuDevice;
-import org.iopersist.kernel.kho.FrameSource;
+import org.iopersist.kernel.mm.FrameSource;
 import org.iopersist.uapi.Errno;
 
 /**

@@ -14,7 +14,7 @@ import org.iopersist.kernel.iommu.HwInfo;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommu.IommuDriver;
 import org.iopersist.kernel.iommu.IommuDriver.HandoverPlan;
-import org.iopersist.kernel.kho.FrameSource;
+import org.iopersist.kernel.mm.FrameSource;
 import org.iopersist.kernel.mm.FrameAllocator;
 import org.iopersist.uapi.Errno;
 
@@ -225,11 +225,11 @@ public final class IntelIommuDriver implements IommuDriver {
     }
 
     @Override
-    public HandoverPlan validateHandover(final org.iopersist.kernel.kho.KhoIncoming incoming)
-            throws org.iopersist.kernel.kho.HandoverFormatException {
-        final org.iopersist.kernel.kho.FdtReader blob = incoming.retrieveSubtree(VtdHandover.NAME);
+    public HandoverPlan validateHandover(final org.iopersist.kernel.liveupdate.kho.KhoIncoming incoming)
+            throws org.iopersist.kernel.liveupdate.kho.HandoverFormatException {
+        final org.iopersist.kernel.liveupdate.kho.FdtReader blob = incoming.retrieveSubtree(VtdHandover.NAME);
         if (blob == null) {
-            throw new org.iopersist.kernel.kho.HandoverFormatException("the handover has no " + VtdHandover.NAME + " subtree");
+            throw new org.iopersist.kernel.liveupdate.kho.HandoverFormatException("the handover has no " + VtdHandover.NAME + " subtree");
         }
         final VtdHandover.Image image = VtdHandover.read(blob);
         final VtdAdoption adoption = new VtdAdoption(this, incoming);

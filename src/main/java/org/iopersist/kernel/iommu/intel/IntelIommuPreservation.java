@@ -2,14 +2,14 @@ package org.iopersist.kernel.iommu.intel;
 
 import java.util.ArrayList;
 import java.util.List;
-import org.iopersist.hw.Mmio;
+import org.iopersist.hw.memory.Mmio;
 import org.iopersist.hw.MachineConfig;
 import org.iopersist.hw.pci.DeviceRegisters;
 import org.iopersist.hw.vtd.RootEntry;
 import org.iopersist.kernel.KernelLog;
 import org.iopersist.kernel.iommu.IommuDevice;
-import org.iopersist.kernel.kho.Kho;
-import org.iopersist.kernel.kho.KhoSubsystem;
+import org.iopersist.kernel.liveupdate.kho.Kho;
+import org.iopersist.kernel.liveupdate.kho.KhoSubsystem;
 
 /**
  * The VT-d driver's side of a live update, outgoing. At finalize it preserves, for every unit,

@@ -1,6 +1,6 @@
 package org.iopersist.kernel.iommu.intel;
 
-import org.iopersist.hw.Mmio;
+import org.iopersist.hw.memory.Mmio;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.hw.vtd.InvDesc;
 import org.iopersist.hw.vtd.VtdRegisters;

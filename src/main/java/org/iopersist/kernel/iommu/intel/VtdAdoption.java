@@ -6,7 +6,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import org.iopersist.hw.Mmio;
+import org.iopersist.hw.memory.Mmio;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.hw.vtd.ContextEntry;
 import org.iopersist.hw.vtd.RootEntry;
@@ -14,9 +14,9 @@ import org.iopersist.hw.vtd.SlPte;
 import org.iopersist.hw.vtd.VtdRegisters;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommu.IommuDomain;
-import org.iopersist.kernel.kho.FrameSource;
-import org.iopersist.kernel.kho.HandoverFormatException;
-import org.iopersist.kernel.kho.KhoIncoming;
+import org.iopersist.kernel.mm.FrameSource;
+import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
+import org.iopersist.kernel.liveupdate.kho.KhoIncoming;
 
 /**
  * The VT-d driver's side of a live update, incoming: check the handover against the hardware and

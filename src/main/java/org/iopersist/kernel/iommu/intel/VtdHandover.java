@@ -2,9 +2,9 @@ package org.iopersist.kernel.iommu.intel;
 
 import java.util.ArrayList;
 import java.util.List;
-import org.iopersist.kernel.kho.FdtReader;
-import org.iopersist.kernel.kho.FdtWriter;
-import org.iopersist.kernel.kho.HandoverFormatException;
+import org.iopersist.kernel.liveupdate.kho.FdtReader;
+import org.iopersist.kernel.liveupdate.kho.FdtWriter;
+import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
 
 /**
  * The VT-d driver's handover blob, an FDT with {@code compatible = "intel-iommu-v1"}:

@@ -1,0 +1,139 @@
+package org.iopersist.kernel.fs;
+
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.fs.Sysfs;
+import org.iopersist.kernel.fs.SysfsAttribute;
+import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.Syscall;
+
+/**
+ * The kernel's namespace: device nodes ({@code /dev/iommu}, {@code /dev/vfio/devices/vfioN}),
+ * sysfs under {@code /sys}, {@code /proc/self/pagemap}, and mounted filesystems. open(2) resolves a
+ * path here.
+ */
+public final class Vfs {
+    /** What opening a device node or a mounted file makes. */
+    @FunctionalInterface
+    public interface Opener {
+        KernelFile open(UserProcess process, String path, int flags);
+    }
+
+    /** A mounted filesystem: paths are relative to its mount point ("" is its root directory). */
+    public interface FileSystem {
+        KernelFile open(UserProcess process, String path, int flags);
+
+        void unlink(UserProcess process, String path);
+
+        /** stat(2) of a file: ino, size, blocks (512-byte units), mode, uid. */
+        long[] stat(String path);
+
+        /** statfs(2): type, block size, blocks, free blocks, files, free files, name max. */
+        long[] statfs();
+
+        /** The names in directory {@code path}. */
+        java.util.List<String> list(String path);
+    }
+
+    private final Sysfs sysfs;
+    private final Map<String, Opener> devices = new ConcurrentHashMap<>();
+    private final Map<String, FileSystem> mounts = new ConcurrentHashMap<>();
+
+    public Vfs(final Sysfs sysfs) {
+        this.sysfs = sysfs;
+    }
+
+    public Sysfs sysfs() {
+        return sysfs;
+    }
+
+    public void registerDevice(final String path, final Opener opener) {
+        if (devices.putIfAbsent(path, opener) != null) {
+            throw new IllegalStateException("device node " + path + " exists");
+        }
+    }
+
+    public void unregisterDevice(final String path) {
+        devices.remove(path);
+    }
+
+    /** Mounts {@code fs} at {@code prefix}: paths under it go to the filesystem. */
+    public void mount(final String prefix, final FileSystem fs) {
+        mounts.put(prefix, fs);
+    }
+
+    /** The filesystem and the path inside it, or null. */
+    private Map.Entry<FileSystem, String> resolve(final String path) {
+        for (Map.Entry<String, FileSystem> m : mounts.entrySet()) {
+            if (path.equals(m.getKey())) {
+                return Map.entry(m.getValue(), "");
+            }
+            if (path.startsWith(m.getKey() + "/")) {
+                return Map.entry(m.getValue(), path.substring(m.getKey().length() + 1));
+            }
+        }
+        return null;
+    }
+
+    private Map.Entry<FileSystem, String> mounted(final String path) {
+        final Map.Entry<FileSystem, String> r = path.startsWith("/") ? resolve(path) : null;
+        if (r == null) {
+            throw new KernelException(Errno.ENOENT, path);
+        }
+        return r;
+    }
+
+    public void unlink(final UserProcess process, final String path) {
+        final Map.Entry<FileSystem, String> r = mounted(path);
+        if (r.getValue().isEmpty()) {
+            throw new KernelException(Errno.EISDIR, path + " is a directory");
+        }
+        r.getKey().unlink(process, r.getValue());
+    }
+
+    public long[] stat(final String path) {
+        final Map.Entry<FileSystem, String> r = mounted(path);
+        return r.getKey().stat(r.getValue());
+    }
+
+    public long[] statfs(final String path) {
+        return mounted(path).getKey().statfs();
+    }
+
+    public KernelFile open(final UserProcess process, final String path, final int flags) {
+        if (path.isEmpty()) {
+            throw new KernelException(Errno.ENOENT, "empty path");
+        }
+        if (!path.startsWith("/")) {
+            throw new KernelException(Errno.ENOENT, "relative path " + path + " (no working directory)");
+        }
+        if (path.equals("/proc/self/pagemap")) {
+            return new PagemapFile(process);
+        }
+        final Opener dev = devices.get(path);
+        if (dev != null) {
+            return dev.open(process, path, flags);
+        }
+        if (path.startsWith(Sysfs.ROOT + "/")) {
+            final SysfsAttribute a = sysfs.attribute(path);
+            final int acc = flags & Syscall.O_ACCMODE;
+            final boolean wantsWrite = acc == Syscall.O_WRONLY || acc == Syscall.O_RDWR;
+            if (wantsWrite && !a.writable()) {
+                throw new KernelException(Errno.EACCES, path + " is read-only");
+            }
+            if (a.ownerUid() >= 0 && !process.root() && process.uid() != a.ownerUid()) {
+                throw new KernelException(Errno.EACCES, path + " belongs to uid " + a.ownerUid());
+            }
+            return new SysfsFile(path, a, acc != Syscall.O_WRONLY, wantsWrite);
+        }
+        final Map.Entry<FileSystem, String> r = resolve(path);
+        if (r != null) {
+            if (r.getValue().isEmpty() || (flags & Syscall.O_DIRECTORY) != 0) {
+                return new DirectoryFile(path, r.getKey().list(r.getValue()));
+            }
+            return r.getKey().open(process, r.getValue(), flags);
+        }
+        throw new KernelException(Errno.ENOENT, path);
+    }
+}

@@ -1,0 +1,231 @@
+package org.iopersist.kernel.liveupdate.kho;
+
+import org.iopersist.kernel.mm.FrameSource;
+
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Consumer;
+import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.kernel.KernelException;
+import org.iopersist.uapi.Errno;
+
+/**
+ * Kexec HandOver, the outgoing side: subsystems register, preserve memory and, at finalize, hand
+ * over one blob each; finalize writes the KHO tree into the scratch region and returns the
+ * {@link SetupData} the next boot gets. Abort undoes finalize. The incoming side is
+ * {@link KhoIncoming}.
+ *
+ * <p>States: OPEN (preservations allowed) and FINALIZED (everything frozen; every change to
+ * preserved state answers EBUSY). {@code finalize} and {@code abort} move between them.
+ *
+ * <p>Lock: this object's monitor guards the state, the tracker and the subsystem list; subsystems'
+ * serialize and abort run under it, so they must not call back into other subsystems.
+ */
+public final class Kho {
+    public static final String COMPATIBLE = "kho-v1";
+    public static final String PROP_MEMORY_MAP = "preserved-memory-map";
+    public static final String PROP_FDT = "fdt";
+    /** CRC-32C of a subsystem blob's {@code totalsize} bytes: a flipped bit anywhere in it means a cold boot. */
+    public static final String PROP_CRC = "crc32c";
+
+    private final PhysicalMemory memory;
+    private final FrameSource frames;
+    private final long scratchPhys;
+    private final long scratchSize;
+    private final Consumer<String> log;
+    private final PreservedMemoryMap tracker;
+    private final Map<String, KhoSubsystem> subsystems = new LinkedHashMap<>();
+    private final List<long[]> blobs = new ArrayList<>(); // {phys, order} of finalize's blob runs
+    private KhoIncoming carriedOver;
+    private boolean finalized;
+    private byte[] tree;
+
+    /**
+     * @param scratchPhys where finalize writes the KHO tree; nothing preserved may live there
+     */
+    public Kho(final PhysicalMemory memory, final FrameSource frames, final long scratchPhys, final long scratchSize,
+               final Consumer<String> log) {
+        this.memory = memory;
+        this.frames = frames;
+        this.scratchPhys = scratchPhys;
+        this.scratchSize = scratchSize;
+        this.log = log;
+        this.tracker = new PreservedMemoryMap(memory, frames);
+    }
+
+    public PhysicalMemory memory() {
+        return memory;
+    }
+
+    public long scratchPhys() {
+        return scratchPhys;
+    }
+
+    public long scratchSize() {
+        return scratchSize;
+    }
+
+    /** Hands an incoming handover's unclaimed blocks and subtrees to the next finalize, so nothing is lost. */
+    public synchronized void carryOver(final KhoIncoming incoming) {
+        this.carriedOver = incoming;
+    }
+
+    public synchronized void register(final KhoSubsystem subsystem) {
+        if (!FdtWriter.validNodeName(subsystem.name())) {
+            throw new IllegalArgumentException("invalid subsystem name '" + subsystem.name() + "'");
+        }
+        if (subsystems.putIfAbsent(subsystem.name(), subsystem) != null) {
+            throw new KernelException(Errno.EEXIST, "KHO subsystem " + subsystem.name() + " already registered");
+        }
+    }
+
+    public synchronized void unregister(final KhoSubsystem subsystem) {
+        subsystems.remove(subsystem.name(), subsystem);
+    }
+
+    public synchronized boolean finalized() {
+        return finalized;
+    }
+
+    private void checkOpen(final String what) {
+        if (finalized) {
+            throw new KernelException(Errno.EBUSY, what + " after KHO finalize");
+        }
+    }
+
+    /** Preserves a naturally aligned block of {@code 2^order} frames. @throws KernelException EBUSY when finalized */
+    public synchronized boolean preserve(final long phys, final int order) {
+        checkOpen("preserve");
+        return tracker.preserve(phys, order);
+    }
+
+    public synchronized void preserveRange(final long phys, final long length) {
+        checkOpen("preserve");
+        tracker.preserveRange(phys, length);
+    }
+
+    public synchronized boolean unpreserve(final long phys, final int order) {
+        checkOpen("unpreserve");
+        return tracker.unpreserve(phys, order);
+    }
+
+    public synchronized void unpreserveRange(final long phys, final long length) {
+        checkOpen("unpreserve");
+        tracker.unpreserveRange(phys, length);
+    }
+
+    /** Frames currently preserved (blocks, not the tracker's own metadata). */
+    public synchronized long preservedFrames() {
+        return tracker.preservedFrames();
+    }
+
+    /** CRC-32C of the FDT blob at {@code phys}, over its header's {@code totalsize} bytes. */
+    public static int blobCrc(final PhysicalMemory memory, final long phys) {
+        final long total = Integer.toUnsignedLong(Integer.reverseBytes(memory.load32(phys + Fdt.OFF_TOTALSIZE)));
+        final java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+        crc.update(memory.slice(phys, total).asByteBuffer());
+        return (int) crc.getValue();
+    }
+
+    /**
+     * Serializes every subsystem, freezes, and writes the KHO tree into the scratch region.
+     *
+     * @return the boot parameters that carry the handover
+     * @throws KernelException EBUSY if already finalized; E2BIG if the tree does not fit the scratch
+     *                         region; whatever a subsystem throws (all of it undone)
+     */
+    public synchronized SetupData finalizeHandover() {
+        checkOpen("finalize");
+        final List<KhoSubsystem> done = new ArrayList<>();
+        final FdtWriter root = new FdtWriter().beginNode("");
+        root.propertyString("compatible", COMPATIBLE);
+        try {
+            final Map<String, Long> subtreePhys = new LinkedHashMap<>();
+            for (KhoSubsystem s : subsystems.values()) {
+                final byte[] blob = s.serialize(this);
+                done.add(s);
+                subtreePhys.put(s.name(), storeBlob(blob));
+            }
+            if (carriedOver != null) {
+                carriedOver.carryInto(tracker, subtreePhys);
+            }
+            root.propertyU64(PROP_MEMORY_MAP, tracker.serialize());
+            for (Map.Entry<String, Long> e : subtreePhys.entrySet()) {
+                root.beginNode(e.getKey()).propertyU64(PROP_FDT, e.getValue())
+                        .propertyU32(PROP_CRC, blobCrc(memory, e.getValue())).endNode();
+            }
+            final byte[] fdt = root.endNode().finish();
+            if (fdt.length > scratchSize) {
+                throw new KernelException(Errno.E2BIG, "KHO tree of " + fdt.length + " bytes exceeds scratch of " + scratchSize);
+            }
+            memory.write(scratchPhys, fdt, 0, fdt.length);
+            tree = fdt;
+            finalized = true;
+            log.accept(String.format("KHO: finalized: %d subsystems, %d preserved frames, tracker %d frames, tree %d bytes",
+                    subsystems.size(), tracker.preservedFrames(), tracker.metadataFrames(), fdt.length));
+            return new SetupData(scratchPhys, fdt.length, scratchPhys, scratchSize);
+        } catch (RuntimeException e) {
+            undo(done);
+            log.accept("KHO: finalize failed: " + e.getMessage());
+            throw e;
+        }
+    }
+
+    private long storeBlob(final byte[] blob) {
+        int order = 0;
+        while ((PhysicalMemory.FRAME_SIZE << order) < blob.length) {
+            order++;
+        }
+        final long phys = frames.allocZeroedRun(order);
+        memory.write(phys, blob, 0, blob.length);
+        blobs.add(new long[] {phys, order});
+        tracker.preserve(phys, order);
+        return phys;
+    }
+
+    private void undo(final List<KhoSubsystem> done) {
+        for (long[] b : blobs) {
+            tracker.unpreserve(b[0], (int) b[1]);
+            frames.freeRun(b[0], (int) b[1]);
+        }
+        blobs.clear();
+        tracker.discardChunks();
+        if (carriedOver != null) {
+            carriedOver.uncarry(tracker);
+        }
+        for (KhoSubsystem s : done) {
+            s.abort();
+        }
+    }
+
+    /**
+     * Undoes finalize: frees the blobs and the tracker's chunk list, unfreezes every subsystem.
+     *
+     * @throws KernelException ENOENT if not finalized
+     */
+    public synchronized void abort() {
+        if (!finalized) {
+            throw new KernelException(Errno.ENOENT, "KHO is not finalized");
+        }
+        finalized = false; // subsystems unpreserve what they preserved while undoing
+        undo(new ArrayList<>(subsystems.values()));
+        tree = null;
+        log.accept("KHO: finalize aborted");
+    }
+
+    /** The KHO tree of the current finalize. @throws KernelException ENOENT if not finalized */
+    public synchronized byte[] tree() {
+        if (tree == null) {
+            throw new KernelException(Errno.ENOENT, "KHO is not finalized");
+        }
+        return tree.clone();
+    }
+
+    /** A view of the tree in memory (for tools that read it where the next kernel will). */
+    public synchronized MemorySegment treeInMemory() {
+        return memory.slice(scratchPhys, tree().length);
+    }
+}

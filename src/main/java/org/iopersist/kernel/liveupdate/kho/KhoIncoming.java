@@ -1,0 +1,304 @@
+package org.iopersist.kernel.liveupdate.kho;
+
+import org.iopersist.kernel.mm.FrameSource;
+
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import org.iopersist.hw.memory.PhysicalMemory;
+
+/**
+ * Kexec HandOver, the incoming side: the handover a new kernel found in memory, validated whole
+ * before anything uses it.
+ *
+ * <p>The incoming tracker's bitmaps are the set of blocks nobody has claimed yet: {@link #claim}
+ * clears a block's bit, {@link #finish} frees every block whose bit is still set and then the
+ * tracker's own frames. So an unclaimed TiB costs no Java objects.
+ *
+ * <p>Lock: this object's monitor.
+ */
+public final class KhoIncoming {
+    private static final long MAX_TREE = 1L << 20;
+
+    private final PhysicalMemory memory;
+    private final SetupData setup;
+    private final FdtReader root;
+    private final List<Long> chunks;
+    private final List<PreservedMemoryMap.Bitmap> bitmaps;
+    // order -> (bitmap index -> bitmap frame)
+    private final List<TreeMap<Long, Long>> index = new ArrayList<>();
+    private final Map<String, Long> subtrees = new LinkedHashMap<>();
+    private final Set<String> retrieved = new HashSet<>();
+    private final List<long[]> carried = new ArrayList<>();
+    private long unclaimedFrames;
+    private boolean finished;
+
+    private KhoIncoming(final PhysicalMemory memory, final SetupData setup, final FdtReader root,
+                        final List<Long> chunks, final List<PreservedMemoryMap.Bitmap> bitmaps) {
+        this.memory = memory;
+        this.setup = setup;
+        this.root = root;
+        this.chunks = chunks;
+        this.bitmaps = bitmaps;
+        for (int o = 0; o <= PreservedMemoryMap.MAX_ORDER; o++) {
+            index.add(new TreeMap<>());
+        }
+    }
+
+    /**
+     * Validates the handover {@code setup} points at: the tree (in the scratch region, version,
+     * {@code compatible = "kho-v1"}), the tracker, and every subsystem blob (a valid FDT lying in
+     * preserved memory). Nothing is reserved or changed; a handover that fails anywhere is refused
+     * whole.
+     *
+     * @throws HandoverFormatException with the first reason it does not validate
+     */
+    public static KhoIncoming parse(final PhysicalMemory memory, final SetupData setup) throws HandoverFormatException {
+        if (!memory.contains(setup.scratchAddr(), setup.scratchSize()) || setup.scratchSize() == 0
+                || (setup.scratchAddr() & PhysicalMemory.FRAME_MASK) != 0) {
+            throw new HandoverFormatException(String.format("scratch region 0x%x+0x%x is not frame-aligned memory",
+                    setup.scratchAddr(), setup.scratchSize()));
+        }
+        if (setup.fdtSize() < Fdt.HEADER_SIZE || setup.fdtSize() > MAX_TREE
+                || setup.fdtAddr() < setup.scratchAddr()
+                || setup.fdtAddr() - setup.scratchAddr() > setup.scratchSize() - setup.fdtSize()) {
+            throw new HandoverFormatException(String.format("KHO tree 0x%x+0x%x does not lie in the scratch region",
+                    setup.fdtAddr(), setup.fdtSize()));
+        }
+        final FdtReader root = FdtReader.open(memory.slice(setup.fdtAddr(), setup.fdtSize()));
+        final String compatible = root.string(root.root(), "compatible");
+        if (!Kho.COMPATIBLE.equals(compatible)) {
+            throw new HandoverFormatException("handover is '" + compatible + "', not '" + Kho.COMPATIBLE + "'");
+        }
+        final long first = root.u64(root.root(), Kho.PROP_MEMORY_MAP);
+        final List<PreservedMemoryMap.Bitmap> bitmaps = new ArrayList<>();
+        final List<Long> chunks = PreservedMemoryMap.readLayout(memory, first, bitmaps);
+        final KhoIncoming in = new KhoIncoming(memory, setup, root, chunks, bitmaps);
+        for (PreservedMemoryMap.Bitmap b : bitmaps) {
+            final long bitmapIndex = (b.physStart() >>> PhysicalMemory.FRAME_SHIFT >>> b.order()) >>> PreservedMemoryMap.BITMAP_SHIFT;
+            if (in.index.get(b.order()).put(bitmapIndex, b.bitmapPhys()) != null) {
+                throw new HandoverFormatException("tracker lists a bitmap twice");
+            }
+        }
+        in.countAndCheckScratch();
+        for (int node : root.children(root.root())) {
+            final String name = root.nodeName(node);
+            final long phys = root.u64(node, Kho.PROP_FDT);
+            if (!memory.contains(phys, Fdt.HEADER_SIZE)) {
+                throw new HandoverFormatException("subtree " + name + " at 0x" + Long.toHexString(phys) + " lies outside memory");
+            }
+            final long total = Integer.toUnsignedLong(Integer.reverseBytes(memory.load32(phys + Fdt.OFF_TOTALSIZE)));
+            if (total > MAX_TREE * 64 || !memory.contains(phys, total)) {
+                throw new HandoverFormatException("subtree " + name + " has a bad size " + total);
+            }
+            if (Kho.blobCrc(memory, phys) != root.u32(node, Kho.PROP_CRC)) {
+                throw new HandoverFormatException("subtree " + name + " fails its CRC-32C");
+            }
+            FdtReader.open(memory.slice(phys, total));
+            for (long f = phys & ~PhysicalMemory.FRAME_MASK; f < phys + total; f += PhysicalMemory.FRAME_SIZE) {
+                if (!in.preserved(f)) {
+                    throw new HandoverFormatException("subtree " + name + " lies in memory that is not preserved");
+                }
+            }
+            in.subtrees.put(name, phys);
+        }
+        return in;
+    }
+
+    private void countAndCheckScratch() throws HandoverFormatException {
+        final long scratchEnd = setup.scratchAddr() + setup.scratchSize();
+        for (PreservedMemoryMap.Bitmap b : bitmaps) {
+            for (int w = 0; w < PreservedMemoryMap.BITS_PER_BITMAP / 64; w++) {
+                long bits = memory.load64(b.bitmapPhys() + w * 8L);
+                while (bits != 0) {
+                    final int bit = Long.numberOfTrailingZeros(bits);
+                    bits &= bits - 1;
+                    final long phys = b.physStart() + (((long) w * 64 + bit) << b.order() << PhysicalMemory.FRAME_SHIFT);
+                    final long end = phys + (PhysicalMemory.FRAME_SIZE << b.order());
+                    if (phys < scratchEnd && setup.scratchAddr() < end) {
+                        throw new HandoverFormatException(String.format("preserved block 0x%x lies in the scratch region", phys));
+                    }
+                    unclaimedFrames += 1L << b.order();
+                }
+            }
+        }
+    }
+
+    public SetupData setup() {
+        return setup;
+    }
+
+    public FdtReader tree() {
+        return root;
+    }
+
+    /** Reports every preserved block and every tracker frame, for reservation before the allocator opens. */
+    public void reserveAll(final PreservedMemoryMap.Visitor visitor) {
+        try {
+            PreservedMemoryMap.deserialize(memory, chunks.isEmpty() ? 0 : chunks.get(0), visitor);
+        } catch (HandoverFormatException e) {
+            throw new IllegalStateException("tracker changed after validation", e);
+        }
+    }
+
+    /** Names of the subsystems that handed over a blob. */
+    public synchronized List<String> subtreeNames() {
+        return List.copyOf(subtrees.keySet());
+    }
+
+    /** The blob subsystem {@code name} handed over, or null; its frames stay unclaimed until claimed. */
+    public synchronized FdtReader retrieveSubtree(final String name) {
+        final Long phys = subtrees.get(name);
+        if (phys == null) {
+            return null;
+        }
+        retrieved.add(name);
+        final long total = Integer.toUnsignedLong(Integer.reverseBytes(memory.load32(phys + Fdt.OFF_TOTALSIZE)));
+        try {
+            return FdtReader.open(memory.slice(phys, total));
+        } catch (HandoverFormatException e) {
+            throw new IllegalStateException("subtree changed after validation", e);
+        }
+    }
+
+    /** Physical address of subsystem {@code name}'s blob, or -1. */
+    public synchronized long subtreePhys(final String name) {
+        return subtrees.getOrDefault(name, -1L);
+    }
+
+    private long wordOf(final long phys, final int order) {
+        final long idx = (phys >>> PhysicalMemory.FRAME_SHIFT) >>> order;
+        final Long bitmap = index.get(order).get(idx >>> PreservedMemoryMap.BITMAP_SHIFT);
+        if (bitmap == null) {
+            return -1;
+        }
+        return bitmap + ((idx & (PreservedMemoryMap.BITS_PER_BITMAP - 1)) >>> 6) * 8;
+    }
+
+    /** True if the frame at {@code phys} lies in a preserved, unclaimed block of any order. */
+    public synchronized boolean preserved(final long phys) {
+        for (int order = 0; order <= PreservedMemoryMap.MAX_ORDER; order++) {
+            final long base = phys & ~((PhysicalMemory.FRAME_SIZE << order) - 1);
+            final long word = wordOf(base, order);
+            if (word >= 0 && (memory.load64(word) & (1L << (((base >>> PhysicalMemory.FRAME_SHIFT) >>> order) & 63))) != 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * Claims a preserved block: from now on its owner is the claiming subsystem, and finish will
+     * not free it. Returns false if that exact block was not preserved (or was claimed already),
+     * which the caller treats as an inconsistent handover.
+     */
+    public synchronized boolean claim(final long phys, final int order) {
+        if (finished || (phys & ((PhysicalMemory.FRAME_SIZE << order) - 1)) != 0) {
+            return false;
+        }
+        final long word = wordOf(phys, order);
+        if (word < 0) {
+            return false;
+        }
+        final long bit = 1L << (((phys >>> PhysicalMemory.FRAME_SHIFT) >>> order) & 63);
+        final long old = memory.load64(word);
+        if ((old & bit) == 0) {
+            return false;
+        }
+        memory.store64(word, old & ~bit);
+        unclaimedFrames -= 1L << order;
+        return true;
+    }
+
+    public synchronized long unclaimedFrames() {
+        return unclaimedFrames;
+    }
+
+    /** Frames of the preserved-memory tracker itself (bitmaps and their chunk list); finish frees them too. */
+    public synchronized long trackerFrames() {
+        if (finished) {
+            return 0;
+        }
+        final long[] n = {0};
+        reserveAll(new PreservedMemoryMap.Visitor() {
+            @Override
+            public void block(final long phys, final int order) {
+            }
+
+            @Override
+            public void metadata(final long phys) {
+                n[0]++;
+            }
+        });
+        return n[0];
+    }
+
+    public synchronized boolean finished() {
+        return finished;
+    }
+
+    /**
+     * Frees every block nobody claimed, then the tracker's own frames. Returns the number of frames
+     * of unclaimed blocks it freed.
+     */
+    public synchronized long finish(final FrameSource frames) {
+        if (finished) {
+            return 0;
+        }
+        final long[] freed = {0};
+        final List<Long> metadata = new ArrayList<>();
+        reserveAll(new PreservedMemoryMap.Visitor() {
+            @Override
+            public void block(final long phys, final int order) {
+                frames.freeRun(phys, order);
+                freed[0] += 1L << order;
+            }
+
+            @Override
+            public void metadata(final long phys) {
+                metadata.add(phys);
+            }
+        });
+        for (long m : metadata) {
+            frames.freeFrame(m);
+        }
+        unclaimedFrames = 0;
+        finished = true;
+        return freed[0];
+    }
+
+    /** Adds every unclaimed block to {@code out} and every unretrieved blob to {@code subtreesOut}. */
+    synchronized void carryInto(final PreservedMemoryMap out, final Map<String, Long> subtreesOut) {
+        if (finished) {
+            return;
+        }
+        reserveAll(new PreservedMemoryMap.Visitor() {
+            @Override
+            public void block(final long phys, final int order) {
+                if (out.preserve(phys, order)) {
+                    carried.add(new long[] {phys, order});
+                }
+            }
+
+            @Override
+            public void metadata(final long phys) {
+            }
+        });
+        for (Map.Entry<String, Long> e : subtrees.entrySet()) {
+            if (!retrieved.contains(e.getKey())) {
+                subtreesOut.putIfAbsent(e.getKey(), e.getValue());
+            }
+        }
+    }
+
+    synchronized void uncarry(final PreservedMemoryMap out) {
+        for (long[] c : carried) {
+            out.unpreserve(c[0], (int) c[1]);
+        }
+        carried.clear();
+    }
+}

@@ -1,0 +1,245 @@
+package org.iopersist.kernel.mm;
+
+
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.mm.FrameSource;
+import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.Syscall;
+
+/**
+ * A process's virtual address space: its VMAs, and the user-memory accessors the kernel uses on
+ * its behalf ({@code copy_from_user}, {@code copy_to_user}). A pointer that does not resolve through
+ * a VMA with the needed protection is EFAULT.
+ *
+ * <p>Anonymous pages are reference counted through {@link FrameRefs}: the VMA holds one reference,
+ * every pin another, so munmap of a pinned page leaves it to the last unpin.
+ *
+ * <p>Lock: this object's monitor.
+ */
+public final class AddressSpace {
+    /** Top-down mmap area, as x86-64's below the stack. */
+    static final long MMAP_TOP = 0x7f00_0000_0000L;
+    static final long MMAP_BOTTOM = 0x1_0000_0000L;
+    static final long MAX_MAP = 1L << 40;
+
+    private final PhysicalMemory memory;
+    private final FrameSource frames;
+    private final FrameRefs refs;
+    private final TreeMap<Long, Vma> vmas = new TreeMap<>(); // guarded by this
+
+    public AddressSpace(final PhysicalMemory memory, final FrameSource frames, final FrameRefs refs) {
+        this.memory = memory;
+        this.frames = frames;
+        this.refs = refs;
+    }
+
+    /** mmap(2) with MAP_POPULATE semantics. Returns the chosen address. */
+    public synchronized long mmap(final long hint, final long length, final int prot, final int flags,
+                                  final MappableFile file, final long offset) {
+        if (length <= 0 || Long.compareUnsigned(length, MAX_MAP) > 0) {
+            throw new KernelException(Errno.EINVAL, "mmap length=0x" + Long.toHexString(length));
+        }
+        final long len = (length + Vma.PAGE_SIZE - 1) & ~(Vma.PAGE_SIZE - 1);
+        if ((prot & ~(Syscall.PROT_READ | Syscall.PROT_WRITE)) != 0
+                || ((flags & Syscall.MAP_SHARED) != 0) == ((flags & Syscall.MAP_PRIVATE) != 0)) {
+            throw new KernelException(Errno.EINVAL, "mmap prot=0x" + Integer.toHexString(prot) + " flags=0x" + Integer.toHexString(flags));
+        }
+        if ((offset & (Vma.PAGE_SIZE - 1)) != 0 || offset < 0) {
+            throw new KernelException(Errno.EINVAL, "mmap offset=0x" + Long.toHexString(offset) + " not page aligned");
+        }
+        final boolean anonymous = (flags & Syscall.MAP_ANONYMOUS) != 0;
+        if (!anonymous && file == null) {
+            throw new KernelException(Errno.EBADF, "mmap of no file");
+        }
+        if (!anonymous && (flags & Syscall.MAP_SHARED) == 0) {
+            throw new KernelException(Errno.EINVAL, "private file mappings are not modelled; use MAP_SHARED");
+        }
+        final long start;
+        if ((flags & Syscall.MAP_FIXED) != 0) {
+            if ((hint & (Vma.PAGE_SIZE - 1)) != 0 || hint < Vma.PAGE_SIZE || overlaps(hint, len)) {
+                throw new KernelException(Errno.EEXIST, String.format("MAP_FIXED at 0x%x+0x%x is taken or invalid", hint, len));
+            }
+            start = hint;
+        } else {
+            start = findFree(len);
+        }
+        final int pages = (int) (len >>> Vma.PAGE_SHIFT);
+        final long[] backing = new long[pages];
+        int done = 0;
+        try {
+            if (anonymous) {
+                for (; done < pages; done++) {
+                    backing[done] = frames.allocZeroedFrame();
+                    refs.init(backing[done]);
+                }
+            } else {
+                file.mmapFrames(offset >>> Vma.PAGE_SHIFT, backing);
+            }
+        } catch (RuntimeException e) {
+            if (anonymous) {
+                for (int i = 0; i < done; i++) {
+                    refs.put(backing[i]);
+                }
+            }
+            throw e;
+        }
+        if (!anonymous) {
+            file.mapped(offset >>> Vma.PAGE_SHIFT, pages, true);
+        }
+        vmas.put(start, new Vma(start, len, prot, anonymous ? null : file, offset >>> Vma.PAGE_SHIFT, backing));
+        return start;
+    }
+
+    private boolean overlaps(final long start, final long len) {
+        final Map.Entry<Long, Vma> below = vmas.floorEntry(start + len - 1);
+        return below != null && below.getValue().end() > start;
+    }
+
+    private long findFree(final long len) {
+        long top = MMAP_TOP;
+        for (Vma v : vmas.descendingMap().values()) {
+            if (v.start() >= top) {
+                continue;
+            }
+            if (v.end() <= top - len) {
+                break;
+            }
+            top = v.start();
+        }
+        if (top - len < MMAP_BOTTOM) {
+            throw new KernelException(Errno.ENOMEM, "no room for a mapping of 0x" + Long.toHexString(len));
+        }
+        return top - len;
+    }
+
+    /** munmap(2): unmaps whole pages in the range, splitting VMAs at its edges. */
+    public synchronized void munmap(final long addr, final long length) {
+        if ((addr & (Vma.PAGE_SIZE - 1)) != 0 || length <= 0) {
+            throw new KernelException(Errno.EINVAL, String.format("munmap addr=0x%x length=0x%x", addr, length));
+        }
+        final long end = addr + ((length + Vma.PAGE_SIZE - 1) & ~(Vma.PAGE_SIZE - 1));
+        for (Vma v : new ArrayList<>(vmas.subMap(vmas.floorKey(addr) == null ? addr : vmas.floorKey(addr), true, end, false).values())) {
+            if (v.end() <= addr || v.start() >= end) {
+                continue;
+            }
+            vmas.remove(v.start());
+            final long cutStart = Math.max(v.start(), addr);
+            final long cutEnd = Math.min(v.end(), end);
+            if (v.start() < cutStart) {
+                vmas.put(v.start(), slice(v, v.start(), cutStart));
+            }
+            if (cutEnd < v.end()) {
+                vmas.put(cutEnd, slice(v, cutEnd, v.end()));
+            }
+            drop(slice(v, cutStart, cutEnd));
+        }
+    }
+
+    private static Vma slice(final Vma v, final long from, final long to) {
+        final int first = (int) ((from - v.start()) >>> Vma.PAGE_SHIFT);
+        final int count = (int) ((to - from) >>> Vma.PAGE_SHIFT);
+        final long[] f = new long[count];
+        System.arraycopy(v.frames(), first, f, 0, count);
+        return new Vma(from, to - from, v.prot(), v.file(), v.pgoff() + first, f);
+    }
+
+    private void drop(final Vma v) {
+        if (v.anonymous()) {
+            for (long f : v.frames()) {
+                refs.put(f);
+            }
+        } else {
+            v.file().mapped(v.pgoff(), v.frames().length, false);
+        }
+    }
+
+    /** Unmaps everything (process exit). */
+    public synchronized void teardown() {
+        for (Vma v : vmas.values()) {
+            drop(v);
+        }
+        vmas.clear();
+    }
+
+    /** A file range behind user memory: {@code file}'s bytes from {@code offset}. */
+    public record FileRange(MappableFile file, long offset) {
+    }
+
+    /**
+     * The file backing all of {@code [va, va + length)} through one shared file mapping, or null
+     * if any of it is anonymous, unmapped, or another mapping.
+     */
+    public synchronized FileRange fileRange(final long va, final long length) {
+        final Vma v = find(va);
+        if (v == null || v.file() == null || length <= 0 || Long.compareUnsigned(va + length - v.start(), v.length()) > 0) {
+            return null;
+        }
+        return new FileRange(v.file(), (v.pgoff() << Vma.PAGE_SHIFT) + (va - v.start()));
+    }
+
+    /** The VMA containing {@code va}, or null. */
+    public synchronized Vma find(final long va) {
+        final Map.Entry<Long, Vma> e = vmas.floorEntry(va);
+        return e != null && e.getValue().contains(va) ? e.getValue() : null;
+    }
+
+    public synchronized List<Vma> vmas() {
+        return List.copyOf(vmas.values());
+    }
+
+    /** Physical address behind {@code va} with the access {@code prot} needs, or -1. */
+    public synchronized long translate(final long va, final int prot) {
+        final Vma v = find(va);
+        if (v == null || (v.prot() & prot) != prot) {
+            return -1;
+        }
+        return v.frameOf(va) | (va & (Vma.PAGE_SIZE - 1));
+    }
+
+    /** copy_from_user: {@code length} bytes at {@code va} into {@code dst}. @throws KernelException EFAULT */
+    public void copyFromUser(final long va, final MemorySegment dst, final long dstOffset, final long length) {
+        long done = 0;
+        while (done < length) {
+            final long phys = translate(va + done, Syscall.PROT_READ);
+            if (phys < 0) {
+                throw new KernelException(Errno.EFAULT, String.format("user address 0x%x is not readable", va + done));
+            }
+            final long chunk = Math.min(length - done, Vma.PAGE_SIZE - ((va + done) & (Vma.PAGE_SIZE - 1)));
+            memory.read(phys, dst, dstOffset + done, chunk);
+            done += chunk;
+        }
+    }
+
+    /** copy_to_user. @throws KernelException EFAULT */
+    public void copyToUser(final long va, final MemorySegment src, final long srcOffset, final long length) {
+        long done = 0;
+        while (done < length) {
+            final long phys = translate(va + done, Syscall.PROT_WRITE);
+            if (phys < 0) {
+                throw new KernelException(Errno.EFAULT, String.format("user address 0x%x is not writable", va + done));
+            }
+            final long chunk = Math.min(length - done, Vma.PAGE_SIZE - ((va + done) & (Vma.PAGE_SIZE - 1)));
+            memory.write(phys, src, srcOffset + done, chunk);
+            done += chunk;
+        }
+    }
+
+    /** A NUL-terminated string at {@code va} of at most {@code max} bytes. @throws KernelException EFAULT, ENAMETOOLONG */
+    public String copyStringFromUser(final long va, final int max) {
+        final byte[] buf = new byte[max];
+        final MemorySegment seg = MemorySegment.ofArray(buf);
+        for (int i = 0; i < max; i++) {
+            copyFromUser(va + i, seg, i, 1);
+            if (buf[i] == 0) {
+                return new String(buf, 0, i, java.nio.charset.StandardCharsets.UTF_8);
+            }
+        }
+        throw new KernelException(Errno.ENAMETOOLONG, "string at 0x" + Long.toHexString(va) + " is not terminated in " + max + " bytes");
+    }
+}

@@ -1,0 +1,35 @@
+package org.iopersist.kernel.mm;
+
+import org.iopersist.kernel.KernelException;
+import org.iopersist.uapi.Errno;
+
+/**
+ * What a VMA needs of the file it maps: the frames behind its pages, and to hear when a mapping
+ * begins or ends. The mmap half of Linux's {@code file_operations}; {@code fs.KernelFile} extends
+ * it, so address spaces know files without depending on the VFS above them.
+ */
+public interface MappableFile {
+    /**
+     * The frame behind page {@code pageIndex} of a shared file mapping, allocating it if the file
+     * allows, or {@link KernelException} (ENODEV if the file cannot be mapped, EINVAL past its end).
+     */
+    default long mmapFrame(final long pageIndex) {
+        throw new KernelException(Errno.ENODEV, "mmap of " + describe());
+    }
+
+    /**
+     * The frames behind {@code out.length} pages from {@code firstPage}, as {@link #mmapFrame} gives
+     * them one by one; a file whose pages come in larger contiguous pieces fills them faster.
+     */
+    default void mmapFrames(final long firstPage, final long[] out) {
+        for (int i = 0; i < out.length; i++) {
+            out[i] = mmapFrame(firstPage + i);
+        }
+    }
+
+    /** A file mapping began or ended; files that pin their pages while mapped count these. */
+    default void mapped(final long pageIndex, final long pages, final boolean map) {
+    }
+
+    String describe();
+}
