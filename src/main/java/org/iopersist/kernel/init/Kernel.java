@@ -5,35 +5,43 @@ import org.iopersist.kernel.KernelLog;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.function.Consumer;
 import org.iopersist.hw.Board;
-import java.util.List;
-import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.KernelLog;
+import org.iopersist.kernel.fs.Sysfs;
+import org.iopersist.kernel.fs.SysfsAttribute;
+import org.iopersist.kernel.fs.UserProcess;
+import org.iopersist.kernel.fs.Vfs;
+import org.iopersist.kernel.guestmemfs.Guestmemfs;
+import org.iopersist.kernel.guestmemfs.GuestmemfsLiveUpdate;
+import org.iopersist.kernel.guestmemfs.GuestmemfsMount;
 import org.iopersist.kernel.iommu.IommuCore;
-import org.iopersist.kernel.iommu.IommuDriver;
-import org.iopersist.kernel.iommu.RestoredDomain;
-import org.iopersist.kernel.iommu.intel.IntelIommuPreservation;
-import org.iopersist.kernel.liveupdate.kho.PreservedMemoryMap;
-import org.iopersist.kernel.liveupdate.LiveUpdate;
+import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommu.intel.IntelIommuDriver;
-import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
-import org.iopersist.kernel.liveupdate.kho.KhoIncoming;
-import org.iopersist.kernel.liveupdate.kho.SetupData;
-import org.iopersist.kernel.mm.EarlyFrames;
-import org.iopersist.kernel.mm.FrameAllocator;
-import org.iopersist.kernel.mm.PhysRange;
+import org.iopersist.kernel.iommu.intel.IntelIommuLiveUpdate;
 import org.iopersist.kernel.iommufd.IommufdCtx;
 import org.iopersist.kernel.iommufd.IommufdFile;
+import org.iopersist.kernel.iommufd.PersistentContexts;
+import org.iopersist.kernel.liveupdate.IncomingBoot;
+import org.iopersist.kernel.liveupdate.LiveUpdate;
+import org.iopersist.kernel.liveupdate.LiveUpdateHandler;
+import org.iopersist.kernel.mm.EarlyFrames;
+import org.iopersist.kernel.mm.FrameAllocator;
 import org.iopersist.kernel.mm.FrameRefs;
+import org.iopersist.kernel.mm.PhysRange;
 import org.iopersist.kernel.syscall.LiveUpdateControl;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.kernel.syscall.Syscalls;
-import org.iopersist.kernel.fs.UserProcess;
-import org.iopersist.kernel.fs.Vfs;
-import org.iopersist.kernel.fs.Sysfs;
-import org.iopersist.kernel.fs.SysfsAttribute;
+import org.iopersist.kernel.vfio.VfioDevice;
+import org.iopersist.kernel.vfio.VfioDeviceFile;
+import org.iopersist.uapi.Errno;
 
 /**
  * One boot of the host kernel on a machine. Everything it knows comes from the board: the
@@ -67,19 +75,25 @@ public final class Kernel {
     private final BootKind kind;
     private final String coldBootReason;
     private final Sysfs sysfs = new Sysfs();
-    private final org.iopersist.kernel.iommufd.PersistentContexts persisted;
+    private final PersistentContexts persisted;
     private final FrameRefs refs;
     private final Vfs vfs;
     private final Syscalls syscalls;
     private volatile String stagedCmdline;
     private final LiveUpdate liveUpdate;
-    private final org.iopersist.kernel.guestmemfs.Guestmemfs guestmemfsFs;
-    private final List<SyscallServer> servers = new java.util.concurrent.CopyOnWriteArrayList<>();
+    private final Guestmemfs guestmemfsFs;
+    private final List<SyscallServer> servers = new CopyOnWriteArrayList<>();
+
+    /** The preserving subsystems, in the order the live-update core runs their steps. */
+    private record Handlers(IntelIommuLiveUpdate vtd, GuestmemfsLiveUpdate guestmemfs, PersistentContexts iommufd) {
+        List<LiveUpdateHandler<?>> inOrder() {
+            return List.of(vtd, guestmemfs, iommufd);
+        }
+    }
 
     private Kernel(final Board board, final KernelLog log, final BootParams params, final PhysRange scratch,
             final PhysRange guestmemfs, final FrameAllocator frames, final IntelIommuDriver intel, final IommuCore iommu,
-            final BootKind kind, final String coldBootReason, final KhoIncoming incoming,
-            final org.iopersist.kernel.guestmemfs.Guestmemfs mountedGmfs) {
+            final FrameRefs refs, final IncomingBoot incoming, final Handlers handlers) {
         this.board = board;
         this.log = log;
         this.params = params;
@@ -88,16 +102,16 @@ public final class Kernel {
         this.frames = frames;
         this.intel = intel;
         this.iommu = iommu;
-        this.kind = kind;
-        this.coldBootReason = coldBootReason;
-        this.refs = new FrameRefs(frames);
-        this.persisted = new org.iopersist.kernel.iommufd.PersistentContexts(log);
+        this.kind = incoming.restoring() ? BootKind.LIVE_UPDATE : BootKind.COLD;
+        this.coldBootReason = incoming.coldReason();
+        this.refs = refs;
+        this.persisted = handlers.iommufd();
         this.vfs = new Vfs(sysfs);
         vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persisted, p.uid())));
-        final java.util.List<org.iopersist.kernel.iommu.IommuDevice> devs = iommu.devices();
+        final List<IommuDevice> devs = iommu.devices();
         for (int i = 0; i < devs.size(); i++) {
-            final org.iopersist.kernel.vfio.VfioDevice vd = new org.iopersist.kernel.vfio.VfioDevice(i, devs.get(i));
-            vfs.registerDevice(vd.cdevPath(), (p, path, flags) -> new org.iopersist.kernel.vfio.VfioDeviceFile(vd));
+            final VfioDevice vd = new VfioDevice(i, devs.get(i));
+            vfs.registerDevice(vd.cdevPath(), (p, path, flags) -> new VfioDeviceFile(vd));
             final String dir = "/sys/bus/pci/devices/" + devs.get(i).bdf() + "/vfio-dev/vfio" + i;
             sysfs.mkdirs(dir);
             final int minor = i;
@@ -106,31 +120,22 @@ public final class Kernel {
                     () -> Integer.toString(vd.device().unit())));
         }
         this.syscalls = new Syscalls(board.memory(), frames, refs, vfs, new Control());
-        this.guestmemfsFs = mountedGmfs != null ? mountedGmfs : guestmemfs.size() > 0
-                ? org.iopersist.kernel.guestmemfs.Guestmemfs.format(board.memory(), guestmemfs, log) : null;
-        if (guestmemfsFs != null) {
-            vfs.mount(org.iopersist.kernel.guestmemfs.GuestmemfsMount.MOUNT_POINT,
-                    new org.iopersist.kernel.guestmemfs.GuestmemfsMount(guestmemfsFs, board.memory()));
+        if (handlers.guestmemfs().fs() == null && guestmemfs.size() > 0) {
+            handlers.guestmemfs().attach(Guestmemfs.format(board.memory(), guestmemfs, log));
         }
-        this.liveUpdate = new LiveUpdate(board, frames, log, scratch, incoming);
-        final IntelIommuPreservation vtd = new IntelIommuPreservation(intel, log);
-        liveUpdate.register(vtd);
+        this.guestmemfsFs = handlers.guestmemfs().fs();
         if (guestmemfsFs != null) {
-            liveUpdate.register(new org.iopersist.kernel.guestmemfs.GuestmemfsPreservation(guestmemfsFs));
+            vfs.mount(GuestmemfsMount.MOUNT_POINT, new GuestmemfsMount(guestmemfsFs, board.memory()));
+        }
+        this.liveUpdate = new LiveUpdate(board, frames, log, scratch, incoming.restoring() ? incoming.handover().kho() : null);
+        liveUpdate.register(handlers.vtd());
+        if (guestmemfsFs != null) {
+            liveUpdate.register(handlers.guestmemfs()); // without guestmemfs= the handover has no guestmemfs node
         }
         liveUpdate.register(persisted);
-        persisted.onAbort(() -> {
-            if (liveUpdate.finalized()) {
-                liveUpdate.abort();
-            }
-        });
-        liveUpdate.onFinish(persisted::finish);
-        persisted.onAllReopened(() -> {
-            log.info("iommufd: every persisted context was reopened: finishing the live update");
-            liveUpdate.finish();
-        });
-        liveUpdate.onKexec(handedOver -> vtd.quiesce(handedOver));
         liveUpdate.onKexec(handedOver -> stopServers());
+        persisted.publish(sysfs, (pid, ctx) -> vfs.registerDevice(PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd",
+                (p, path, flags) -> new IommufdFile(persisted.reopen(pid, p))));
         populateSysfs();
         liveUpdate.populateSysfs(sysfs);
     }
@@ -144,7 +149,7 @@ public final class Kernel {
         sysfs.add("/sys/kernel/mm/frames", SysfsAttribute.readOnly("poison_violations",
                 () -> Long.toString(frames.stats().poisonViolations())));
         sysfs.mkdirs("/sys/kernel/boot");
-        sysfs.add("/sys/kernel/boot", SysfsAttribute.readOnly("kind", () -> kind.name().toLowerCase(java.util.Locale.ROOT)));
+        sysfs.add("/sys/kernel/boot", SysfsAttribute.readOnly("kind", () -> kind.name().toLowerCase(Locale.ROOT)));
         sysfs.add("/sys/kernel/boot", SysfsAttribute.readOnly("cold_boot_reason", () -> coldBootReason == null ? "" : coldBootReason));
         sysfs.add("/sys/kernel/boot", SysfsAttribute.readOnly("cmdline", params::cmdline));
     }
@@ -154,7 +159,7 @@ public final class Kernel {
         @Override
         public void kexecLoad(final UserProcess caller, final String cmdline) {
             if (caller.uid() != 0) {
-                throw new KernelException(org.iopersist.uapi.Errno.EPERM, "kexec_load needs uid 0");
+                throw new KernelException(Errno.EPERM, "kexec_load needs uid 0");
             }
             stagedCmdline = cmdline;
             log.info("kexec: staged next kernel, command line \"%s\"", cmdline);
@@ -163,7 +168,7 @@ public final class Kernel {
         @Override
         public void rebootKexec(final UserProcess caller) {
             if (caller.uid() != 0) {
-                throw new KernelException(org.iopersist.uapi.Errno.EPERM, "reboot needs uid 0");
+                throw new KernelException(Errno.EPERM, "reboot needs uid 0");
             }
             kexec();
         }
@@ -177,7 +182,7 @@ public final class Kernel {
     public void kexec() {
         final String next = stagedCmdline;
         if (next == null) {
-            throw new KernelException(org.iopersist.uapi.Errno.EINVAL, "reboot(KEXEC) with no kernel loaded");
+            throw new KernelException(Errno.EINVAL, "reboot(KEXEC) with no kernel loaded");
         }
         liveUpdate.kexec(next);
     }
@@ -208,20 +213,12 @@ public final class Kernel {
         return server;
     }
 
-    private void restorePersisted(final org.iopersist.kernel.iommufd.PersistentContexts.Plan plan,
-            final java.util.Map<Long, org.iopersist.kernel.iommu.IommuDomain> domainsByKey) {
-        persisted.restore(plan, board.memory(), refs, iommu, guestmemfsFs, domainsByKey, sysfs, (pid, ctx) -> {
-            final String node = org.iopersist.kernel.iommufd.PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd";
-            vfs.registerDevice(node, (p, path, flags) -> new IommufdFile(persisted.reopen(pid, p)));
-        });
-    }
-
-    public org.iopersist.kernel.iommufd.PersistentContexts persistedContexts() {
+    public PersistentContexts persistedContexts() {
         return persisted;
     }
 
     /** The guestmemfs filesystem, or null without {@code guestmemfs=}. */
-    public org.iopersist.kernel.guestmemfs.Guestmemfs guestmemfs() {
+    public Guestmemfs guestmemfs() {
         return guestmemfsFs;
     }
 
@@ -249,7 +246,11 @@ public final class Kernel {
         return boot(board, null);
     }
 
-    /** Boots on {@code board}; {@code consoleOrNull} sees the log as it is written. */
+    /**
+     * Boots on {@code board}; {@code consoleOrNull} sees the log as it is written. A handover in the
+     * boot record is validated whole ({@link IncomingBoot}); any failure means a cold boot with
+     * every device blocked, never a partial one.
+     */
     public static Kernel boot(final Board board, final Consumer<String> consoleOrNull) {
         final KernelLog log = new KernelLog(consoleOrNull);
         final String cmdline = readBootFile(board, CMDLINE_FILE);
@@ -266,45 +267,20 @@ public final class Kernel {
         log.info("Memory: %d MiB, %d remapping units, %d devices", memSize >> 20, board.config().units().size(),
                 board.config().devices().size());
 
-        // The handover, if any: every part of it is checked before anything is adopted. A record
-        // that does not validate means a cold boot, never a partial one.
         final FrameAllocator frames = new FrameAllocator(board.memory(), memSize, params.pagePoison());
         final IntelIommuDriver intel = new IntelIommuDriver(board, frames, log);
-        String reason = null;
-        SetupData setup = null;
-        KhoIncoming incoming = null;
-        IommuDriver.HandoverPlan vtdPlan = null;
-        org.iopersist.kernel.guestmemfs.Guestmemfs mountedGmfs = null;
-        org.iopersist.kernel.iommufd.PersistentContexts.Plan iommufdPlan = null;
-        PhysRange scratch = new PhysRange(LOW_MEMORY.end(), params.khoScratchSize());
-        final byte[] setupBytes = readBootBytes(board, SETUP_DATA_FILE);
-        if (!params.kho()) {
-            reason = "kho=off";
-        } else if (setupBytes == null) {
-            reason = "no handover in the boot record";
-        } else {
-            try {
-                setup = SetupData.decode(setupBytes);
-                incoming = KhoIncoming.parse(board.memory(), setup);
-                final PhysRange handedScratch = new PhysRange(setup.scratchAddr(), setup.scratchSize());
-                vtdPlan = intel.validateHandover(incoming);
-                final PhysRange carve = carveGuestmemfs(params, memSize, handedScratch, null);
-                if (carve.size() > 0) {
-                    mountedGmfs = org.iopersist.kernel.guestmemfs.GuestmemfsPreservation.validate(incoming, board.memory(), carve, log);
-                }
-                iommufdPlan = org.iopersist.kernel.iommufd.PersistentContexts.validate(incoming, mountedGmfs, intel.devices(),
-                        vtdPlan);
-                scratch = handedScratch;
-            } catch (HandoverFormatException e) {
-                reason = "handover rejected: " + e.getMessage();
-                setup = null;
-                incoming = null;
-                mountedGmfs = null;
-                iommufdPlan = null;
-            }
-        }
+        final IommuCore iommu = new IommuCore(intel, log);
+        final FrameRefs refs = new FrameRefs(frames);
+        final IntelIommuLiveUpdate vtd = new IntelIommuLiveUpdate(intel, iommu, log);
+        final GuestmemfsLiveUpdate gmfs = new GuestmemfsLiveUpdate(board.memory(),
+                handedScratch -> carveGuestmemfs(params, memSize, handedScratch, null), log);
+        final Handlers handlers = new Handlers(vtd, gmfs, new PersistentContexts(log, board.memory(), refs, iommu, gmfs, vtd));
+
+        final IncomingBoot incoming = IncomingBoot.validate(board.memory(), readBootBytes(board, SETUP_DATA_FILE), params.kho(),
+                handlers.inOrder(), log);
+        final PhysRange scratch = incoming.scratch(new PhysRange(LOW_MEMORY.end(), params.khoScratchSize()));
         if (scratch.end() > memSize) {
-            throw new KernelException(org.iopersist.uapi.Errno.ENOMEM, "KHO scratch " + scratch + " does not fit in memory");
+            throw new KernelException(Errno.ENOMEM, "KHO scratch " + scratch + " does not fit in memory");
         }
         final PhysRange guestmemfs = carveGuestmemfs(params, memSize, scratch, log);
         frames.reserve(LOW_MEMORY, "firmware");
@@ -312,37 +288,12 @@ public final class Kernel {
         if (guestmemfs.size() > 0) {
             frames.reserve(guestmemfs, "guestmemfs");
         }
-        final List<RestoredDomain> restored;
-        if (incoming != null) {
-            // Every preserved frame is reserved before anything is allocated; early frames come
-            // from scratch, past the incoming tree.
-            incoming.reserveAll(new PreservedMemoryMap.Visitor() {
-                @Override
-                public void block(final long phys, final int order) {
-                    frames.reserve(new PhysRange(phys, PhysicalMemory.FRAME_SIZE << order), "kho preserved");
-                }
-
-                @Override
-                public void metadata(final long phys) {
-                    frames.reserve(new PhysRange(phys, PhysicalMemory.FRAME_SIZE), "kho tracker");
-                }
-            });
-            final EarlyFrames early = new EarlyFrames(board.memory(), scratch, setup.fdtAddr() + setup.fdtSize());
-            restored = intel.adopt(vtdPlan, early);
-            if (mountedGmfs != null) {
-                org.iopersist.kernel.guestmemfs.GuestmemfsPreservation.claim(incoming, guestmemfs);
-            }
-            log.info("KHO: live update: %d preserved frames reserved", incoming.unclaimedFrames());
+        if (incoming.restoring()) {
+            incoming.reserve(frames, board.memory());
+            incoming.adopt();
         } else {
             intel.init(new EarlyFrames(board.memory(), scratch, scratch.start()));
-            restored = List.of();
-            log.info("DMAR: cold boot (%s): every device blocked", reason);
-        }
-        final IommuCore iommu = new IommuCore(intel, log);
-        final List<org.iopersist.kernel.iommu.IommuDomain> restoredDomains = iommu.restore(restored);
-        final java.util.Map<Long, org.iopersist.kernel.iommu.IommuDomain> domainsByKey = new java.util.HashMap<>();
-        for (int i = 0; i < restored.size(); i++) {
-            domainsByKey.put(restored.get(i).ops().handoverKey(), restoredDomains.get(i));
+            log.info("DMAR: cold boot (%s): every device blocked", incoming.coldReason());
         }
 
         frames.open();
@@ -350,11 +301,7 @@ public final class Kernel {
         final FrameAllocator.Stats s = frames.stats();
         log.info("Memory: %d frames free, %d reserved%s", s.freeFrames(), s.reservedFrames(),
                 params.pagePoison() ? ", page poisoning on" : "");
-        final Kernel k = new Kernel(board, log, params, scratch, guestmemfs, frames, intel, iommu,
-                incoming != null ? BootKind.LIVE_UPDATE : BootKind.COLD, reason, incoming, mountedGmfs);
-        if (iommufdPlan != null) {
-            k.restorePersisted(iommufdPlan, domainsByKey);
-        }
+        final Kernel k = new Kernel(board, log, params, scratch, guestmemfs, frames, intel, iommu, refs, incoming, handlers);
         k.liveUpdate.startFinishTimer(params.finishTimeoutSec());
         return k;
     }
@@ -381,7 +328,7 @@ public final class Kernel {
 
     private static String readBootFile(final Board board, final String name) {
         final byte[] b = readBootBytes(board, name);
-        return b == null ? null : new String(b, java.nio.charset.StandardCharsets.UTF_8);
+        return b == null ? null : new String(b, StandardCharsets.UTF_8);
     }
 
     private static byte[] readBootBytes(final Board board, final String name) {

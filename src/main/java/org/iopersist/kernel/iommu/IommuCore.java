@@ -22,6 +22,7 @@ public final class IommuCore {
     private final Map<Bdf, IommuDevice> devices = new HashMap<>();
     private final Map<IommuDevice, IommuDomain> attached = new HashMap<>();
     private final Map<IommuDevice, DmaOwner> dmaOwners = new HashMap<>(); // guarded by this
+    private final Map<Long, IommuDomain> restoredByKey = new HashMap<>(); // guarded by this
 
     /** Who owns a device's DMA, and how many claims it holds. */
     private record DmaOwner(Object owner, int claims) {
@@ -137,8 +138,14 @@ public final class IommuCore {
                 d.addUser();
             }
             out.add(d);
+            restoredByKey.put(r.ops().handoverKey(), d);
         }
         return out;
+    }
+
+    /** The domain restored under the driver's handover {@code key} (the VT-d pgd), or null. */
+    public synchronized IommuDomain restoredDomain(final long key) {
+        return restoredByKey.get(key);
     }
 
     /** Frees a paging domain; EBUSY while any device is attached to it. */

@@ -23,7 +23,9 @@ import org.iopersist.kernel.liveupdate.kho.FdtWriter;
 import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
 import org.iopersist.kernel.liveupdate.kho.Kho;
 import org.iopersist.kernel.liveupdate.kho.KhoIncoming;
-import org.iopersist.kernel.liveupdate.kho.KhoSubsystem;
+import org.iopersist.kernel.liveupdate.IncomingHandover;
+import org.iopersist.kernel.liveupdate.LiveUpdate;
+import org.iopersist.kernel.liveupdate.LiveUpdateHandler;
 import org.iopersist.kernel.mm.FrameRefs;
 import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.kernel.fs.Sysfs;
@@ -48,7 +50,7 @@ import org.iopersist.uapi.Errno;
  * };
  * </pre>
  */
-public final class PersistentContexts implements KhoSubsystem {
+public final class PersistentContexts implements LiveUpdateHandler<PersistentContexts.Plan> {
     public static final String NAME = "iommufd";
     public static final String COMPATIBLE = "iommufd-v1";
     public static final String SYSFS_DIR = "/sys/kernel/iommufd_persisted";
@@ -69,21 +71,35 @@ public final class PersistentContexts implements KhoSubsystem {
     private final Map<Integer, IommufdCtx> live = new TreeMap<>();
     private final Map<Integer, IommufdCtx> restored = new TreeMap<>(); // not reopened yet
     private final KernelLog log;
+    private final PhysicalMemory memory;
+    private final FrameRefs refs;
+    private final IommuCore iommu;
+    private final LiveUpdateHandler<Guestmemfs> guestmemfs;
+    private final LiveUpdateHandler<? extends IommuDriver.HandoverPlan> iommuDriver;
     private boolean frozen;
-    private Runnable abortHook = () -> { };
-    private Runnable allReopenedHook = () -> { };
+    private LiveUpdate core; // set once, at registration
 
-    public PersistentContexts(final KernelLog log) {
+    /**
+     * @param guestmemfs  the handler whose plan is the mounted guestmemfs the areas live in
+     * @param iommuDriver the handler whose plan holds the restored domains' tables
+     */
+    public PersistentContexts(final KernelLog log, final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommu,
+            final LiveUpdateHandler<Guestmemfs> guestmemfs, final LiveUpdateHandler<? extends IommuDriver.HandoverPlan> iommuDriver) {
         this.log = log;
+        this.memory = memory;
+        this.refs = refs;
+        this.iommu = iommu;
+        this.guestmemfs = guestmemfs;
+        this.iommuDriver = iommuDriver;
     }
 
-    public void onAbort(final Runnable hook) {
-        this.abortHook = hook;
+    @Override
+    public synchronized void bind(final LiveUpdate liveUpdate) {
+        this.core = liveUpdate;
     }
 
-    /** Runs once every restored context has been reopened (the kernel finishes the update then). */
-    public void onAllReopened(final Runnable hook) {
-        this.allReopenedHook = hook;
+    private synchronized LiveUpdate core() {
+        return core;
     }
 
     synchronized int register(final IommufdCtx ctx) {
@@ -113,7 +129,9 @@ public final class PersistentContexts implements KhoSubsystem {
 
     void abortFinalize(final String why) {
         log.info("iommufd: %s: aborting the finalize", why);
-        abortHook.run();
+        if (core() != null) {
+            core().abortIfFinalized();
+        }
     }
 
     public synchronized List<Integer> liveIds() {
@@ -251,7 +269,12 @@ public final class PersistentContexts implements KhoSubsystem {
      * past its file's end, overlapping areas, a HWPT without its domain, a device its domain does
      * not serve: each is a {@link HandoverFormatException}, and the kernel cold-boots.
      */
-    public static Plan validate(final KhoIncoming in, final Guestmemfs fs, final List<IommuDevice> machineDevices,
+    @Override
+    public Plan validate(final IncomingHandover in) throws HandoverFormatException {
+        return validate(in.kho(), in.plan(guestmemfs), iommu.devices(), in.plan(iommuDriver));
+    }
+
+    static Plan validate(final KhoIncoming in, final Guestmemfs fs, final List<IommuDevice> machineDevices,
             final IommuDriver.HandoverPlan tables) throws HandoverFormatException {
         final Map<Long, Set<IommuDevice>> domainsByKey = tables.domains();
         final Map<Long, Long> apertures = tables.apertures();
@@ -457,10 +480,11 @@ public final class PersistentContexts implements KhoSubsystem {
     /**
      * Builds the validated contexts: objects keep their ids, areas their (already preserved) pins,
      * HWPTs stand for the restored domains, devices stay attached. The kernel holds each context
-     * until its VMM reopens it.
+     * until its VMM reopens it; {@link #publish} shows them in sysfs.
      */
-    public synchronized void restore(final Plan plan, final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommu,
-            final Guestmemfs fs, final Map<Long, IommuDomain> domains, final Sysfs sysfs, final Reopener reopener) {
+    @Override
+    public synchronized void adopt(final Plan plan, final IncomingHandover in) {
+        final Guestmemfs fs = in.plan(guestmemfs);
         for (CtxPlan cp : plan.contexts()) {
             ids.reserve(cp.persistentId());
             final IommufdCtx ctx = IommufdCtx.restored(memory, refs, iommu, this, cp.ownerUid(), cp.persistentId());
@@ -497,7 +521,7 @@ public final class PersistentContexts implements KhoSubsystem {
             final Map<Integer, HwptPaging> hwptById = new HashMap<>();
             for (HwptPlan hp : cp.hwpts()) {
                 final Ioas ioas = ioasById.get(hp.ioas());
-                final HwptPaging h = new HwptPaging(ioas, domains.get(hp.domainKey()), hp.auto(), iommu);
+                final HwptPaging h = new HwptPaging(ioas, iommu.restoredDomain(hp.domainKey()), hp.auto(), iommu);
                 ioas.adoptDomain(h);
                 ioas.users.incrementAndGet();
                 ctx.objects.insertRestored(hp.id(), h);
@@ -522,11 +546,20 @@ public final class PersistentContexts implements KhoSubsystem {
                 ctx.get(); // a bound device holds its context
             }
             restored.put(cp.persistentId(), ctx);
-            publishSysfs(sysfs, cp.persistentId(), ctx);
-            sysfsOf.put(cp.persistentId(), sysfs);
-            reopener.publish(cp.persistentId(), ctx);
             log.info("iommufd: restored persistent ctx %d (owner uid %d): %d objects", cp.persistentId(), cp.ownerUid(),
                     ctx.objectCount());
+        }
+    }
+
+    /**
+     * Shows every restored context as {@code /sys/kernel/iommufd_persisted/<id>/}, and lets
+     * {@code reopener} install the node whose open hands it over.
+     */
+    public synchronized void publish(final Sysfs sysfs, final Reopener reopener) {
+        for (Map.Entry<Integer, IommufdCtx> e : restored.entrySet()) {
+            publishSysfs(sysfs, e.getKey(), e.getValue());
+            sysfsOf.put(e.getKey(), sysfs);
+            reopener.publish(e.getKey(), e.getValue());
         }
     }
 
@@ -580,8 +613,9 @@ public final class PersistentContexts implements KhoSubsystem {
             }
         }
         log.info("iommufd: persistent ctx %d reopened by pid %d", pid, opener.pid());
-        if (last) {
-            allReopenedHook.run();
+        if (last && core() != null) {
+            log.info("iommufd: every persisted context was reopened: finishing the live update");
+            core().finish();
         }
         return ctx;
     }
@@ -590,6 +624,7 @@ public final class PersistentContexts implements KhoSubsystem {
      * Finish: every context nobody reopened goes. Its devices are detached (blocked), its domains
      * freed, its areas unpinned; its persistent id is free again.
      */
+    @Override
     public void finish() {
         final List<IommufdCtx> left;
         synchronized (this) {

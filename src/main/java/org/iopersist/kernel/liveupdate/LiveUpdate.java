@@ -14,7 +14,6 @@ import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.KernelLog;
 import org.iopersist.kernel.liveupdate.kho.Kho;
 import org.iopersist.kernel.liveupdate.kho.KhoIncoming;
-import org.iopersist.kernel.liveupdate.kho.KhoSubsystem;
 import org.iopersist.kernel.liveupdate.kho.SetupData;
 import org.iopersist.kernel.mm.FrameAllocator;
 import org.iopersist.kernel.mm.PhysRange;
@@ -24,7 +23,9 @@ import org.iopersist.uapi.Errno;
 
 /**
  * Live-update control for one boot: the outgoing handover (finalize, abort), the kexec that ends
- * the boot, and the incoming handover's finish.
+ * the boot, and the incoming handover's finish. Each preserving subsystem plugs in as a
+ * {@link LiveUpdateHandler}; this class calls their outgoing steps and {@code finish}, in
+ * registration order ({@link IncomingBoot} calls the incoming ones).
  *
  * <pre>
  *   NORMAL ──finalize──► FINALIZED ──kexec──► GONE (the next Kernel.boot takes over)
@@ -39,7 +40,7 @@ import org.iopersist.uapi.Errno;
 public final class LiveUpdate {
     public enum State { NORMAL, FINALIZED, GONE }
 
-    /** Runs at kexec, after the boot record is written: quiesce what is not preserved. */
+    /** Runs at kexec after every handler's shutdown: the end of userspace. */
     @FunctionalInterface
     public interface KexecHook {
         void kexec(boolean handedOver);
@@ -50,8 +51,8 @@ public final class LiveUpdate {
     private final KernelLog log;
     private final Kho kho;
     private final KhoIncoming incoming;
-    private final List<KexecHook> hooks = new ArrayList<>();
-    private final List<Runnable> finishHooks = new ArrayList<>();
+    private final List<LiveUpdateHandler<?>> handlers = new ArrayList<>(); // guarded by this
+    private final List<KexecHook> hooks = new ArrayList<>(); // guarded by this
     private final CountDownLatch gone = new CountDownLatch(1);
     private State state = State.NORMAL; // guarded by this
     private SetupData setup; // guarded by this
@@ -78,13 +79,16 @@ public final class LiveUpdate {
         return incoming;
     }
 
-    public void register(final KhoSubsystem subsystem) {
-        kho.register(subsystem);
-    }
-
-    /** Runs at finish, before unclaimed preserved frames are freed (subsystems drop what nobody took). */
-    public synchronized void onFinish(final Runnable hook) {
-        finishHooks.add(hook);
+    /**
+     * Plugs a preserving subsystem in. Register in dependency order: the same order serializes at
+     * freeze, shuts down at kexec and finishes, as {@link IncomingBoot} validates and adopts.
+     */
+    public void register(final LiveUpdateHandler<?> handler) {
+        synchronized (this) {
+            handlers.add(handler);
+        }
+        kho.register(handler);
+        handler.bind(this);
     }
 
     public synchronized void onKexec(final KexecHook hook) {
@@ -106,6 +110,13 @@ public final class LiveUpdate {
         return setup;
     }
 
+    /** A frozen object went away (its VMM died after finalize): the handover is void. */
+    public synchronized void abortIfFinalized() {
+        if (state == State.FINALIZED) {
+            abort();
+        }
+    }
+
     /** Unfreezes and frees the handover; ENOENT if not finalized. */
     public synchronized void abort() {
         requireAlive();
@@ -125,15 +136,20 @@ public final class LiveUpdate {
      */
     public void kexec(final String cmdline) {
         final boolean handedOver;
+        final List<LiveUpdateHandler<?>> toShut;
         final List<KexecHook> toRun;
         synchronized (this) {
             requireAlive();
             handedOver = state == State.FINALIZED;
             writeBootRecord(cmdline, handedOver ? setup : null);
             state = State.GONE;
+            toShut = List.copyOf(handlers);
             toRun = List.copyOf(hooks);
         }
         stopFinishTimer();
+        for (LiveUpdateHandler<?> h : toShut) {
+            h.shutdown(handedOver);
+        }
         for (KexecHook h : toRun) {
             h.kexec(handedOver);
         }
@@ -177,12 +193,12 @@ public final class LiveUpdate {
         stopFinishTimer();
         final boolean wasFinished = incoming.finished();
         if (!wasFinished) {
-            final List<Runnable> toRun;
+            final List<LiveUpdateHandler<?>> toFinish;
             synchronized (this) {
-                toRun = List.copyOf(finishHooks);
+                toFinish = List.copyOf(handlers);
             }
-            for (Runnable r : toRun) {
-                r.run();
+            for (LiveUpdateHandler<?> h : toFinish) {
+                h.finish();
             }
         }
         final long freed = incoming.finish(frames);

@@ -40,7 +40,7 @@ class LiveUpdateTest {
     Path dir;
 
     /** A subsystem that preserves checksummed runs and lists them in its blob. */
-    static final class Payload implements KhoSubsystem {
+    static final class Payload implements LiveUpdateHandler<Void> {
         final List<long[]> runs = new ArrayList<>(); // phys, order, checksum
         private final PhysicalMemory memory;
         private final FrameAllocator frames;
@@ -59,6 +59,15 @@ class LiveUpdateTest {
                 }
                 runs.add(new long[] {phys, order, sum});
             }
+        }
+
+        @Override
+        public Void validate(final IncomingHandover in) {
+            return null;
+        }
+
+        @Override
+        public void adopt(final Void plan, final IncomingHandover in) {
         }
 
         @Override

@@ -9,23 +9,32 @@ import org.iopersist.hw.vtd.RootEntry;
 import org.iopersist.kernel.KernelLog;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.liveupdate.kho.Kho;
-import org.iopersist.kernel.liveupdate.kho.KhoSubsystem;
+import org.iopersist.kernel.iommu.IommuCore;
+import org.iopersist.kernel.iommu.IommuDriver;
+import org.iopersist.kernel.liveupdate.IncomingHandover;
+import org.iopersist.kernel.liveupdate.LiveUpdateHandler;
+import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
 
 /**
- * The VT-d driver's side of a live update, outgoing. At finalize it preserves, for every unit,
+ * The VT-d driver's part in a live update. Outgoing: at finalize it preserves, for every unit,
  * the root table, the context tables and the invalidation ring, and for every persistent domain
  * every table page, and writes {@link VtdHandover}; from then on persistent domains are frozen.
  * At kexec ({@link #quiesce}) it clears and invalidates the context entry of every device that is
  * not attached to a persistent domain and turns its bus mastering off; translation stays on.
+ * Incoming: {@link #validate} checks {@code intel-iommu-v1} against the units and the preserved
+ * tables ({@link VtdAdoption}); {@link #adopt} takes the live root tables over and hands the
+ * persistent domains to the iommu core, under their handover keys.
  */
-public final class IntelIommuPreservation implements KhoSubsystem {
+public final class IntelIommuLiveUpdate implements LiveUpdateHandler<IommuDriver.HandoverPlan> {
     private final IntelIommuDriver driver;
+    private final IommuCore core;
     private final KernelLog log;
     private final List<long[]> preserved = new ArrayList<>(); // (phys, order) this finalize preserved
     private Kho kho;
 
-    public IntelIommuPreservation(final IntelIommuDriver driver, final KernelLog log) {
+    public IntelIommuLiveUpdate(final IntelIommuDriver driver, final IommuCore core, final KernelLog log) {
         this.driver = driver;
+        this.core = core;
         this.log = log;
     }
 
@@ -106,11 +115,22 @@ public final class IntelIommuPreservation implements KhoSubsystem {
         driver.setFrozen(false);
     }
 
+    @Override
+    public IommuDriver.HandoverPlan validate(final IncomingHandover in) throws HandoverFormatException {
+        return driver.validateHandover(in.kho());
+    }
+
+    @Override
+    public void adopt(final IommuDriver.HandoverPlan plan, final IncomingHandover in) {
+        core.restore(driver.adopt(plan, in.earlyFrames()));
+    }
+
     /**
      * At kexec: every device not served by a persistent domain is blocked (context entry cleared,
      * caches invalidated) and loses bus mastering. Devices of persistent domains keep running.
      */
-    public void quiesce(final boolean handedOver) {
+    @Override
+    public void shutdown(final boolean handedOver) {
         final MachineConfig platform = driver.board().config();
         int blocked = 0;
         for (IommuDevice dev : driver.devices()) {
