@@ -1,5 +1,7 @@
 package org.iopersist.kernel;
 
+import org.iopersist.kernel.fs.UserProcess;
+
 import org.iopersist.kernel.init.Kernel;
 
 import java.io.IOException;
@@ -18,6 +20,11 @@ public final class KernelRig implements AutoCloseable {
     private KernelRig(final Machine machine, final Kernel kernel) {
         this.machine = machine;
         this.kernel = kernel;
+    }
+
+    /** A root caller for the kernel's entry points that check credentials (kexec_load). */
+    public static UserProcess root() {
+        return new UserProcess(1, 0, 0, null, 0, 0);
     }
 
     public static KernelRig boot(final Path dir, final MachineConfig config, final String cmdline) {

@@ -158,11 +158,7 @@ public final class Kernel {
     private final class Control implements LiveUpdateControl {
         @Override
         public void kexecLoad(final UserProcess caller, final String cmdline) {
-            if (caller.uid() != 0) {
-                throw new KernelException(Errno.EPERM, "kexec_load needs uid 0");
-            }
-            stagedCmdline = cmdline;
-            log.info("kexec: staged next kernel, command line \"%s\"", cmdline);
+            Kernel.this.kexecLoad(caller, cmdline);
         }
 
         @Override
@@ -197,8 +193,11 @@ public final class Kernel {
         });
     }
 
-    /** kexec_load from inside the JVM (tests, the demo): stages the next command line. */
-    public void kexecLoad(final String cmdline) {
+    /** kexec_load(2) on behalf of {@code caller}: stages the next command line; EPERM unless root. */
+    public void kexecLoad(final UserProcess caller, final String cmdline) {
+        if (caller.uid() != 0) {
+            throw new KernelException(Errno.EPERM, "kexec_load needs uid 0");
+        }
         stagedCmdline = cmdline;
         log.info("kexec: staged next kernel, command line \"%s\"", cmdline);
     }

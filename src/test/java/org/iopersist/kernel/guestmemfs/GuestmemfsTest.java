@@ -218,7 +218,7 @@ class GuestmemfsTest {
             rig.kernel.liveUpdate().finalizeHandover();
             assertEquals(Errno.EBUSY, assertThrows(org.iopersist.kernel.KernelException.class,
                     () -> fs.createFile("late", MIB, 0)).errno(), "frozen after finalize");
-            rig.kernel.kexecLoad("guestmemfs=16M");
+            rig.kernel.kexecLoad(KernelRig.root(), "guestmemfs=16M");
             rig.kernel.kexec();
             Handovers.checkWithDtc(rig.machine.board());
             final Kernel b = Kernel.boot(rig.machine.board());

@@ -1,5 +1,7 @@
 package org.iopersist.kernel.liveupdate;
 
+import org.iopersist.kernel.KernelRig;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -59,7 +61,7 @@ class IommufdHandoverTest {
         d.bind(f);
         d.attach(ioas);
         final SetupData setup = a.liveUpdate().finalizeHandover();
-        a.kexecLoad(CMDLINE);
+        a.kexecLoad(KernelRig.root(), CMDLINE);
         a.kexec();
         Handovers.checkWithDtc(m.board());
         return new Handed(m, setup, pid);

@@ -1,5 +1,7 @@
 package org.iopersist.kernel.liveupdate;
 
+import org.iopersist.kernel.KernelRig;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -113,7 +115,7 @@ class LiveUpdateTest {
     }
 
     static Kernel kexec(final Kernel k, final Machine m, final String cmdline) {
-        k.kexecLoad(cmdline);
+        k.kexecLoad(KernelRig.root(), cmdline);
         k.kexec();
         Handovers.checkIfHandedOver(m.board());
         return Kernel.boot(m.board());
@@ -221,7 +223,7 @@ class LiveUpdateTest {
             final Kernel a = Kernel.boot(m.board());
             a.liveUpdate().register(new Payload(a, 3));
             final var setup = a.liveUpdate().finalizeHandover();
-            a.kexecLoad("");
+            a.kexecLoad(KernelRig.root(), "");
             a.kexec();
             Handovers.checkWithDtc(m.board());
             m.board().memory().store32Release(setup.fdtAddr(), 0x12345678); // the FDT magic

@@ -1,5 +1,7 @@
 package org.iopersist.kernel.liveupdate;
 
+import org.iopersist.kernel.KernelRig;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -160,7 +162,7 @@ class PersistedIommufdTest {
                 final Iommufd frozenFd = iommufd;
                 assertEquals(Errno.EBUSY.number, assertThrows(ErrnoException.class, frozenFd::ioasAlloc).errno(),
                         "frozen after finalize");
-                k.kexecLoad(CMDLINE);
+                k.kexecLoad(KernelRig.root(), CMDLINE);
                 k.kexec(); // the VMM's connection is cut, as a kexec ends userspace
                 Handovers.checkWithDtc(m.board());
                 final Kernel next = Kernel.boot(m.board());
@@ -248,7 +250,7 @@ class PersistedIommufdTest {
             }
             assertNotEquals(pidByDevice.get(0), pidByDevice.get(1));
             vmm.writeFile("/sys/kernel/kho/finalize", "1");
-            a.kexecLoad(CMDLINE);
+            a.kexecLoad(KernelRig.root(), CMDLINE);
             a.kexec();
             Handovers.checkWithDtc(m.board());
             final Kernel b = Kernel.boot(m.board());
@@ -351,13 +353,13 @@ class PersistedIommufdTest {
             bar.awaitSeq(500);
             final long pinnedBefore = server.process(vmm.pid()).pinnedPages();
             vmm.writeFile("/sys/kernel/kho/finalize", "1");
-            a.kexecLoad(CMDLINE);
+            a.kexecLoad(KernelRig.root(), CMDLINE);
             a.kexec();
             // Kernel B restores the context, but no VMM comes; B is updated again before finish.
             final Kernel b = Kernel.boot(m.board());
             assertEquals(List.of(pid), b.persistedContexts().restoredIds());
             b.liveUpdate().finalizeHandover();
-            b.kexecLoad(CMDLINE);
+            b.kexecLoad(KernelRig.root(), CMDLINE);
             b.kexec();
             Handovers.checkWithDtc(m.board());
             final Kernel c = Kernel.boot(m.board());
@@ -433,7 +435,7 @@ class PersistedIommufdTest {
             final int pid = (int) f.makePersistent();
             f.mapFixed(f.ioasAlloc(), ram.va(), 4 * MIB, 0);
             vmm.writeFile("/sys/kernel/kho/finalize", "1");
-            a.kexecLoad(CMDLINE);
+            a.kexecLoad(KernelRig.root(), CMDLINE);
             a.kexec();
             Handovers.checkWithDtc(m.board());
             final Kernel b = Kernel.boot(m.board());

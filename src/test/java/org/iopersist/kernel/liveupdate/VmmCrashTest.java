@@ -1,5 +1,7 @@
 package org.iopersist.kernel.liveupdate;
 
+import org.iopersist.kernel.KernelRig;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -82,7 +84,7 @@ class VmmCrashTest {
             assertEquals(a.iommu().blockedDomain(), a.iommu().domainOf(dev), "its device is blocked");
             assertEquals(0, a.guestmemfs().pinsAt("vm0-ram", 0), "its pins are gone; the file stays");
             assertEquals(List.of(), a.persistedContexts().liveIds(), "the context is gone");
-            a.kexecLoad("guestmemfs=32M");
+            a.kexecLoad(KernelRig.root(), "guestmemfs=32M");
             a.kexec();
             final Kernel b = Kernel.boot(m.board());
             assertEquals(Kernel.BootKind.COLD, b.bootKind(), "nothing was handed over");

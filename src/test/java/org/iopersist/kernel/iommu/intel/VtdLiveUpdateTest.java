@@ -1,5 +1,7 @@
 package org.iopersist.kernel.iommu.intel;
 
+import org.iopersist.kernel.KernelRig;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -97,7 +99,7 @@ class VtdLiveUpdateTest {
 
         SetupData finalizeAndKexec() {
             final SetupData s = a.liveUpdate().finalizeHandover();
-            a.kexecLoad(CMDLINE);
+            a.kexecLoad(KernelRig.root(), CMDLINE);
             a.kexec();
             Handovers.checkWithDtc(m.board());
             return s;
