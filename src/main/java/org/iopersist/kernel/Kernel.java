@@ -90,16 +90,16 @@ public final class Kernel {
         this.refs = new FrameRefs(frames);
         this.persisted = new org.iopersist.kernel.iommufd.PersistentContexts(log);
         this.vfs = new Vfs(sysfs);
-        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persisted, p.uid())));
+        vfs.registerDevice(org.iopersist.uapi.Iommufd.DEV_PATH, (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persisted, p.uid())));
         final java.util.List<org.iopersist.kernel.iommu.IommuDevice> devs = iommu.devices();
         for (int i = 0; i < devs.size(); i++) {
             final org.iopersist.kernel.vfio.VfioDevice vd = new org.iopersist.kernel.vfio.VfioDevice(i, devs.get(i));
             vfs.registerDevice(vd.cdevPath(), (p, path, flags) -> new org.iopersist.kernel.vfio.VfioDeviceFile(vd));
-            final String dir = "/sys/bus/pci/devices/" + devs.get(i).bdf() + "/vfio-dev/vfio" + i;
+            final String dir = org.iopersist.uapi.Vfio.vfioDevSysfsDir(devs.get(i).bdf().toString(), i);
             sysfs.mkdirs(dir);
             final int minor = i;
             sysfs.add(dir, SysfsAttribute.readOnly("dev", () -> VFIO_CDEV_MAJOR + ":" + minor));
-            sysfs.add("/sys/bus/pci/devices/" + devs.get(i).bdf(), SysfsAttribute.readOnly("iommu_unit",
+            sysfs.add(org.iopersist.uapi.Vfio.pciSysfsDir(devs.get(i).bdf().toString()), SysfsAttribute.readOnly("iommu_unit",
                     () -> Integer.toString(vd.device().unit())));
         }
         this.syscalls = new Syscalls(board.memory(), frames, refs, vfs, new Control());
@@ -208,7 +208,7 @@ public final class Kernel {
     private void restorePersisted(final org.iopersist.kernel.iommufd.PersistentContexts.Plan plan,
             final java.util.Map<Long, org.iopersist.kernel.iommu.IommuDomain> domainsByKey) {
         persisted.restore(plan, board.memory(), refs, iommu, guestmemfsFs, domainsByKey, sysfs, (pid, ctx) -> {
-            final String node = org.iopersist.kernel.iommufd.PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd";
+            final String node = org.iopersist.uapi.Iommufd.persistedNode(pid);
             vfs.registerDevice(node, (p, path, flags) -> new IommufdFile(persisted.reopen(pid, p)));
         });
     }

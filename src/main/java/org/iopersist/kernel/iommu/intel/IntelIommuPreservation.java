@@ -72,7 +72,7 @@ public final class IntelIommuPreservation implements KhoSubsystem {
                 final List<Long> devices = new ArrayList<>();
                 for (IommuDevice dev : driver.devices()) {
                     if (driver.domainOf(dev) == d) {
-                        devices.add(pack(dev));
+                        devices.add(dev.handoverKey());
                     }
                 }
                 domains.add(new VtdHandover.Domain(d.levels, d.pgd, pages.length,
@@ -85,10 +85,6 @@ public final class IntelIommuPreservation implements KhoSubsystem {
             abort();
             throw e;
         }
-    }
-
-    static long pack(final IommuDevice dev) {
-        return (long) dev.unit() << 32 | (long) dev.bdf().segment() << 16 | dev.sourceId();
     }
 
     private void preserve(final long phys) {
