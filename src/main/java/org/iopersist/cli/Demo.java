@@ -16,12 +16,12 @@ import org.iopersist.hw.pci.DeviceBar;
 import org.iopersist.hw.pci.DeviceCounters;
 import org.iopersist.hw.pci.RecordChecker;
 import org.iopersist.hw.pci.WorkloadSettings;
-import org.iopersist.kernel.iommufd.PersistentContexts;
+import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.GuestRam;
-import org.iopersist.vmm.Iommufd;
+import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
-import org.iopersist.vmm.VfioDevice;
+import org.iopersist.vmm.VfioDeviceHandle;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -176,12 +176,12 @@ final class Demo implements Callable<Integer> {
                 // The VMM before the update.
                 KernelClient vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
                 final GuestRam ram = GuestRam.create(vmm, "vm0-ram", guestRamMib * MIB);
-                final Iommufd iommufd = Iommufd.open(vmm);
+                final IommufdHandle iommufd = IommufdHandle.open(vmm);
                 final int pid = (int) iommufd.makePersistent();
                 final int ioas = iommufd.ioasAlloc();
                 iommufd.mapFixed(ioas, ram.va(), ram.size(), 0);
                 for (int i = 0; i < bars.length; i++) {
-                    final VfioDevice dev = VfioDevice.open(vmm, i);
+                    final VfioDeviceHandle dev = VfioDeviceHandle.open(vmm, i);
                     devIds[i] = dev.bind(iommufd);
                     dev.attach(ioas);
                     // The guest's driver programs its device; the device runs in the machine's process.
@@ -233,11 +233,11 @@ final class Demo implements Callable<Integer> {
 
                     // The restarted VMM: reopen the iommufd through sysfs, rebind the devices, reopen guest RAM.
                     vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
-                    final String node = PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd";
-                    final Iommufd reopened = Iommufd.of(vmm, vmm.open(node, Syscall.O_RDWR));
+                    final String node = Iommufd.persistedNode(pid);
+                    final IommufdHandle reopened = IommufdHandle.of(vmm, vmm.open(node, Syscall.O_RDWR));
                     final int[] again = new int[bars.length];
                     for (int i = 0; i < bars.length; i++) {
-                        again[i] = VfioDevice.open(vmm, i).bind(reopened);
+                        again[i] = VfioDeviceHandle.open(vmm, i).bind(reopened);
                         problems += again[i] != devIds[i] ? 1 : 0;
                     }
                     current = GuestRam.open(vmm, "vm0-ram");

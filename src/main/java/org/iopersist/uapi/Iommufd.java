@@ -2,16 +2,18 @@ package org.iopersist.uapi;
 
 import static java.lang.foreign.MemoryLayout.PathElement.groupElement;
 
-import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.StructLayout;
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 
 /**
- * The iommufd uAPI of {@code include/uapi/linux/iommufd.h}: ioctl numbers and struct layouts, byte
- * for byte. Every command is {@code _IO(';', 0x80 + n)} and every struct starts with {@code u32 size}.
- * Each command's minimum size is {@code offsetofend} of its last mandatory field, as the kernel's
- * dispatch table has it.
+ * The iommufd uAPI of {@code include/uapi/linux/iommufd.h}: ioctl numbers, flags and option ids.
+ * Every command is {@code _IO(';', 0x80 + n)} and every struct starts with {@code u32 size}. Each
+ * struct is a class of its own, named after it, with its offsets, {@code SIZE} and {@code MIN_SIZE}
+ * ({@code offsetofend} of the last mandatory field, as the kernel's dispatch table has it):
+ * {@link IommuDestroy}, {@link IommuIoasAlloc}, {@link IommuIoasAllowIovas}, {@link IommuIoasCopy},
+ * {@link IommuIoasIovaRanges} with {@link IommuIovaRange}, {@link IommuIoasMap}, {@link IommuIoasUnmap},
+ * {@link IommuOption}, {@link IommuHwptAlloc}, {@link IommuHwInfo} with {@link IommuHwInfoVtd}, and
+ * {@link IommuIoasMapFile}.
  */
 public final class Iommufd {
     private Iommufd() {
@@ -68,72 +70,48 @@ public final class Iommufd {
     public static final int IOMMU_HW_INFO_TYPE_NONE = 0;
     public static final int IOMMU_HW_INFO_TYPE_INTEL_VTD = 1;
 
-    static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
-    /** Unaligned little-endian u32, for reading fields out of copied structs. */
-    public static final ValueLayout.OfInt U32_LE = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfInt S32 = U32;
-    private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfByte U8 = ValueLayout.JAVA_BYTE;
-    private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
+    /** Every iommufd struct starts with {@code u32 size}: the dispatcher reads it before it knows the struct. */
+    public static final long SIZE_OFFSET = 0;
 
-    public static final StructLayout IOMMU_DESTROY_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("size"), U32.withName("id")).withName("iommu_destroy");
+    /** The {@code size} that heads every iommufd struct. */
+    public static int size(final MemorySegment s) {
+        return CType.u32(s, SIZE_OFFSET);
+    }
 
-    public static final StructLayout IOMMU_IOAS_ALLOC_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("size"), U32.withName("flags"), U32.withName("out_ioas_id")).withName("iommu_ioas_alloc");
+    /** Sets the {@code size} that heads every iommufd struct. */
+    public static void size(final MemorySegment s, final int v) {
+        CType.u32(s, SIZE_OFFSET, v);
+    }
 
-    public static final StructLayout IOMMU_IOVA_RANGE_LAYOUT = MemoryLayout.structLayout(
-            U64.withName("start"), U64.withName("last")).withName("iommu_iova_range");
+    /** The device node that opens an iommufd context. */
+    public static final String DEV_PATH = "/dev/iommu";
 
-    public static final StructLayout IOMMU_IOAS_IOVA_RANGES_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("size"), U32.withName("ioas_id"), U32.withName("num_iovas"), U32.withName("__reserved"),
-            U64.withName("allowed_iovas"), U64.withName("out_iova_alignment")).withName("iommu_ioas_iova_ranges");
+    /**
+     * Where a restored persistent context appears after a live update: {@code <dir>/<id>/} holds its
+     * attributes and the {@code iommufd} node a VMM opens to take it back (this project's addition,
+     * after the RFC).
+     */
+    public static final String PERSISTED_SYSFS_DIR = "/sys/kernel/iommufd_persisted";
 
-    public static final StructLayout IOMMU_IOAS_ALLOW_IOVAS_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("size"), U32.withName("ioas_id"), U32.withName("num_iovas"), U32.withName("__reserved"),
-            U64.withName("allowed_iovas")).withName("iommu_ioas_allow_iovas");
+    /** {@code /sys/kernel/iommufd_persisted/<id>}. */
+    public static String persistedDir(final long persistentId) {
+        return PERSISTED_SYSFS_DIR + "/" + persistentId;
+    }
 
-    public static final StructLayout IOMMU_IOAS_MAP_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("size"), U32.withName("flags"), U32.withName("ioas_id"), U32.withName("__reserved"),
-            U64.withName("user_va"), U64.withName("length"), U64.withName("iova")).withName("iommu_ioas_map");
+    /** {@code /sys/kernel/iommufd_persisted/<id>/iommufd}: opening it reopens the restored context. */
+    public static String persistedNode(final long persistentId) {
+        return persistedDir(persistentId) + "/iommufd";
+    }
 
-    public static final StructLayout IOMMU_IOAS_MAP_FILE_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("size"), U32.withName("flags"), U32.withName("ioas_id"), S32.withName("fd"),
-            U64.withName("start"), U64.withName("length"), U64.withName("iova")).withName("iommu_ioas_map_file");
-
-    public static final StructLayout IOMMU_IOAS_COPY_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("size"), U32.withName("flags"), U32.withName("dst_ioas_id"), U32.withName("src_ioas_id"),
-            U64.withName("length"), U64.withName("dst_iova"), U64.withName("src_iova")).withName("iommu_ioas_copy");
-
-    public static final StructLayout IOMMU_IOAS_UNMAP_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("size"), U32.withName("ioas_id"), U64.withName("iova"), U64.withName("length"))
-            .withName("iommu_ioas_unmap");
-
-    public static final StructLayout IOMMU_OPTION_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("size"), U32.withName("option_id"), U16.withName("op"), U16.withName("__reserved"),
-            U32.withName("object_id"), U64.withName("val64")).withName("iommu_option");
-
-    public static final StructLayout IOMMU_HWPT_ALLOC_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("size"), U32.withName("flags"), U32.withName("dev_id"), U32.withName("pt_id"),
-            U32.withName("out_hwpt_id"), U32.withName("__reserved"), U32.withName("data_type"),
-            U32.withName("data_len"), U64.withName("data_uptr"), U32.withName("fault_id"),
-            U32.withName("__reserved2")).withName("iommu_hwpt_alloc");
-
-    public static final StructLayout IOMMU_HW_INFO_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("size"), U32.withName("flags"), U32.withName("dev_id"), U32.withName("data_len"),
-            U64.withName("data_uptr"), U32.withName("out_data_type"), U8.withName("out_max_pasid_log2"),
-            MemoryLayout.sequenceLayout(3, U8).withName("__reserved"),
-            U64.withName("out_capabilities")).withName("iommu_hw_info");
-
-    public static final StructLayout IOMMU_HW_INFO_VTD_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("flags"), U32.withName("__reserved"), U64.withName("cap_reg"), U64.withName("ecap_reg"))
-            .withName("iommu_hw_info_vtd");
-
-    /** {@code offsetofend(layout, field)}: the minimum size a command accepts. */
+    /**
+     * {@code offsetofend(layout, field)}, by name: for tests and docs that check the constant offsets
+     * of the struct classes ({@link IommuIoasMap} and the rest), never on an ioctl's path.
+     */
     public static long offsetofend(final StructLayout layout, final String field) {
         return layout.byteOffset(groupElement(field)) + layout.select(groupElement(field)).byteSize();
     }
 
+    /** {@code offsetof(layout, field)}, by name: as {@link #offsetofend}, for tests and docs. */
     public static long offsetof(final StructLayout layout, final String field) {
         return layout.byteOffset(groupElement(field));
     }

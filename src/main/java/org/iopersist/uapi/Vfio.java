@@ -1,15 +1,14 @@
 package org.iopersist.uapi;
 
-import static org.iopersist.uapi.Iommufd.U32;
-
-import java.lang.foreign.MemoryLayout;
-import java.lang.foreign.StructLayout;
+import java.lang.foreign.MemorySegment;
 
 /**
  * The VFIO device-cdev ioctls a VMM uses with iommufd, as merged in {@code include/uapi/linux/vfio.h}:
  * {@code _IO(VFIO_TYPE, VFIO_BASE + n)} numbers, and structs framed by {@code argsz} and
  * {@code flags}. VFIO's framing differs from iommufd's: the kernel copies {@code minsz} bytes,
  * {@code argsz < minsz} or unknown flags are EINVAL, and a larger {@code argsz} is simply allowed.
+ * The structs: {@link VfioDeviceBindIommufd}, {@link VfioDeviceAttachIommufdPt},
+ * {@link VfioDeviceDetachIommufdPt}.
  */
 public final class Vfio {
     public static final int VFIO_TYPE = ';';
@@ -19,19 +18,51 @@ public final class Vfio {
     public static final int VFIO_DEVICE_ATTACH_IOMMUFD_PT = (VFIO_TYPE << 8) | (VFIO_BASE + 19);
     public static final int VFIO_DEVICE_DETACH_IOMMUFD_PT = (VFIO_TYPE << 8) | (VFIO_BASE + 20);
 
-    /** struct vfio_device_bind_iommufd {argsz; flags; s32 iommufd; out_devid}. */
-    public static final StructLayout BIND_IOMMUFD_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("argsz"), U32.withName("flags"), U32.withName("iommufd"), U32.withName("out_devid"));
-    /** struct vfio_device_attach_iommufd_pt {argsz; flags; pt_id}. */
-    public static final StructLayout ATTACH_IOMMUFD_PT_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("argsz"), U32.withName("flags"), U32.withName("pt_id"));
-    /** struct vfio_device_detach_iommufd_pt {argsz; flags}. */
-    public static final StructLayout DETACH_IOMMUFD_PT_LAYOUT = MemoryLayout.structLayout(
-            U32.withName("argsz"), U32.withName("flags"));
+    /** Every VFIO struct starts with {@code u32 argsz; u32 flags}: what the kernel checks first. */
+    public static final long ARGSZ_OFFSET = 0;
+    public static final long FLAGS_OFFSET = 4;
 
     /** Device nodes: {@code /dev/vfio/devices/vfioN}, N in BDF order. */
     public static final String CDEV_DIR = "/dev/vfio/devices/";
 
+    /** PCI devices in sysfs: {@code /sys/bus/pci/devices/<BDF>}. */
+    public static final String PCI_SYSFS_DIR = "/sys/bus/pci/devices/";
+
     private Vfio() {
+    }
+
+    /** {@code /dev/vfio/devices/vfio<index>}. */
+    public static String cdevPath(final int index) {
+        return CDEV_DIR + "vfio" + index;
+    }
+
+    /** {@code /sys/bus/pci/devices/<bdf>}, {@code bdf} as {@code ssss:bb:dd.f}. */
+    public static String pciSysfsDir(final String bdf) {
+        return PCI_SYSFS_DIR + bdf;
+    }
+
+    /** {@code /sys/bus/pci/devices/<bdf>/vfio-dev/vfio<index>}: its {@code dev} reads the cdev's major:minor. */
+    public static String vfioDevSysfsDir(final String bdf, final int index) {
+        return pciSysfsDir(bdf) + "/vfio-dev/vfio" + index;
+    }
+
+    /** {@code argsz}: the size of the caller's struct. */
+    public static int argsz(final MemorySegment s) {
+        return CType.u32(s, ARGSZ_OFFSET);
+    }
+
+    /** Sets {@code argsz}. */
+    public static void argsz(final MemorySegment s, final int v) {
+        CType.u32(s, ARGSZ_OFFSET, v);
+    }
+
+    /** {@code flags}: must be 0 for the three commands here. */
+    public static int flags(final MemorySegment s) {
+        return CType.u32(s, FLAGS_OFFSET);
+    }
+
+    /** Sets {@code flags}. */
+    public static void flags(final MemorySegment s, final int v) {
+        CType.u32(s, FLAGS_OFFSET, v);
     }
 }

@@ -176,10 +176,7 @@ public final class KernelClient implements AutoCloseable {
         check(syscall(Syscall.FTRUNCATE, fd, length), "ftruncate");
     }
 
-    /**
-     * ioctl with a struct: copies {@code struct} into scratch user memory, calls, copies the kernel's
-     * answer back into {@code struct}. Returns the raw return value ({@code -errno} on failure).
-     */
+    /** unlink(2): removes {@code path} from the filesystem mounted over it. */
     public void unlink(final String path) {
         check(syscall(Syscall.UNLINK, putString(scratch(), path)), "unlink " + path);
     }
@@ -231,6 +228,10 @@ public final class KernelClient implements AutoCloseable {
         }
     }
 
+    /**
+     * ioctl with a struct: copies {@code struct} into scratch user memory, calls, copies the kernel's
+     * answer back into {@code struct}. Returns the raw return value ({@code -errno} on failure).
+     */
     public long ioctl(final int fd, final int cmd, final MemorySegment struct) {
         final long va = scratch() + 8192;
         memory.write(va, struct, 0, struct.byteSize());

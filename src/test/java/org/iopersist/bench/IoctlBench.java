@@ -8,9 +8,9 @@ import org.iopersist.hw.MachineConfig;
 import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.vmm.GuestRam;
-import org.iopersist.vmm.Iommufd;
+import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
-import org.iopersist.vmm.VfioDevice;
+import org.iopersist.vmm.VfioDeviceHandle;
 
 /**
  * The uAPI as a VMM sees it: ioctls over the syscall socket into a booted kernel, a device
@@ -37,10 +37,10 @@ final class IoctlBench {
             try (SyscallServer server = kernel.serve(work.resolve("k.sock"));
                  KernelClient vmm = KernelClient.connect(server.path(), work.resolve("m").resolve("memory"))) {
                 final GuestRam ram = GuestRam.create(vmm, "ram", 64 * MIB);
-                final Iommufd iommufd = Iommufd.open(vmm);
+                final IommufdHandle iommufd = IommufdHandle.open(vmm);
                 iommufd.makePersistent();
                 final int ioas = iommufd.ioasAlloc();
-                final VfioDevice dev = VfioDevice.open(vmm, 0);
+                final VfioDeviceHandle dev = VfioDeviceHandle.open(vmm, 0);
                 dev.bind(iommufd);
                 dev.attach(ioas);
                 final Histogram ranges = new Histogram(3);

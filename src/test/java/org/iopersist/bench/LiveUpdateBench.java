@@ -16,11 +16,12 @@ import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.iommufd.PersistentContexts;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.Handovers;
+import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.GuestRam;
-import org.iopersist.vmm.Iommufd;
+import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
-import org.iopersist.vmm.VfioDevice;
+import org.iopersist.vmm.VfioDeviceHandle;
 
 /**
  * Live updates back to back on one machine, as the demo does them: the VMM finalizes, kexec_load
@@ -72,12 +73,12 @@ final class LiveUpdateBench {
             SyscallServer server = kernel.serve(work.resolve("k0.sock"));
             KernelClient vmm = KernelClient.connect(server.path(), work.resolve("m").resolve("memory"));
             final GuestRam ram = GuestRam.create(vmm, "vm0-ram", guestBytes);
-            Iommufd iommufd = Iommufd.open(vmm);
+            IommufdHandle iommufd = IommufdHandle.open(vmm);
             final int pid = (int) iommufd.makePersistent();
             final int ioas = iommufd.ioasAlloc();
             final DeviceBar[] bars = new DeviceBar[2];
             for (int i = 0; i < bars.length; i++) {
-                final VfioDevice dev = VfioDevice.open(vmm, i);
+                final VfioDeviceHandle dev = VfioDeviceHandle.open(vmm, i);
                 dev.bind(iommufd);
                 dev.attach(ioas);
             }
@@ -91,7 +92,7 @@ final class LiveUpdateBench {
                 bars[i].start(WorkloadSettings.writeVerify((1 + i) * MIB, MIB, 512, 1 + i).withPace(PACE_NANOS));
                 bars[i].awaitSeq(100);
             }
-            final String node = PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd";
+            final String node = Iommufd.persistedNode(pid);
             GuestRam current = ram;
             for (int u = 0; u < warmup + measured; u++) {
                 final Kernel old = kernel;
@@ -112,9 +113,9 @@ final class LiveUpdateBench {
                 vmm.close();
                 server = kernel.serve(work.resolve("k" + (u + 1) + ".sock"));
                 vmm = KernelClient.connect(server.path(), work.resolve("m").resolve("memory"));
-                iommufd = Iommufd.of(vmm, vmm.open(node, Syscall.O_RDWR));
+                iommufd = IommufdHandle.of(vmm, vmm.open(node, Syscall.O_RDWR));
                 for (int i = 0; i < bars.length; i++) {
-                    VfioDevice.open(vmm, i).bind(iommufd);
+                    VfioDeviceHandle.open(vmm, i).bind(iommufd);
                 }
                 current = GuestRam.open(vmm, "vm0-ram");
                 final long t4 = System.nanoTime();

@@ -11,14 +11,14 @@ import org.iopersist.hw.pci.DeviceBar;
 import org.iopersist.hw.pci.DeviceCounters;
 import org.iopersist.hw.pci.RecordChecker;
 import org.iopersist.hw.pci.WorkloadSettings;
-import org.iopersist.kernel.iommufd.PersistentContexts;
 import org.iopersist.testing.ChildJvm;
 import org.iopersist.testing.Handovers;
+import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.GuestRam;
-import org.iopersist.vmm.Iommufd;
+import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
-import org.iopersist.vmm.VfioDevice;
+import org.iopersist.vmm.VfioDeviceHandle;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -61,12 +61,12 @@ class SeparateProcessesLiveUpdateTest {
                     await(kernel1, "kernel ready " + sock + " cold");
                     final KernelClient vmm = KernelClient.connect(sock, m.resolve("memory"));
                     final GuestRam ram = GuestRam.create(vmm, "vm0-ram", 32 * MIB);
-                    final Iommufd iommufd = Iommufd.open(vmm);
+                    final IommufdHandle iommufd = IommufdHandle.open(vmm);
                     pid = (int) iommufd.makePersistent();
                     final int ioas = iommufd.ioasAlloc();
                     iommufd.mapFixed(ioas, ram.va(), ram.size(), 0);
                     for (int i = 0; i < 2; i++) {
-                        final VfioDevice d = VfioDevice.open(vmm, i);
+                        final VfioDeviceHandle d = VfioDeviceHandle.open(vmm, i);
                         devIds[i] = d.bind(iommufd);
                         d.attach(ioas);
                         // The guest's driver programs its device: the BAR lives in the machine's process.
@@ -99,11 +99,11 @@ class SeparateProcessesLiveUpdateTest {
                     assertEquals("restored", Files.readString(persisted.resolve("state")).trim());
                     assertEquals("live_update", Files.readString(m.resolve("sys").resolve("kernel").resolve("boot").resolve("kind")).trim());
                     try (KernelClient vmm2 = KernelClient.connect(sock, m.resolve("memory"))) {
-                        final Iommufd reopened = Iommufd.of(vmm2,
-                                vmm2.open(PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd", Syscall.O_RDWR));
+                        final IommufdHandle reopened = IommufdHandle.of(vmm2,
+                                vmm2.open(Iommufd.persistedNode(pid), Syscall.O_RDWR));
                         assertEquals(pid, reopened.persistentId());
                         for (int i = 0; i < 2; i++) {
-                            assertEquals(devIds[i], VfioDevice.open(vmm2, i).bind(reopened), "device " + i + " keeps its id");
+                            assertEquals(devIds[i], VfioDeviceHandle.open(vmm2, i).bind(reopened), "device " + i + " keeps its id");
                         }
                         final GuestRam ram2 = GuestRam.open(vmm2, "vm0-ram");
                         assertTrue(vmm2.readFile("/sys/kernel/liveupdate/finish").trim().equals("1"), "the reopen finished it");

@@ -1,14 +1,53 @@
 package org.iopersist.uapi;
 
+import static java.lang.foreign.MemoryLayout.PathElement.groupElement;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.StructLayout;
+import java.lang.reflect.Field;
+import java.lang.reflect.Method;
+import java.lang.reflect.Modifier;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
 import org.junit.jupiter.api.Test;
 
 /**
- * The uAPI structs byte for byte as {@code include/uapi/linux/iommufd.h} lays them out (sizes from
- * the C definitions with {@code __aligned_u64}), and the ioctl numbers as {@code _IO(';', nr)}.
+ * The uAPI structs byte for byte as {@code include/uapi/linux/iommufd.h} and {@code vfio.h} lay them
+ * out (sizes from the C definitions with {@code __aligned_u64}), the ioctl numbers as
+ * {@code _IO(';', nr)}, and each struct class's constant offsets and accessors against its layout.
  */
 class IommufdLayoutTest {
+    /**
+     * Each struct class with Linux's {@code sizeof} and the minimum size of the kernel's dispatch
+     * table ({@code offsetofend} of {@code lastMandatory}; VFIO's {@code minsz}). The VFIO sizes are
+     * those of the merged structs; later kernels append flag-gated fields this model does not accept.
+     */
+    private record Linux(Class<?> type, long size, String lastMandatory, long minSize) {
+    }
+
+    private static final List<Linux> STRUCTS = List.of(
+            new Linux(IommuDestroy.class, 8, "id", 8),
+            new Linux(IommuIoasAlloc.class, 12, "out_ioas_id", 12),
+            new Linux(IommuIovaRange.class, 16, null, 0),
+            new Linux(IommuIoasIovaRanges.class, 32, "out_iova_alignment", 32),
+            new Linux(IommuIoasAllowIovas.class, 24, "allowed_iovas", 24),
+            new Linux(IommuIoasMap.class, 40, "iova", 40),
+            new Linux(IommuIoasMapFile.class, 40, "iova", 40),
+            new Linux(IommuIoasCopy.class, 40, "src_iova", 40),
+            new Linux(IommuIoasUnmap.class, 24, "length", 24),
+            new Linux(IommuOption.class, 24, "val64", 24),
+            new Linux(IommuHwptAlloc.class, 48, "__reserved", 24),
+            new Linux(IommuHwInfo.class, 40, "__reserved", 32),
+            new Linux(IommuHwInfoVtd.class, 24, null, 0),
+            new Linux(VfioDeviceBindIommufd.class, 16, "out_devid", 16),
+            new Linux(VfioDeviceAttachIommufdPt.class, 12, "pt_id", 12),
+            new Linux(VfioDeviceDetachIommufdPt.class, 8, "flags", 8));
+
     @Test
     void ioctlNumbersAreIoSemicolonNr() {
         assertEquals(0x3b80, Iommufd.IOMMU_DESTROY);
@@ -20,33 +59,132 @@ class IommufdLayoutTest {
         assertEquals(0x3b89, Iommufd.IOMMU_HWPT_ALLOC);
         assertEquals(0x3b8a, Iommufd.IOMMU_GET_HW_INFO);
         assertEquals(0x3b8f, Iommufd.IOMMU_IOAS_MAP_FILE);
+        assertEquals(0x3b76, Vfio.VFIO_DEVICE_BIND_IOMMUFD);
+        assertEquals(0x3b77, Vfio.VFIO_DEVICE_ATTACH_IOMMUFD_PT);
+        assertEquals(0x3b78, Vfio.VFIO_DEVICE_DETACH_IOMMUFD_PT);
     }
 
     @Test
-    void structSizesAndOffsets() {
-        assertEquals(8, Iommufd.IOMMU_DESTROY_LAYOUT.byteSize());
-        assertEquals(12, Iommufd.IOMMU_IOAS_ALLOC_LAYOUT.byteSize());
-        assertEquals(16, Iommufd.IOMMU_IOVA_RANGE_LAYOUT.byteSize());
-        assertEquals(32, Iommufd.IOMMU_IOAS_IOVA_RANGES_LAYOUT.byteSize());
-        assertEquals(24, Iommufd.IOMMU_IOAS_ALLOW_IOVAS_LAYOUT.byteSize());
-        assertEquals(40, Iommufd.IOMMU_IOAS_MAP_LAYOUT.byteSize());
-        assertEquals(40, Iommufd.IOMMU_IOAS_MAP_FILE_LAYOUT.byteSize());
-        assertEquals(40, Iommufd.IOMMU_IOAS_COPY_LAYOUT.byteSize());
-        assertEquals(24, Iommufd.IOMMU_IOAS_UNMAP_LAYOUT.byteSize());
-        assertEquals(24, Iommufd.IOMMU_OPTION_LAYOUT.byteSize());
-        assertEquals(48, Iommufd.IOMMU_HWPT_ALLOC_LAYOUT.byteSize());
-        assertEquals(40, Iommufd.IOMMU_HW_INFO_LAYOUT.byteSize());
-        assertEquals(24, Iommufd.IOMMU_HW_INFO_VTD_LAYOUT.byteSize());
-        assertEquals(24, Iommufd.offsetof(Iommufd.IOMMU_IOAS_MAP_LAYOUT, "length"));
-        assertEquals(12, Iommufd.offsetof(Iommufd.IOMMU_IOAS_MAP_FILE_LAYOUT, "fd"));
-        assertEquals(8, Iommufd.offsetof(Iommufd.IOMMU_IOAS_UNMAP_LAYOUT, "iova"));
-        assertEquals(10, Iommufd.offsetof(Iommufd.IOMMU_OPTION_LAYOUT, "__reserved"));
-        assertEquals(29, Iommufd.offsetof(Iommufd.IOMMU_HW_INFO_LAYOUT, "__reserved"));
-        assertEquals(40, Iommufd.offsetof(Iommufd.IOMMU_HWPT_ALLOC_LAYOUT, "fault_id"));
-        // Minimum sizes of the dispatch table (offsetofend of the last mandatory field).
-        assertEquals(8, Iommufd.offsetofend(Iommufd.IOMMU_DESTROY_LAYOUT, "id"));
-        assertEquals(32, Iommufd.offsetofend(Iommufd.IOMMU_IOAS_IOVA_RANGES_LAYOUT, "out_iova_alignment"));
-        assertEquals(40, Iommufd.offsetofend(Iommufd.IOMMU_IOAS_MAP_LAYOUT, "iova"));
-        assertEquals(24, Iommufd.offsetofend(Iommufd.IOMMU_HWPT_ALLOC_LAYOUT, "__reserved"));
+    void sizesAreLinuxs() throws Exception {
+        for (Linux l : STRUCTS) {
+            final String name = l.type().getSimpleName();
+            assertEquals(l.size(), layout(l).byteSize(), name + " layout");
+            assertEquals(l.size(), constant(l.type(), "SIZE"), name + ".SIZE");
+            if (l.lastMandatory() != null) {
+                assertEquals(l.minSize(), Iommufd.offsetofend(layout(l), l.lastMandatory()), name + " offsetofend");
+                assertEquals(l.minSize(), constant(l.type(), "MIN_SIZE"), name + ".MIN_SIZE");
+            }
+        }
+    }
+
+    @Test
+    void offsetsAreLinuxs() {
+        // Spot checks against the header, where padding or a narrow field moves what follows.
+        assertEquals(24, IommuIoasMap.LENGTH_OFFSET);
+        assertEquals(12, IommuIoasMapFile.FD_OFFSET);
+        assertEquals(8, IommuIoasUnmap.IOVA_OFFSET);
+        assertEquals(10, IommuOption.RESERVED_OFFSET);
+        assertEquals(16, IommuOption.VAL64_OFFSET);
+        assertEquals(28, IommuHwInfo.OUT_MAX_PASID_LOG2_OFFSET);
+        assertEquals(29, IommuHwInfo.RESERVED_OFFSET);
+        assertEquals(32, IommuHwInfo.OUT_CAPABILITIES_OFFSET);
+        assertEquals(40, IommuHwptAlloc.FAULT_ID_OFFSET);
+        assertEquals(8, IommuHwInfoVtd.CAP_REG_OFFSET);
+        assertEquals(12, VfioDeviceBindIommufd.OUT_DEVID_OFFSET);
+        // The shared headers the dispatchers read before they know the struct.
+        assertEquals(IommuIoasMap.SIZE_OFFSET, Iommufd.SIZE_OFFSET);
+        assertEquals(VfioDeviceBindIommufd.ARGSZ_OFFSET, Vfio.ARGSZ_OFFSET);
+        assertEquals(VfioDeviceBindIommufd.FLAGS_OFFSET, Vfio.FLAGS_OFFSET);
+    }
+
+    /** Every {@code X_OFFSET} constant is its member's offset in the layout, and every member has one. */
+    @Test
+    void everyOffsetConstantIsTheLayouts() throws Exception {
+        for (Linux l : STRUCTS) {
+            final StructLayout layout = layout(l);
+            final Set<String> covered = new HashSet<>();
+            for (Field f : l.type().getFields()) {
+                if (!f.getName().endsWith("_OFFSET")) {
+                    continue;
+                }
+                final String member = member(layout, f.getName());
+                assertEquals(layout.byteOffset(groupElement(member)), f.getLong(null), l.type().getSimpleName() + "." + f.getName());
+                covered.add(member);
+            }
+            for (MemoryLayout m : layout.memberLayouts()) {
+                assertTrue(m.name().isEmpty() || covered.contains(m.name().get()),
+                        l.type().getSimpleName() + " has no offset constant for " + m.name());
+            }
+        }
+    }
+
+    /**
+     * Every accessor reaches exactly its own member: a getter reads the member's bytes (zero-extended
+     * for u8/u16), a setter writes them and nothing else.
+     */
+    @Test
+    void everyAccessorUsesItsOwnOffset() throws Exception {
+        int checked = 0;
+        for (Linux l : STRUCTS) {
+            final StructLayout layout = layout(l);
+            for (Method m : l.type().getMethods()) {
+                if (!Modifier.isStatic(m.getModifiers()) || m.getParameterCount() == 0
+                        || m.getParameterTypes()[0] != MemorySegment.class || m.getReturnType() == boolean.class) {
+                    continue;
+                }
+                final String constName = m.getName().replaceAll("([a-z0-9])([A-Z])", "$1_$2").toUpperCase(Locale.ROOT) + "_OFFSET";
+                final long offset = constant(l.type(), constName);
+                final long width = layout.select(groupElement(member(layout, constName))).byteSize();
+                final String what = l.type().getSimpleName() + "." + m.getName();
+                if (m.getParameterCount() == 1) {
+                    final byte[] bytes = new byte[(int) l.size()];
+                    for (int i = 0; i < bytes.length; i++) {
+                        bytes[i] = (byte) (0x81 + 7 * i);
+                    }
+                    final long got = ((Number) m.invoke(null, MemorySegment.ofArray(bytes))).longValue();
+                    final long want = width == 4 ? (int) le(bytes, offset, width) : le(bytes, offset, width);
+                    assertEquals(want, got, what);
+                } else {
+                    final byte[] bytes = new byte[(int) l.size()];
+                    final long value = 0x8877_6655_4433_2211L;
+                    final Object arg = m.getParameterTypes()[1] == long.class ? (Object) value : (Object) (int) value;
+                    m.invoke(null, MemorySegment.ofArray(bytes), arg);
+                    final byte[] want = new byte[bytes.length];
+                    for (int i = 0; i < width; i++) {
+                        want[(int) offset + i] = (byte) (value >>> (8 * i));
+                    }
+                    assertEquals(java.util.HexFormat.of().formatHex(want), java.util.HexFormat.of().formatHex(bytes), what);
+                }
+                checked++;
+            }
+        }
+        assertTrue(checked > 60, checked + " accessors checked");
+    }
+
+    private static StructLayout layout(final Linux l) throws Exception {
+        return (StructLayout) l.type().getField("LAYOUT").get(null);
+    }
+
+    private static long constant(final Class<?> type, final String name) throws Exception {
+        return type.getField(name).getLong(null);
+    }
+
+    /** The member an {@code X_OFFSET} constant names: {@code x}, or {@code __x} for reserved fields. */
+    private static String member(final StructLayout layout, final String constant) {
+        final String plain = constant.substring(0, constant.length() - "_OFFSET".length()).toLowerCase(Locale.ROOT);
+        for (MemoryLayout m : layout.memberLayouts()) {
+            if (m.name().equals(java.util.Optional.of(plain))) {
+                return plain;
+            }
+        }
+        return "__" + plain;
+    }
+
+    private static long le(final byte[] b, final long offset, final long width) {
+        long v = 0;
+        for (int i = (int) width - 1; i >= 0; i--) {
+            v = v << 8 | (b[(int) offset + i] & 0xFF);
+        }
+        return v;
     }
 }

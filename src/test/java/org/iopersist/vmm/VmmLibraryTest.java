@@ -28,7 +28,7 @@ class VmmLibraryTest {
              SyscallServer server = rig.kernel.serve(dir.resolve("k.sock"));
              KernelClient vmm = KernelClient.connect(server.path(), dir.resolve("m").resolve("memory"))) {
             final GuestRam ram = GuestRam.create(vmm, "vm0-ram", 64 * MIB);
-            final Iommufd iommufd = Iommufd.open(vmm);
+            final IommufdHandle iommufd = IommufdHandle.open(vmm);
             final long persistentId = iommufd.makePersistent();
             assertTrue(persistentId >= 1);
             assertEquals(persistentId, iommufd.persistentId());
@@ -36,7 +36,7 @@ class VmmLibraryTest {
             assertEquals(0, iommufd.mapFixed(ioas, ram.va(), ram.size(), 0), "guest-physical 0");
             final DeviceBar[] bars = new DeviceBar[2];
             for (int i = 0; i < 2; i++) {
-                final VfioDevice dev = VfioDevice.open(vmm, i);
+                final VfioDeviceHandle dev = VfioDeviceHandle.open(vmm, i);
                 assertTrue(dev.bind(iommufd) > 0);
                 assertTrue(dev.attach(ioas) > 0);
                 bars[i] = new DeviceBar(rig.machine.board().deviceBar(i));

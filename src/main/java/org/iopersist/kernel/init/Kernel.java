@@ -42,6 +42,8 @@ import org.iopersist.kernel.syscall.Syscalls;
 import org.iopersist.kernel.vfio.VfioDevice;
 import org.iopersist.kernel.vfio.VfioDeviceFile;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.Iommufd;
+import org.iopersist.uapi.Vfio;
 
 /**
  * One boot of the host kernel on a machine. Everything it knows comes from the board: the
@@ -107,16 +109,16 @@ public final class Kernel {
         this.refs = refs;
         this.persisted = handlers.iommufd();
         this.vfs = new Vfs(sysfs);
-        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persisted, p.uid())));
+        vfs.registerDevice(Iommufd.DEV_PATH, (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persisted, p.uid())));
         final List<IommuDevice> devs = iommu.devices();
         for (int i = 0; i < devs.size(); i++) {
             final VfioDevice vd = new VfioDevice(i, devs.get(i));
             vfs.registerDevice(vd.cdevPath(), (p, path, flags) -> new VfioDeviceFile(vd));
-            final String dir = "/sys/bus/pci/devices/" + devs.get(i).bdf() + "/vfio-dev/vfio" + i;
+            final String dir = Vfio.vfioDevSysfsDir(devs.get(i).bdf().toString(), i);
             sysfs.mkdirs(dir);
             final int minor = i;
             sysfs.add(dir, SysfsAttribute.readOnly("dev", () -> VFIO_CDEV_MAJOR + ":" + minor));
-            sysfs.add("/sys/bus/pci/devices/" + devs.get(i).bdf(), SysfsAttribute.readOnly("iommu_unit",
+            sysfs.add(org.iopersist.uapi.Vfio.pciSysfsDir(devs.get(i).bdf().toString()), SysfsAttribute.readOnly("iommu_unit",
                     () -> Integer.toString(vd.device().unit())));
         }
         this.syscalls = new Syscalls(board.memory(), frames, refs, vfs, new Control());
@@ -134,7 +136,7 @@ public final class Kernel {
         }
         liveUpdate.register(persisted);
         liveUpdate.onKexec(handedOver -> stopServers());
-        persisted.publish(sysfs, (pid, ctx) -> vfs.registerDevice(PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd",
+        persisted.publish(sysfs, (pid, ctx) -> vfs.registerDevice(Iommufd.persistedNode(pid),
                 (p, path, flags) -> new IommufdFile(persisted.reopen(pid, p))));
         populateSysfs();
         liveUpdate.populateSysfs(sysfs);

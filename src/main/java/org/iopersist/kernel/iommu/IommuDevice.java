@@ -8,6 +8,15 @@ public record IommuDevice(Bdf bdf, int unit) implements Comparable<IommuDevice> 
         return bdf.sourceId();
     }
 
+    /**
+     * The device's name in a handover, the same on both sides of a kexec:
+     * {@code unit << 32 | segment << 16 | source-id} (source-id is {@code bus << 8 | devfn}). The
+     * VT-d handover lists a domain's devices by it; iommufd's names each bound device by it.
+     */
+    public long handoverKey() {
+        return (long) unit << 32 | (long) bdf.segment() << 16 | bdf.sourceId();
+    }
+
     @Override
     public int compareTo(final IommuDevice o) {
         return bdf.compareTo(o.bdf);

@@ -9,6 +9,8 @@ import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommu.IommuDomain;
 import org.iopersist.kernel.iommu.ReservedRegion;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.IommuHwInfo;
+import org.iopersist.uapi.IommuHwptAlloc;
 import org.iopersist.uapi.Iommufd;
 
 /**
@@ -211,20 +213,20 @@ public final class DeviceOps {
 
     /** IOMMU_HWPT_ALLOC: a paging HWPT over an IOAS; nesting and dirty tracking are not modelled. */
     static long hwptAlloc(final Ucmd u) {
-        if (u.u32("__reserved") != 0) {
+        if (IommuHwptAlloc.reserved(u.cmd) != 0) {
             throw Ucmd.unsupported("HWPT_ALLOC __reserved");
         }
-        final int dataType = u.u32("data_type");
-        final int dataLen = u.u32("data_len");
+        final int dataType = IommuHwptAlloc.dataType(u.cmd);
+        final int dataLen = IommuHwptAlloc.dataLen(u.cmd);
         if ((dataType == Iommufd.IOMMU_HWPT_DATA_NONE) != (dataLen == 0)) {
             throw new KernelException(Errno.EINVAL, "data_type " + dataType + " with data_len " + dataLen);
         }
-        final IommufdDevice idev = u.ctx.objects.get(u.u32("dev_id"), ObjectType.DEVICE, IommufdDevice.class);
-        final IommufdObject pt = u.ctx.objects.find(u.u32("pt_id"));
+        final IommufdDevice idev = u.ctx.objects.get(IommuHwptAlloc.devId(u.cmd), ObjectType.DEVICE, IommufdDevice.class);
+        final IommufdObject pt = u.ctx.objects.find(IommuHwptAlloc.ptId(u.cmd));
         if (pt == null) {
-            throw new KernelException(Errno.EINVAL, "pt_id " + u.u32("pt_id") + " names nothing");
+            throw new KernelException(Errno.EINVAL, "pt_id " + IommuHwptAlloc.ptId(u.cmd) + " names nothing");
         }
-        final int flags = u.u32("flags");
+        final int flags = IommuHwptAlloc.flags(u.cmd);
         u.ctx.checkMutable("HWPT_ALLOC");
         synchronized (u.ctx.attachLock) {
             if (pt instanceof HwptPaging) {
@@ -240,7 +242,7 @@ public final class DeviceOps {
                 throw Ucmd.unsupported("HWPT_ALLOC data_type " + dataType);
             }
             final HwptPaging h = newHwpt(u.ctx, ioas, idev.dev, 0, false);
-            u.putU32("out_hwpt_id", h.id());
+            IommuHwptAlloc.outHwptId(u.cmd, h.id());
             try {
                 u.respond();
             } catch (KernelException e) {
@@ -253,15 +255,13 @@ public final class DeviceOps {
 
     /** IOMMU_GET_HW_INFO: the driver's struct, truncated or zero-extended to the user's buffer. */
     static long getHwInfo(final Ucmd u) {
-        final long reservedOffset = Iommufd.offsetof(Iommufd.IOMMU_HW_INFO_LAYOUT, "__reserved");
-        final MemorySegment raw = u.cmd;
-        if (u.u32("flags") != 0 || raw.get(Ucmd.U16, reservedOffset) != 0 || raw.get(java.lang.foreign.ValueLayout.JAVA_BYTE, reservedOffset + 2) != 0) {
+        if (IommuHwInfo.flags(u.cmd) != 0 || !IommuHwInfo.reservedIsZero(u.cmd)) {
             throw Ucmd.unsupported("GET_HW_INFO flags or __reserved");
         }
-        final IommufdDevice idev = u.ctx.objects.get(u.u32("dev_id"), ObjectType.DEVICE, IommufdDevice.class);
+        final IommufdDevice idev = u.ctx.objects.get(IommuHwInfo.devId(u.cmd), ObjectType.DEVICE, IommufdDevice.class);
         final HwInfo info = u.ctx.iommu().driver().hwInfo(idev.dev);
-        final long userLen = Integer.toUnsignedLong(u.u32("data_len"));
-        final long uptr = u.u64("data_uptr");
+        final long userLen = Integer.toUnsignedLong(IommuHwInfo.dataLen(u.cmd));
+        final long uptr = IommuHwInfo.dataUptr(u.cmd);
         final byte[] data = info.data();
         final long copy = Math.min(userLen, data.length);
         if (copy > 0) {
@@ -271,9 +271,9 @@ public final class DeviceOps {
             u.process.mm().copyToUser(uptr + copy, MemorySegment.ofArray(new byte[(int) Math.min(userLen - copy, 1 << 20)]), 0,
                     Math.min(userLen - copy, 1 << 20));
         }
-        u.putU32("data_len", data.length);
-        u.putU32("out_data_type", info.type());
-        u.putU64("out_capabilities", info.capabilities());
+        IommuHwInfo.dataLen(u.cmd, data.length);
+        IommuHwInfo.outDataType(u.cmd, info.type());
+        IommuHwInfo.outCapabilities(u.cmd, info.capabilities());
         u.respond();
         return 0;
     }

@@ -5,6 +5,12 @@ import java.util.ArrayList;
 import java.util.List;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.IommuDestroy;
+import org.iopersist.uapi.IommuIoasAllowIovas;
+import org.iopersist.uapi.IommuIoasAlloc;
+import org.iopersist.uapi.IommuIoasIovaRanges;
+import org.iopersist.uapi.IommuIovaRange;
+import org.iopersist.uapi.IommuOption;
 import org.iopersist.uapi.Iommufd;
 
 /**
@@ -18,19 +24,19 @@ final class IoasOps {
 
     static long destroy(final Ucmd u) {
         u.ctx.checkMutable("DESTROY");
-        u.ctx.objects.destroy(u.u32("id"));
+        u.ctx.objects.destroy(IommuDestroy.id(u.cmd));
         return 0;
     }
 
     static long alloc(final Ucmd u) {
         u.ctx.checkMutable("IOAS_ALLOC");
-        if (u.u32("flags") != 0) {
+        if (IommuIoasAlloc.flags(u.cmd) != 0) {
             throw Ucmd.unsupported("IOAS_ALLOC flags");
         }
         final int id = u.ctx.objects.reserve();
         final Ioas ioas = new Ioas();
         try {
-            u.putU32("out_ioas_id", id);
+            IommuIoasAlloc.outIoasId(u.cmd, id);
             u.respond();
         } catch (KernelException e) {
             u.ctx.objects.abort(id);
@@ -41,12 +47,12 @@ final class IoasOps {
     }
 
     static long iovaRanges(final Ucmd u) {
-        if (u.u32("__reserved") != 0) {
+        if (IommuIoasIovaRanges.reserved(u.cmd) != 0) {
             throw Ucmd.unsupported("IOAS_IOVA_RANGES __reserved");
         }
-        final Ioas ioas = u.ctx.objects.get(u.u32("ioas_id"), ObjectType.IOAS, Ioas.class);
-        final long max = Integer.toUnsignedLong(u.u32("num_iovas"));
-        final long rangesVa = u.u64("allowed_iovas");
+        final Ioas ioas = u.ctx.objects.get(IommuIoasIovaRanges.ioasId(u.cmd), ObjectType.IOAS, Ioas.class);
+        final long max = Integer.toUnsignedLong(IommuIoasIovaRanges.numIovas(u.cmd));
+        final long rangesVa = IommuIoasIovaRanges.allowedIovas(u.cmd);
         final List<IovaRange> ranges;
         final long alignment;
         ioas.iovaLock.readLock().lock();
@@ -58,12 +64,12 @@ final class IoasOps {
         }
         final MemorySegment elm = MemorySegment.ofArray(new long[2]);
         for (int i = 0; i < ranges.size() && i < max; i++) {
-            elm.set(Ucmd.U64, 0, ranges.get(i).start());
-            elm.set(Ucmd.U64, 8, ranges.get(i).last());
-            u.process.mm().copyToUser(rangesVa + 16L * i, elm, 0, 16);
+            IommuIovaRange.start(elm, ranges.get(i).start());
+            IommuIovaRange.last(elm, ranges.get(i).last());
+            u.process.mm().copyToUser(rangesVa + IommuIovaRange.SIZE * i, elm, 0, IommuIovaRange.SIZE);
         }
-        u.putU32("num_iovas", ranges.size());
-        u.putU64("out_iova_alignment", alignment);
+        IommuIoasIovaRanges.numIovas(u.cmd, ranges.size());
+        IommuIoasIovaRanges.outIovaAlignment(u.cmd, alignment);
         u.respond();
         if (ranges.size() > max) {
             throw new KernelException(Errno.EMSGSIZE, ranges.size() + " ranges, room for " + max);
@@ -72,22 +78,22 @@ final class IoasOps {
     }
 
     static long allowIovas(final Ucmd u) {
-        if (u.u32("__reserved") != 0) {
+        if (IommuIoasAllowIovas.reserved(u.cmd) != 0) {
             throw Ucmd.unsupported("IOAS_ALLOW_IOVAS __reserved");
         }
         u.ctx.checkMutable("IOAS_ALLOW_IOVAS"); // allowed ranges are in the handover
-        final Ioas ioas = u.ctx.objects.get(u.u32("ioas_id"), ObjectType.IOAS, Ioas.class);
-        final long count = Integer.toUnsignedLong(u.u32("num_iovas"));
+        final Ioas ioas = u.ctx.objects.get(IommuIoasAllowIovas.ioasId(u.cmd), ObjectType.IOAS, Ioas.class);
+        final long count = Integer.toUnsignedLong(IommuIoasAllowIovas.numIovas(u.cmd));
         if (count > 1 << 16) {
             throw new KernelException(Errno.ENOMEM, "num_iovas " + count);
         }
-        final long va = u.u64("allowed_iovas");
+        final long va = IommuIoasAllowIovas.allowedIovas(u.cmd);
         final List<IovaRange> ranges = new ArrayList<>();
         final MemorySegment elm = MemorySegment.ofArray(new long[2]);
         for (int i = 0; i < count; i++) {
-            u.process.mm().copyFromUser(va + 16L * i, elm, 0, 16);
-            final long start = elm.get(Ucmd.U64, 0);
-            final long last = elm.get(Ucmd.U64, 8);
+            u.process.mm().copyFromUser(va + IommuIovaRange.SIZE * i, elm, 0, IommuIovaRange.SIZE);
+            final long start = IommuIovaRange.start(elm);
+            final long last = IommuIovaRange.last(elm);
             if (Long.compareUnsigned(start, last) >= 0) {
                 throw new KernelException(Errno.EINVAL, String.format("allowed range [0x%x, 0x%x] is empty", start, last));
             }
@@ -109,38 +115,37 @@ final class IoasOps {
      * this is not); SET on a persistent context answers its id again.
      */
     private static void persistent(final Ucmd u) {
-        if (u.u32("object_id") != 0) {
+        if (IommuOption.objectId(u.cmd) != 0) {
             throw Ucmd.unsupported("PERSISTENT is a context option; object_id must be 0");
         }
-        switch (u.u16("op")) {
-            case Iommufd.IOMMU_OPTION_OP_GET -> u.putU64("val64", u.ctx.persistentId());
-            case Iommufd.IOMMU_OPTION_OP_SET -> u.putU64("val64", u.ctx.makePersistent());
-            default -> throw Ucmd.unsupported("option op " + u.u16("op"));
+        switch (IommuOption.op(u.cmd)) {
+            case Iommufd.IOMMU_OPTION_OP_GET -> IommuOption.val64(u.cmd, u.ctx.persistentId());
+            case Iommufd.IOMMU_OPTION_OP_SET -> IommuOption.val64(u.cmd, u.ctx.makePersistent());
+            default -> throw Ucmd.unsupported("option op " + IommuOption.op(u.cmd));
         }
     }
 
     static long option(final Ucmd u) {
-        if (u.u16("__reserved") != 0) {
+        if (IommuOption.reserved(u.cmd) != 0) {
             throw Ucmd.unsupported("OPTION __reserved");
         }
-        switch (u.u32("option_id")) {
+        switch (IommuOption.optionId(u.cmd)) {
             case Iommufd.IOMMU_OPTION_RLIMIT_MODE -> rlimitMode(u);
             case Iommufd.IOMMU_OPTION_HUGE_PAGES -> hugePages(u);
             case Iommufd.IOMMU_OPTION_PERSISTENT -> persistent(u);
-            default -> throw Ucmd.unsupported("option " + u.u32("option_id"));
+            default -> throw Ucmd.unsupported("option " + IommuOption.optionId(u.cmd));
         }
         // Only val64 goes back, as Linux copies just that field.
-        final MemorySegment val = MemorySegment.ofArray(new long[] {u.u64("val64")});
-        u.process.mm().copyToUser(u.userVa + Iommufd.offsetof(Iommufd.IOMMU_OPTION_LAYOUT, "val64"), val, 0, 8);
+        u.process.mm().copyToUser(u.userVa + IommuOption.VAL64_OFFSET, u.cmd, IommuOption.VAL64_OFFSET, Long.BYTES);
         return 0;
     }
 
     private static void rlimitMode(final Ucmd u) {
-        if (u.u32("object_id") != 0) {
+        if (IommuOption.objectId(u.cmd) != 0) {
             throw Ucmd.unsupported("RLIMIT_MODE is global: object_id must be 0");
         }
-        switch (u.u16("op")) {
-            case Iommufd.IOMMU_OPTION_OP_GET -> u.putU64("val64", u.ctx.accountMode() == IommufdCtx.ACCOUNT_MM ? 1 : 0);
+        switch (IommuOption.op(u.cmd)) {
+            case Iommufd.IOMMU_OPTION_OP_GET -> IommuOption.val64(u.cmd, u.ctx.accountMode() == IommufdCtx.ACCOUNT_MM ? 1 : 0);
             case Iommufd.IOMMU_OPTION_OP_SET -> {
                 if (!u.process.root()) {
                     throw new KernelException(Errno.EPERM, "RLIMIT_MODE needs CAP_SYS_RESOURCE");
@@ -148,7 +153,7 @@ final class IoasOps {
                 if (!u.ctx.objects.empty()) {
                     throw new KernelException(Errno.EBUSY, "RLIMIT_MODE with objects in the context");
                 }
-                final long v = u.u64("val64");
+                final long v = IommuOption.val64(u.cmd);
                 if (v == 0) {
                     u.ctx.setAccountMode(IommufdCtx.ACCOUNT_USER);
                 } else if (v == 1) {
@@ -157,23 +162,23 @@ final class IoasOps {
                     throw new KernelException(Errno.EINVAL, "RLIMIT_MODE " + v);
                 }
             }
-            default -> throw Ucmd.unsupported("option op " + u.u16("op"));
+            default -> throw Ucmd.unsupported("option op " + IommuOption.op(u.cmd));
         }
     }
 
     private static void hugePages(final Ucmd u) {
-        final Ioas ioas = u.ctx.objects.get(u.u32("object_id"), ObjectType.IOAS, Ioas.class);
-        switch (u.u16("op")) {
+        final Ioas ioas = u.ctx.objects.get(IommuOption.objectId(u.cmd), ObjectType.IOAS, Ioas.class);
+        switch (IommuOption.op(u.cmd)) {
             case Iommufd.IOMMU_OPTION_OP_GET -> {
                 ioas.iovaLock.readLock().lock();
                 try {
-                    u.putU64("val64", ioas.iopt.largePagesDisabled() ? 0 : 1);
+                    IommuOption.val64(u.cmd, ioas.iopt.largePagesDisabled() ? 0 : 1);
                 } finally {
                     ioas.iovaLock.readLock().unlock();
                 }
             }
             case Iommufd.IOMMU_OPTION_OP_SET -> {
-                final long v = u.u64("val64");
+                final long v = IommuOption.val64(u.cmd);
                 if (v != 0 && v != 1) {
                     throw new KernelException(Errno.EINVAL, "HUGE_PAGES " + v);
                 }
@@ -185,7 +190,7 @@ final class IoasOps {
                     ioas.iovaLock.writeLock().unlock();
                 }
             }
-            default -> throw Ucmd.unsupported("option op " + u.u16("op"));
+            default -> throw Ucmd.unsupported("option op " + IommuOption.op(u.cmd));
         }
     }
 }

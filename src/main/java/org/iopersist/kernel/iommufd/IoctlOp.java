@@ -1,24 +1,35 @@
 package org.iopersist.kernel.iommufd;
 
-import java.lang.foreign.StructLayout;
+import org.iopersist.uapi.IommuDestroy;
+import org.iopersist.uapi.IommuHwInfo;
+import org.iopersist.uapi.IommuHwptAlloc;
+import org.iopersist.uapi.IommuIoasAlloc;
+import org.iopersist.uapi.IommuIoasAllowIovas;
+import org.iopersist.uapi.IommuIoasCopy;
+import org.iopersist.uapi.IommuIoasIovaRanges;
+import org.iopersist.uapi.IommuIoasMap;
+import org.iopersist.uapi.IommuIoasMapFile;
+import org.iopersist.uapi.IommuIoasUnmap;
+import org.iopersist.uapi.IommuOption;
 import org.iopersist.uapi.Iommufd;
 
 /**
- * The dispatch table of iommufd's ioctls: each command's struct, the field that ends its minimum
- * size, and its handler. The dispatcher, not the handlers, enforces the size rules.
+ * The dispatch table of iommufd's ioctls ({@code iommufd_ioctl_ops}): each command's struct size, its
+ * minimum size ({@code offsetofend} of the last mandatory field), and its handler. The dispatcher,
+ * not the handlers, enforces the size rules.
  */
 enum IoctlOp {
-    DESTROY(Iommufd.IOMMU_DESTROY, Iommufd.IOMMU_DESTROY_LAYOUT, "id", IoasOps::destroy),
-    IOAS_ALLOC(Iommufd.IOMMU_IOAS_ALLOC, Iommufd.IOMMU_IOAS_ALLOC_LAYOUT, "out_ioas_id", IoasOps::alloc),
-    IOAS_ALLOW_IOVAS(Iommufd.IOMMU_IOAS_ALLOW_IOVAS, Iommufd.IOMMU_IOAS_ALLOW_IOVAS_LAYOUT, "allowed_iovas", IoasOps::allowIovas),
-    IOAS_IOVA_RANGES(Iommufd.IOMMU_IOAS_IOVA_RANGES, Iommufd.IOMMU_IOAS_IOVA_RANGES_LAYOUT, "out_iova_alignment", IoasOps::iovaRanges),
-    IOAS_MAP(Iommufd.IOMMU_IOAS_MAP, Iommufd.IOMMU_IOAS_MAP_LAYOUT, "iova", MapOps::map),
-    IOAS_UNMAP(Iommufd.IOMMU_IOAS_UNMAP, Iommufd.IOMMU_IOAS_UNMAP_LAYOUT, "length", MapOps::unmap),
-    IOAS_COPY(Iommufd.IOMMU_IOAS_COPY, Iommufd.IOMMU_IOAS_COPY_LAYOUT, "src_iova", MapOps::copy),
-    IOAS_MAP_FILE(Iommufd.IOMMU_IOAS_MAP_FILE, Iommufd.IOMMU_IOAS_MAP_FILE_LAYOUT, "iova", MapOps::mapFile),
-    OPTION(Iommufd.IOMMU_OPTION, Iommufd.IOMMU_OPTION_LAYOUT, "val64", IoasOps::option),
-    HWPT_ALLOC(Iommufd.IOMMU_HWPT_ALLOC, Iommufd.IOMMU_HWPT_ALLOC_LAYOUT, "__reserved", DeviceOps::hwptAlloc),
-    GET_HW_INFO(Iommufd.IOMMU_GET_HW_INFO, Iommufd.IOMMU_HW_INFO_LAYOUT, "__reserved", DeviceOps::getHwInfo);
+    DESTROY(Iommufd.IOMMU_DESTROY, IommuDestroy.SIZE, IommuDestroy.MIN_SIZE, IoasOps::destroy),
+    IOAS_ALLOC(Iommufd.IOMMU_IOAS_ALLOC, IommuIoasAlloc.SIZE, IommuIoasAlloc.MIN_SIZE, IoasOps::alloc),
+    IOAS_ALLOW_IOVAS(Iommufd.IOMMU_IOAS_ALLOW_IOVAS, IommuIoasAllowIovas.SIZE, IommuIoasAllowIovas.MIN_SIZE, IoasOps::allowIovas),
+    IOAS_IOVA_RANGES(Iommufd.IOMMU_IOAS_IOVA_RANGES, IommuIoasIovaRanges.SIZE, IommuIoasIovaRanges.MIN_SIZE, IoasOps::iovaRanges),
+    IOAS_MAP(Iommufd.IOMMU_IOAS_MAP, IommuIoasMap.SIZE, IommuIoasMap.MIN_SIZE, MapOps::map),
+    IOAS_UNMAP(Iommufd.IOMMU_IOAS_UNMAP, IommuIoasUnmap.SIZE, IommuIoasUnmap.MIN_SIZE, MapOps::unmap),
+    IOAS_COPY(Iommufd.IOMMU_IOAS_COPY, IommuIoasCopy.SIZE, IommuIoasCopy.MIN_SIZE, MapOps::copy),
+    IOAS_MAP_FILE(Iommufd.IOMMU_IOAS_MAP_FILE, IommuIoasMapFile.SIZE, IommuIoasMapFile.MIN_SIZE, MapOps::mapFile),
+    OPTION(Iommufd.IOMMU_OPTION, IommuOption.SIZE, IommuOption.MIN_SIZE, IoasOps::option),
+    HWPT_ALLOC(Iommufd.IOMMU_HWPT_ALLOC, IommuHwptAlloc.SIZE, IommuHwptAlloc.MIN_SIZE, DeviceOps::hwptAlloc),
+    GET_HW_INFO(Iommufd.IOMMU_GET_HW_INFO, IommuHwInfo.SIZE, IommuHwInfo.MIN_SIZE, DeviceOps::getHwInfo);
 
     /** A command's handler; returns the ioctl's return value (0) or throws with the errno. */
     @FunctionalInterface
@@ -27,14 +38,15 @@ enum IoctlOp {
     }
 
     final int cmd;
-    final StructLayout layout;
+    /** The kernel's {@code sizeof} of the struct: what it copies in, zero-extending a shorter one. */
+    final long size;
     final long minSize;
     final Handler handler;
 
-    IoctlOp(final int cmd, final StructLayout layout, final String lastMandatory, final Handler handler) {
+    IoctlOp(final int cmd, final long size, final long minSize, final Handler handler) {
         this.cmd = cmd;
-        this.layout = layout;
-        this.minSize = Iommufd.offsetofend(layout, lastMandatory);
+        this.size = size;
+        this.minSize = minSize;
         this.handler = handler;
     }
 

@@ -9,6 +9,7 @@ import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.mm.FrameRefs;
 import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.Iommufd;
 
 /**
  * One open {@code /dev/iommu}: its objects and its accounting mode. Also the ioctl dispatcher, which
@@ -178,17 +179,17 @@ public final class IommufdCtx {
         try (Arena arena = Arena.ofConfined()) {
             final MemorySegment sizeBuf = arena.allocate(4);
             p.mm().copyFromUser(argVa, sizeBuf, 0, 4);
-            final long userSize = Integer.toUnsignedLong(sizeBuf.get(Ucmd.U32, 0));
+            final long userSize = Integer.toUnsignedLong(Iommufd.size(sizeBuf));
             if (userSize < op.minSize) {
                 throw new KernelException(Errno.EINVAL, "size " + userSize + " below the minimum " + op.minSize);
             }
-            final long kernelSize = op.layout.byteSize();
+            final long kernelSize = op.size;
             final MemorySegment cmdBuf = arena.allocate(kernelSize, 8);
             p.mm().copyFromUser(argVa, cmdBuf, 0, Math.min(userSize, kernelSize));
             if (userSize > kernelSize) {
                 checkZeroTail(p, argVa + kernelSize, userSize - kernelSize);
             }
-            return op.handler.handle(new Ucmd(this, p, argVa, userSize, op.layout, cmdBuf));
+            return op.handler.handle(new Ucmd(this, p, argVa, userSize, cmdBuf));
         }
     }
 

@@ -27,6 +27,6 @@ public final class IommufdFile implements KernelFile {
 
     @Override
     public String describe() {
-        return "/dev/iommu";
+        return org.iopersist.uapi.Iommufd.DEV_PATH;
     }
 }

@@ -8,6 +8,10 @@ import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.fs.KernelFile;
 import org.iopersist.kernel.mm.memfd.MemFd;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.IommuIoasCopy;
+import org.iopersist.uapi.IommuIoasMap;
+import org.iopersist.uapi.IommuIoasMapFile;
+import org.iopersist.uapi.IommuIoasUnmap;
 import org.iopersist.uapi.Iommufd;
 
 /**
@@ -32,20 +36,20 @@ final class MapOps {
 
     static long map(final Ucmd u) {
         u.ctx.checkMutable("IOAS_MAP");
-        final int flags = u.u32("flags");
-        if ((flags & ~MAP_FLAGS) != 0 || u.u32("__reserved") != 0) {
+        final int flags = IommuIoasMap.flags(u.cmd);
+        if ((flags & ~MAP_FLAGS) != 0 || IommuIoasMap.reserved(u.cmd) != 0) {
             throw Ucmd.unsupported("IOAS_MAP flags or __reserved");
         }
-        final long iova = u.u64("iova");
-        final long length = u.u64("length");
+        final long iova = IommuIoasMap.iova(u.cmd);
+        final long length = IommuIoasMap.length(u.cmd);
         if (iova == -1L || length == -1L) {
             throw new KernelException(Errno.EOVERFLOW, "iova or length is ULONG_MAX");
         }
         if (prot(flags) == 0) {
             throw new KernelException(Errno.EINVAL, "neither READABLE nor WRITEABLE");
         }
-        final Ioas ioas = u.ctx.objects.get(u.u32("ioas_id"), ObjectType.IOAS, Ioas.class);
-        final long uptr = u.u64("user_va");
+        final Ioas ioas = u.ctx.objects.get(IommuIoasMap.ioasId(u.cmd), ObjectType.IOAS, Ioas.class);
+        final long uptr = IommuIoasMap.userVa(u.cmd);
         final org.iopersist.kernel.mm.AddressSpace.FileRange backing = u.process.mm().fileRange(uptr, length);
         final IoptPages pages;
         if (backing != null && backing.file() instanceof GuestmemFile g) {
@@ -58,28 +62,28 @@ final class MapOps {
         }
         final long chosen = place(ioas, List.of(new Piece(pages, IoptPages.pageOffset(uptr), length)), length, iova,
                 flags, uptr);
-        u.putU64("iova", chosen);
+        IommuIoasMap.iova(u.cmd, chosen);
         u.respond();
         return 0;
     }
 
     static long mapFile(final Ucmd u) {
         u.ctx.checkMutable("IOAS_MAPFILE");
-        final int flags = u.u32("flags");
+        final int flags = IommuIoasMapFile.flags(u.cmd);
         if ((flags & ~MAP_FLAGS) != 0) {
             throw Ucmd.unsupported("IOAS_MAP_FILE flags");
         }
-        final long iova = u.u64("iova");
-        final long length = u.u64("length");
-        final long start = u.u64("start");
+        final long iova = IommuIoasMapFile.iova(u.cmd);
+        final long length = IommuIoasMapFile.length(u.cmd);
+        final long start = IommuIoasMapFile.start(u.cmd);
         if (iova == -1L || length == -1L || start == -1L) {
             throw new KernelException(Errno.EOVERFLOW, "iova, start or length is ULONG_MAX");
         }
         if (prot(flags) == 0) {
             throw new KernelException(Errno.EINVAL, "neither READABLE nor WRITEABLE");
         }
-        final Ioas ioas = u.ctx.objects.get(u.u32("ioas_id"), ObjectType.IOAS, Ioas.class);
-        final int fd = u.u32("fd");
+        final Ioas ioas = u.ctx.objects.get(IommuIoasMapFile.ioasId(u.cmd), ObjectType.IOAS, Ioas.class);
+        final int fd = IommuIoasMapFile.fd(u.cmd);
         if (fd < 0) {
             throw new KernelException(Errno.EBADF, "fd " + fd);
         }
@@ -100,7 +104,7 @@ final class MapOps {
         }
         final long chosen = place(ioas, List.of(new Piece(pages, IoptPages.pageOffset(start), length)), length, iova,
                 flags, start);
-        u.putU64("iova", chosen);
+        IommuIoasMapFile.iova(u.cmd, chosen);
         u.respond();
         return 0;
     }
@@ -157,31 +161,31 @@ final class MapOps {
 
     static long copy(final Ucmd u) {
         u.ctx.checkMutable("IOAS_COPY");
-        final int flags = u.u32("flags");
+        final int flags = IommuIoasCopy.flags(u.cmd);
         if ((flags & ~MAP_FLAGS) != 0) {
             throw Ucmd.unsupported("IOAS_COPY flags");
         }
-        final long length = u.u64("length");
-        final long srcIova = u.u64("src_iova");
-        final long dstIova = u.u64("dst_iova");
+        final long length = IommuIoasCopy.length(u.cmd);
+        final long srcIova = IommuIoasCopy.srcIova(u.cmd);
+        final long dstIova = IommuIoasCopy.dstIova(u.cmd);
         if (length == -1L || srcIova == -1L || dstIova == -1L) {
             throw new KernelException(Errno.EOVERFLOW, "length or an iova is ULONG_MAX");
         }
         if (prot(flags) == 0) {
             throw new KernelException(Errno.EINVAL, "neither READABLE nor WRITEABLE");
         }
-        final Ioas src = u.ctx.objects.get(u.u32("src_ioas_id"), ObjectType.IOAS, Ioas.class);
+        final Ioas src = u.ctx.objects.get(IommuIoasCopy.srcIoasId(u.cmd), ObjectType.IOAS, Ioas.class);
         final List<Piece> pieces = getPages(src, srcIova, length);
         final Ioas dst;
         try {
-            dst = u.ctx.objects.get(u.u32("dst_ioas_id"), ObjectType.IOAS, Ioas.class);
+            dst = u.ctx.objects.get(IommuIoasCopy.dstIoasId(u.cmd), ObjectType.IOAS, Ioas.class);
         } catch (KernelException e) {
             pieces.forEach(p -> p.pages().put());
             throw e;
         }
         final long hint = pieces.get(0).pages().addressOf(pieces.get(0).startByte());
         final long chosen = place(dst, pieces, length, dstIova, flags, hint);
-        u.putU64("dst_iova", chosen);
+        IommuIoasCopy.dstIova(u.cmd, chosen);
         u.respond();
         return 0;
     }
@@ -216,9 +220,9 @@ final class MapOps {
 
     static long unmap(final Ucmd u) {
         u.ctx.checkMutable("IOAS_UNMAP");
-        final Ioas ioas = u.ctx.objects.get(u.u32("ioas_id"), ObjectType.IOAS, Ioas.class);
-        final long iova = u.u64("iova");
-        final long length = u.u64("length");
+        final Ioas ioas = u.ctx.objects.get(IommuIoasUnmap.ioasId(u.cmd), ObjectType.IOAS, Ioas.class);
+        final long iova = IommuIoasUnmap.iova(u.cmd);
+        final long length = IommuIoasUnmap.length(u.cmd);
         final long unmapped;
         if (iova == 0 && length == -1L) {
             unmapped = unmapRange(ioas, 0, -1L, true);
@@ -228,7 +232,7 @@ final class MapOps {
             }
             unmapped = unmapRange(ioas, iova, IovaMath.lastOf(iova, length), false);
         }
-        u.putU64("length", unmapped);
+        IommuIoasUnmap.length(u.cmd, unmapped);
         u.respond();
         return 0;
     }

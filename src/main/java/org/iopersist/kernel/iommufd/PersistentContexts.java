@@ -30,7 +30,9 @@ import org.iopersist.kernel.mm.FrameRefs;
 import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.kernel.fs.Sysfs;
 import org.iopersist.kernel.fs.SysfsAttribute;
+import org.iopersist.kernel.iommu.ReservedRegion;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.Iommufd;
 
 /**
  * Every persistent iommufd context of this boot: the live ones (made persistent by their VMM),
@@ -53,11 +55,8 @@ import org.iopersist.uapi.Errno;
 public final class PersistentContexts implements LiveUpdateHandler<PersistentContexts.Plan> {
     public static final String NAME = "iommufd";
     public static final String COMPATIBLE = "iommufd-v1";
-    public static final String SYSFS_DIR = "/sys/kernel/iommufd_persisted";
     /** Cells (u64) per area record: iova, length, ino, offset, prot, pages index. */
     public static final int AREA_CELLS = 6;
-    private static final long MSI_START = 0xFEE0_0000L;
-    private static final long MSI_LAST = 0xFEEF_FFFFL;
 
     /** Opening a restored context's sysfs file: the kernel installs it as the given file. */
     @FunctionalInterface
@@ -119,7 +118,7 @@ public final class PersistentContexts implements LiveUpdateHandler<PersistentCon
         }
         // Outside this lock: reading an attribute takes sysfs's lock, then this one.
         if (published != null) {
-            published.remove(SYSFS_DIR + "/" + id);
+            published.remove(Iommufd.persistedDir(id));
         }
     }
 
@@ -216,7 +215,7 @@ public final class PersistentContexts implements LiveUpdateHandler<PersistentCon
                 case HwptPaging h -> w.beginNode("hwpt@" + o.id()).propertyU32("id", o.id()).propertyU32("ioas", h.ioas.id())
                         .propertyU32("auto", h.auto ? 1 : 0).propertyU64("domain", h.domain.ops().handoverKey()).endNode();
                 case IommufdDevice d -> w.beginNode("device@" + o.id()).propertyU32("id", o.id())
-                        .propertyU64("device", (long) d.dev.unit() << 32 | (long) d.dev.bdf().segment() << 16 | d.dev.sourceId())
+                        .propertyU64("device", d.dev.handoverKey())
                         .propertyU32("hwpt", d.hwpt == null ? 0 : d.hwpt.id()).endNode();
                 case Access a -> throw new KernelException(Errno.EBUSY,
                         "persistent iommufd " + pid + " has an in-kernel access; accesses are not handed over");
@@ -312,7 +311,7 @@ public final class PersistentContexts implements LiveUpdateHandler<PersistentCon
                     final long key = blob.u64(on, "device");
                     IommuDevice dev = null;
                     for (IommuDevice d : machineDevices) {
-                        if (((long) d.unit() << 32 | (long) d.bdf().segment() << 16 | d.sourceId()) == key) {
+                        if (d.handoverKey() == key) {
                             dev = d;
                         }
                     }
@@ -340,16 +339,14 @@ public final class PersistentContexts implements LiveUpdateHandler<PersistentCon
                 final IoasPlan ip = ioas.get(h.ioas());
                 for (AreaPlan a : ip.areas()) {
                     final long end = a.iova() + a.length() - 1;
-                    if (Long.compareUnsigned(end, last) > 0 || (Long.compareUnsigned(a.iova(), MSI_LAST) <= 0
-                            && Long.compareUnsigned(end, MSI_START) >= 0)) {
+                    if (Long.compareUnsigned(end, last) > 0 || ReservedRegion.INTERRUPT_WINDOW.intersects(a.iova(), end)) {
                         throw new HandoverFormatException(String.format("ctx %d ioas %d: area at 0x%x outside what hwpt %d may map",
                                 pid, ip.id(), a.iova(), h.id()));
                     }
                 }
                 matchTables(pid, ip, h, fs, tables);
                 for (IovaRange r : ip.allowed()) {
-                    if (Long.compareUnsigned(r.last(), last) > 0 || (Long.compareUnsigned(r.start(), MSI_LAST) <= 0
-                            && Long.compareUnsigned(r.last(), MSI_START) >= 0)) {
+                    if (Long.compareUnsigned(r.last(), last) > 0 || ReservedRegion.INTERRUPT_WINDOW.intersects(r.start(), r.last())) {
                         throw new HandoverFormatException("ctx " + pid + " ioas " + ip.id() + ": allowed range over a reserved one");
                     }
                 }
@@ -564,7 +561,7 @@ public final class PersistentContexts implements LiveUpdateHandler<PersistentCon
     }
 
     private void publishSysfs(final Sysfs sysfs, final int pid, final IommufdCtx ctx) {
-        final String dir = SYSFS_DIR + "/" + pid;
+        final String dir = Iommufd.persistedDir(pid);
         sysfs.mkdirs(dir);
         sysfs.add(dir, SysfsAttribute.readOnly("owner", () -> Integer.toString(ctx.ownerUid())));
         sysfs.add(dir, SysfsAttribute.readOnly("objects", () -> Integer.toString(ctx.objectCount())));

@@ -26,7 +26,7 @@ public final class VfioDevice {
     }
 
     public String cdevPath() {
-        return org.iopersist.uapi.Vfio.CDEV_DIR + "vfio" + index;
+        return org.iopersist.uapi.Vfio.cdevPath(index);
     }
 
     synchronized boolean claim(final VfioDeviceFile file) {

@@ -9,8 +9,10 @@ import org.iopersist.kernel.iommufd.IommufdFile;
 import org.iopersist.kernel.fs.KernelFile;
 import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.uapi.Errno;
-import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Vfio;
+import org.iopersist.uapi.VfioDeviceAttachIommufdPt;
+import org.iopersist.uapi.VfioDeviceBindIommufd;
+import org.iopersist.uapi.VfioDeviceDetachIommufdPt;
 
 /**
  * One open VFIO device cdev. Until VFIO_DEVICE_BIND_IOMMUFD succeeds every other device ioctl is
@@ -18,10 +20,6 @@ import org.iopersist.uapi.Vfio;
  * {@code argsz < minsz} or unknown flags are EINVAL.
  */
 public final class VfioDeviceFile implements KernelFile {
-    private static final long BIND_MINSZ = Iommufd.offsetofend(Vfio.BIND_IOMMUFD_LAYOUT, "out_devid");
-    private static final long ATTACH_MINSZ = Iommufd.offsetofend(Vfio.ATTACH_IOMMUFD_PT_LAYOUT, "pt_id");
-    private static final long DETACH_MINSZ = Iommufd.offsetofend(Vfio.DETACH_IOMMUFD_PT_LAYOUT, "flags");
-
     private final VfioDevice device;
     private IommufdDevice idev; // guarded by this
 
@@ -49,8 +47,8 @@ public final class VfioDeviceFile implements KernelFile {
     private static MemorySegment copyIn(final UserProcess p, final long arg, final long minsz, final Arena arena) {
         final MemorySegment s = arena.allocate(minsz, 8);
         p.mm().copyFromUser(arg, s, 0, minsz);
-        final int argsz = s.get(Iommufd.U32_LE, 0);
-        final int flags = s.get(Iommufd.U32_LE, 4);
+        final int argsz = Vfio.argsz(s);
+        final int flags = Vfio.flags(s);
         if (Integer.toUnsignedLong(argsz) < minsz || flags != 0) {
             throw new KernelException(Errno.EINVAL, String.format("argsz=%d (minsz %d) flags=0x%x", argsz, minsz, flags));
         }
@@ -58,11 +56,11 @@ public final class VfioDeviceFile implements KernelFile {
     }
 
     private synchronized long bind(final UserProcess p, final long arg, final Arena arena) {
-        final MemorySegment s = copyIn(p, arg, BIND_MINSZ, arena);
+        final MemorySegment s = copyIn(p, arg, VfioDeviceBindIommufd.MIN_SIZE, arena);
         if (idev != null) {
             throw new KernelException(Errno.EINVAL, device.cdevPath() + " is already bound");
         }
-        final int fd = s.get(Iommufd.U32_LE, 8);
+        final int fd = VfioDeviceBindIommufd.iommufd(s);
         final KernelFile f = p.fds().get(fd);
         if (f == null) {
             throw new KernelException(Errno.EBADF, "iommufd " + fd + " is not open");
@@ -80,9 +78,9 @@ public final class VfioDeviceFile implements KernelFile {
             device.unclaim(this);
             throw e;
         }
-        s.set(Iommufd.U32_LE, 12, bound.id());
+        VfioDeviceBindIommufd.outDevid(s, bound.id());
         try {
-            p.mm().copyToUser(arg, s, 0, BIND_MINSZ);
+            p.mm().copyToUser(arg, s, 0, VfioDeviceBindIommufd.MIN_SIZE);
         } catch (KernelException e) {
             DeviceOps.unbind(bound);
             device.unclaim(this);
@@ -94,16 +92,16 @@ public final class VfioDeviceFile implements KernelFile {
 
     private long attach(final UserProcess p, final long arg, final Arena arena) {
         final IommufdDevice d = requireBound(); // before the copy, as vfio_device_fops_unl_ioctl
-        final MemorySegment s = copyIn(p, arg, ATTACH_MINSZ, arena);
-        final int hwptId = DeviceOps.attach(d, s.get(Iommufd.U32_LE, 8));
-        s.set(Iommufd.U32_LE, 8, hwptId);
-        p.mm().copyToUser(arg, s, 0, ATTACH_MINSZ);
+        final MemorySegment s = copyIn(p, arg, VfioDeviceAttachIommufdPt.MIN_SIZE, arena);
+        final int hwptId = DeviceOps.attach(d, VfioDeviceAttachIommufdPt.ptId(s));
+        VfioDeviceAttachIommufdPt.ptId(s, hwptId);
+        p.mm().copyToUser(arg, s, 0, VfioDeviceAttachIommufdPt.MIN_SIZE);
         return 0;
     }
 
     private long detach(final UserProcess p, final long arg, final Arena arena) {
         final IommufdDevice d = requireBound();
-        copyIn(p, arg, DETACH_MINSZ, arena);
+        copyIn(p, arg, VfioDeviceDetachIommufdPt.MIN_SIZE, arena);
         DeviceOps.detach(d);
         return 0;
     }

@@ -18,6 +18,11 @@ import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.kernel.fs.Vfs;
 import org.iopersist.kernel.fs.Sysfs;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.IommuIoasAlloc;
+import org.iopersist.uapi.IommuIoasCopy;
+import org.iopersist.uapi.IommuIoasIovaRanges;
+import org.iopersist.uapi.IommuIoasMap;
+import org.iopersist.uapi.IommuIoasUnmap;
 import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.KernelClient;
@@ -106,14 +111,14 @@ abstract class IommufdAbiFixture {
     }
 
     int ioasAlloc() {
-        final MemorySegment s = struct(Iommufd.IOMMU_IOAS_ALLOC_LAYOUT);
+        final MemorySegment s = struct(IommuIoasAlloc.LAYOUT);
         assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_IOAS_ALLOC, s));
-        return get32(s, Iommufd.IOMMU_IOAS_ALLOC_LAYOUT, "out_ioas_id");
+        return get32(s, IommuIoasAlloc.LAYOUT, "out_ioas_id");
     }
 
     /** Returns {alignment, count, start0, last0, start1, last1, ...}; the array lives in user memory. */
     long[] iovaRanges(final int ioas, final int capacity) {
-        final StructLayout l = Iommufd.IOMMU_IOAS_IOVA_RANGES_LAYOUT;
+        final StructLayout l = IommuIoasIovaRanges.LAYOUT;
         final long arrayVa = c.mmapAnonymous(4096);
         final MemorySegment s = struct(l);
         set32(s, l, "ioas_id", ioas);
@@ -140,7 +145,7 @@ abstract class IommufdAbiFixture {
 
     /** IOAS_MAP; returns the IOVA, or the negative errno. */
     long map(final int ioas, final long va, final long length, final long fixedIova, final boolean fixed) {
-        final StructLayout l = Iommufd.IOMMU_IOAS_MAP_LAYOUT;
+        final StructLayout l = IommuIoasMap.LAYOUT;
         final MemorySegment s = struct(l);
         set32(s, l, "flags", Iommufd.IOMMU_IOAS_MAP_READABLE | Iommufd.IOMMU_IOAS_MAP_WRITEABLE
                 | (fixed ? Iommufd.IOMMU_IOAS_MAP_FIXED_IOVA : 0));
@@ -154,7 +159,7 @@ abstract class IommufdAbiFixture {
 
     /** IOAS_UNMAP; returns the unmapped length, or the negative errno. */
     long unmap(final int ioas, final long iova, final long length) {
-        final StructLayout l = Iommufd.IOMMU_IOAS_UNMAP_LAYOUT;
+        final StructLayout l = IommuIoasUnmap.LAYOUT;
         final MemorySegment s = struct(l);
         set32(s, l, "ioas_id", ioas);
         set64(s, l, "iova", iova);
@@ -165,7 +170,7 @@ abstract class IommufdAbiFixture {
 
     /** IOAS_COPY; returns the destination IOVA or the negative errno. */
     long copy(final int dst, final long dstIova, final int src, final long srcIova, final long length, final boolean fixed) {
-        final StructLayout l = Iommufd.IOMMU_IOAS_COPY_LAYOUT;
+        final StructLayout l = IommuIoasCopy.LAYOUT;
         final MemorySegment s = struct(l);
         set32(s, l, "flags", Iommufd.IOMMU_IOAS_MAP_READABLE | Iommufd.IOMMU_IOAS_MAP_WRITEABLE
                 | (fixed ? Iommufd.IOMMU_IOAS_MAP_FIXED_IOVA : 0));

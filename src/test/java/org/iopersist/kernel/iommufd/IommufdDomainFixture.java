@@ -12,9 +12,14 @@ import org.iopersist.hw.pci.WorkloadMode;
 import org.iopersist.hw.pci.WorkloadSettings;
 import org.iopersist.kernel.KernelRig;
 import org.iopersist.kernel.iommu.IommuDomain;
+import org.iopersist.uapi.IommuDestroy;
+import org.iopersist.uapi.IommuHwptAlloc;
 import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Syscall;
 import org.iopersist.uapi.Vfio;
+import org.iopersist.uapi.VfioDeviceAttachIommufdPt;
+import org.iopersist.uapi.VfioDeviceBindIommufd;
+import org.iopersist.uapi.VfioDeviceDetachIommufdPt;
 import org.junit.jupiter.api.BeforeEach;
 
 /**
@@ -59,17 +64,17 @@ abstract class IommufdDomainFixture extends IommufdAbiFixture {
     }
 
     int openDevice(final int n) {
-        return c.open(Vfio.CDEV_DIR + "vfio" + n, Syscall.O_RDWR);
+        return c.open(Vfio.cdevPath(n), Syscall.O_RDWR);
     }
 
     /** VFIO_DEVICE_BIND_IOMMUFD; the device id or the negative errno. */
     long bindRaw(final int deviceFd, final int iommufd, final int argsz, final int flags) {
-        final MemorySegment s = struct(Vfio.BIND_IOMMUFD_LAYOUT);
-        set32(s, Vfio.BIND_IOMMUFD_LAYOUT, "argsz", argsz);
-        set32(s, Vfio.BIND_IOMMUFD_LAYOUT, "flags", flags);
-        set32(s, Vfio.BIND_IOMMUFD_LAYOUT, "iommufd", iommufd);
+        final MemorySegment s = struct(VfioDeviceBindIommufd.LAYOUT);
+        set32(s, VfioDeviceBindIommufd.LAYOUT, "argsz", argsz);
+        set32(s, VfioDeviceBindIommufd.LAYOUT, "flags", flags);
+        set32(s, VfioDeviceBindIommufd.LAYOUT, "iommufd", iommufd);
         final long ret = c.ioctl(deviceFd, Vfio.VFIO_DEVICE_BIND_IOMMUFD, s);
-        return ret < 0 ? ret : get32(s, Vfio.BIND_IOMMUFD_LAYOUT, "out_devid");
+        return ret < 0 ? ret : get32(s, VfioDeviceBindIommufd.LAYOUT, "out_devid");
     }
 
     int bind(final int deviceFd, final int iommufd) {
@@ -80,22 +85,22 @@ abstract class IommufdDomainFixture extends IommufdAbiFixture {
 
     /** VFIO_DEVICE_ATTACH_IOMMUFD_PT; the HWPT id or the negative errno. */
     long attachPt(final int deviceFd, final int ptId) {
-        final MemorySegment s = struct(Vfio.ATTACH_IOMMUFD_PT_LAYOUT);
-        set32(s, Vfio.ATTACH_IOMMUFD_PT_LAYOUT, "argsz", 12);
-        set32(s, Vfio.ATTACH_IOMMUFD_PT_LAYOUT, "pt_id", ptId);
+        final MemorySegment s = struct(VfioDeviceAttachIommufdPt.LAYOUT);
+        set32(s, VfioDeviceAttachIommufdPt.LAYOUT, "argsz", 12);
+        set32(s, VfioDeviceAttachIommufdPt.LAYOUT, "pt_id", ptId);
         final long ret = c.ioctl(deviceFd, Vfio.VFIO_DEVICE_ATTACH_IOMMUFD_PT, s);
-        return ret < 0 ? ret : get32(s, Vfio.ATTACH_IOMMUFD_PT_LAYOUT, "pt_id");
+        return ret < 0 ? ret : get32(s, VfioDeviceAttachIommufdPt.LAYOUT, "pt_id");
     }
 
     long detachPt(final int deviceFd) {
-        final MemorySegment s = struct(Vfio.DETACH_IOMMUFD_PT_LAYOUT);
-        set32(s, Vfio.DETACH_IOMMUFD_PT_LAYOUT, "argsz", 8);
+        final MemorySegment s = struct(VfioDeviceDetachIommufdPt.LAYOUT);
+        set32(s, VfioDeviceDetachIommufdPt.LAYOUT, "argsz", 8);
         return c.ioctl(deviceFd, Vfio.VFIO_DEVICE_DETACH_IOMMUFD_PT, s);
     }
 
     /** IOMMU_HWPT_ALLOC; the HWPT id or the negative errno. */
     long hwptAlloc(final int devId, final int ptId, final int flags) {
-        final var l = Iommufd.IOMMU_HWPT_ALLOC_LAYOUT;
+        final var l = IommuHwptAlloc.LAYOUT;
         final MemorySegment s = struct(l);
         set32(s, l, "dev_id", devId);
         set32(s, l, "pt_id", ptId);
@@ -105,8 +110,8 @@ abstract class IommufdDomainFixture extends IommufdAbiFixture {
     }
 
     long destroy(final int id) {
-        final MemorySegment d = struct(Iommufd.IOMMU_DESTROY_LAYOUT);
-        set32(d, Iommufd.IOMMU_DESTROY_LAYOUT, "id", id);
+        final MemorySegment d = struct(IommuDestroy.LAYOUT);
+        set32(d, IommuDestroy.LAYOUT, "id", id);
         return c.ioctl(fd, Iommufd.IOMMU_DESTROY, d);
     }
 

@@ -10,6 +10,7 @@ import java.util.ArrayList;
 import java.util.List;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.IommuIoasMap;
 import org.iopersist.uapi.Iommufd;
 import org.junit.jupiter.api.Test;
 
@@ -173,7 +174,7 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
                 "runs off the end of the area");
         // A read-only area refuses writes.
         final long ro = buffer(1);
-        final var l = Iommufd.IOMMU_IOAS_MAP_LAYOUT;
+        final var l = IommuIoasMap.LAYOUT;
         final MemorySegment s = struct(l);
         set32(s, l, "flags", Iommufd.IOMMU_IOAS_MAP_READABLE);
         set32(s, l, "ioas_id", ioasId);

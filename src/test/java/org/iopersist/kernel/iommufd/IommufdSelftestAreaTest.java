@@ -6,6 +6,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.StructLayout;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.IommuIoasAllowIovas;
+import org.iopersist.uapi.IommuIoasMap;
+import org.iopersist.uapi.IommuIoasMapFile;
+import org.iopersist.uapi.IommuOption;
 import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Syscall;
 import org.junit.jupiter.api.Test;
@@ -85,7 +89,7 @@ class IommufdSelftestAreaTest extends IommufdAbiFixture {
         final long arrayVa = c.mmapAnonymous(PAGE);
         c.memory().writeLong(arrayVa, 200 * PAGE);
         c.memory().writeLong(arrayVa + 8, 600 * PAGE - 1);
-        final StructLayout l = Iommufd.IOMMU_IOAS_ALLOW_IOVAS_LAYOUT;
+        final StructLayout l = IommuIoasAllowIovas.LAYOUT;
         final MemorySegment s = struct(l);
         set32(s, l, "ioas_id", ioas);
         set32(s, l, "num_iovas", 1);
@@ -128,7 +132,7 @@ class IommufdSelftestAreaTest extends IommufdAbiFixture {
         final long buf = buffer();
         // A misaligned area blocks disabling large pages.
         assertEquals(0, map(ioas, buf + 100, PAGE, 100, true) - 100, "sub-page IOVA is fine at alignment 1");
-        final StructLayout l = Iommufd.IOMMU_OPTION_LAYOUT;
+        final StructLayout l = IommuOption.LAYOUT;
         final MemorySegment o = struct(l);
         set32(o, l, "option_id", Iommufd.IOMMU_OPTION_HUGE_PAGES);
         o.set(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) Iommufd.IOMMU_OPTION_OP_SET);
@@ -164,7 +168,7 @@ class IommufdSelftestAreaTest extends IommufdAbiFixture {
     void map_errno_ladder() {
         final int ioas = ioasAlloc();
         final long buf = buffer();
-        final StructLayout l = Iommufd.IOMMU_IOAS_MAP_LAYOUT;
+        final StructLayout l = IommuIoasMap.LAYOUT;
         final MemorySegment s = struct(l);
         set32(s, l, "ioas_id", ioas);
         set64(s, l, "user_va", buf);
@@ -197,7 +201,7 @@ class IommufdSelftestAreaTest extends IommufdAbiFixture {
         final int ioas = ioasAlloc();
         final int memfd = c.memfdCreate("guest");
         c.ftruncate(memfd, 8 * PAGE);
-        final StructLayout l = Iommufd.IOMMU_IOAS_MAP_FILE_LAYOUT;
+        final StructLayout l = IommuIoasMapFile.LAYOUT;
         final MemorySegment s = struct(l);
         set32(s, l, "flags", Iommufd.IOMMU_IOAS_MAP_READABLE | Iommufd.IOMMU_IOAS_MAP_WRITEABLE);
         set32(s, l, "ioas_id", ioas);

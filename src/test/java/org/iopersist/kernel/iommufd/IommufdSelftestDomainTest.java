@@ -9,7 +9,10 @@ import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import org.iopersist.hw.vtd.VtdRegisters;
+import org.iopersist.kernel.iommu.ReservedRegion;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.IommuHwInfo;
+import org.iopersist.uapi.IommuIoasAllowIovas;
 import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Syscall;
 import org.junit.jupiter.api.Test;
@@ -22,8 +25,8 @@ import org.junit.jupiter.api.Test;
  * the device's reserved region is the interrupt window; MD_CHECK_MAP is iova_to_phys plus a DMA.
  */
 class IommufdSelftestDomainTest extends IommufdDomainFixture {
-    private static final long MSI_START = 0xFEE0_0000L;
-    private static final long MSI_LAST = 0xFEEF_FFFFL;
+    private static final long MSI_START = ReservedRegion.INTERRUPT_WINDOW.start();
+    private static final long MSI_LAST = ReservedRegion.INTERRUPT_WINDOW.last();
 
     @Test
     void basic() {
@@ -75,7 +78,7 @@ class IommufdSelftestDomainTest extends IommufdDomainFixture {
 
     @Test
     void get_hw_info() {
-        final var l = Iommufd.IOMMU_HW_INFO_LAYOUT;
+        final var l = IommuHwInfo.LAYOUT;
         final long data = c.mmapAnonymous(PAGE);
         final long cap = rig.machine.board().unitRegisters(0).read64(VtdRegisters.CAP);
         final long ecap = rig.machine.board().unitRegisters(0).read64(VtdRegisters.ECAP);
@@ -126,7 +129,7 @@ class IommufdSelftestDomainTest extends IommufdDomainFixture {
 
     @Test
     void area_allowed() {
-        final var l = Iommufd.IOMMU_IOAS_ALLOW_IOVAS_LAYOUT;
+        final var l = IommuIoasAllowIovas.LAYOUT;
         final long arr = c.mmapAnonymous(PAGE);
         final MemorySegment s = struct(l);
         set32(s, l, "ioas_id", ioasId);

@@ -18,6 +18,11 @@ import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.kernel.fs.Vfs;
 import org.iopersist.kernel.fs.Sysfs;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.IommuDestroy;
+import org.iopersist.uapi.IommuIoasAlloc;
+import org.iopersist.uapi.IommuIoasAllowIovas;
+import org.iopersist.uapi.IommuIoasIovaRanges;
+import org.iopersist.uapi.IommuOption;
 import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.KernelClient;
@@ -71,11 +76,11 @@ class IommufdSelftestPart1Test extends IommufdAbiFixture {
         // The selftest's cmd_fail: a NULL argument is EFAULT, an unknown ioctl ENOTTY, object 0 ENOENT.
         assertEquals(Errno.EFAULT, err(c.syscall(Syscall.IOCTL, fd, Iommufd.IOMMU_DESTROY, 0)));
         assertEquals(Errno.ENOTTY, err(c.syscall(Syscall.IOCTL, fd, Iommufd.io(';', 0x7f), c.scratch())));
-        final MemorySegment d = struct(Iommufd.IOMMU_DESTROY_LAYOUT);
-        set32(d, Iommufd.IOMMU_DESTROY_LAYOUT, "id", 0);
+        final MemorySegment d = struct(IommuDestroy.LAYOUT);
+        set32(d, IommuDestroy.LAYOUT, "id", 0);
         assertEquals(Errno.ENOENT, err(c.ioctl(fd, Iommufd.IOMMU_DESTROY, d)));
-        final MemorySegment a = struct(Iommufd.IOMMU_IOAS_ALLOC_LAYOUT);
-        set32(a, Iommufd.IOMMU_IOAS_ALLOC_LAYOUT, "flags", 1);
+        final MemorySegment a = struct(IommuIoasAlloc.LAYOUT);
+        set32(a, IommuIoasAlloc.LAYOUT, "flags", 1);
         assertEquals(Errno.EOPNOTSUPP, err(c.ioctl(fd, Iommufd.IOMMU_IOAS_ALLOC, a)));
     }
 
@@ -103,8 +108,8 @@ class IommufdSelftestPart1Test extends IommufdAbiFixture {
         assertEquals(0x10000, map(ioas, buf, 4 * 4096, 0x10000, true));
         c.close(fd);
         fd = c.open("/dev/iommu", Syscall.O_RDWR);
-        final MemorySegment d = struct(Iommufd.IOMMU_DESTROY_LAYOUT);
-        set32(d, Iommufd.IOMMU_DESTROY_LAYOUT, "id", ioas);
+        final MemorySegment d = struct(IommuDestroy.LAYOUT);
+        set32(d, IommuDestroy.LAYOUT, "id", ioas);
         assertEquals(Errno.ENOENT, err(c.ioctl(fd, Iommufd.IOMMU_DESTROY, d)));
     }
 
@@ -114,8 +119,8 @@ class IommufdSelftestPart1Test extends IommufdAbiFixture {
         final int b = ioasAlloc();
         assertEquals(1, a, "ids start at 1");
         assertEquals(2, b);
-        final MemorySegment d = struct(Iommufd.IOMMU_DESTROY_LAYOUT);
-        set32(d, Iommufd.IOMMU_DESTROY_LAYOUT, "id", a);
+        final MemorySegment d = struct(IommuDestroy.LAYOUT);
+        set32(d, IommuDestroy.LAYOUT, "id", a);
         assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_DESTROY, d));
         assertEquals(Errno.ENOENT, err(c.ioctl(fd, Iommufd.IOMMU_DESTROY, d)));
         assertEquals(1, ioasAlloc(), "the lowest free id is reused");
@@ -123,7 +128,7 @@ class IommufdSelftestPart1Test extends IommufdAbiFixture {
 
     @Test
     void global_options() {
-        final StructLayout l = Iommufd.IOMMU_OPTION_LAYOUT;
+        final StructLayout l = IommuOption.LAYOUT;
         final MemorySegment o = struct(l);
         set32(o, l, "option_id", Iommufd.IOMMU_OPTION_RLIMIT_MODE);
         o.set(ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) Iommufd.IOMMU_OPTION_OP_GET);
@@ -164,7 +169,7 @@ class IommufdSelftestPart1Test extends IommufdAbiFixture {
     @Test
     void ioas_option_huge_pages() {
         final int ioas = ioasAlloc();
-        final StructLayout l = Iommufd.IOMMU_OPTION_LAYOUT;
+        final StructLayout l = IommuOption.LAYOUT;
         final MemorySegment o = struct(l);
         set32(o, l, "option_id", Iommufd.IOMMU_OPTION_HUGE_PAGES);
         o.set(ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) Iommufd.IOMMU_OPTION_OP_GET);
@@ -194,7 +199,7 @@ class IommufdSelftestPart1Test extends IommufdAbiFixture {
         assertEquals(-1L, r[3], "[0, ULONG_MAX]");
         final long[] none = iovaRanges(ioas, 0);
         assertEquals(-Errno.EMSGSIZE.number, none[1], "an array too short answers EMSGSIZE");
-        final StructLayout l = Iommufd.IOMMU_IOAS_IOVA_RANGES_LAYOUT;
+        final StructLayout l = IommuIoasIovaRanges.LAYOUT;
         final MemorySegment s = struct(l);
         set32(s, l, "ioas_id", ioas);
         set32(s, l, "__reserved", 1);
@@ -211,7 +216,7 @@ class IommufdSelftestPart1Test extends IommufdAbiFixture {
     @Test
     void area_allowed_iova_validation() {
         final int ioas = ioasAlloc();
-        final StructLayout l = Iommufd.IOMMU_IOAS_ALLOW_IOVAS_LAYOUT;
+        final StructLayout l = IommuIoasAllowIovas.LAYOUT;
         final long arrayVa = c.mmapAnonymous(4096);
         c.memory().writeLong(arrayVa, 0x10000);
         c.memory().writeLong(arrayVa + 8, 0x1ffff);

@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import org.iopersist.kernel.guestmemfs.Guestmemfs;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.IommuIoasMapFile;
+import org.iopersist.uapi.IommuOption;
 import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Syscall;
 import org.junit.jupiter.api.Test;
@@ -23,7 +25,7 @@ class PersistentMapTest extends IommufdDomainFixture {
     @org.junit.jupiter.api.BeforeEach
     void setUpDomain() {
         fs = rig.kernel.guestmemfs();
-        final var l = Iommufd.IOMMU_OPTION_LAYOUT;
+        final var l = IommuOption.LAYOUT;
         final var o = struct(l);
         set32(o, l, "option_id", Iommufd.IOMMU_OPTION_PERSISTENT);
         assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_OPTION, o));
@@ -41,7 +43,7 @@ class PersistentMapTest extends IommufdDomainFixture {
     }
 
     long mapFile(final int ioas, final int file, final long start, final long length, final long iova) {
-        final var l = Iommufd.IOMMU_IOAS_MAP_FILE_LAYOUT;
+        final var l = IommuIoasMapFile.LAYOUT;
         final var s = struct(l);
         set32(s, l, "flags", Iommufd.IOMMU_IOAS_MAP_FIXED_IOVA | Iommufd.IOMMU_IOAS_MAP_READABLE | Iommufd.IOMMU_IOAS_MAP_WRITEABLE);
         set32(s, l, "ioas_id", ioas);

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.StructLayout;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.IommuOption;
 import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Syscall;
 import org.junit.jupiter.api.Test;
@@ -19,10 +20,10 @@ class PersistentOptionTest extends IommufdDomainFixture {
     }
 
     long persistent(final int iommufd, final int op) {
-        final StructLayout l = Iommufd.IOMMU_OPTION_LAYOUT;
+        final StructLayout l = IommuOption.LAYOUT;
         final MemorySegment o = struct(l);
         set32(o, l, "option_id", Iommufd.IOMMU_OPTION_PERSISTENT);
-        o.set(Ucmd.U16, Iommufd.offsetof(l, "op"), (short) op);
+        IommuOption.op(o, op);
         final long ret = c.ioctl(iommufd, Iommufd.IOMMU_OPTION, o);
         return ret < 0 ? ret : get64(o, l, "val64");
     }
@@ -47,7 +48,7 @@ class PersistentOptionTest extends IommufdDomainFixture {
         ioasAlloc();
         assertEquals(Errno.EBUSY, err(persistent(fd, Iommufd.IOMMU_OPTION_OP_SET)));
         assertEquals(0, persistent(fd, Iommufd.IOMMU_OPTION_OP_GET));
-        final StructLayout l = Iommufd.IOMMU_OPTION_LAYOUT;
+        final StructLayout l = IommuOption.LAYOUT;
         final MemorySegment o = struct(l);
         set32(o, l, "option_id", Iommufd.IOMMU_OPTION_PERSISTENT);
         set32(o, l, "object_id", 1);

@@ -16,9 +16,9 @@ import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.ErrnoException;
 import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.GuestRam;
-import org.iopersist.vmm.Iommufd;
+import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
-import org.iopersist.vmm.VfioDevice;
+import org.iopersist.vmm.VfioDeviceHandle;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -42,18 +42,18 @@ class FrozenAfterFinalizeTest {
             try (KernelClient vmm = KernelClient.connect(server.path(), dir.resolve("m").resolve("memory"))) {
                 final GuestRam ram = GuestRam.create(vmm, "ram", 16 * MIB);
                 final GuestRam spare = GuestRam.create(vmm, "spare", 2 * MIB);
-                final Iommufd p = Iommufd.open(vmm);
+                final IommufdHandle p = IommufdHandle.open(vmm);
                 p.makePersistent();
                 final int ioas = p.ioasAlloc();
                 final int empty = p.ioasAlloc();
                 p.mapFixed(ioas, ram.va(), 4 * MIB, 0);
-                final VfioDevice d0 = VfioDevice.open(vmm, 0);
+                final VfioDeviceHandle d0 = VfioDeviceHandle.open(vmm, 0);
                 final int dev0 = d0.bind(p);
                 d0.attach(ioas);
-                final VfioDevice d1 = VfioDevice.open(vmm, 1);
+                final VfioDeviceHandle d1 = VfioDeviceHandle.open(vmm, 1);
                 final int dev1 = d1.bind(p);
                 final int spareHwpt = p.hwptAlloc(dev1, ioas);
-                final Iommufd plain = Iommufd.open(vmm);
+                final IommufdHandle plain = IommufdHandle.open(vmm);
                 final int plainIoas = plain.ioasAlloc();
                 final long anon = vmm.mmapAnonymous(MIB);
 
@@ -64,7 +64,7 @@ class FrozenAfterFinalizeTest {
                 changes.put("IOAS_UNMAP", () -> p.unmap(ioas, 0, 4 * MIB));
                 changes.put("IOAS_COPY", () -> p.copyFixed(ioas, 16 * MIB, ioas, 0, MIB));
                 changes.put("IOAS_ALLOC", p::ioasAlloc);
-                changes.put("IOAS_ALLOW_IOVAS", () -> p.allowIovas(empty, List.of(new Iommufd.IovaRange(0, 64 * MIB - 1))));
+                changes.put("IOAS_ALLOW_IOVAS", () -> p.allowIovas(empty, List.of(new IommufdHandle.AllowedRange(0, 64 * MIB - 1))));
                 changes.put("HUGE_PAGES", () -> p.setHugePages(empty, false));
                 changes.put("DESTROY", () -> p.destroy(empty));
                 changes.put("HWPT_ALLOC", () -> p.hwptAlloc(dev1, ioas));
@@ -79,7 +79,7 @@ class FrozenAfterFinalizeTest {
                             c.getKey() + " after finalize");
                 }
                 // Nothing changed, and a context that is not persistent carries on.
-                assertEquals(List.of(new Iommufd.IovaRange(0, 0xfedfffffL), new Iommufd.IovaRange(0xfef00000L, (1L << 48) - 1)),
+                assertEquals(List.of(new IommufdHandle.AllowedRange(0, 0xfedfffffL), new IommufdHandle.AllowedRange(0xfef00000L, (1L << 48) - 1)),
                         p.iovaRanges(ioas));
                 plain.map(plainIoas, anon, MIB);
                 plain.ioasAlloc();
@@ -88,7 +88,7 @@ class FrozenAfterFinalizeTest {
                 p.mapFixed(ioas, ram.va() + 4 * MIB, MIB, 8 * MIB);
                 p.copyFixed(ioas, 16 * MIB, ioas, 0, MIB);
                 assertEquals(MIB, p.unmap(ioas, 16 * MIB, MIB));
-                p.allowIovas(empty, List.of(new Iommufd.IovaRange(0, 64 * MIB - 1)));
+                p.allowIovas(empty, List.of(new IommufdHandle.AllowedRange(0, 64 * MIB - 1)));
                 p.setHugePages(empty, false);
                 p.destroy(empty);
                 assertEquals(spareHwpt, d1.attach(spareHwpt));

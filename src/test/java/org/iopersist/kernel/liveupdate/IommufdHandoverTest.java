@@ -22,9 +22,9 @@ import org.iopersist.kernel.liveupdate.kho.SetupData;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.Handovers;
 import org.iopersist.vmm.GuestRam;
-import org.iopersist.vmm.Iommufd;
+import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
-import org.iopersist.vmm.VfioDevice;
+import org.iopersist.vmm.VfioDeviceHandle;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -51,13 +51,13 @@ class IommufdHandoverTest {
         final SyscallServer server = a.serve(at.resolve("k.sock"));
         final KernelClient vmm = KernelClient.connect(server.path(), at.resolve("memory"));
         final GuestRam ram = GuestRam.create(vmm, "ram", 8 * MIB);
-        final Iommufd f = Iommufd.open(vmm);
+        final IommufdHandle f = IommufdHandle.open(vmm);
         final int pid = (int) f.makePersistent();
         final int ioas = f.ioasAlloc();
         f.mapFixed(ioas, ram.va(), 2 * MIB, 0);
         f.mapFixed(ioas, ram.va() + 4 * MIB, 2 * MIB, 8 * MIB);
         f.copyFixed(ioas, 16 * MIB, ioas, 0, MIB);
-        final VfioDevice d = VfioDevice.open(vmm, 0);
+        final VfioDeviceHandle d = VfioDeviceHandle.open(vmm, 0);
         d.bind(f);
         d.attach(ioas);
         final SetupData setup = a.liveUpdate().finalizeHandover();

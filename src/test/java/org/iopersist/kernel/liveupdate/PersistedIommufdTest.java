@@ -31,11 +31,12 @@ import org.iopersist.testing.ChildJvm;
 import org.iopersist.testing.Handovers;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.ErrnoException;
+import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.GuestRam;
-import org.iopersist.vmm.Iommufd;
+import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
-import org.iopersist.vmm.VfioDevice;
+import org.iopersist.vmm.VfioDeviceHandle;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -126,19 +127,19 @@ class PersistedIommufdTest {
             SyscallServer server = k.serve(dir.resolve("k0.sock"));
             KernelClient vmm = KernelClient.connect(server.path(), dir.resolve("m").resolve("memory"));
             final GuestRam ram = GuestRam.create(vmm, "vm0-ram", RAM);
-            Iommufd iommufd = Iommufd.open(vmm);
+            IommufdHandle iommufd = IommufdHandle.open(vmm);
             final int pid = (int) iommufd.makePersistent();
             final int ioas = iommufd.ioasAlloc();
             iommufd.mapFixed(ioas, ram.va(), 16 * MIB, 0);
-            final VfioDevice d0 = VfioDevice.open(vmm, 0);
+            final VfioDeviceHandle d0 = VfioDeviceHandle.open(vmm, 0);
             final int dev0 = d0.bind(iommufd);
             final int autoHwpt = d0.attach(ioas);
-            final VfioDevice d1 = VfioDevice.open(vmm, 1);
+            final VfioDeviceHandle d1 = VfioDeviceHandle.open(vmm, 1);
             final int dev1 = d1.bind(iommufd);
             final int hwpt1 = iommufd.hwptAlloc(dev1, ioas);
             assertEquals(hwpt1, d1.attach(hwpt1));
             // The third device does no DMA: it is detached and attached again after each update.
-            final VfioDevice d2 = VfioDevice.open(vmm, 2);
+            final VfioDeviceHandle d2 = VfioDeviceHandle.open(vmm, 2);
             final int dev2 = d2.bind(iommufd);
             assertEquals(autoHwpt, d2.attach(ioas), "joins the automatic HWPT");
             final DeviceBar[] bars = {new DeviceBar(m.board().deviceBar(0)), new DeviceBar(m.board().deviceBar(1))};
@@ -159,7 +160,7 @@ class PersistedIommufdTest {
                 assertTrue(before.contains("0000:00:02.0 paging") && before.contains("0000:00:03.0 paging")
                         && before.contains("0000:00:04.0 paging") && before.contains("pins 1 "), before);
                 vmm.writeFile("/sys/kernel/kho/finalize", "1");
-                final Iommufd frozenFd = iommufd;
+                final IommufdHandle frozenFd = iommufd;
                 assertEquals(Errno.EBUSY.number, assertThrows(ErrnoException.class, frozenFd::ioasAlloc).errno(),
                         "frozen after finalize");
                 k.kexecLoad(KernelRig.root(), CMDLINE);
@@ -169,7 +170,7 @@ class PersistedIommufdTest {
                 assertEquals(Kernel.BootKind.LIVE_UPDATE, next.bootKind(), next.coldBootReason());
                 assertEquals(List.of(pid), next.persistedContexts().restoredIds());
                 assertEquals(before, snapshot(next, pid, pinned), "round " + round + ": the same state after the kexec");
-                final String dirOf = PersistentContexts.SYSFS_DIR + "/" + pid;
+                final String dirOf = Iommufd.persistedDir(pid);
                 assertEquals(Integer.toString(vmm.uid()), next.sysfs().read(dirOf + "/owner").trim());
                 assertEquals("restored", next.sysfs().read(dirOf + "/state").trim());
                 assertEquals("1", next.sysfs().read(dirOf + "/ioas").trim());
@@ -181,7 +182,7 @@ class PersistedIommufdTest {
                 vmm = KernelClient.connect(server.path(), dir.resolve("m").resolve("memory"));
                 assertEquals(0, server.process(vmm.pid()).pinnedPages());
                 final int fd = vmm.open(dirOf + "/iommufd", Syscall.O_RDWR);
-                iommufd = Iommufd.of(vmm, fd);
+                iommufd = IommufdHandle.of(vmm, fd);
                 assertEquals(pid, iommufd.persistentId(), "the same persistent id");
                 assertEquals(pinned, server.process(vmm.pid()).pinnedPages(), "the pins moved to the opener");
                 assertEquals(List.of(), k.persistedContexts().restoredIds(), "reopened");
@@ -189,9 +190,9 @@ class PersistedIommufdTest {
                 final KernelClient v = vmm;
                 assertEquals(Errno.EBUSY.number, assertThrows(ErrnoException.class,
                         () -> v.open(dirOf + "/iommufd", Syscall.O_RDWR)).errno(), "round " + r + ": a second open");
-                final VfioDevice e0 = VfioDevice.open(vmm, 0);
-                final VfioDevice e1 = VfioDevice.open(vmm, 1);
-                final VfioDevice e2 = VfioDevice.open(vmm, 2);
+                final VfioDeviceHandle e0 = VfioDeviceHandle.open(vmm, 0);
+                final VfioDeviceHandle e1 = VfioDeviceHandle.open(vmm, 1);
+                final VfioDeviceHandle e2 = VfioDeviceHandle.open(vmm, 2);
                 assertEquals(dev0, e0.bind(iommufd), "the restored device object, same id");
                 assertEquals(dev1, e1.bind(iommufd));
                 assertEquals(dev2, e2.bind(iommufd));
@@ -240,11 +241,11 @@ class PersistedIommufdTest {
             final GuestRam ram = GuestRam.create(vmm, "vm0-ram", RAM);
             final Map<Integer, Integer> pidByDevice = new TreeMap<>();
             for (int i = 0; i < 2; i++) {
-                final Iommufd f = Iommufd.open(vmm);
+                final IommufdHandle f = IommufdHandle.open(vmm);
                 pidByDevice.put(i, (int) f.makePersistent());
                 final int ioas = f.ioasAlloc();
                 f.mapFixed(ioas, ram.va() + i * 8 * MIB, 8 * MIB, 0);
-                final VfioDevice d = VfioDevice.open(vmm, i);
+                final VfioDeviceHandle d = VfioDeviceHandle.open(vmm, i);
                 d.bind(f);
                 d.attach(ioas);
             }
@@ -257,15 +258,15 @@ class PersistedIommufdTest {
             assertEquals(2, b.persistedContexts().restoredIds().size());
             final SyscallServer s2 = b.serve(dir.resolve("k2.sock"));
             final KernelClient vmm2 = KernelClient.connect(s2.path(), dir.resolve("m").resolve("memory"));
-            final int reopened = vmm2.open(PersistentContexts.SYSFS_DIR + "/" + pidByDevice.get(0) + "/iommufd", Syscall.O_RDWR);
+            final int reopened = vmm2.open(Iommufd.persistedNode(pidByDevice.get(0)), Syscall.O_RDWR);
             // Until finish, the unopened context's id stays reserved and its device is its own.
-            final Iommufd fresh = Iommufd.open(vmm2);
+            final IommufdHandle fresh = IommufdHandle.open(vmm2);
             final int freshId = (int) fresh.makePersistent();
             assertTrue(!pidByDevice.containsValue(freshId), "a new context gets a free id: " + freshId);
-            final VfioDevice other = VfioDevice.open(vmm2, 1);
+            final VfioDeviceHandle other = VfioDeviceHandle.open(vmm2, 1);
             assertEquals(Errno.EBUSY.number, assertThrows(ErrnoException.class, () -> other.bind(fresh)).errno(),
                     "a device restored into another context cannot be bound elsewhere");
-            assertEquals(Errno.EBUSY.number, assertThrows(ErrnoException.class, () -> VfioDevice.open(vmm2, 0).bind(fresh)).errno(),
+            assertEquals(Errno.EBUSY.number, assertThrows(ErrnoException.class, () -> VfioDeviceHandle.open(vmm2, 0).bind(fresh)).errno(),
                     "nor one of the reopened context that its VMM has not bound again");
             final IommuDevice dev1 = b.iommu().devices().get(1);
             final int tables = tablePages(m.board().memory(), b.iommu().domainOf(dev1).ops().handoverKey(), 4);
@@ -278,8 +279,8 @@ class PersistedIommufdTest {
             assertEquals(IommuDomain.Type.PAGING, b.iommu().domainOf(b.iommu().devices().get(0)).type());
             assertEquals(0, b.guestmemfs().pinsAt("vm0-ram", 8 * MIB), "its areas are unpinned");
             assertEquals(1, b.guestmemfs().pinsAt("vm0-ram", 0), "the reopened one keeps its pins");
-            assertTrue(!b.sysfs().exists(PersistentContexts.SYSFS_DIR + "/" + pidByDevice.get(1)), "its directory is gone");
-            assertEquals("reopened", b.sysfs().read(PersistentContexts.SYSFS_DIR + "/" + pidByDevice.get(0) + "/state").trim());
+            assertTrue(!b.sysfs().exists(Iommufd.persistedDir(pidByDevice.get(1))), "its directory is gone");
+            assertEquals("reopened", b.sysfs().read(Iommufd.persistedDir(pidByDevice.get(0)) + "/state").trim());
             assertEquals(0, b.liveUpdate().unclaimedFrames(), "nothing left unclaimed");
             assertEquals(tables + handover, b.frames().stats().freeFrames() - freeBeforeFinish,
                     "exactly its page tables and the unclaimed handover came back");
@@ -296,9 +297,9 @@ class PersistedIommufdTest {
             vmm2.close(reopened);
             assertEquals(b.iommu().blockedDomain(), b.iommu().domainOf(dev0));
             assertEquals(0, b.guestmemfs().pinsAt("vm0-ram", 0));
-            assertTrue(!b.sysfs().exists(PersistentContexts.SYSFS_DIR + "/" + pidByDevice.get(0)));
+            assertTrue(!b.sysfs().exists(Iommufd.persistedDir(pidByDevice.get(0))));
             assertEquals(tables0, b.frames().stats().freeFrames() - freeBeforeClose, "its tables came back");
-            VfioDevice.open(vmm2, 0).bind(fresh);
+            VfioDeviceHandle.open(vmm2, 0).bind(fresh);
             vmm2.close();
             s2.close();
         }
@@ -341,11 +342,11 @@ class PersistedIommufdTest {
             final SyscallServer server = a.serve(dir.resolve("k.sock"));
             final KernelClient vmm = KernelClient.connect(server.path(), dir.resolve("m").resolve("memory"));
             final GuestRam ram = GuestRam.create(vmm, "vm0-ram", RAM);
-            final Iommufd f = Iommufd.open(vmm);
+            final IommufdHandle f = IommufdHandle.open(vmm);
             final int pid = (int) f.makePersistent();
             final int ioas = f.ioasAlloc();
             f.mapFixed(ioas, ram.va(), RAM, 0);
-            final VfioDevice d = VfioDevice.open(vmm, 0);
+            final VfioDeviceHandle d = VfioDeviceHandle.open(vmm, 0);
             final int devId = d.bind(f);
             d.attach(ioas);
             final DeviceBar bar = new DeviceBar(m.board().deviceBar(0));
@@ -367,8 +368,8 @@ class PersistedIommufdTest {
             assertEquals(List.of(pid), c.persistedContexts().restoredIds(), "handed over unchanged by B");
             final SyscallServer s3 = c.serve(dir.resolve("k3.sock"));
             try (KernelClient vmm3 = KernelClient.connect(s3.path(), dir.resolve("m").resolve("memory"))) {
-                final Iommufd again = Iommufd.of(vmm3, vmm3.open(PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd", Syscall.O_RDWR));
-                assertEquals(devId, VfioDevice.open(vmm3, 0).bind(again));
+                final IommufdHandle again = IommufdHandle.of(vmm3, vmm3.open(Iommufd.persistedNode(pid), Syscall.O_RDWR));
+                assertEquals(devId, VfioDeviceHandle.open(vmm3, 0).bind(again));
                 assertEquals(pinnedBefore, s3.process(vmm3.pid()).pinnedPages());
                 assertEquals(1, c.guestmemfs().pinsAt("vm0-ram", 0));
                 bar.awaitSeq(bar.counters().nextSeq() + 500);
@@ -390,7 +391,7 @@ class PersistedIommufdTest {
             final SyscallServer server = a.serve(dir.resolve("k.sock"));
             try (KernelClient vmm = KernelClient.connect(server.path(), dir.resolve("m").resolve("memory"))) {
                 final GuestRam ram = GuestRam.create(vmm, "vm0-ram", 4 * MIB);
-                final Iommufd f = Iommufd.open(vmm);
+                final IommufdHandle f = IommufdHandle.open(vmm);
                 f.makePersistent();
                 f.mapFixed(f.ioasAlloc(), ram.va(), 4 * MIB, 0);
                 vmm.writeFile("/sys/kernel/kho/finalize", "1");
@@ -431,7 +432,7 @@ class PersistedIommufdTest {
             final SyscallServer server = a.serve(shared.resolve("k.sock"));
             final KernelClient vmm = KernelClient.connect(server.path(), shared.resolve("m").resolve("memory"));
             final GuestRam ram = GuestRam.create(vmm, "vm0-ram", 4 * MIB);
-            final Iommufd f = Iommufd.open(vmm);
+            final IommufdHandle f = IommufdHandle.open(vmm);
             final int pid = (int) f.makePersistent();
             f.mapFixed(f.ioasAlloc(), ram.va(), 4 * MIB, 0);
             vmm.writeFile("/sys/kernel/kho/finalize", "1");
@@ -441,7 +442,7 @@ class PersistedIommufdTest {
             final Kernel b = Kernel.boot(m.board());
             final SyscallServer s2 = b.serve(shared.resolve("k2.sock"));
             Files.setPosixFilePermissions(s2.path(), PosixFilePermissions.fromString("rwxrwxrwx"));
-            final String node = PersistentContexts.SYSFS_DIR + "/" + pid + "/iommufd";
+            final String node = Iommufd.persistedNode(pid);
             try (ChildJvm child = ChildJvm.startAs("65534", dir.resolve("intruder.log"), Intruder.class,
                     s2.path().toString(), shared.resolve("m").resolve("memory").toString(), node)) {
                 assertEquals(0, child.waitFor(60), child.output());

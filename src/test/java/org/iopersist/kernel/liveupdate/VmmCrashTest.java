@@ -15,9 +15,9 @@ import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.ChildJvm;
 import org.iopersist.vmm.GuestRam;
-import org.iopersist.vmm.Iommufd;
+import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
-import org.iopersist.vmm.VfioDevice;
+import org.iopersist.vmm.VfioDeviceHandle;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -38,11 +38,11 @@ class VmmCrashTest {
         public static void main(final String[] args) throws Exception {
             final KernelClient vmm = KernelClient.connect(Path.of(args[0]), Path.of(args[1]));
             final GuestRam ram = GuestRam.create(vmm, "vm0-ram", 8 * MIB);
-            final Iommufd iommufd = Iommufd.open(vmm);
+            final IommufdHandle iommufd = IommufdHandle.open(vmm);
             iommufd.makePersistent();
             final int ioas = iommufd.ioasAlloc();
             iommufd.mapFixed(ioas, ram.va(), ram.size(), 0);
-            final VfioDevice d = VfioDevice.open(vmm, 0);
+            final VfioDeviceHandle d = VfioDeviceHandle.open(vmm, 0);
             d.bind(iommufd);
             d.attach(ioas);
             vmm.writeFile("/sys/kernel/kho/finalize", "1");

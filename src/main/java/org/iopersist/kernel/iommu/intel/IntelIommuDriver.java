@@ -1,5 +1,6 @@
 package org.iopersist.kernel.iommu.intel;
 
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -17,6 +18,7 @@ import org.iopersist.kernel.iommu.IommuDriver.HandoverPlan;
 import org.iopersist.kernel.mm.FrameSource;
 import org.iopersist.kernel.mm.FrameAllocator;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.IommuHwInfoVtd;
 
 /**
  * The VT-d driver (Linux's {@code drivers/iommu/intel/iommu.c}) in legacy mode: one
@@ -181,9 +183,11 @@ public final class IntelIommuDriver implements IommuDriver {
     @Override
     public HwInfo hwInfo(final IommuDevice dev) {
         final IntelIommu u = units[dev.unit()];
-        final java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(24).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-        b.putInt(0, 0).putInt(4, 0).putLong(8, u.capRegister()).putLong(16, u.ecapRegister());
-        return new HwInfo(org.iopersist.uapi.Iommufd.IOMMU_HW_INFO_TYPE_INTEL_VTD, b.array(), 0);
+        final byte[] data = new byte[(int) IommuHwInfoVtd.SIZE];
+        final MemorySegment s = MemorySegment.ofArray(data);
+        IommuHwInfoVtd.capReg(s, u.capRegister());
+        IommuHwInfoVtd.ecapReg(s, u.ecapRegister());
+        return new HwInfo(org.iopersist.uapi.Iommufd.IOMMU_HW_INFO_TYPE_INTEL_VTD, data, 0);
     }
 
     private record Plan(VtdHandover.Image image, VtdAdoption adoption, java.util.List<java.util.List<IommuDevice>> devices)

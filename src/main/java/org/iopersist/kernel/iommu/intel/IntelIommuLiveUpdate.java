@@ -81,7 +81,7 @@ public final class IntelIommuLiveUpdate implements LiveUpdateHandler<IommuDriver
                 final List<Long> devices = new ArrayList<>();
                 for (IommuDevice dev : driver.devices()) {
                     if (driver.domainOf(dev) == d) {
-                        devices.add(pack(dev));
+                        devices.add(dev.handoverKey());
                     }
                 }
                 domains.add(new VtdHandover.Domain(d.levels, d.pgd, pages.length,
@@ -94,10 +94,6 @@ public final class IntelIommuLiveUpdate implements LiveUpdateHandler<IommuDriver
             abort();
             throw e;
         }
-    }
-
-    static long pack(final IommuDevice dev) {
-        return (long) dev.unit() << 32 | (long) dev.bdf().segment() << 16 | dev.sourceId();
     }
 
     private void preserve(final long phys) {

@@ -64,7 +64,7 @@ final class VtdAdoption {
         }
         final Map<Long, IommuDevice> devicesByKey = new HashMap<>();
         for (IommuDevice d : driver.devices()) {
-            devicesByKey.put(IntelIommuLiveUpdate.pack(d), d);
+            devicesByKey.put(d.handoverKey(), d);
         }
         // Every present context entry, (unit, sid) -> (lo, hi); checked against the domains below.
         final Map<Long, long[]> entries = new HashMap<>();
