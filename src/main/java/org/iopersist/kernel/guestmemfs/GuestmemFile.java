@@ -2,6 +2,7 @@ package org.iopersist.kernel.guestmemfs;
 
 import java.lang.foreign.MemorySegment;
 import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.kernel.mm.FrameRuns;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.fs.KernelFile;
 import org.iopersist.kernel.fs.UserProcess;
@@ -69,19 +70,17 @@ public final class GuestmemFile implements KernelFile {
         return fs.physOf(inode, pageIndex * PhysicalMemory.FRAME_SIZE);
     }
 
-    /** One lookup per 2 MiB block; the pages inside a block are contiguous. */
+    /** One lookup per 2 MiB block; the pages inside a block are contiguous, and so are adjacent blocks often. */
     @Override
-    public void mmapFrames(final long firstPage, final long[] out) {
+    public void mmapRuns(final long firstPage, final long pages, final FrameRuns.Builder out) {
         final long pagesPerBlock = GmfsLayout.PAGES_PER_BLOCK;
-        int i = 0;
-        while (i < out.length) {
+        long i = 0;
+        while (i < pages) {
             final long page = firstPage + i;
-            final long blockPhys = fs.physOf(inode, page * PhysicalMemory.FRAME_SIZE);
-            final long inBlock = Math.min(out.length - i, pagesPerBlock - (page % pagesPerBlock));
-            for (int k = 0; k < inBlock; k++) {
-                out[i + k] = blockPhys + ((long) k << 12);
-            }
-            i += (int) inBlock;
+            final long phys = fs.physOf(inode, page * PhysicalMemory.FRAME_SIZE);
+            final long inBlock = Math.min(pages - i, pagesPerBlock - (page % pagesPerBlock));
+            out.add(phys, inBlock);
+            i += inBlock;
         }
     }
 

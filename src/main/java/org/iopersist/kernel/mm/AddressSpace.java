@@ -26,7 +26,6 @@ public final class AddressSpace {
     /** Top-down mmap area, as x86-64's below the stack. */
     static final long MMAP_TOP = 0x7f00_0000_0000L;
     static final long MMAP_BOTTOM = 0x1_0000_0000L;
-    static final long MAX_MAP = 1L << 40;
 
     private final PhysicalMemory memory;
     private final FrameSource frames;
@@ -42,8 +41,11 @@ public final class AddressSpace {
     /** mmap(2) with MAP_POPULATE semantics. Returns the chosen address. */
     public synchronized long mmap(final long hint, final long length, final int prot, final int flags,
                                   final MappableFile file, final long offset) {
-        if (length <= 0 || Long.compareUnsigned(length, MAX_MAP) > 0) {
+        if (length <= 0) {
             throw new KernelException(Errno.EINVAL, "mmap length=0x" + Long.toHexString(length));
+        }
+        if (length > MMAP_TOP - MMAP_BOTTOM) {
+            throw new KernelException(Errno.ENOMEM, "mmap length=0x" + Long.toHexString(length) + " exceeds the address space");
         }
         final long len = (length + Vma.PAGE_SIZE - 1) & ~(Vma.PAGE_SIZE - 1);
         if ((prot & ~(Syscall.PROT_READ | Syscall.PROT_WRITE)) != 0
@@ -69,30 +71,24 @@ public final class AddressSpace {
         } else {
             start = findFree(len);
         }
-        final int pages = (int) (len >>> Vma.PAGE_SHIFT);
-        final long[] backing = new long[pages];
-        int done = 0;
-        try {
-            if (anonymous) {
-                for (; done < pages; done++) {
-                    backing[done] = frames.allocZeroedFrame();
-                    refs.init(backing[done]);
+        final long pages = len >>> Vma.PAGE_SHIFT;
+        final FrameRuns.Builder backing = new FrameRuns.Builder();
+        if (anonymous) {
+            try {
+                for (long done = 0; done < pages; done++) {
+                    final long frame = frames.allocZeroedFrame();
+                    refs.init(frame);
+                    backing.add(frame, 1);
                 }
-            } else {
-                file.mmapFrames(offset >>> Vma.PAGE_SHIFT, backing);
+            } catch (RuntimeException e) {
+                backing.build().forEachFrame(refs::put);
+                throw e;
             }
-        } catch (RuntimeException e) {
-            if (anonymous) {
-                for (int i = 0; i < done; i++) {
-                    refs.put(backing[i]);
-                }
-            }
-            throw e;
-        }
-        if (!anonymous) {
+        } else {
+            file.mmapRuns(offset >>> Vma.PAGE_SHIFT, pages, backing);
             file.mapped(offset >>> Vma.PAGE_SHIFT, pages, true);
         }
-        vmas.put(start, new Vma(start, len, prot, anonymous ? null : file, offset >>> Vma.PAGE_SHIFT, backing));
+        vmas.put(start, new Vma(start, len, prot, anonymous ? null : file, offset >>> Vma.PAGE_SHIFT, backing.build()));
         return start;
     }
 
@@ -142,20 +138,16 @@ public final class AddressSpace {
     }
 
     private static Vma slice(final Vma v, final long from, final long to) {
-        final int first = (int) ((from - v.start()) >>> Vma.PAGE_SHIFT);
-        final int count = (int) ((to - from) >>> Vma.PAGE_SHIFT);
-        final long[] f = new long[count];
-        System.arraycopy(v.frames(), first, f, 0, count);
-        return new Vma(from, to - from, v.prot(), v.file(), v.pgoff() + first, f);
+        final long first = (from - v.start()) >>> Vma.PAGE_SHIFT;
+        final long last = (to - v.start()) >>> Vma.PAGE_SHIFT;
+        return new Vma(from, to - from, v.prot(), v.file(), v.pgoff() + first, v.frames().slice(first, last));
     }
 
     private void drop(final Vma v) {
         if (v.anonymous()) {
-            for (long f : v.frames()) {
-                refs.put(f);
-            }
+            v.frames().forEachFrame(refs::put);
         } else {
-            v.file().mapped(v.pgoff(), v.frames().length, false);
+            v.file().mapped(v.pgoff(), v.frames().pages(), false);
         }
     }
 

@@ -18,12 +18,13 @@ public interface MappableFile {
     }
 
     /**
-     * The frames behind {@code out.length} pages from {@code firstPage}, as {@link #mmapFrame} gives
-     * them one by one; a file whose pages come in larger contiguous pieces fills them faster.
+     * The frames behind {@code pages} pages from {@code firstPage}, appended to {@code out} as
+     * {@link #mmapFrame} gives them one by one; a file whose pages come in larger contiguous pieces
+     * appends whole pieces, so mapping it costs one step per piece.
      */
-    default void mmapFrames(final long firstPage, final long[] out) {
-        for (int i = 0; i < out.length; i++) {
-            out[i] = mmapFrame(firstPage + i);
+    default void mmapRuns(final long firstPage, final long pages, final FrameRuns.Builder out) {
+        for (long i = 0; i < pages; i++) {
+            out.add(mmapFrame(firstPage + i), 1);
         }
     }
 

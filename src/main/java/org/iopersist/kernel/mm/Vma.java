@@ -11,9 +11,9 @@ package org.iopersist.kernel.mm;
  * @param prot   PROT_READ | PROT_WRITE
  * @param file   the mapped file, or null for anonymous memory
  * @param pgoff  the file page the first page maps
- * @param frames physical address of each page
+ * @param frames the frames behind its pages, in runs
  */
-public record Vma(long start, long length, int prot, MappableFile file, long pgoff, long[] frames) {
+public record Vma(long start, long length, int prot, MappableFile file, long pgoff, FrameRuns frames) {
     public static final int PAGE_SHIFT = 12;
     public static final long PAGE_SIZE = 1L << PAGE_SHIFT;
 
@@ -26,7 +26,7 @@ public record Vma(long start, long length, int prot, MappableFile file, long pgo
     }
 
     public long frameOf(final long va) {
-        return frames[(int) ((va - start) >>> PAGE_SHIFT)];
+        return frames.frameOf((va - start) >>> PAGE_SHIFT);
     }
 
     public boolean anonymous() {

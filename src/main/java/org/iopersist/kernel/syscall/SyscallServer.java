@@ -3,6 +3,7 @@ package org.iopersist.kernel.syscall;
 import org.iopersist.kernel.fs.KernelFile;
 import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.kernel.mm.AddressSpace;
+import org.iopersist.kernel.mm.FrameRuns;
 
 import java.io.IOException;
 import java.net.StandardProtocolFamily;
@@ -115,7 +116,11 @@ public final class SyscallServer implements AutoCloseable {
         connections.add(c);
         final ByteBuffer buf = Wire.buffer(Wire.MAX_HELLO);
         try {
-            final long[] stackFrames = p.mm().find(p.stackVa()).frames().clone();
+            final FrameRuns stack = p.mm().find(p.stackVa()).frames();
+            final long[] stackFrames = new long[(int) stack.pages()];
+            for (int i = 0; i < stackFrames.length; i++) {
+                stackFrames[i] = stack.frameOf(i);
+            }
             Wire.writeHello(ch, buf, new Wire.Hello(p.pid(), p.uid(), p.gid(), p.stackVa(), p.stackLength(), stackFrames));
             while (running && Wire.readRequest(ch, buf)) {
                 final long ret = syscalls.call(p, Wire.requestNumber(buf), Wire.requestArg(buf, 0), Wire.requestArg(buf, 1),
