@@ -19,6 +19,7 @@ import org.iopersist.hw.pci.WorkloadSettings;
 import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.GuestRam;
+import org.iopersist.kernel.init.BootParams;
 import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
 import org.iopersist.vmm.VfioDeviceHandle;
@@ -47,8 +48,10 @@ final class Demo implements Callable<Integer> {
     @Option(names = "--seconds", description = "how long the devices run before and after the update (default: ${DEFAULT-VALUE})")
     private double seconds = 0.5;
 
-    @Option(names = "--guest-ram", description = "guest RAM in MiB (default: ${DEFAULT-VALUE})")
-    private long guestRamMib = 64;
+    @Option(names = "--guest-ram", paramLabel = "SIZE",
+            description = "guest RAM, in MiB or with a K/M/G/T suffix, 4M..1T (default: ${DEFAULT-VALUE}); above 3G, q35's hole below 4 GiB")
+    private String guestRam = "64M";
+    private long guestRamBytes;
 
     @Option(names = "--console", description = "also print every kernel's log, with timestamps")
     private boolean console;
@@ -68,8 +71,13 @@ final class Demo implements Callable<Integer> {
         if (seconds <= 0 || seconds > 3600) {
             throw new IllegalArgumentException("--seconds must be in (0, 3600]");
         }
-        if (guestRamMib < 4 || guestRamMib > 256) {
-            throw new IllegalArgumentException("--guest-ram must be 4..256 MiB");
+        try {
+            guestRamBytes = guestRam.matches("\\d+") ? Long.parseLong(guestRam) * MIB : BootParams.memparse(guestRam);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--guest-ram " + guestRam + ": want a size such as 256M, 16G or 1T");
+        }
+        if (guestRamBytes < 4 * MIB || guestRamBytes > (1L << 40) || guestRamBytes % (2 * MIB) != 0) {
+            throw new IllegalArgumentException("--guest-ram must be a multiple of 2 MiB in 4M..1T");
         }
         if (updates < 1 || updates > 100) {
             throw new IllegalArgumentException("--updates must be 1..100");
@@ -149,10 +157,14 @@ final class Demo implements Callable<Integer> {
     }
 
     private int run(final Path machineDir) throws Exception {
-        final String cmdline = "guestmemfs=256M liveupdate.finish_timeout=30";
-        final MachineConfig config = MachineConfig.small();
+        // guestmemfs holds guest RAM and its own metadata; the machine adds 768 MiB for the kernels.
+        final long carveOut = Math.max(256 * MIB, guestRamBytes + 64 * MIB);
+        final String cmdline = "guestmemfs=" + (carveOut / MIB) + "M liveupdate.finish_timeout=30";
+        final MachineConfig config = MachineConfig.small().withMemorySize(Math.max(MachineConfig.small().memorySize(),
+                carveOut + 768 * MIB));
         final Path sock = machineDir.resolve("kernel.sock");
         Files.createDirectories(machineDir);
+        Board.create(machineDir, config).close(); // the directory as firmware describes it; the machine process powers it on
         try (Role machine = new Role(machineDir.resolve("machine.log"), List.of(), "machine", machineDir.toString())) {
             machine.await("machine ready .*", 60);
             Files.writeString(machineDir.resolve("boot").resolve("cmdline"), cmdline);
@@ -175,11 +187,11 @@ final class Demo implements Callable<Integer> {
 
                 // The VMM before the update.
                 KernelClient vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
-                final GuestRam ram = GuestRam.create(vmm, "vm0-ram", guestRamMib * MIB);
+                final GuestRam ram = GuestRam.create(vmm, "vm0-ram", guestRamBytes);
                 final IommufdHandle iommufd = IommufdHandle.open(vmm);
                 final int pid = (int) iommufd.makePersistent();
                 final int ioas = iommufd.ioasAlloc();
-                iommufd.mapFixed(ioas, ram.va(), ram.size(), 0);
+                final List<GuestRam.Region> regions = ram.mapForDma(iommufd, ioas, 1);
                 for (int i = 0; i < bars.length; i++) {
                     final VfioDeviceHandle dev = VfioDeviceHandle.open(vmm, i);
                     devIds[i] = dev.bind(iommufd);
@@ -189,8 +201,9 @@ final class Demo implements Callable<Integer> {
                     // Paced (10 k records/s each): a device's engine is not a host CPU, and this may be a 2-core box.
                     bars[i].start(WorkloadSettings.writeVerify((1 + i) * MIB, MIB, 512, 1 + i).withPace(PACE_NANOS));
                 }
-                System.out.printf("vmm 1    guest RAM /guestmemfs/vm0-ram (%d MiB) at IOVA 0, persistent iommufd %d, "
-                        + "devices bound (dev_id %d, %d) and running%n", guestRamMib, pid, devIds[0], devIds[1]);
+                System.out.printf("vmm 1    guest RAM /guestmemfs/vm0-ram (%s) at IOVA %s, persistent iommufd %d, "
+                        + "devices bound (dev_id %d, %d) and running%n", size(guestRamBytes),
+                        regions.size() == 1 ? "0" : "0 and 4G (q35 hole below 4 GiB)", pid, devIds[0], devIds[1]);
                 Thread.sleep((long) (seconds * 1000));
                 for (int i = 0; i < bars.length; i++) {
                     before[i] = bars[i].counters().ops();
@@ -269,6 +282,10 @@ final class Demo implements Callable<Integer> {
                 return problems == 0 ? 0 : 1;
             }
         }
+    }
+
+    private static String size(final long bytes) {
+        return bytes % (1L << 40) == 0 ? (bytes >> 40) + " TiB" : bytes % (1L << 30) == 0 ? (bytes >> 30) + " GiB" : (bytes >> 20) + " MiB";
     }
 
     private static void printLog(final String who, final Path log) throws IOException {

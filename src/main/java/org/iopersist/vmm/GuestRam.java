@@ -1,10 +1,17 @@
 package org.iopersist.vmm;
 
+import java.util.ArrayList;
+import java.util.List;
+
 import org.iopersist.uapi.Syscall;
 
 /**
  * Guest RAM as a VMM keeps it for live update: a guestmemfs file, mapped shared into the VMM, so
  * it survives a kexec and a persistent iommufd may map it.
+ *
+ * <p>The guest-physical layout is QEMU's q35: the first 3 GiB of the file at GPA 0, and the rest
+ * from GPA 4 GiB, leaving the hole below 4 GiB to MMIO and the interrupt window. Devices see guest
+ * RAM at IOVA = GPA, so {@link #mapForDma} makes one IOAS area per region.
  */
 public final class GuestRam implements AutoCloseable {
     private final KernelClient client;
@@ -12,6 +19,14 @@ public final class GuestRam implements AutoCloseable {
     private final int fd;
     private final long va;
     private final long size;
+
+    /** Where q35 stops low RAM: the rest of RAM continues at {@link #HIGH_RAM_START}. */
+    public static final long LOW_RAM_END = 3L << 30;
+    public static final long HIGH_RAM_START = 4L << 30;
+
+    /** {@code length} bytes of the file from {@code fileOffset}, at guest-physical {@code gpa}. */
+    public record Region(long gpa, long fileOffset, long length) {
+    }
 
     private GuestRam(final KernelClient client, final String path, final int fd, final long va, final long size) {
         this.client = client;
@@ -58,9 +73,49 @@ public final class GuestRam implements AutoCloseable {
         return size;
     }
 
+    /** The file offset behind guest-physical {@code gpa}. @throws IllegalArgumentException in the hole or past RAM */
+    public long fileOffsetOf(final long gpa) {
+        final long off = gpa < LOW_RAM_END ? gpa : gpa - (HIGH_RAM_START - LOW_RAM_END);
+        if ((gpa >= LOW_RAM_END && gpa < HIGH_RAM_START) || off >= size || gpa < 0) {
+            throw new IllegalArgumentException(String.format("GPA 0x%x is not guest RAM", gpa));
+        }
+        return off;
+    }
+
     /** Physical address of guest-physical {@code gpa} (through the VMM's own page tables). */
     public long physOf(final long gpa) {
-        return client.memory().physOf(va + gpa);
+        return client.memory().physOf(va + fileOffsetOf(gpa));
+    }
+
+    /**
+     * The RAM in {@code pieces} equal parts of the file (each a multiple of 4 KiB), a part that
+     * straddles 3 GiB cut in two at the hole: low RAM, then high RAM.
+     */
+    public List<Region> regions(final int pieces) {
+        if (pieces < 1 || size % pieces != 0 || (size / pieces) % 4096 != 0) {
+            throw new IllegalArgumentException(size + " bytes do not divide into " + pieces + " page-aligned pieces");
+        }
+        final long piece = size / pieces;
+        final List<Region> out = new ArrayList<>();
+        for (long off = 0; off < size; off += piece) {
+            final long end = off + piece;
+            if (off < LOW_RAM_END && end > LOW_RAM_END) {
+                out.add(new Region(off, off, LOW_RAM_END - off));
+                out.add(new Region(HIGH_RAM_START, LOW_RAM_END, end - LOW_RAM_END));
+            } else {
+                out.add(new Region(off < LOW_RAM_END ? off : off + HIGH_RAM_START - LOW_RAM_END, off, piece));
+            }
+        }
+        return out;
+    }
+
+    /** Maps all of guest RAM for DMA in {@code ioas} at IOVA = GPA, in {@code pieces} areas (or one more). */
+    public List<Region> mapForDma(final IommufdHandle iommufd, final int ioas, final int pieces) {
+        final List<Region> regions = regions(pieces);
+        for (Region r : regions) {
+            iommufd.mapFixed(ioas, va + r.fileOffset(), r.length(), r.gpa());
+        }
+        return regions;
     }
 
     @Override

@@ -36,8 +36,8 @@ public final class Bench implements Callable<Integer> {
     @Option(names = "--no-jmh", description = "skip the JMH micro-benchmarks")
     boolean noJmh;
 
-    @Option(names = "--scenario", paramLabel = "MIB:AREAS",
-            description = "live-update scenario(s) instead of the defaults, e.g. 1024:1024 (repeatable)")
+    @Option(names = "--scenario", paramLabel = "SIZE:AREAS",
+            description = "live-update scenario(s) instead of the defaults, e.g. 1024:1024 or 16G:1 (repeatable)")
     List<String> scenarioSpecs;
 
     @Option(names = "--updates", description = "measured live updates per scenario (default: 12, quick: 2)")
@@ -107,14 +107,14 @@ public final class Bench implements Callable<Integer> {
             final long mib;
             final int areas;
             try {
-                mib = Long.parseLong(p[0]);
+                mib = p[0].matches("\\d+") ? Long.parseLong(p[0]) : org.iopersist.kernel.init.BootParams.memparse(p[0]) >> 20;
                 areas = p.length == 2 ? Integer.parseInt(p[1]) : -1;
-            } catch (NumberFormatException e) {
-                throw new IllegalArgumentException("--scenario " + spec + ": want MIB:AREAS");
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("--scenario " + spec + ": want SIZE:AREAS, SIZE in MiB or with a suffix (16G, 1T)");
             }
-            if (p.length != 2 || mib < 4 || mib > 3072 || areas < 1 || (mib << 20) % areas != 0 || ((mib << 20) / areas) % 4096 != 0) {
+            if (p.length != 2 || mib < 4 || mib > (1L << 20) || areas < 1 || (mib << 20) % areas != 0 || ((mib << 20) / areas) % 4096 != 0) {
                 throw new IllegalArgumentException("--scenario " + spec
-                        + ": MIB in 4..3072 (guest RAM sits below the interrupt window at 3.98 GiB) and AREAS dividing it into whole 4 KiB pages");
+                        + ": SIZE in 4M..1T (above 3G, guest RAM continues at 4 GiB as on q35) and AREAS dividing it into whole 4 KiB pages");
             }
             out.add(new LiveUpdateBench.Scenario(mib, areas));
         }

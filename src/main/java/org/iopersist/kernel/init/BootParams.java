@@ -63,7 +63,7 @@ public record BootParams(String cmdline, long guestmemfsSize, boolean kho, long 
     }
 
     /** Linux's memparse: a number with an optional K, M, G or T suffix. */
-    static long memparse(final String value) {
+    public static long memparse(final String value) {
         if (value.isEmpty()) {
             throw new IllegalArgumentException("empty size");
         }

@@ -23,6 +23,11 @@ import org.iopersist.hw.memory.PhysicalMemory;
  */
 public final class KhoIncoming {
     private static final long MAX_TREE = 1L << 20;
+    /**
+     * A subsystem blob's largest size: what one buddy run holds (order 18, 1 GiB), which is where
+     * {@link Kho} puts it. iommufd-v1 at 48 bytes an area takes 22 M areas to fill it.
+     */
+    private static final long MAX_BLOB = 1L << 30;
 
     private final PhysicalMemory memory;
     private final SetupData setup;
@@ -92,7 +97,7 @@ public final class KhoIncoming {
                 throw new HandoverFormatException("subtree " + name + " at 0x" + Long.toHexString(phys) + " lies outside memory");
             }
             final long total = Integer.toUnsignedLong(Integer.reverseBytes(memory.load32(phys + Fdt.OFF_TOTALSIZE)));
-            if (total > MAX_TREE * 64 || !memory.contains(phys, total)) {
+            if (total > MAX_BLOB || !memory.contains(phys, total)) {
                 throw new HandoverFormatException("subtree " + name + " has a bad size " + total);
             }
             if (Kho.blobCrc(memory, phys) != root.u32(node, Kho.PROP_CRC)) {
