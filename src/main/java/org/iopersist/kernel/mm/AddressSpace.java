@@ -196,28 +196,30 @@ public final class AddressSpace {
 
     /** copy_from_user: {@code length} bytes at {@code va} into {@code dst}. @throws KernelException EFAULT */
     public void copyFromUser(final long va, final MemorySegment dst, final long dstOffset, final long length) {
-        long done = 0;
-        while (done < length) {
-            final long phys = translate(va + done, Syscall.PROT_READ);
-            if (phys < 0) {
-                throw new KernelException(Errno.EFAULT, String.format("user address 0x%x is not readable", va + done));
-            }
-            final long chunk = Math.min(length - done, Vma.PAGE_SIZE - ((va + done) & (Vma.PAGE_SIZE - 1)));
-            memory.read(phys, dst, dstOffset + done, chunk);
-            done += chunk;
-        }
+        copy(va, dst, dstOffset, length, false);
     }
 
     /** copy_to_user. @throws KernelException EFAULT */
     public void copyToUser(final long va, final MemorySegment src, final long srcOffset, final long length) {
+        copy(va, src, srcOffset, length, true);
+    }
+
+    /** Page by page through this address space: each page is translated with the access it needs. */
+    private void copy(final long va, final MemorySegment kernel, final long kernelOffset, final long length, final boolean toUser) {
+        final int prot = toUser ? Syscall.PROT_WRITE : Syscall.PROT_READ;
         long done = 0;
         while (done < length) {
-            final long phys = translate(va + done, Syscall.PROT_WRITE);
+            final long phys = translate(va + done, prot);
             if (phys < 0) {
-                throw new KernelException(Errno.EFAULT, String.format("user address 0x%x is not writable", va + done));
+                throw new KernelException(Errno.EFAULT, String.format("user address 0x%x is not %s", va + done,
+                        toUser ? "writable" : "readable"));
             }
             final long chunk = Math.min(length - done, Vma.PAGE_SIZE - ((va + done) & (Vma.PAGE_SIZE - 1)));
-            memory.write(phys, src, srcOffset + done, chunk);
+            if (toUser) {
+                memory.write(phys, kernel, kernelOffset + done, chunk);
+            } else {
+                memory.read(phys, kernel, kernelOffset + done, chunk);
+            }
             done += chunk;
         }
     }

@@ -1,0 +1,62 @@
+package org.iopersist.kernel.mm;
+
+/**
+ * A bitmap over a large index space whose memory follows the bits ever set: 64 Ki-bit chunks are
+ * allocated on the first set inside them. The frame allocator's bitmaps on a 1 TiB machine whose
+ * RAM is mostly a carve-out cost what the few GiB it manages need, not 1 bit per frame of the machine.
+ * Not thread-safe: its owner's lock guards it.
+ */
+public final class SparseBitmap {
+    private static final int CHUNK_SHIFT = 16; // bits per chunk: 65536 = 1024 longs = 8 KiB
+    private static final int CHUNK_WORDS = 1 << (CHUNK_SHIFT - 6);
+
+    private final long bits;
+    private final long[][] chunks;
+    private int chunksInUse;
+
+    public SparseBitmap(final long bits) {
+        if (bits < 0 || ((bits + (1L << CHUNK_SHIFT) - 1) >>> CHUNK_SHIFT) > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("bitmap of " + bits + " bits");
+        }
+        this.bits = bits;
+        this.chunks = new long[(int) ((bits + (1L << CHUNK_SHIFT) - 1) >>> CHUNK_SHIFT)][];
+    }
+
+    public long size() {
+        return bits;
+    }
+
+    public boolean get(final long index) {
+        final long[] c = chunks[(int) (index >>> CHUNK_SHIFT)];
+        return c != null && (c[(int) (index >>> 6) & (CHUNK_WORDS - 1)] & (1L << index)) != 0;
+    }
+
+    public void set(final long index) {
+        final int ci = (int) (index >>> CHUNK_SHIFT);
+        long[] c = chunks[ci];
+        if (c == null) {
+            c = new long[CHUNK_WORDS];
+            chunks[ci] = c;
+            chunksInUse++;
+        }
+        c[(int) (index >>> 6) & (CHUNK_WORDS - 1)] |= 1L << index;
+    }
+
+    public void clear(final long index) {
+        final long[] c = chunks[(int) (index >>> CHUNK_SHIFT)];
+        if (c != null) {
+            c[(int) (index >>> 6) & (CHUNK_WORDS - 1)] &= ~(1L << index);
+        }
+    }
+
+    /** The 64 bits of word {@code wordIndex} (bits {@code 64*wordIndex ..}), 0 where no chunk is. */
+    public long word(final long wordIndex) {
+        final long[] c = chunks[(int) (wordIndex >>> (CHUNK_SHIFT - 6))];
+        return c == null ? 0 : c[(int) wordIndex & (CHUNK_WORDS - 1)];
+    }
+
+    /** Heap bytes held by chunks: what this bitmap costs. */
+    public long bytesInUse() {
+        return (long) chunksInUse * CHUNK_WORDS * 8 + chunks.length * 8L;
+    }
+}
