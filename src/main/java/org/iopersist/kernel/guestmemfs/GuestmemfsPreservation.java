@@ -18,12 +18,16 @@ import org.iopersist.kernel.mm.PhysRange;
  * and claims the blocks.
  *
  * <pre>
- * / { compatible = "guestmemfs-v1"; region = &lt;start size&gt; (u64 x 2); files = &lt;u32&gt;; }
+ * / { compatible = "guestmemfs-v2"; region = &lt;start size&gt; (u64 x 2); files = &lt;u32&gt;; }
  * </pre>
+ *
+ * The version in {@code compatible} is the on-memory format's ({@link GmfsLayout#VERSION}): a
+ * {@code guestmemfs-v1} handover (one record per block, files below 64 GiB) is refused, and the
+ * next kernel cold-boots, formatting the carve-out anew.
  */
 public final class GuestmemfsPreservation implements KhoSubsystem {
     public static final String NAME = "guestmemfs";
-    public static final String COMPATIBLE = "guestmemfs-v1";
+    public static final String COMPATIBLE = "guestmemfs-v" + GmfsLayout.VERSION;
     private static final int ORDER = GmfsLayout.BLOCK_SHIFT - PhysicalMemory.FRAME_SHIFT;
 
     private final Guestmemfs fs;
@@ -73,8 +77,10 @@ public final class GuestmemfsPreservation implements KhoSubsystem {
         if (blob == null) {
             throw new HandoverFormatException("the handover has no guestmemfs subtree, but guestmemfs= is set");
         }
-        if (!COMPATIBLE.equals(blob.string(blob.root(), "compatible"))) {
-            throw new HandoverFormatException("guestmemfs blob is not " + COMPATIBLE);
+        final String compatible = blob.string(blob.root(), "compatible");
+        if (!COMPATIBLE.equals(compatible)) {
+            throw new HandoverFormatException("guestmemfs blob is " + compatible + ", this kernel reads only " + COMPATIBLE
+                    + " (the on-memory format changed: the carve-out is formatted anew)");
         }
         final long[] region = blob.u64Array(blob.root(), "region");
         if (region.length != 2 || region[0] != carveOut.start() || region[1] != carveOut.size()) {
