@@ -354,6 +354,23 @@ class GuestmemfsTest {
     }
 
     @Test
+    void theCarveOutIsPreservedAsFewLargeBlocks() {
+        for (org.iopersist.kernel.mm.PhysRange r : List.of(new org.iopersist.kernel.mm.PhysRange(10 * GIB, 150 * GIB),
+                new org.iopersist.kernel.mm.PhysRange(240 * MIB, 16 * MIB), new org.iopersist.kernel.mm.PhysRange(2 * MIB, GIB))) {
+            final List<long[]> blocks = GuestmemfsPreservation.blocks(r);
+            long next = r.start();
+            for (long[] b : blocks) {
+                assertEquals(next, b[0], "blocks tile " + r);
+                assertTrue(b[1] >= 9, "order " + b[1]);
+                assertEquals(0, b[0] & ((4096L << b[1]) - 1), "naturally aligned");
+                next += 4096L << b[1];
+            }
+            assertEquals(r.end(), next);
+            assertTrue(blocks.size() <= 2 * 22, r + " in " + blocks.size() + " blocks");
+        }
+    }
+
+    @Test
     void aVersion1HandoverColdBoots() throws Exception {
         try (KernelRig rig = KernelRig.boot(dir.resolve("m"), CONFIG, "guestmemfs=16M")) {
             rig.kernel.guestmemfs().createFile("ram", 4 * MIB, 0);
