@@ -92,7 +92,7 @@ public final class Guestmemfs {
         }
     }
 
-    /** The cache of one extent record, the one in slot {@code slot} of the extent table. */
+    /** The cache of one extent record, the one in slot {@code slot} of the extent table; guarded by the fs. */
     private static final class Extent {
         final int owner; // inode index
         long fileBlock;
@@ -122,13 +122,13 @@ public final class Guestmemfs {
     /** Block index, relative to the carve-out, of the carve-out's first 1 GiB boundary in memory. */
     private final long gibPhase;
     private final KernelLog log;
-    // Caches of the metadata in memory.
+    // Caches of the metadata in memory, all guarded by this.
     private final Map<String, Integer> byName = new TreeMap<>();
     private final Map<Integer, List<Extent>> files = new HashMap<>(); // each in file order
     private final List<Extent> slots = new ArrayList<>(); // by extent-table slot
-    private final Map<Integer, Integer> users = new HashMap<>(); // open files and mappings per inode
-    private long freeBlocks;
-    private boolean frozen;
+    private final Map<Integer, Integer> users = new HashMap<>(); // guarded by this; open files and mappings per inode
+    private long freeBlocks; // guarded by this
+    private boolean frozen; // guarded by this
 
     private Guestmemfs(final PhysicalMemory memory, final PhysRange region, final KernelLog log) {
         this.memory = memory;
@@ -462,7 +462,7 @@ public final class Guestmemfs {
     /**
      * Gives file {@code i} blocks {@code [have, want)}, zeroed. The caller checked that enough are
      * free. A whole GiB of the file, 1 GiB-aligned in the file, gets a 1 GiB-aligned GiB of memory
-     * when one is free; the rest goes in runs that never cross the file's next GiB boundary.
+     * when one is free; the rest goes in runs that cross no GiB boundary, in the file or in memory.
      */
     private void grow(final int i, final List<Extent> map, final long have, final long want) {
         long f = have;
@@ -474,7 +474,8 @@ public final class Guestmemfs {
                 n = GIB_BLOCKS;
             } else {
                 b = pickStart(map.isEmpty() ? blocks : map.getLast().block + map.getLast().count);
-                n = freeRunLength(b, Math.min(want - f, inWindow));
+                // Within b's GiB of memory too, so a run never breaks into the next one.
+                n = freeRunLength(b, Math.min(Math.min(want - f, inWindow), windowStart(b) + GIB_BLOCKS - b));
             }
             memory.zeroRange(blockPhys(b), n << BLOCK_SHIFT);
             bitmapSet(b, n, true);

@@ -313,6 +313,7 @@ class GuestmemfsTest {
             final List<Guestmemfs.Run> gibs = map.runs().subList(0, map.runs().size() - 1);
             assertGibRuns(new Guestmemfs.FileMap(70 * GIB, gibs));
             assertEquals(3 * MIB, map.runs().getLast().length(), "the tail that is no whole GiB");
+            assertTrue(map.runs().getLast().phys() < 11 * GIB, "goes into the GiB the metadata broke, as the small file did");
             assertTrue(fs.extents() <= 72, "extents, not blocks: " + fs.extents());
             assertTrue(mem.allocatedBytes() - disk <= 71 * MIB, "creating 70 GiB took " + (mem.allocatedBytes() - disk) + " bytes");
             for (long g = 0; g < 70; g += 7) {
