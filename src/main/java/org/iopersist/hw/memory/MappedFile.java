@@ -15,11 +15,20 @@ import java.nio.file.StandardOpenOption;
  * <p>Mapping is {@code MAP_SHARED}: every process that maps the same file sees the same bytes, which
  * is what makes the machine directory a real boundary between the machine, kernel and VMM processes.
  * A file created here is sparse ({@code ftruncate} to its size), so untouched frames cost nothing.
+ *
+ * <p>{@link #zeroRange} zeroes by punching a hole ({@code fallocate(PUNCH_HOLE)}) rather than by
+ * writing: the range reads back as zeros through every shared mapping of the file (Linux drops the
+ * range's page cache and unmaps it everywhere), and it costs no disk and no page cache.
  */
 public final class MappedFile implements AutoCloseable {
+    private static final long PAGE = 4096;
+    private static final int NOT_OPEN = -1;
+    private static final int UNSUPPORTED = -2;
+
     private final Path path;
     private final Arena arena;
     private final MemorySegment segment;
+    private int fd = NOT_OPEN; // guarded by this; our own descriptor for fallocate, opened on first use
 
     private MappedFile(final Path path, final Arena arena, final MemorySegment segment) {
         this.path = path;
@@ -84,8 +93,51 @@ public final class MappedFile implements AutoCloseable {
         return FileStat.allocatedBytes(path);
     }
 
+    /**
+     * Zeroes {@code [offset, offset + length)}: whole 4 KiB pages become a hole in the file, the
+     * unaligned head and tail are written with zeros. Where the file system cannot punch holes
+     * (EOPNOTSUPP), the whole range is written with zeros instead; the contents are the same.
+     */
+    public void zeroRange(final long offset, final long length) {
+        final long end = offset + length;
+        final long first = (offset + PAGE - 1) & -PAGE;
+        final long last = end & -PAGE;
+        if (first >= last) {
+            segment.asSlice(offset, length).fill((byte) 0);
+            return;
+        }
+        segment.asSlice(offset, first - offset).fill((byte) 0);
+        segment.asSlice(last, end - last).fill((byte) 0);
+        if (!punchHole(first, last - first)) {
+            segment.asSlice(first, last - first).fill((byte) 0);
+        }
+    }
+
+    /** True if the pages of {@code [offset, offset + length)} are a hole now. */
+    private synchronized boolean punchHole(final long offset, final long length) {
+        if (fd == NOT_OPEN) {
+            final int rc = Libc.openReadWrite(path);
+            fd = rc >= 0 ? rc : UNSUPPORTED;
+        }
+        if (fd == UNSUPPORTED) {
+            return false;
+        }
+        final int rc = Libc.fallocate(fd, Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, offset, length);
+        if (rc == -Libc.EOPNOTSUPP || rc == -Libc.ENOSYS) {
+            Libc.close(fd); // this file system never will: stop asking
+            fd = UNSUPPORTED;
+        }
+        return rc == 0;
+    }
+
     @Override
     public void close() {
+        synchronized (this) {
+            if (fd >= 0) {
+                Libc.close(fd);
+            }
+            fd = UNSUPPORTED;
+        }
         arena.close();
     }
 }

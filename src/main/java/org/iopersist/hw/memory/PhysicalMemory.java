@@ -18,6 +18,10 @@ import java.nio.file.Path;
  * <p>Access modes, in VarHandle vocabulary: plain, acquire, release, and compare-and-set. The
  * table-walking hardware reads entries with {@link #load64Acquire}; software that publishes an entry
  * writes it with {@link #store64Release}. These pair up.
+ *
+ * <p>{@link #zeroRange} is the machine's "zero range" operation, what a memory controller's zeroing
+ * engine gives a real machine: the range reads back as zeros at once, without the CPU writing it.
+ * Here it is a hole punched in the memory file, so zeroed memory costs no disk either.
  */
 public final class PhysicalMemory implements AutoCloseable {
     public static final int FRAME_SHIFT = 12;
@@ -151,6 +155,19 @@ public final class PhysicalMemory implements AutoCloseable {
     public void fill(final long phys, final long length, final byte value) {
         check(phys, length);
         segment.asSlice(phys, length).fill(value);
+    }
+
+    /**
+     * Zero range: {@code [phys, phys + length)} reads as zeros afterwards, in every process that maps
+     * this memory. Whole frames become a hole in the memory file (no disk, no page cache, no CPU
+     * writing them); a partial frame at either end is written with zeros. Large ranges (guestmemfs
+     * blocks, big runs of frames) should use this, not {@link #fill}.
+     */
+    public void zeroRange(final long phys, final long length) {
+        check(phys, length);
+        if (length > 0) {
+            file.zeroRange(phys, length);
+        }
     }
 
     /** Copies out of physical memory into {@code dst}. */

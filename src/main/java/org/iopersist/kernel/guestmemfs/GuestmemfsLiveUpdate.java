@@ -16,23 +16,30 @@ import org.iopersist.kernel.mm.PhysRange;
 
 /**
  * guestmemfs across a kexec. At finalize it freezes the filesystem and preserves the whole
- * carve-out (one order-9 block per 2 MiB: metadata, data and pins all live there), and hands over
- * a small blob; the next kernel checks the blob against its own carve-out, mounts from memory
- * ({@link #validate}), and claims the blocks ({@link #adopt}).
+ * carve-out (metadata, data and pins all live there) as the largest naturally aligned blocks it
+ * splits into, so a 1 TiB carve-out is a handful of tracker bits, not 512 K order-9 blocks; it
+ * hands over a small blob. The next kernel checks the blob against its own carve-out, checks that
+ * each of those blocks is preserved, mounts from memory ({@link #validate}), and claims the same
+ * blocks ({@link #adopt}).
  *
  * <pre>
- * / { compatible = "guestmemfs-v1"; region = &lt;start size&gt; (u64 x 2); files = &lt;u32&gt;; }
+ * / { compatible = "guestmemfs-v2"; region = &lt;start size&gt; (u64 x 2); files = &lt;u32&gt;; }
  * </pre>
+ *
+ * The version in {@code compatible} is the on-memory format's ({@link GmfsLayout#VERSION}): a
+ * {@code guestmemfs-v1} handover (one record per block, files below 64 GiB) is refused, and the
+ * next kernel cold-boots, formatting the carve-out anew.
  */
 public final class GuestmemfsLiveUpdate implements LiveUpdateHandler<Guestmemfs> {
     public static final String NAME = "guestmemfs";
-    public static final String COMPATIBLE = "guestmemfs-v1";
-    private static final int ORDER = GmfsLayout.BLOCK_SHIFT - PhysicalMemory.FRAME_SHIFT;
+    public static final String COMPATIBLE = "guestmemfs-v" + GmfsLayout.VERSION;
+    private static final int MIN_ORDER = GmfsLayout.BLOCK_SHIFT - PhysicalMemory.FRAME_SHIFT;
+    private static final int MAX_ORDER = org.iopersist.kernel.liveupdate.kho.PreservedMemoryMap.MAX_ORDER;
 
     private final PhysicalMemory memory;
     private final Function<PhysRange, PhysRange> carveOutFor;
     private final KernelLog log;
-    private final List<Long> preserved = new ArrayList<>();
+    private final List<long[]> preserved = new ArrayList<>(); // (phys, order)
     private Guestmemfs fs; // guarded by this
     private Kho kho;
 
@@ -69,9 +76,9 @@ public final class GuestmemfsLiveUpdate implements LiveUpdateHandler<Guestmemfs>
         this.kho = kho;
         fs.freeze();
         final PhysRange r = fs.region();
-        for (long p = r.start(); p + GmfsLayout.BLOCK_SIZE <= r.end(); p += GmfsLayout.BLOCK_SIZE) {
-            if (kho.preserve(p, ORDER)) {
-                preserved.add(p);
+        for (long[] b : blocks(r)) {
+            if (kho.preserve(b[0], (int) b[1])) {
+                preserved.add(b);
             }
         }
         return new FdtWriter().beginNode("").propertyString("compatible", COMPATIBLE)
@@ -81,8 +88,8 @@ public final class GuestmemfsLiveUpdate implements LiveUpdateHandler<Guestmemfs>
 
     @Override
     public synchronized void abort() {
-        for (long p : preserved) {
-            kho.unpreserve(p, ORDER);
+        for (long[] b : preserved) {
+            kho.unpreserve(b[0], (int) b[1]);
         }
         preserved.clear();
         fs.thaw();
@@ -104,16 +111,18 @@ public final class GuestmemfsLiveUpdate implements LiveUpdateHandler<Guestmemfs>
         if (blob == null) {
             throw new HandoverFormatException("the handover has no guestmemfs subtree, but guestmemfs= is set");
         }
-        if (!COMPATIBLE.equals(blob.string(blob.root(), "compatible"))) {
-            throw new HandoverFormatException("guestmemfs blob is not " + COMPATIBLE);
+        final String compatible = blob.string(blob.root(), "compatible");
+        if (!COMPATIBLE.equals(compatible)) {
+            throw new HandoverFormatException("guestmemfs blob is " + compatible + ", this kernel reads only " + COMPATIBLE
+                    + " (the on-memory format changed: the carve-out is formatted anew)");
         }
         final long[] region = blob.u64Array(blob.root(), "region");
         if (region.length != 2 || region[0] != carveOut.start() || region[1] != carveOut.size()) {
             throw new HandoverFormatException("guestmemfs handed over another carve-out than guestmemfs= gives " + carveOut);
         }
-        for (long p = carveOut.start(); p + GmfsLayout.BLOCK_SIZE <= carveOut.end(); p += GmfsLayout.BLOCK_SIZE) {
-            if (!in.preserved(p)) {
-                throw new HandoverFormatException(String.format("guestmemfs block 0x%x is not preserved", p));
+        for (long[] b : blocks(carveOut)) {
+            if (!in.preservedExactly(b[0], (int) b[1])) {
+                throw new HandoverFormatException(String.format("guestmemfs block 0x%x order %d is not preserved", b[0], b[1]));
             }
         }
         return Guestmemfs.mount(memory, carveOut, log);
@@ -126,12 +135,31 @@ public final class GuestmemfsLiveUpdate implements LiveUpdateHandler<Guestmemfs>
             return;
         }
         final KhoIncoming in = handover.kho();
-        final PhysRange carveOut = mounted.region();
         fs = mounted;
-        for (long p = carveOut.start(); p + GmfsLayout.BLOCK_SIZE <= carveOut.end(); p += GmfsLayout.BLOCK_SIZE) {
-            if (!in.claim(p, ORDER)) {
-                throw new IllegalStateException(String.format("validated guestmemfs block 0x%x could not be claimed", p));
+        for (long[] b : blocks(mounted.region())) {
+            if (!in.claim(b[0], (int) b[1])) {
+                throw new IllegalStateException(String.format("validated guestmemfs block 0x%x order %d could not be claimed",
+                        b[0], b[1]));
             }
         }
+    }
+
+    /**
+     * The carve-out split into the largest naturally aligned blocks, as (phys, order); it starts
+     * and ends on 2 MiB, so every block is of order 9 or more.
+     */
+    static List<long[]> blocks(final PhysRange r) {
+        final List<long[]> out = new ArrayList<>();
+        long p = r.start();
+        while (p < r.end()) {
+            int order = Math.min(MAX_ORDER, Long.numberOfTrailingZeros(p >>> PhysicalMemory.FRAME_SHIFT));
+            while ((PhysicalMemory.FRAME_SIZE << order) > r.end() - p) {
+                order--;
+            }
+            assert order >= MIN_ORDER : "carve-out " + r + " is not 2 MiB-aligned";
+            out.add(new long[] {p, order});
+            p += PhysicalMemory.FRAME_SIZE << order;
+        }
+        return out;
     }
 }

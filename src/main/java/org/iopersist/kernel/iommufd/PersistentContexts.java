@@ -11,7 +11,6 @@ import java.util.TreeMap;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.KernelLog;
-import org.iopersist.kernel.guestmemfs.GmfsLayout;
 import org.iopersist.kernel.guestmemfs.GuestmemFile;
 import org.iopersist.kernel.guestmemfs.Guestmemfs;
 import org.iopersist.kernel.iommu.IommuCore;
@@ -366,27 +365,26 @@ public final class PersistentContexts implements LiveUpdateHandler<PersistentCon
     /**
      * The IOAS's areas must be exactly what the HWPT's restored domain maps: every page of every
      * area translates to its file page with the area's permissions, and the domain maps nothing
-     * else. Walked a leaf (or a file block) at a time, so 64 GiB of 2 MiB leaves is 32768 steps.
+     * else. Walked a leaf (or a contiguous run of the file) at a time, so 64 GiB of 2 MiB leaves is
+     * 32768 steps.
      */
     private static void matchTables(final int pid, final IoasPlan ip, final HwptPlan h, final Guestmemfs fs,
             final IommuDriver.HandoverPlan tables) throws HandoverFormatException {
         long areaBytes = 0;
-        final Map<Long, long[]> blocksByIno = new HashMap<>();
+        final Map<Long, Guestmemfs.FileMap> mapsByIno = new HashMap<>();
         for (AreaPlan a : ip.areas()) {
-            final long[] blocks = fs == null ? null : blocksByIno.computeIfAbsent(a.ino(), fs::blocksOfInode);
+            final Guestmemfs.FileMap file = fs == null ? null : mapsByIno.computeIfAbsent(a.ino(), fs::mapOfInode);
             final long end = a.iova() + a.length();
             long iova = a.iova();
             while (Long.compareUnsigned(iova, end) < 0) {
                 final long off = a.offset() + (iova - a.iova());
                 final IommuDriver.Leaf leaf = tables.leaf(h.domainKey(), iova);
-                final long filePhys = blocks == null || off >= blocks[blocks.length - 1] ? -1
-                        : blocks[(int) (off >>> GmfsLayout.BLOCK_SHIFT)] + (off & (GmfsLayout.BLOCK_SIZE - 1));
+                final long filePhys = file == null ? -1 : file.phys(off);
                 if (leaf == null || leaf.prot() != a.prot() || filePhys < 0 || leaf.phys() + (iova - leaf.iova()) != filePhys) {
                     throw new HandoverFormatException(String.format(
                             "ctx %d ioas %d: area at 0x%x does not match hwpt %d's table at IOVA 0x%x", pid, ip.id(), a.iova(), h.id(), iova));
                 }
-                final long blockEnd = iova + (GmfsLayout.BLOCK_SIZE - (off & (GmfsLayout.BLOCK_SIZE - 1)));
-                iova = Math.min(Math.min(leaf.iova() + leaf.size(), blockEnd), end);
+                iova = Math.min(Math.min(leaf.iova() + leaf.size(), iova + file.contiguous(off)), end);
             }
             areaBytes += a.length();
         }

@@ -52,6 +52,37 @@ class PhysicalMemoryTest {
     }
 
     @Test
+    void zeroRangePunchesAHoleThatEveryMappingReadsAsZeros() {
+        final long mib = 1L << 20;
+        final long start = 64 * mib - 100; // unaligned at both ends
+        final long length = 16 * mib + 200;
+        try (PhysicalMemory m = PhysicalMemory.create(dir.resolve("memory"), 1L << 30);
+             PhysicalMemory other = PhysicalMemory.open(dir.resolve("memory"))) { // as another process maps it
+            m.fill(start - 4096, length + 8192, (byte) 0x5A);
+            assertEquals(0x5A5A5A5A5A5A5A5AL, other.load64(64 * mib));
+            final long written = m.allocatedBytes();
+            assertTrue(written >= length, "written: " + written);
+            m.zeroRange(start, length);
+            final byte[] edge = new byte[2];
+            m.read(start - 1, edge, 0, 2);
+            assertEquals(0x5A, edge[0], "the byte before the range is kept");
+            assertEquals(0, edge[1]);
+            m.read(start + length - 1, edge, 0, 2);
+            assertEquals(0, edge[0]);
+            assertEquals(0x5A, edge[1], "the byte after the range is kept");
+            for (long p = 64 * mib; p < 80 * mib; p += 4096) {
+                assertEquals(0, other.load64(p), "the other mapping reads zeros at 0x" + Long.toHexString(p));
+                assertEquals(0, m.load64(p + 4088));
+            }
+            final long after = m.allocatedBytes();
+            assertTrue(written - after >= 16 * mib - 8192, "zeroing freed the disk: " + written + " -> " + after);
+            m.zeroRange(0, 100); // within one frame: just written
+            m.zeroRange(0, 0);
+            assertThrows(PhysicalAccessException.class, () -> m.zeroRange((1L << 30) - 4096, 8192));
+        }
+    }
+
+    @Test
     void accessesAreAtomicCheckedAndNeverCrash() {
         try (PhysicalMemory m = PhysicalMemory.create(dir.resolve("memory"), 1L << 20)) {
             m.store64(0x100, 1);

@@ -129,6 +129,30 @@ class FrameAllocatorTest {
     }
 
     @Test
+    void largeRunsAreZeroedAndPoisonedWithoutWritingThem() {
+        memory.fill(0, 16 * MIB, (byte) 0x5A); // stale contents everywhere
+        assertTrue(memory.allocatedBytes() >= 16 * MIB);
+        final FrameAllocator a = new FrameAllocator(memory, 16 * MIB, true);
+        a.open(); // one order-12 run, poisoned as a hole
+        assertTrue(memory.allocatedBytes() < 64 * 1024, "poisoning 16 MiB cost " + memory.allocatedBytes() + " bytes");
+        final long run = a.allocZeroedRun(10);
+        assertEquals(0, a.stats().poisonViolations(), "a hole passes the poison check");
+        assertEquals(0, memory.load64(run + 4 * MIB - 8));
+        memory.fill(run, 4 * MIB, (byte) 0x77);
+        a.freeRun(run, 10);
+        assertEquals(0, memory.load64(run), "freed large runs are zeroed, not written");
+        assertTrue(memory.allocatedBytes() < 64 * 1024, "after free: " + memory.allocatedBytes());
+        final long small = a.allocRun(0);
+        a.freeFrame(small);
+        assertEquals(0x6b6b6b6b6b6b6b6bL, memory.load64(small + 8), "small runs still get the poison pattern");
+        memory.store64(run + 3 * MIB + 16, 0xBADL); // a stale writer into a zeroed run
+        while (a.stats().freeFrames() > 0) {
+            a.allocRun(0);
+        }
+        assertEquals(1, a.stats().poisonViolations());
+    }
+
+    @Test
     void reservationsCloseWhenTheAllocatorOpens() {
         final FrameAllocator a = new FrameAllocator(memory, 16 * MIB, false);
         assertThrows(IllegalStateException.class, () -> a.allocRun(0), "no allocation before open");

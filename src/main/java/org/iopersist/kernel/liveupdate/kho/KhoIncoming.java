@@ -197,6 +197,18 @@ public final class KhoIncoming {
     }
 
     /**
+     * True if exactly the block {@code (phys, order)} is preserved and unclaimed: what
+     * {@link #claim} will take. Validation asks this, so that a claim after it cannot fail.
+     */
+    public synchronized boolean preservedExactly(final long phys, final int order) {
+        if (finished || (phys & ((PhysicalMemory.FRAME_SIZE << order) - 1)) != 0) {
+            return false;
+        }
+        final long word = wordOf(phys, order);
+        return word >= 0 && (memory.load64(word) & (1L << (((phys >>> PhysicalMemory.FRAME_SHIFT) >>> order) & 63))) != 0;
+    }
+
+    /**
      * Claims a preserved block: from now on its owner is the claiming subsystem, and finish will
      * not free it. Returns false if that exact block was not preserved (or was claimed already),
      * which the caller treats as an inconsistent handover.
