@@ -46,10 +46,10 @@ public final class FrameAllocator implements FrameSource {
     private final long limitFrames;
     private final boolean poison;
     private final List<Reservation> early = new ArrayList<>();
-    private final long[][] freeHead = new long[MAX_ORDER + 1][];
+    private final SparseBitmap[] freeHead = new SparseBitmap[MAX_ORDER + 1]; // bit: a free block of this order starts here
     private final long[][] stack = new long[MAX_ORDER + 1][];
     private final int[] depth = new int[MAX_ORDER + 1];
-    private long[] allocated;
+    private SparseBitmap allocated;
     private boolean open;
     private long freeFrames;
     private long reservedFrames;
@@ -95,9 +95,10 @@ public final class FrameAllocator implements FrameSource {
         if (open) {
             throw new IllegalStateException("allocator already open");
         }
-        allocated = new long[(int) ((limitFrames + 63) >>> 6)];
+        // Sparse: their memory follows the frames this allocator manages, not the machine's size.
+        allocated = new SparseBitmap(limitFrames);
         for (int order = 0; order <= MAX_ORDER; order++) {
-            freeHead[order] = new long[(int) (((limitFrames >>> order) + 63) >>> 6)];
+            freeHead[order] = new SparseBitmap((limitFrames >>> order) + 1);
             stack[order] = new long[64];
         }
         final List<PhysRange> sorted = early.stream().map(Reservation::range)
@@ -187,9 +188,7 @@ public final class FrameAllocator implements FrameSource {
         }
         freeFrames -= 1L << order;
         allocatedFrames += 1L << order;
-        for (long p = pfn; p < pfn + (1L << order); p++) {
-            allocated[(int) (p >>> 6)] |= 1L << p;
-        }
+        allocated.setRange(pfn, pfn + (1L << order));
         if (poison) {
             checkPoison(pfn, order);
         }
@@ -235,17 +234,10 @@ public final class FrameAllocator implements FrameSource {
         }
         long pfn = phys >>> SHIFT;
         final long end = pfn + (1L << order);
-        long wasAllocated = 0;
-        for (long p = pfn; p < end; p++) {
-            if (testAllocated(p)) {
-                wasAllocated++;
-            } else if (inFreeBlock(p)) {
-                throw new IllegalStateException(String.format("double free of frame 0x%x (run 0x%x order %d)", p << SHIFT, phys, order));
-            }
+        if (overlapsFreeBlock(pfn, order)) {
+            throw new IllegalStateException(String.format("double free: run 0x%x order %d overlaps a free block", phys, order));
         }
-        for (long p = pfn; p < end; p++) {
-            allocated[(int) (p >>> 6)] &= ~(1L << p);
-        }
+        final long wasAllocated = allocated.clearRange(pfn, end);
         if (poison) {
             poison(phys, order);
         }
@@ -265,9 +257,11 @@ public final class FrameAllocator implements FrameSource {
         pushFree(pfn, o);
     }
 
-    private boolean inFreeBlock(final long pfn) {
+    /** A free block of a larger order holds the run, or one of a smaller order starts inside it. */
+    private boolean overlapsFreeBlock(final long pfn, final int order) {
         for (int o = 0; o <= MAX_ORDER; o++) {
-            if (testHead(pfn & ~((1L << o) - 1), o)) {
+            if (o >= order ? testHead(pfn & ~((1L << o) - 1), o)
+                    : freeHead[o].anySet(pfn >>> o, (pfn + (1L << order)) >>> o)) {
                 return true;
             }
         }
@@ -275,12 +269,24 @@ public final class FrameAllocator implements FrameSource {
     }
 
     private boolean testAllocated(final long pfn) {
-        return (allocated[(int) (pfn >>> 6)] & (1L << pfn)) != 0;
+        return allocated.get(pfn);
     }
 
     /** True if the frame at {@code phys} is handed out (not free, not reserved). */
     public synchronized boolean isAllocated(final long phys) {
         return open && phys >= 0 && (phys >>> SHIFT) < limitFrames && testAllocated(phys >>> SHIFT);
+    }
+
+    /** Heap bytes of this allocator's own bookkeeping: it follows what is managed, not memory's size. */
+    public synchronized long metadataBytes() {
+        if (!open) {
+            return 0;
+        }
+        long b = allocated.bytesInUse();
+        for (int o = 0; o <= MAX_ORDER; o++) {
+            b += freeHead[o].bytesInUse() + stack[o].length * 8L;
+        }
+        return b;
     }
 
     public synchronized Stats stats() {
@@ -291,19 +297,17 @@ public final class FrameAllocator implements FrameSource {
 
     private boolean testHead(final long pfn, final int order) {
         final long idx = pfn >>> order;
-        final long[] map = freeHead[order];
-        final int word = (int) (idx >>> 6);
-        return word < map.length && (map[word] & (1L << idx)) != 0;
+        return idx < freeHead[order].size() && freeHead[order].get(idx);
     }
 
     private void clearHead(final long pfn, final int order) {
         final long idx = pfn >>> order;
-        freeHead[order][(int) (idx >>> 6)] &= ~(1L << idx);
+        freeHead[order].clear(idx);
     }
 
     private void pushFree(final long pfn, final int order) {
         final long idx = pfn >>> order;
-        freeHead[order][(int) (idx >>> 6)] |= 1L << idx;
+        freeHead[order].set(idx);
         long[] s = stack[order];
         if (depth[order] == s.length) {
             s = java.util.Arrays.copyOf(s, s.length * 2);

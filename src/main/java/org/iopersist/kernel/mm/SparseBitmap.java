@@ -49,6 +49,63 @@ public final class SparseBitmap {
         }
     }
 
+    /** Sets bits {@code [from, to)}, a word at a time. */
+    public void setRange(final long from, final long to) {
+        for (long i = from; i < to; ) {
+            final long wordEnd = Math.min(to, (i | 63) + 1);
+            final int ci = (int) (i >>> CHUNK_SHIFT);
+            long[] c = chunks[ci];
+            if (c == null) {
+                c = new long[CHUNK_WORDS];
+                chunks[ci] = c;
+                chunksInUse++;
+            }
+            c[(int) (i >>> 6) & (CHUNK_WORDS - 1)] |= mask(i, wordEnd);
+            i = wordEnd;
+        }
+    }
+
+    /** Clears bits {@code [from, to)}; returns how many were set. */
+    public long clearRange(final long from, final long to) {
+        long was = 0;
+        for (long i = from; i < to; ) {
+            final long wordEnd = Math.min(to, (i | 63) + 1);
+            final long[] c = chunks[(int) (i >>> CHUNK_SHIFT)];
+            if (c != null) {
+                final int w = (int) (i >>> 6) & (CHUNK_WORDS - 1);
+                final long m = mask(i, wordEnd);
+                was += Long.bitCount(c[w] & m);
+                c[w] &= ~m;
+            }
+            i = wordEnd;
+        }
+        return was;
+    }
+
+    /** True if any bit of {@code [from, to)} is set. */
+    public boolean anySet(final long from, final long to) {
+        for (long i = from; i < to; ) {
+            final long wordEnd = Math.min(to, (i | 63) + 1);
+            final long[] c = chunks[(int) (i >>> CHUNK_SHIFT)];
+            if (c == null) {
+                i = Math.min(to, ((i >>> CHUNK_SHIFT) + 1) << CHUNK_SHIFT); // a whole absent chunk at once
+                continue;
+            }
+            if ((c[(int) (i >>> 6) & (CHUNK_WORDS - 1)] & mask(i, wordEnd)) != 0) {
+                return true;
+            }
+            i = wordEnd;
+        }
+        return false;
+    }
+
+    /** Bits {@code from & 63 .. (end - 1) & 63} of one word; {@code end} is at most the word's end. */
+    private static long mask(final long from, final long end) {
+        final int lo = (int) (from & 63);
+        final int n = (int) (end - from);
+        return n == 64 ? -1L : ((1L << n) - 1) << lo;
+    }
+
     /** The 64 bits of word {@code wordIndex} (bits {@code 64*wordIndex ..}), 0 where no chunk is. */
     public long word(final long wordIndex) {
         final long[] c = chunks[(int) (wordIndex >>> (CHUNK_SHIFT - 6))];
