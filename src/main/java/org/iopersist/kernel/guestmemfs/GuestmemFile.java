@@ -70,17 +70,16 @@ public final class GuestmemFile implements KernelFile {
         return fs.physOf(inode, pageIndex * PhysicalMemory.FRAME_SIZE);
     }
 
-    /** One lookup per 2 MiB block; the pages inside a block are contiguous, and so are adjacent blocks often. */
+    /** One lookup per extent: its blocks are contiguous in memory, so a 1 TiB file maps in a few steps. */
     @Override
     public void mmapRuns(final long firstPage, final long pages, final FrameRuns.Builder out) {
-        final long pagesPerBlock = GmfsLayout.PAGES_PER_BLOCK;
-        long i = 0;
-        while (i < pages) {
-            final long page = firstPage + i;
-            final long phys = fs.physOf(inode, page * PhysicalMemory.FRAME_SIZE);
-            final long inBlock = Math.min(pages - i, pagesPerBlock - (page % pagesPerBlock));
-            out.add(phys, inBlock);
-            i += inBlock;
+        long page = firstPage;
+        final long end = firstPage + pages;
+        while (page < end) {
+            final Guestmemfs.Run run = fs.runAt(inode, page * PhysicalMemory.FRAME_SIZE);
+            final long n = Math.min(end - page, Math.max(1, run.length() >>> PhysicalMemory.FRAME_SHIFT));
+            out.add(run.phys(), n);
+            page += n;
         }
     }
 

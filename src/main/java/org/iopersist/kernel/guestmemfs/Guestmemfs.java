@@ -810,6 +810,14 @@ public final class Guestmemfs {
         return blockPhys(e.block) + (offset - (e.fileBlock << BLOCK_SHIFT));
     }
 
+    /** The contiguous run of file {@code i} holding byte {@code offset}: to its extent's end or the file's. */
+    synchronized Run runAt(final int i, final long offset) {
+        final long phys = physOf(i, offset);
+        final List<Extent> map = files.get(i);
+        final Extent e = map.get(indexOf(map, offset >>> BLOCK_SHIFT));
+        return new Run(offset, phys, Math.min(e.fileEnd() << BLOCK_SHIFT, size(i)) - offset);
+    }
+
     /** Pins every block {@code [offset, offset + length)} touches (EINVAL past the end). */
     synchronized void pin(final int i, final long offset, final long length) {
         adjustPins(i, offset, length, 1);
