@@ -17,8 +17,9 @@ import org.iopersist.uapi.Errno;
  * <p>Pins are exact: each unpin names an iova and length some pin used. An unmap of a pinned
  * area calls {@link Ops#unmap} and expects the driver to unpin before it retries.
  *
- * <p>Lock order: this object's monitor (Linux's ioas_lock) is never held while taking the IOAS's
- * locks, except by {@link #pinPages}, which takes iova_rwsem first.
+ * <p>Locks: this object's monitor (Linux's ioas_lock) guards which IOAS it is attached to and is
+ * taken before the IOAS's iova_rwsem; the pin list's monitor is innermost (taken under iova_rwsem
+ * by an unmap asking who pins an area).
  */
 public final class Access extends IommufdObject {
     private static final long PAGE = IoPagetable.PAGE_SIZE;
@@ -41,9 +42,8 @@ public final class Access extends IommufdObject {
 
     final IommufdCtx ctx;
     final Ops ops;
-    // guarded by this
-    private Ioas ioas;
-    private final List<Pin> pins = new ArrayList<>();
+    private Ioas ioas; // guarded by this
+    private final List<Pin> pins = new ArrayList<>(); // guarded by pins
 
     private Access(final IommufdCtx ctx, final Ops ops) {
         super(ObjectType.ACCESS);
@@ -56,13 +56,15 @@ public final class Access extends IommufdObject {
     }
 
     /** True if a pin of this access covers part of {@code [start, last]}. */
-    synchronized boolean pins(final long start, final long last) {
-        for (Pin p : pins) {
-            if (IovaMath.le(p.iova(), last) && IovaMath.le(start, p.last())) {
-                return true;
+    boolean pins(final long start, final long last) {
+        synchronized (pins) {
+            for (Pin p : pins) {
+                if (IovaMath.le(p.iova(), last) && IovaMath.le(start, p.last())) {
+                    return true;
+                }
             }
+            return false;
         }
-        return false;
     }
 
     /** iommufd_access_destroy_object: detaches, dropping every pin. */
@@ -114,7 +116,7 @@ public final class Access extends IommufdObject {
 
     /** iommufd_access_detach: every pin must be gone (EBUSY). */
     public static void detach(final Access a) {
-        synchronized (a) {
+        synchronized (a.pins) {
             if (!a.pins.isEmpty()) {
                 throw new KernelException(Errno.EBUSY, "access " + a.id() + " still pins " + a.pins.size() + " ranges");
             }
@@ -127,8 +129,10 @@ public final class Access extends IommufdObject {
         final List<Pin> left;
         synchronized (a) {
             ioas = a.ioas;
-            left = new ArrayList<>(a.pins);
-            a.pins.clear();
+            synchronized (a.pins) {
+                left = new ArrayList<>(a.pins);
+                a.pins.clear();
+            }
             a.ioas = null;
         }
         if (ioas == null) {
@@ -172,7 +176,7 @@ public final class Access extends IommufdObject {
             for (int i = 0; i < frames.length; i++) {
                 frames[i] = frameOf(areas, first + i * PAGE);
             }
-            synchronized (a) {
+            synchronized (a.pins) {
                 a.pins.add(new Pin(iova, length, List.copyOf(areas))); // released by unpinPages or detach
             }
             return frames;
@@ -184,7 +188,7 @@ public final class Access extends IommufdObject {
     /** iommufd_access_unpin_pages: the range must be one pinned before (EINVAL otherwise). */
     public static void unpinPages(final Access a, final long iova, final long length) {
         final Pin pin;
-        synchronized (a) {
+        synchronized (a.pins) {
             final int i = indexOf(a, iova, length);
             if (i < 0) {
                 throw new KernelException(Errno.EINVAL, String.format("no pin of [0x%x, +0x%x]", iova, length));
@@ -194,6 +198,7 @@ public final class Access extends IommufdObject {
         release(pin);
     }
 
+    /** Caller holds the pin list's monitor. */
     private static int indexOf(final Access a, final long iova, final long length) {
         for (int i = 0; i < a.pins.size(); i++) {
             if (a.pins.get(i).iova() == iova && a.pins.get(i).length() == length) {

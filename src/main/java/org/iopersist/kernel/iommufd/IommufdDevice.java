@@ -21,8 +21,8 @@ import org.iopersist.uapi.IommuHwInfo;
 public final class IommufdDevice extends IommufdObject {
     final IommufdCtx ctx;
     final IommuDevice dev;
-    /** The HWPT it translates through, or null when blocked; guarded by the context's attach lock. */
-    HwptPaging hwpt;
+    /** The HWPT it translates through, or null when blocked; written under the context's attach lock. */
+    volatile HwptPaging hwpt;
     /** Re-hydrated after a live update and not yet adopted by a VFIO bind; guarded by the attach lock. */
     boolean restored;
 
@@ -36,11 +36,9 @@ public final class IommufdDevice extends IommufdObject {
         return dev;
     }
 
-    /** The HWPT the device translates through, or null when blocked. */
+    /** The HWPT the device translates through, or null when blocked (a lock-free read: a freeze reads it). */
     public HwptPaging hwpt() {
-        synchronized (ctx.attachLock) {
-            return hwpt;
-        }
+        return hwpt;
     }
 
     /** iommufd_get_device: the device {@code id} with a short-term reference, put by the caller. @throws KernelException ENOENT */
