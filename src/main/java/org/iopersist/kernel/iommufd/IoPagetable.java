@@ -168,6 +168,18 @@ final class IoPagetable {
         reserved.sort((a, b) -> Long.compareUnsigned(a.start(), b.start()));
     }
 
+    /** Reserves every range for {@code owner}, or none of them (EADDRINUSE). */
+    private void reserveAll(final List<IovaInterval> ranges, final Object owner) {
+        try {
+            for (IovaInterval r : ranges) {
+                reserve(r.start(), r.last(), owner);
+            }
+        } catch (RuntimeException e) {
+            unreserve(owner);
+            throw e;
+        }
+    }
+
     /** iopt_remove_reserved_iova: drops every range {@code owner} reserved. */
     void unreserve(final Object owner) {
         assertIovaWriteHeld();
@@ -392,15 +404,24 @@ final class IoPagetable {
         }
         final long alignment = calculateIovaAlignment(!enabled);
         if (alignment > iovaAlignment) {
-            for (IoptArea a : areas.values()) {
-                if (a.start() % alignment != 0 || (a.last() + 1) % alignment != 0) {
-                    throw new KernelException(Errno.EADDRINUSE,
-                            "area " + Long.toHexString(a.start()) + " not aligned to 0x" + Long.toHexString(alignment));
-                }
+            final IoptArea a = firstMisaligned(alignment);
+            if (a != null) {
+                throw new KernelException(Errno.EADDRINUSE,
+                        "area " + Long.toHexString(a.start()) + " not aligned to 0x" + Long.toHexString(alignment));
             }
         }
         disableLargePages = !enabled;
         iovaAlignment = alignment;
+    }
+
+    /** iopt_check_iova_alignment: the first area whose start or end is not aligned to {@code alignment}, or null. */
+    private IoptArea firstMisaligned(final long alignment) {
+        for (IoptArea a : areas.values()) {
+            if (a.start() % alignment != 0 || (a.last() + 1) % alignment != 0) {
+                return a;
+            }
+        }
+        return null;
     }
 
     /** iopt_calculate_iova_alignment: the largest minimum page size of domains and accesses. */
@@ -471,6 +492,17 @@ final class IoPagetable {
             iovaLock.writeLock().unlock();
             domainsLock.readLock().unlock();
         }
+    }
+
+    /**
+     * iopt_map_common: maps all of {@code pages} from byte offset {@code addr}'s offset within its
+     * page, where {@code addr} is the user address or file offset they start at (the hint an
+     * automatic IOVA aligns to). The pages reference moves into the area.
+     */
+    long mapCommon(final IoptPages pages, final long addr, final long length, final long fixedIova, final boolean allocIova,
+            final int prot) {
+        return mapPages(List.of(new PagesList(pages, IoptPages.pageOffset(addr), length)), length, fixedIova, allocIova, prot,
+                addr);
     }
 
     /**
@@ -651,20 +683,12 @@ final class IoPagetable {
         iovaLock.writeLock().lock();
         try {
             final long alignment = Math.max(calculateIovaAlignment(disableLargePages), d.minPageSize());
-            for (IoptArea a : areas.values()) {
-                if (a.start() % alignment != 0 || (a.last() + 1) % alignment != 0) {
-                    throw new KernelException(Errno.EADDRINUSE, String.format(
-                            "area [0x%x, 0x%x] is not aligned to the domain's page size 0x%x", a.start(), a.last(), alignment));
-                }
+            final IoptArea misaligned = firstMisaligned(alignment);
+            if (misaligned != null) {
+                throw new KernelException(Errno.EADDRINUSE, String.format("area [0x%x, 0x%x] is not aligned to the domain's "
+                        + "page size 0x%x", misaligned.start(), misaligned.last(), alignment));
             }
-            try {
-                for (IovaInterval r : d.reservedRanges()) {
-                    reserve(r.start(), r.last(), d);
-                }
-            } catch (RuntimeException e) {
-                unreserve(d);
-                throw e;
-            }
+            reserveAll(d.reservedRanges(), d);
             final List<IoptArea> filled = new ArrayList<>();
             try {
                 for (IoptArea a : areas.values()) {
@@ -700,9 +724,7 @@ final class IoPagetable {
         domainsLock.writeLock().lock();
         iovaLock.writeLock().lock();
         try {
-            for (IovaInterval r : d.reservedRanges()) {
-                reserve(r.start(), r.last(), d);
-            }
+            reserveAll(d.reservedRanges(), d);
             if (domains.isEmpty()) {
                 for (IoptArea a : areas.values()) {
                     a.pages().pin();
@@ -745,14 +767,7 @@ final class IoPagetable {
     void enforceDeviceReservedRegions(final Object device, final List<IovaInterval> ranges) {
         iovaLock.writeLock().lock();
         try {
-            try {
-                for (IovaInterval r : ranges) {
-                    reserve(r.start(), r.last(), device);
-                }
-            } catch (RuntimeException e) {
-                unreserve(device);
-                throw e;
-            }
+            reserveAll(ranges, device);
         } finally {
             iovaLock.writeLock().unlock();
         }
@@ -775,11 +790,10 @@ final class IoPagetable {
         iovaLock.writeLock().lock();
         try {
             final long alignment = Math.max(calculateIovaAlignment(disableLargePages), a.alignment());
-            for (IoptArea area : areas.values()) {
-                if (area.start() % alignment != 0 || (area.last() + 1) % alignment != 0) {
-                    throw new KernelException(Errno.EADDRINUSE,
-                            "area 0x" + Long.toHexString(area.start()) + " is not aligned for a pinning access");
-                }
+            final IoptArea misaligned = firstMisaligned(alignment);
+            if (misaligned != null) {
+                throw new KernelException(Errno.EADDRINUSE,
+                        "area 0x" + Long.toHexString(misaligned.start()) + " is not aligned for a pinning access");
             }
             accesses.add(a);
             iovaAlignment = alignment;

@@ -57,10 +57,26 @@ public final class Ioas extends IommufdObject {
         iopt.destroyTable();
     }
 
-    /** conv_iommu_prot. */
-    private static int prot(final int flags) {
-        return ((flags & Iommufd.IOMMU_IOAS_MAP_READABLE) != 0 ? IoasDomain.IOMMU_READ : 0)
+    /** MAP, MAP_FILE and COPY: a flag outside IOMMU_IOAS_MAP_* is EOPNOTSUPP. */
+    private static void checkMapFlags(final int flags, final String what) {
+        if ((flags & ~MAP_FLAGS) != 0) {
+            throw Ucmd.unsupported(what + " flags");
+        }
+    }
+
+    /** conv_iommu_prot; neither READABLE nor WRITEABLE is EINVAL. */
+    private static int iommuProt(final int flags) {
+        final int prot = ((flags & Iommufd.IOMMU_IOAS_MAP_READABLE) != 0 ? IoasDomain.IOMMU_READ : 0)
                 | ((flags & Iommufd.IOMMU_IOAS_MAP_WRITEABLE) != 0 ? IoasDomain.IOMMU_WRITE : 0);
+        if (prot == 0) {
+            throw new KernelException(Errno.EINVAL, "neither READABLE nor WRITEABLE");
+        }
+        return prot;
+    }
+
+    /** Whether the caller left the IOVA to the kernel (no IOMMU_IOAS_MAP_FIXED_IOVA). */
+    private static boolean allocIova(final int flags) {
+        return (flags & Iommufd.IOMMU_IOAS_MAP_FIXED_IOVA) == 0;
     }
 
     // ------------------------------------------------------------------ ioctls
@@ -160,17 +176,14 @@ public final class Ioas extends IommufdObject {
     static long map(final Ucmd u) {
         u.ctx.checkMutable("IOAS_MAP");
         final int flags = IommuIoasMap.flags(u.cmd);
-        if ((flags & ~MAP_FLAGS) != 0 || IommuIoasMap.reserved(u.cmd) != 0) {
-            throw Ucmd.unsupported("IOAS_MAP flags or __reserved");
+        checkMapFlags(flags, "IOAS_MAP");
+        if (IommuIoasMap.reserved(u.cmd) != 0) {
+            throw Ucmd.unsupported("IOAS_MAP __reserved");
         }
         final long iova = IommuIoasMap.iova(u.cmd);
         final long length = IommuIoasMap.length(u.cmd);
-        if (iova == -1L || length == -1L) {
-            throw new KernelException(Errno.EOVERFLOW, "iova or length is ULONG_MAX");
-        }
-        if (prot(flags) == 0) {
-            throw new KernelException(Errno.EINVAL, "neither READABLE nor WRITEABLE");
-        }
+        IovaMath.checkNotUlongMax("iova or length", iova, length);
+        final int prot = iommuProt(flags);
         final Ioas ioas = get(u.ctx, IommuIoasMap.ioasId(u.cmd));
         try {
             final long uptr = IommuIoasMap.userVa(u.cmd);
@@ -184,9 +197,7 @@ public final class Ioas extends IommufdObject {
             } else {
                 pages = IoptPages.ofUser(u.process, uptr, length, true, u.ctx.refs());
             }
-            final long chosen = ioas.iopt.mapPages(List.of(new IoPagetable.PagesList(pages, IoptPages.pageOffset(uptr), length)),
-                    length, iova, (flags & Iommufd.IOMMU_IOAS_MAP_FIXED_IOVA) == 0, prot(flags), uptr);
-            IommuIoasMap.iova(u.cmd, chosen);
+            IommuIoasMap.iova(u.cmd, ioas.iopt.mapCommon(pages, uptr, length, iova, allocIova(flags), prot));
             u.respond();
             return 0;
         } finally {
@@ -198,18 +209,12 @@ public final class Ioas extends IommufdObject {
     static long mapFile(final Ucmd u) {
         u.ctx.checkMutable("IOAS_MAPFILE");
         final int flags = IommuIoasMapFile.flags(u.cmd);
-        if ((flags & ~MAP_FLAGS) != 0) {
-            throw Ucmd.unsupported("IOAS_MAP_FILE flags");
-        }
+        checkMapFlags(flags, "IOAS_MAP_FILE");
         final long iova = IommuIoasMapFile.iova(u.cmd);
         final long length = IommuIoasMapFile.length(u.cmd);
         final long start = IommuIoasMapFile.start(u.cmd);
-        if (iova == -1L || length == -1L || start == -1L) {
-            throw new KernelException(Errno.EOVERFLOW, "iova, start or length is ULONG_MAX");
-        }
-        if (prot(flags) == 0) {
-            throw new KernelException(Errno.EINVAL, "neither READABLE nor WRITEABLE");
-        }
+        IovaMath.checkNotUlongMax("iova, start or length", iova, length, start);
+        final int prot = iommuProt(flags);
         final Ioas ioas = get(u.ctx, IommuIoasMapFile.ioasId(u.cmd));
         try {
             final int fd = IommuIoasMapFile.fd(u.cmd);
@@ -231,9 +236,7 @@ public final class Ioas extends IommufdObject {
             } else {
                 throw new KernelException(Errno.EINVAL, f.describe() + " cannot back DMA (not a memfd or guestmemfs file)");
             }
-            final long chosen = ioas.iopt.mapPages(List.of(new IoPagetable.PagesList(pages, IoptPages.pageOffset(start), length)),
-                    length, iova, (flags & Iommufd.IOMMU_IOAS_MAP_FIXED_IOVA) == 0, prot(flags), start);
-            IommuIoasMapFile.iova(u.cmd, chosen);
+            IommuIoasMapFile.iova(u.cmd, ioas.iopt.mapCommon(pages, start, length, iova, allocIova(flags), prot));
             u.respond();
             return 0;
         } finally {
@@ -248,18 +251,12 @@ public final class Ioas extends IommufdObject {
     static long copy(final Ucmd u) {
         u.ctx.checkMutable("IOAS_COPY");
         final int flags = IommuIoasCopy.flags(u.cmd);
-        if ((flags & ~MAP_FLAGS) != 0) {
-            throw Ucmd.unsupported("IOAS_COPY flags");
-        }
+        checkMapFlags(flags, "IOAS_COPY");
         final long length = IommuIoasCopy.length(u.cmd);
         final long srcIova = IommuIoasCopy.srcIova(u.cmd);
         final long dstIova = IommuIoasCopy.dstIova(u.cmd);
-        if (length == -1L || srcIova == -1L || dstIova == -1L) {
-            throw new KernelException(Errno.EOVERFLOW, "length or an iova is ULONG_MAX");
-        }
-        if (prot(flags) == 0) {
-            throw new KernelException(Errno.EINVAL, "neither READABLE nor WRITEABLE");
-        }
+        IovaMath.checkNotUlongMax("length or an iova", length, srcIova, dstIova);
+        final int prot = iommuProt(flags);
         final Ioas src = get(u.ctx, IommuIoasCopy.srcIoasId(u.cmd));
         final List<IoPagetable.PagesList> pagesList;
         try {
@@ -276,9 +273,8 @@ public final class Ioas extends IommufdObject {
         }
         try {
             final IoPagetable.PagesList first = pagesList.get(0);
-            final long chosen = dst.iopt.mapPages(pagesList, length, dstIova, (flags & Iommufd.IOMMU_IOAS_MAP_FIXED_IOVA) == 0,
-                    prot(flags), first.pages().addressOf(first.startByte()));
-            IommuIoasCopy.dstIova(u.cmd, chosen);
+            IommuIoasCopy.dstIova(u.cmd, dst.iopt.mapPages(pagesList, length, dstIova, allocIova(flags), prot,
+                    first.pages().addressOf(first.startByte())));
             u.respond();
             return 0;
         } finally {
@@ -297,9 +293,7 @@ public final class Ioas extends IommufdObject {
             if (iova == 0 && length == -1L) {
                 unmapped = ioas.iopt.unmapIovaRange(0, -1L, true);
             } else {
-                if (iova == -1L || length == -1L) {
-                    throw new KernelException(Errno.EOVERFLOW, "iova or length is ULONG_MAX");
-                }
+                IovaMath.checkNotUlongMax("iova or length", iova, length);
                 unmapped = ioas.iopt.unmapIovaRange(iova, IovaMath.lastOf(iova, length), false);
             }
             IommuIoasUnmap.length(u.cmd, unmapped);
