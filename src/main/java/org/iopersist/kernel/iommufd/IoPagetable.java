@@ -101,11 +101,6 @@ final class IoPagetable {
         return areas;
     }
 
-    boolean isEmpty() {
-        assertIovaHeld();
-        return areas.isEmpty();
-    }
-
     /** Areas intersecting {@code [start, last]}, ascending. */
     List<IoptArea> areasIn(final long start, final long last) {
         assertIovaHeld();
@@ -184,11 +179,6 @@ final class IoPagetable {
     void unreserve(final Object owner) {
         assertIovaWriteHeld();
         reserved.removeIf(r -> r.owner() == owner);
-    }
-
-    List<Reserved> reservedRanges() {
-        assertIovaHeld();
-        return List.copyOf(reserved);
     }
 
     // ------------------------------------------------------------------ allowed

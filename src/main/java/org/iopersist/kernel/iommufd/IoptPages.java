@@ -144,10 +144,6 @@ public final class IoptPages {
         return (file != null ? fileStart : uptrAligned) + startByte;
     }
 
-    UserProcess owner() {
-        return owner;
-    }
-
     /**
      * Takes a pin user: on the first, pins every page (EFAULT if a user page is not mapped with the
      * access the pages need; nothing stays pinned then).

@@ -21,7 +21,6 @@ import org.iopersist.uapi.Errno;
  * kernel-side destroy sleeps on until short-term references drain.
  */
 final class ObjectTable {
-    static final int MAX_ID = Integer.MAX_VALUE;
     /** How long a kernel-side destroy waits for lookups in flight, as Linux's 10 s. */
     private static final long SHORTTERM_WAIT_MS = 10_000;
 
