@@ -79,7 +79,7 @@ public final class Access extends IommufdObject {
         final Access a = new Access(ctx, ops);
         a.users.incrementAndGet(); // the creating driver's reference, released by destroy(Access)
         ctx.objects.finalizeObject(id, a);
-        ctx.get(); // as iommufd_ctx_get: the context outlives its fd while the access exists
+        ctx.get(); // as iommufd_ctx_get: the context outlives its fd while the access exists; put by destroy(Access)
         return a;
     }
 

@@ -577,7 +577,7 @@ final class IoPagetable {
                 final long end = Long.compareUnsigned(a.last(), last) < 0 ? a.last() : last;
                 out.add(new PagesList(a.pages(), a.startByte() + (cur - a.start()), end - cur + 1));
                 if (end == last) {
-                    out.forEach(p -> p.pages().get());
+                    out.forEach(p -> p.pages().get()); // move into areas by mapPages, or put by the caller
                     return out;
                 }
                 cur = end + 1;

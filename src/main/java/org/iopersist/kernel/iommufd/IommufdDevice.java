@@ -187,7 +187,7 @@ public final class IommufdDevice extends IommufdObject {
             }
             throw e;
         }
-        h.users.incrementAndGet();
+        h.users.incrementAndGet(); // the device's, released by hwptPut (detach, or the next replace)
         h.devices++;
         idev.hwpt = h;
         if (old == null) {
@@ -286,7 +286,7 @@ public final class IommufdDevice extends IommufdObject {
         idev.users.incrementAndGet(); // the attach, released by detach
         idev.restored = true;
         h.ioas.iopt.enforceDeviceReservedRegions(idev, reservedRegions(h));
-        h.users.incrementAndGet();
+        h.users.incrementAndGet(); // the device's, released by hwptPut
         h.devices++;
         idev.hwpt = h;
         ctx.objects.insertRestored(id, idev);

@@ -46,7 +46,9 @@ public abstract sealed class IommufdObject permits Ioas, HwptPaging, IommufdDevi
     /**
      * iommufd_lock_obj: takes a short-term reference (one {@code users} and one
      * {@code shorttermUsers}), unless the object is being destroyed. Released by
-     * {@link ObjectTable#putObject}. Caller holds the table's lock or already a reference.
+     * {@link ObjectTable#putObject}. Linux needs the xa lock or a reference here so that the
+     * object is not freed under it; a Java object cannot be, so only increment-if-not-zero decides
+     * whether a racing destroy won.
      */
     final boolean lock() {
         if (!incrementNotZero(users)) {

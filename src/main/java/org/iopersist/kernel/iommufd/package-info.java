@@ -18,19 +18,20 @@
  *       through {@link org.iopersist.kernel.iommufd.PersistentIommufds}</td></tr>
  * </table>
  *
- * <p><b>Object graph.</b> An arrow is a reference counted in the target's {@code users}; each names
- * the call that releases it.
+ * <p><b>Object graph.</b> An arrow is a counted reference: an object's {@code users}, the context's
+ * file count (iommufd_ctx_get/put), or a pages' kref; each names the call that takes it and the one
+ * that releases it.
  * <pre>
- * IommufdFile ──▶ IommufdCtx ◀── (iommufd_ctx_get) every DEVICE bound, every ACCESS, a restore's kernel hold
- *                    │ owns ObjectTable: one users + one shorttermUsers on every published object
+ * IommufdFile ──▶ IommufdCtx ◀── iommufd_ctx_get: every DEVICE bound, every ACCESS,
+ *                    │              the kernel's hold on a restored context
+ *                    │ owns the ObjectTable: one users + one shorttermUsers on every published object
  *                    ▼
- *   IOAS ◀──────────── HWPT_PAGING  (alloc / restore → HwptPaging.destroy)
- *    ▲  ▲                 ▲
- *    │  │                 └───────── DEVICE  (attach → detach; replace moves it)
- *    │  └──────────────────────────── ACCESS  (Access.attach → Access.detach)
- *    │
- *   IoPagetable: IoptArea ──▶ IoptPages (kref: one per area and per pages-list element;
- *                                        pin users: the domains' one, each access pin)
+ *   IOAS ◀──── HWPT_PAGING ◀──── DEVICE     HWPT to IOAS: alloc or restore, until HwptPaging.destroy
+ *    ▲                                       DEVICE to HWPT: attach, until detach (replace moves it)
+ *    └──────── ACCESS                        ACCESS to IOAS: Access.attach, until Access.detach
+ *
+ *   an IOAS owns its IoPagetable ──▶ IoptArea ──▶ IoptPages   (kref: one per area and per pages-list
+ *                                    element; pin users: the domains' one, each access pin)
  *
  * DEVICE  ◀── the binding driver (IommufdDevice.bind → unbind), its own attach (→ detach)
  * ACCESS  ◀── the creating driver (Access.create → Access.destroy)

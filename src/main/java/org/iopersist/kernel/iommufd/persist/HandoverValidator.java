@@ -168,7 +168,8 @@ final class HandoverValidator {
         final long[] raw = blob.u64Array(on, "areas");
         final long[] pagesRaw = blob.u64Array(on, "pages");
         final long[] allowedRaw = blob.u64Array(on, "allowed");
-        if (raw.length % IommufdHandover.AREA_CELLS != 0 || pagesRaw.length % IommufdHandover.PAGES_CELLS != 0 || allowedRaw.length % 2 != 0) {
+        if (raw.length % IommufdHandover.AREA_CELLS != 0 || pagesRaw.length % IommufdHandover.PAGES_CELLS != 0
+                || allowedRaw.length % 2 != 0) {
             throw new HandoverFormatException("ctx " + pid + " ioas " + id + ": malformed arrays");
         }
         final Map<Long, Guestmemfs.Stat> stats = new HashMap<>(); // a VMM's areas name few files
