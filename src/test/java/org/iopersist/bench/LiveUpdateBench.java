@@ -13,7 +13,7 @@ import org.iopersist.hw.pci.DeviceCounters;
 import org.iopersist.hw.pci.RecordChecker;
 import org.iopersist.hw.pci.WorkloadSettings;
 import org.iopersist.kernel.init.Kernel;
-import org.iopersist.kernel.iommufd.PersistentContexts;
+import org.iopersist.kernel.iommufd.persist.IommufdHandover;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.Handovers;
 import org.iopersist.uapi.Iommufd;
@@ -124,7 +124,7 @@ final class LiveUpdateBench {
                     blackout.recordValue(t4 - t0);
                 }
                 if (u == 0) {
-                    blobBytes = Handovers.subtree(machine.board(), PersistentContexts.NAME).segment().byteSize();
+                    blobBytes = Handovers.subtree(machine.board(), IommufdHandover.NAME).segment().byteSize();
                     treeBytes = kernel.liveUpdate().incoming().setup().fdtSize();
                 }
             }

@@ -28,7 +28,7 @@ import org.iopersist.kernel.iommu.intel.IntelIommuDriver;
 import org.iopersist.kernel.iommu.intel.IntelIommuLiveUpdate;
 import org.iopersist.kernel.iommufd.IommufdCtx;
 import org.iopersist.kernel.iommufd.IommufdFile;
-import org.iopersist.kernel.iommufd.PersistentContexts;
+import org.iopersist.kernel.iommufd.persist.IommufdLiveUpdate;
 import org.iopersist.kernel.liveupdate.IncomingBoot;
 import org.iopersist.kernel.liveupdate.LiveUpdate;
 import org.iopersist.kernel.liveupdate.LiveUpdateHandler;
@@ -77,7 +77,7 @@ public final class Kernel {
     private final BootKind kind;
     private final String coldBootReason;
     private final Sysfs sysfs = new Sysfs();
-    private final PersistentContexts persisted;
+    private final IommufdLiveUpdate persisted;
     private final FrameRefs refs;
     private final Vfs vfs;
     private final Syscalls syscalls;
@@ -87,7 +87,7 @@ public final class Kernel {
     private final List<SyscallServer> servers = new CopyOnWriteArrayList<>();
 
     /** The preserving subsystems, in the order the live-update core runs their steps. */
-    private record Handlers(IntelIommuLiveUpdate vtd, GuestmemfsLiveUpdate guestmemfs, PersistentContexts iommufd) {
+    private record Handlers(IntelIommuLiveUpdate vtd, GuestmemfsLiveUpdate guestmemfs, IommufdLiveUpdate iommufd) {
         List<LiveUpdateHandler<?>> inOrder() {
             return List.of(vtd, guestmemfs, iommufd);
         }
@@ -109,7 +109,7 @@ public final class Kernel {
         this.refs = refs;
         this.persisted = handlers.iommufd();
         this.vfs = new Vfs(sysfs);
-        vfs.registerDevice(Iommufd.DEV_PATH, (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persisted, p.uid())));
+        vfs.registerDevice(Iommufd.DEV_PATH, (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persisted.contexts(), p.uid())));
         final List<IommuDevice> devs = iommu.devices();
         for (int i = 0; i < devs.size(); i++) {
             final VfioDevice vd = new VfioDevice(i, devs.get(i));
@@ -214,7 +214,7 @@ public final class Kernel {
         return server;
     }
 
-    public PersistentContexts persistedContexts() {
+    public IommufdLiveUpdate persistedContexts() {
         return persisted;
     }
 
@@ -275,7 +275,7 @@ public final class Kernel {
         final IntelIommuLiveUpdate vtd = new IntelIommuLiveUpdate(intel, iommu, log);
         final GuestmemfsLiveUpdate gmfs = new GuestmemfsLiveUpdate(board.memory(),
                 handedScratch -> carveGuestmemfs(params, memSize, handedScratch, null), log);
-        final Handlers handlers = new Handlers(vtd, gmfs, new PersistentContexts(log, board.memory(), refs, iommu, gmfs, vtd));
+        final Handlers handlers = new Handlers(vtd, gmfs, new IommufdLiveUpdate(log, board.memory(), refs, iommu, gmfs, vtd));
 
         final IncomingBoot incoming = IncomingBoot.validate(board.memory(), readBootBytes(board, SETUP_DATA_FILE), params.kho(),
                 handlers.inOrder(), log);

@@ -5,13 +5,17 @@ import java.util.List;
 import java.util.Map;
 import java.util.NavigableMap;
 import java.util.TreeMap;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.uapi.Errno;
 
 /**
- * The IOVA space of one IOAS, as Linux's {@code io_pagetable}: three interval sets and an alignment.
+ * The IOVA space of one IOAS, as Linux's {@code io_pagetable} ({@code io_pagetable.c}): what
+ * userspace mapped, which every domain attached mirrors, and every {@code iopt_*} algorithm over
+ * it. Three interval sets and an alignment:
  * <ul>
- *   <li><b>areas</b>: mapped ranges; never overlap each other;</li>
+ *   <li><b>areas</b>: mapped ranges ({@link IoptArea}); never overlap each other;</li>
  *   <li><b>reserved</b>: ranges nothing may be mapped at, each with an owner (a domain's aperture
  *       holes, a device's reserved regions such as the interrupt window); they may overlap each
  *       other, and never intersect an area or an allowed range;</li>
@@ -20,64 +24,90 @@ import org.iopersist.uapi.Errno;
  * </ul>
  * All comparisons are unsigned: an IOVA can reach U64_MAX.
  *
- * <p>Not thread safe: its IOAS holds the lock (Linux's iova_rwsem).
+ * <p>Pages are pinned while any domain is attached (one pin user per area), or while an access
+ * pins them; mapping with no domain attached pins nothing, as in Linux.
  *
- * @param <A> what an area carries besides its range
+ * <p>Lock order: {@code domainsLock -> iovaLock -> IoptPages' monitor} (Linux's domains_rwsem ->
+ * iova_rwsem -> pages::mutex). The interval-set helpers expect the caller to hold iovaLock (they
+ * assert it); the {@code iopt_*} operations take the locks themselves unless they say otherwise.
  */
-final class IoPagetable<A extends IoPagetable.Span> {
-    /** What lives in the area tree: anything with an inclusive range. */
-    interface Span {
-        long start();
-
-        long last();
-    }
-
+final class IoPagetable {
     static final long PAGE_SIZE = 4096;
     /** The cap on automatic alignment: HPAGE_SIZE with transparent huge pages on x86. */
     static final long MAX_AUTO_ALIGNMENT = 2L << 20;
+    /** How often an unmap asks the accesses pinning an area to let go before it gives up. */
+    private static final int UNMAP_ACCESS_RETRIES = 100;
 
-    private final TreeMap<Long, A> areas = new TreeMap<>(Long::compareUnsigned);
+    /** domains_rwsem: written to attach or detach a domain, read to map into the domains. */
+    final ReentrantReadWriteLock domainsLock = new ReentrantReadWriteLock();
+    /** iova_rwsem: the interval sets, the alignment and the access list. */
+    final ReentrantReadWriteLock iovaLock = new ReentrantReadWriteLock();
+
+    // guarded by domainsLock, then iovaLock for the areas' fill state
+    private final List<IoasDomain> domains = new ArrayList<>();
+    /** Accesses attached (iopt->access_list); guarded by iovaLock. */
+    private final List<Access> accesses = new ArrayList<>();
+    // guarded by iovaLock
+    private final TreeMap<Long, IoptArea> areas = new TreeMap<>(Long::compareUnsigned);
     private final List<Reserved> reserved = new ArrayList<>();
     private final TreeMap<Long, Long> allowed = new TreeMap<>(Long::compareUnsigned);
     private long iovaAlignment = 1;
     private boolean disableLargePages;
 
-    /** A reserved range and who reserved it (removed by owner). */
+    /** A reserved range and who reserved it (struct iopt_reserved; removed by owner). */
     record Reserved(long start, long last, Object owner) {
     }
 
+    /**
+     * One element of the list {@link #getPages} fills and {@link #mapPages} consumes (struct
+     * iopt_pages_list): the pages, the byte in them where the piece starts, its length. The element
+     * holds one pages reference.
+     */
+    record PagesList(IoptPages pages, long startByte, long length) {
+    }
+
+    private void assertIovaHeld() {
+        assert iovaLock.isWriteLockedByCurrentThread() || iovaLock.getReadHoldCount() > 0 : "iova_rwsem not held";
+    }
+
+    private void assertIovaWriteHeld() {
+        assert iovaLock.isWriteLockedByCurrentThread() : "iova_rwsem not held for writing";
+    }
+
     long iovaAlignment() {
+        assertIovaHeld();
         return iovaAlignment;
     }
 
     void setIovaAlignment(final long alignment) {
+        assertIovaWriteHeld();
         this.iovaAlignment = alignment;
     }
 
     boolean largePagesDisabled() {
+        assertIovaHeld();
         return disableLargePages;
     }
 
     void setLargePagesDisabled(final boolean disabled) {
+        assertIovaWriteHeld();
         this.disableLargePages = disabled;
     }
 
     // ------------------------------------------------------------------ areas
 
-    NavigableMap<Long, A> areas() {
+    NavigableMap<Long, IoptArea> areas() {
+        assertIovaHeld();
         return areas;
     }
 
-    boolean isEmpty() {
-        return areas.isEmpty();
-    }
-
     /** Areas intersecting {@code [start, last]}, ascending. */
-    List<A> areasIn(final long start, final long last) {
-        final List<A> out = new ArrayList<>();
-        final Map.Entry<Long, A> floor = areas.floorEntry(start);
+    List<IoptArea> areasIn(final long start, final long last) {
+        assertIovaHeld();
+        final List<IoptArea> out = new ArrayList<>();
+        final Map.Entry<Long, IoptArea> floor = areas.floorEntry(start);
         final long from = floor != null && IovaMath.le(start, floor.getValue().last()) ? floor.getKey() : start;
-        for (A a : areas.subMap(from, true, last, true).values()) {
+        for (IoptArea a : areas.subMap(from, true, last, true).values()) {
             out.add(a);
         }
         return out;
@@ -87,17 +117,20 @@ final class IoPagetable<A extends IoPagetable.Span> {
         return !areasIn(start, last).isEmpty();
     }
 
-    void insertArea(final A area) {
+    void insertArea(final IoptArea area) {
+        assertIovaWriteHeld();
         areas.put(area.start(), area);
     }
 
-    void removeArea(final A area) {
+    void removeArea(final IoptArea area) {
+        assertIovaWriteHeld();
         areas.remove(area.start(), area);
     }
 
     // ------------------------------------------------------------------ reserved
 
     boolean reservedIntersects(final long start, final long last) {
+        assertIovaHeld();
         for (Reserved r : reserved) {
             if (IovaMath.le(r.start(), last) && IovaMath.le(start, r.last())) {
                 return true;
@@ -116,11 +149,12 @@ final class IoPagetable<A extends IoPagetable.Span> {
     }
 
     /**
-     * Reserves {@code [start, last]} for {@code owner}.
+     * iopt_reserve_iova: reserves {@code [start, last]} for {@code owner}.
      *
      * @throws KernelException EADDRINUSE if an area or an allowed range is there
      */
     void reserve(final long start, final long last, final Object owner) {
+        assertIovaWriteHeld();
         if (areaIntersects(start, last) || allowedIntersects(start, last)) {
             throw new KernelException(Errno.EADDRINUSE,
                     String.format("reserve [0x%x, 0x%x]: an area or allowed range is there", start, last));
@@ -129,26 +163,36 @@ final class IoPagetable<A extends IoPagetable.Span> {
         reserved.sort((a, b) -> Long.compareUnsigned(a.start(), b.start()));
     }
 
-    /** Drops every range {@code owner} reserved. */
-    void unreserve(final Object owner) {
-        reserved.removeIf(r -> r.owner() == owner);
+    /** Reserves every range for {@code owner}, or none of them (EADDRINUSE). */
+    private void reserveAll(final List<IovaInterval> ranges, final Object owner) {
+        try {
+            for (IovaInterval r : ranges) {
+                reserve(r.start(), r.last(), owner);
+            }
+        } catch (RuntimeException e) {
+            unreserve(owner);
+            throw e;
+        }
     }
 
-    List<Reserved> reservedRanges() {
-        return List.copyOf(reserved);
+    /** iopt_remove_reserved_iova: drops every range {@code owner} reserved. */
+    void unreserve(final Object owner) {
+        assertIovaWriteHeld();
+        reserved.removeIf(r -> r.owner() == owner);
     }
 
     // ------------------------------------------------------------------ allowed
 
     /**
-     * Replaces the allowed list atomically.
+     * iopt_set_allow_iova: replaces the allowed list atomically.
      *
      * @throws KernelException EINVAL for an empty or inverted range or two overlapping ranges,
      *                         EADDRINUSE if a range intersects a reserved one (the old list stays)
      */
-    void setAllowed(final List<IovaRange> ranges) {
+    void setAllowed(final List<IovaInterval> ranges) {
+        assertIovaWriteHeld();
         final TreeMap<Long, Long> next = new TreeMap<>(Long::compareUnsigned);
-        for (IovaRange r : ranges) {
+        for (IovaInterval r : ranges) {
             for (Map.Entry<Long, Long> e : next.entrySet()) {
                 if (IovaMath.le(e.getKey(), r.last()) && IovaMath.le(r.start(), e.getValue())) {
                     throw new KernelException(Errno.EINVAL, "allowed ranges overlap: " + r);
@@ -165,20 +209,22 @@ final class IoPagetable<A extends IoPagetable.Span> {
         allowed.putAll(next);
     }
 
-    List<IovaRange> allowedRanges() {
-        return allowed.entrySet().stream().map(e -> new IovaRange(e.getKey(), e.getValue())).toList();
+    List<IovaInterval> allowedRanges() {
+        assertIovaHeld();
+        return allowed.entrySet().stream().map(e -> new IovaInterval(e.getKey(), e.getValue())).toList();
     }
 
     /** What IOVA_RANGES reports: the holes of the reserved set over [0, U64_MAX], ascending. */
-    List<IovaRange> usableRanges() {
-        final List<IovaRange> out = new ArrayList<>();
+    List<IovaInterval> usableRanges() {
+        assertIovaHeld();
+        final List<IovaInterval> out = new ArrayList<>();
         long next = 0;
         boolean wrapped = false;
-        for (IovaRange used : merged(reservedAsRanges())) {
+        for (IovaInterval used : merged(reservedAsRanges())) {
             if (IovaMath.lt(next, used.start())) {
-                out.add(new IovaRange(next, used.start() - 1));
+                out.add(new IovaInterval(next, used.start() - 1));
             }
-            if (used.last() == IovaRange.ULONG_MAX) {
+            if (used.last() == IovaInterval.ULONG_MAX) {
                 wrapped = true;
                 break;
             }
@@ -187,30 +233,30 @@ final class IoPagetable<A extends IoPagetable.Span> {
             }
         }
         if (!wrapped) {
-            out.add(new IovaRange(next, IovaRange.ULONG_MAX));
+            out.add(new IovaInterval(next, IovaInterval.ULONG_MAX));
         }
         return out;
     }
 
-    private List<IovaRange> reservedAsRanges() {
-        final List<IovaRange> out = new ArrayList<>();
+    private List<IovaInterval> reservedAsRanges() {
+        final List<IovaInterval> out = new ArrayList<>();
         for (Reserved r : reserved) {
-            out.add(new IovaRange(r.start(), r.last()));
+            out.add(new IovaInterval(r.start(), r.last()));
         }
         return out;
     }
 
     /** Sorts and merges overlapping or touching ranges. */
-    private static List<IovaRange> merged(final List<IovaRange> in) {
-        final List<IovaRange> sorted = new ArrayList<>(in);
+    private static List<IovaInterval> merged(final List<IovaInterval> in) {
+        final List<IovaInterval> sorted = new ArrayList<>(in);
         sorted.sort((a, b) -> Long.compareUnsigned(a.start(), b.start()));
-        final List<IovaRange> out = new ArrayList<>();
-        for (IovaRange r : sorted) {
+        final List<IovaInterval> out = new ArrayList<>();
+        for (IovaInterval r : sorted) {
             if (!out.isEmpty()) {
-                final IovaRange prev = out.get(out.size() - 1);
-                if (prev.last() == IovaRange.ULONG_MAX || IovaMath.le(r.start(), prev.last() + 1)) {
+                final IovaInterval prev = out.get(out.size() - 1);
+                if (prev.last() == IovaInterval.ULONG_MAX || IovaMath.le(r.start(), prev.last() + 1)) {
                     if (IovaMath.lt(prev.last(), r.last())) {
-                        out.set(out.size() - 1, new IovaRange(prev.start(), r.last()));
+                        out.set(out.size() - 1, new IovaInterval(prev.start(), r.last()));
                     }
                     continue;
                 }
@@ -228,6 +274,7 @@ final class IoPagetable<A extends IoPagetable.Span> {
      * @throws KernelException EINVAL misaligned or reserved; EOVERFLOW wrap; EEXIST an area is there
      */
     void checkFixed(final long iova, final long length) {
+        assertIovaHeld();
         if (Long.remainderUnsigned(iova, iovaAlignment) != 0) {
             throw new KernelException(Errno.EINVAL, String.format("iova=0x%x not aligned to 0x%x", iova, iovaAlignment));
         }
@@ -250,7 +297,8 @@ final class IoPagetable<A extends IoPagetable.Span> {
      *                         natural alignment is below the IOAS's; ENOSPC if no hole fits
      */
     long allocIova(final long addr, final long length) {
-        if (length == 0 || Long.compareUnsigned(length, IovaRange.ULONG_MAX >>> 1) >= 0) {
+        assertIovaHeld();
+        if (length == 0 || Long.compareUnsigned(length, IovaInterval.ULONG_MAX >>> 1) >= 0) {
             throw new KernelException(Errno.EOVERFLOW, "length=0x" + Long.toHexString(length));
         }
         final long pageOffset = addr & (PAGE_SIZE - 1);
@@ -265,16 +313,16 @@ final class IoPagetable<A extends IoPagetable.Span> {
             throw new KernelException(Errno.EINVAL,
                     "natural alignment 0x" + Long.toHexString(align) + " below the IOAS's 0x" + Long.toHexString(iovaAlignment));
         }
-        final List<IovaRange> spans = allowed.isEmpty()
-                ? List.of(new IovaRange(PAGE_SIZE, IovaRange.ULONG_MAX - PAGE_SIZE))
-                : clip(allowedRanges(), PAGE_SIZE, IovaRange.ULONG_MAX - PAGE_SIZE);
-        for (IovaRange span : spans) {
-            final List<IovaRange> used = new ArrayList<>(reservedAsRanges());
-            for (A a : areasIn(span.start(), span.last())) {
-                used.add(new IovaRange(a.start(), a.last()));
+        final List<IovaInterval> spans = allowed.isEmpty()
+                ? List.of(new IovaInterval(PAGE_SIZE, IovaInterval.ULONG_MAX - PAGE_SIZE))
+                : clip(allowedRanges(), PAGE_SIZE, IovaInterval.ULONG_MAX - PAGE_SIZE);
+        for (IovaInterval span : spans) {
+            final List<IovaInterval> used = new ArrayList<>(reservedAsRanges());
+            for (IoptArea a : areasIn(span.start(), span.last())) {
+                used.add(new IovaInterval(a.start(), a.last()));
             }
             long holeStart = span.start();
-            for (IovaRange u : merged(used)) {
+            for (IovaInterval u : merged(used)) {
                 if (IovaMath.lt(u.last(), span.start())) {
                     continue;
                 }
@@ -316,15 +364,468 @@ final class IoPagetable<A extends IoPagetable.Span> {
         return aligned;
     }
 
-    private static List<IovaRange> clip(final List<IovaRange> ranges, final long lo, final long hi) {
-        final List<IovaRange> out = new ArrayList<>();
-        for (IovaRange r : ranges) {
+    private static List<IovaInterval> clip(final List<IovaInterval> ranges, final long lo, final long hi) {
+        final List<IovaInterval> out = new ArrayList<>();
+        for (IovaInterval r : ranges) {
             final long s = IovaMath.lt(r.start(), lo) ? lo : r.start();
             final long l = IovaMath.lt(hi, r.last()) ? hi : r.last();
             if (IovaMath.le(s, l)) {
-                out.add(new IovaRange(s, l));
+                out.add(new IovaInterval(s, l));
             }
         }
         return out;
+    }
+
+    // ------------------------------------------------------------------ alignment
+
+    /**
+     * IOMMU_OPTION_HUGE_PAGES (iopt_enable_large_pages / iopt_disable_large_pages): disabling is
+     * refused (EINVAL) while the IOAS has both domains and areas, and raises the alignment to
+     * PAGE_SIZE, failing with EADDRINUSE if an area is not aligned to it. Caller holds iovaLock for
+     * writing.
+     */
+    void setLargePages(final boolean enabled) {
+        assertIovaWriteHeld();
+        if (enabled == !disableLargePages) {
+            return;
+        }
+        if (!enabled && !domains.isEmpty() && !areas.isEmpty()) {
+            throw new KernelException(Errno.EINVAL, "cannot disable large pages with domains and areas");
+        }
+        final long alignment = calculateIovaAlignment(!enabled);
+        if (alignment > iovaAlignment) {
+            final IoptArea a = firstMisaligned(alignment);
+            if (a != null) {
+                throw new KernelException(Errno.EADDRINUSE,
+                        "area " + Long.toHexString(a.start()) + " not aligned to 0x" + Long.toHexString(alignment));
+            }
+        }
+        disableLargePages = !enabled;
+        iovaAlignment = alignment;
+    }
+
+    /** iopt_check_iova_alignment: the first area whose start or end is not aligned to {@code alignment}, or null. */
+    private IoptArea firstMisaligned(final long alignment) {
+        for (IoptArea a : areas.values()) {
+            if (a.start() % alignment != 0 || (a.last() + 1) % alignment != 0) {
+                return a;
+            }
+        }
+        return null;
+    }
+
+    /** iopt_calculate_iova_alignment: the largest minimum page size of domains and accesses. */
+    private long calculateIovaAlignment(final boolean largePagesDisabled) {
+        long alignment = 1;
+        for (IoasDomain d : domains) {
+            alignment = Math.max(alignment, d.minPageSize());
+        }
+        for (Access a : accesses) {
+            alignment = Math.max(alignment, a.alignment());
+        }
+        if (largePagesDisabled) {
+            alignment = Math.max(alignment, PAGE_SIZE);
+        }
+        return alignment;
+    }
+
+    // ------------------------------------------------------------------ map and unmap
+
+    /**
+     * iopt_map_pages: chooses ({@code allocIova}) or checks the IOVA, inserts one area per
+     * element and fills the domains. The elements' pages references move into the areas; on
+     * failure they are dropped.
+     *
+     * @param addrHint the user address (or file offset) an automatic IOVA aligns to
+     * @return the IOVA of the first byte
+     */
+    long mapPages(final List<PagesList> pagesList, final long length, final long fixedIova, final boolean allocIova,
+            final int prot, final long addrHint) {
+        domainsLock.readLock().lock();
+        iovaLock.writeLock().lock();
+        final List<IoptArea> added = new ArrayList<>();
+        try {
+            if (length == 0 || Long.remainderUnsigned(length, iovaAlignment) != 0) {
+                throw new KernelException(Errno.EINVAL, "length 0x" + Long.toHexString(length) + " not aligned to 0x"
+                        + Long.toHexString(iovaAlignment));
+            }
+            final long iova;
+            if (!allocIova) {
+                checkFixed(fixedIova, length);
+                iova = fixedIova;
+            } else {
+                iova = allocIova(addrHint, length);
+            }
+            long at = iova;
+            for (PagesList p : pagesList) {
+                if ((prot & IoasDomain.IOMMU_WRITE) != 0 && !p.pages().writable) {
+                    throw new KernelException(Errno.EPERM, "pages are not writable");
+                }
+                if (Long.remainderUnsigned(p.startByte() & (PAGE_SIZE - 1), iovaAlignment) != 0) {
+                    throw new KernelException(Errno.EINVAL, "page offset not aligned to the IOAS");
+                }
+                final IoptArea a = new IoptArea(at, at + p.length() - 1, prot, p.pages(), p.startByte());
+                addArea(a);
+                added.add(a);
+                at += p.length();
+            }
+            return iova;
+        } catch (RuntimeException e) {
+            for (IoptArea a : added) {
+                unmapArea(a); // drops the reference the element moved into it
+            }
+            for (int i = added.size(); i < pagesList.size(); i++) {
+                pagesList.get(i).pages().put();
+            }
+            throw e;
+        } finally {
+            iovaLock.writeLock().unlock();
+            domainsLock.readLock().unlock();
+        }
+    }
+
+    /**
+     * iopt_map_common: maps all of {@code pages} from byte offset {@code addr}'s offset within its
+     * page, where {@code addr} is the user address or file offset they start at (the hint an
+     * automatic IOVA aligns to). The pages reference moves into the area.
+     */
+    long mapCommon(final IoptPages pages, final long addr, final long length, final long fixedIova, final boolean allocIova,
+            final int prot) {
+        return mapPages(List.of(new PagesList(pages, IoptPages.pageOffset(addr), length)), length, fixedIova, allocIova, prot,
+                addr);
+    }
+
+    /**
+     * Publishes a new area: pins its pages if any domain needs them and fills every domain; on
+     * failure nothing of it stays. Caller holds domainsLock (read) and iovaLock (write).
+     */
+    private void addArea(final IoptArea a) {
+        if (a.pages().guestmem() != null) {
+            // Each area pins exactly the file range it maps, whatever domains come and go.
+            a.pages().guestmem().pin(a.pages().fileOffset(a.startByte()), a.length());
+        }
+        try {
+            fillDomains(a);
+        } catch (RuntimeException e) {
+            if (a.pages().guestmem() != null) {
+                a.pages().guestmem().unpin(a.pages().fileOffset(a.startByte()), a.length());
+            }
+            throw e;
+        }
+    }
+
+    /** iopt_area_fill_domains: inserts the area and maps it into every domain, pinning if there are any. */
+    private void fillDomains(final IoptArea a) {
+        insertArea(a);
+        if (domains.isEmpty()) {
+            return;
+        }
+        try {
+            a.pages().pin();
+        } catch (RuntimeException e) {
+            removeArea(a);
+            throw e;
+        }
+        int filled = 0;
+        try {
+            for (; filled < domains.size(); filled++) {
+                a.fill(domains.get(filled));
+            }
+        } catch (RuntimeException e) {
+            // The failing domain may hold part of the area: unmap tolerates holes.
+            for (int i = 0; i <= filled && i < domains.size(); i++) {
+                a.unfill(domains.get(i));
+            }
+            a.pages().unpin();
+            removeArea(a);
+            throw e;
+        }
+    }
+
+    /**
+     * iopt_area_unfill_domains + iopt_abort_area: removes an area from every domain and the tree,
+     * dropping its pin and pages reference. Caller holds iovaLock for writing.
+     */
+    private void unmapArea(final IoptArea a) {
+        if (!domains.isEmpty()) {
+            for (IoasDomain d : domains) {
+                a.unfill(d);
+            }
+            a.pages().unpin();
+        }
+        removeArea(a);
+        if (a.pages().guestmem() != null) {
+            a.pages().guestmem().unpin(a.pages().fileOffset(a.startByte()), a.length());
+        }
+        a.pages().put();
+    }
+
+    /**
+     * iopt_get_pages: the pages under {@code [iova, iova + length)}, which contiguous areas must
+     * cover without a gap (ENOENT otherwise); each element takes a pages reference.
+     */
+    List<PagesList> getPages(final long iova, final long length) {
+        final long last = IovaMath.lastOf(iova, length);
+        iovaLock.readLock().lock();
+        try {
+            final List<PagesList> out = new ArrayList<>();
+            long cur = iova;
+            for (IoptArea a : areasIn(iova, last)) {
+                if (a.start() != cur && !(out.isEmpty() && Long.compareUnsigned(a.start(), cur) < 0)) {
+                    break;
+                }
+                final long end = Long.compareUnsigned(a.last(), last) < 0 ? a.last() : last;
+                out.add(new PagesList(a.pages(), a.startByte() + (cur - a.start()), end - cur + 1));
+                if (end == last) {
+                    out.forEach(p -> p.pages().get()); // move into areas by mapPages, or put by the caller
+                    return out;
+                }
+                cur = end + 1;
+            }
+            throw new KernelException(Errno.ENOENT, String.format("[0x%x, 0x%x] is not covered by areas", iova, last));
+        } finally {
+            iovaLock.readLock().unlock();
+        }
+    }
+
+    /**
+     * iopt_unmap_iova_range: every area intersecting [start, last] must lie inside it (ENOENT),
+     * removed in ascending order (those before a failure stay removed); nothing found is ENOENT,
+     * except for unmap-all ({@code all}, iopt_unmap_all), which succeeds on an empty IOAS. An area an
+     * access pins is asked back (iommufd_access_notify_unmap) and retried.
+     *
+     * @return bytes unmapped
+     */
+    long unmapIovaRange(final long start, final long last, final boolean all) {
+        long unmapped = 0;
+        for (int tries = 0; ; tries++) {
+            final List<Access> pinning;
+            domainsLock.readLock().lock();
+            iovaLock.writeLock().lock();
+            try {
+                IoptArea blocked = null;
+                for (IoptArea a : areasIn(start, last)) {
+                    if (Long.compareUnsigned(a.start(), start) < 0 || Long.compareUnsigned(a.last(), last) > 0) {
+                        throw new KernelException(Errno.ENOENT, String.format("area [0x%x, 0x%x] is not inside the range",
+                                a.start(), a.last()));
+                    }
+                    if (!accessesPinning(a.start(), a.last()).isEmpty()) {
+                        blocked = a;
+                        break;
+                    }
+                    unmapArea(a);
+                    unmapped += a.length();
+                }
+                if (blocked == null) {
+                    if (unmapped == 0 && !all) {
+                        throw new KernelException(Errno.ENOENT, String.format("nothing mapped in [0x%x, 0x%x]", start, last));
+                    }
+                    return unmapped;
+                }
+                if (tries >= UNMAP_ACCESS_RETRIES) {
+                    throw new KernelException(Errno.EDEADLK, String.format("an access keeps [0x%x, 0x%x] pinned",
+                            blocked.start(), blocked.last()));
+                }
+                pinning = accessesPinning(blocked.start(), blocked.last());
+                // Ask the accesses to let go, outside the locks (their unpin takes them), then retry.
+                final long from = blocked.start();
+                final long len = blocked.length();
+                iovaLock.writeLock().unlock();
+                domainsLock.readLock().unlock();
+                try {
+                    for (Access a : pinning) {
+                        a.ops.unmap(from, len);
+                    }
+                } finally {
+                    domainsLock.readLock().lock();
+                    iovaLock.writeLock().lock();
+                }
+            } finally {
+                iovaLock.writeLock().unlock();
+                domainsLock.readLock().unlock();
+            }
+        }
+    }
+
+    /** iopt_destroy_table: every area goes, its pages are unpinned and released. Never fails. */
+    void destroyTable() {
+        domainsLock.writeLock().lock();
+        iovaLock.writeLock().lock();
+        try {
+            for (IoptArea a : areas.values().toArray(new IoptArea[0])) {
+                unmapArea(a);
+            }
+        } finally {
+            iovaLock.writeLock().unlock();
+            domainsLock.writeLock().unlock();
+        }
+    }
+
+    // ------------------------------------------------------------------ domains
+
+    /**
+     * iopt_table_add_domain: reserves what the domain cannot translate, raises the alignment to its
+     * smallest page (EADDRINUSE if an area is not aligned to it), pins every area if this is the
+     * first domain, and fills it. On failure nothing changes.
+     */
+    void addDomain(final IoasDomain d) {
+        domainsLock.writeLock().lock();
+        iovaLock.writeLock().lock();
+        try {
+            final long alignment = Math.max(calculateIovaAlignment(disableLargePages), d.minPageSize());
+            final IoptArea misaligned = firstMisaligned(alignment);
+            if (misaligned != null) {
+                throw new KernelException(Errno.EADDRINUSE, String.format("area [0x%x, 0x%x] is not aligned to the domain's "
+                        + "page size 0x%x", misaligned.start(), misaligned.last(), alignment));
+            }
+            reserveAll(d.reservedRanges(), d);
+            final List<IoptArea> filled = new ArrayList<>();
+            try {
+                for (IoptArea a : areas.values()) {
+                    if (domains.isEmpty()) {
+                        a.pages().pin();
+                    }
+                    filled.add(a);
+                    a.fill(d);
+                }
+            } catch (RuntimeException e) {
+                for (IoptArea a : filled) {
+                    a.unfill(d);
+                    if (domains.isEmpty()) {
+                        a.pages().unpin();
+                    }
+                }
+                unreserve(d);
+                throw e;
+            }
+            domains.add(d);
+            iovaAlignment = alignment;
+        } finally {
+            iovaLock.writeLock().unlock();
+            domainsLock.writeLock().unlock();
+        }
+    }
+
+    /**
+     * A restored domain that already maps every area (its tables survived the kexec): reserve and
+     * account as {@link #addDomain} does, but map nothing.
+     */
+    void adoptDomain(final IoasDomain d) {
+        domainsLock.writeLock().lock();
+        iovaLock.writeLock().lock();
+        try {
+            reserveAll(d.reservedRanges(), d);
+            if (domains.isEmpty()) {
+                for (IoptArea a : areas.values()) {
+                    a.pages().pin();
+                }
+            }
+            domains.add(d);
+            iovaAlignment = Math.max(iovaAlignment, d.minPageSize());
+        } finally {
+            iovaLock.writeLock().unlock();
+            domainsLock.writeLock().unlock();
+        }
+    }
+
+    /** iopt_table_remove_domain: empties the domain, unpins when it was the last, drops its reservations. */
+    void removeDomain(final IoasDomain d) {
+        domainsLock.writeLock().lock();
+        iovaLock.writeLock().lock();
+        try {
+            if (!domains.remove(d)) {
+                return;
+            }
+            for (IoptArea a : areas.values()) {
+                a.unfill(d);
+                if (domains.isEmpty()) {
+                    a.pages().unpin();
+                }
+            }
+            unreserve(d);
+            iovaAlignment = calculateIovaAlignment(disableLargePages);
+        } finally {
+            iovaLock.writeLock().unlock();
+            domainsLock.writeLock().unlock();
+        }
+    }
+
+    /**
+     * iopt_table_enforce_dev_resv_regions: reserves a device's regions for as long as it is
+     * attached here (owner = the device); on failure none stays.
+     */
+    void enforceDeviceReservedRegions(final Object device, final List<IovaInterval> ranges) {
+        iovaLock.writeLock().lock();
+        try {
+            reserveAll(ranges, device);
+        } finally {
+            iovaLock.writeLock().unlock();
+        }
+    }
+
+    /** iopt_remove_reserved_iova for a device leaving. */
+    void removeReservedIova(final Object owner) {
+        iovaLock.writeLock().lock();
+        try {
+            unreserve(owner);
+        } finally {
+            iovaLock.writeLock().unlock();
+        }
+    }
+
+    // ------------------------------------------------------------------ accesses
+
+    /** iopt_add_access: raises the alignment if the access pins pages (EADDRINUSE if an area is not aligned). */
+    void addAccess(final Access a) {
+        iovaLock.writeLock().lock();
+        try {
+            final long alignment = Math.max(calculateIovaAlignment(disableLargePages), a.alignment());
+            final IoptArea misaligned = firstMisaligned(alignment);
+            if (misaligned != null) {
+                throw new KernelException(Errno.EADDRINUSE,
+                        "area 0x" + Long.toHexString(misaligned.start()) + " is not aligned for a pinning access");
+            }
+            accesses.add(a);
+            iovaAlignment = alignment;
+        } finally {
+            iovaLock.writeLock().unlock();
+        }
+    }
+
+    /** iopt_remove_access. */
+    void removeAccess(final Access a) {
+        iovaLock.writeLock().lock();
+        try {
+            accesses.remove(a);
+            iovaAlignment = calculateIovaAlignment(disableLargePages);
+        } finally {
+            iovaLock.writeLock().unlock();
+        }
+    }
+
+    /** Accesses pinning part of {@code [start, last]}. Caller holds iovaLock. */
+    private List<Access> accessesPinning(final long start, final long last) {
+        assertIovaHeld();
+        final List<Access> out = new ArrayList<>();
+        for (Access a : accesses) {
+            if (a.pins(start, last)) {
+                out.add(a);
+            }
+        }
+        return out;
+    }
+
+    // ------------------------------------------------------------------ live update
+
+    /** The pages accounting moves to {@code next} (IOMMU_IOAS_CHANGE_PROCESS, or a reopen). */
+    void changeProcess(final UserProcess next) {
+        iovaLock.readLock().lock();
+        try {
+            for (IoptArea a : areas.values()) {
+                a.pages().changeOwner(next);
+            }
+        } finally {
+            iovaLock.readLock().unlock();
+        }
     }
 }

@@ -1,343 +1,411 @@
 package org.iopersist.kernel.iommufd;
 
-import java.util.concurrent.locks.ReentrantReadWriteLock;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Set;
+import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.fs.KernelFile;
+import org.iopersist.kernel.guestmemfs.GuestmemFile;
+import org.iopersist.kernel.mm.AddressSpace;
+import org.iopersist.kernel.mm.memfd.MemFd;
+import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.IommuIoasAlloc;
+import org.iopersist.uapi.IommuIoasAllowIovas;
+import org.iopersist.uapi.IommuIoasCopy;
+import org.iopersist.uapi.IommuIoasIovaRanges;
+import org.iopersist.uapi.IommuIoasMap;
+import org.iopersist.uapi.IommuIoasMapFile;
+import org.iopersist.uapi.IommuIoasUnmap;
+import org.iopersist.uapi.IommuIovaRange;
+import org.iopersist.uapi.IommuOption;
+import org.iopersist.uapi.Iommufd;
 
 /**
- * An IO address space: the IOVA bookkeeping ({@link IoPagetable}) of what userspace mapped, which
- * every domain attached to it mirrors.
+ * IOMMUFD_OBJ_IOAS, an IO address space, and its ioctls ({@code ioas.c}): IOAS_ALLOC, IOVA_RANGES,
+ * ALLOW_IOVAS, MAP, MAP_FILE, COPY, UNMAP, and the IOAS and RLIMIT_MODE options. The IOVA
+ * bookkeeping and every algorithm over it are the {@link IoPagetable}'s; each domain attached (a
+ * {@link HwptPaging}) mirrors it.
  *
- * <p>Lock order: {@code domainsLock -> iovaLock} (Linux's domains_rwsem -> iova_rwsem).
+ * <p>Each handler checks in Linux's order: unknown flags and reserved fields (EOPNOTSUPP), overflow
+ * (EOVERFLOW), semantics (EINVAL), then lookups (ENOENT); nothing changes before the last check.
+ * A handler holds a short-term reference on every IOAS it looked up until it returns.
+ *
+ * <p>References held on an IOAS: the object table's, one per HWPT over it, one per access attached,
+ * and one per ioctl in flight that named it.
  */
 public final class Ioas extends IommufdObject {
-    // guarded by iovaLock
-    final IoPagetable<Area> iopt = new IoPagetable<>();
-    final ReentrantReadWriteLock iovaLock = new ReentrantReadWriteLock();
+    private static final int MAP_FLAGS = Iommufd.IOMMU_IOAS_MAP_FIXED_IOVA | Iommufd.IOMMU_IOAS_MAP_WRITEABLE
+            | Iommufd.IOMMU_IOAS_MAP_READABLE;
+
+    final IoPagetable iopt = new IoPagetable();
 
     Ioas() {
         super(ObjectType.IOAS);
     }
 
-    // guarded by domainsLock, then iovaLock for the areas' fill state
-    final java.util.List<IoasDomain> domains = new java.util.ArrayList<>();
-    /** Accesses attached (iopt->access_list); guarded by iovaLock. */
-    final java.util.List<Access> accesses = new java.util.ArrayList<>();
-    final ReentrantReadWriteLock domainsLock = new ReentrantReadWriteLock();
-
-    /**
-     * One mapped range: its IOVA interval, the pages behind it and where in them it starts.
-     *
-     * @param start     first IOVA
-     * @param last      last IOVA (inclusive)
-     * @param prot      IOMMU_READ | IOMMU_WRITE
-     * @param pages     the shared page range (this area holds one reference)
-     * @param startByte byte index into {@code pages} of the area's first byte
-     */
-    record Area(long start, long last, int prot, IoptPages pages, long startByte) implements IoPagetable.Span {
-        long length() {
-            return last - start + 1;
-        }
-
-        /** Maps the whole area into {@code d}, one call per physically contiguous run. */
-        void fill(final IoasDomain d) {
-            final long firstIndex = startByte >>> 12;
-            final long lastIndex = (startByte + length() - 1) >>> 12;
-            final long iovaBase = start - (startByte & (IoPagetable.PAGE_SIZE - 1));
-            for (long i = firstIndex; i <= lastIndex; ) {
-                final long run = pages.contiguousPages(i, lastIndex - i + 1);
-                d.map(iovaBase + ((i - firstIndex) << 12), pages.frame(i), run << 12, prot);
-                i += run;
-            }
-        }
-
-        void unfill(final IoasDomain d) {
-            final long iovaBase = start - (startByte & (IoPagetable.PAGE_SIZE - 1));
-            final long pagesSpanned = ((startByte + length() - 1) >>> 12) - (startByte >>> 12) + 1;
-            d.unmap(iovaBase, pagesSpanned << 12);
-        }
+    /** iommufd_get_ioas: the IOAS {@code id} with a short-term reference, put by the caller. @throws KernelException ENOENT */
+    static Ioas get(final IommufdCtx ctx, final int id) {
+        return ctx.objects.getObject(id, ObjectType.IOAS, Ioas.class);
     }
 
-    /**
-     * IOMMU_OPTION_HUGE_PAGES: disabling is refused (EINVAL) while the IOAS has both domains and
-     * areas, and raises the alignment to PAGE_SIZE, failing with EADDRINUSE if an area is not
-     * aligned to it. Caller holds iovaLock for writing.
-     */
-    void setLargePages(final boolean enabled) {
-        assert iovaLock.isWriteLockedByCurrentThread();
-        if (enabled == !iopt.largePagesDisabled()) {
-            return;
-        }
-        if (!enabled && domainCount() > 0 && !iopt.isEmpty()) {
-            throw new org.iopersist.kernel.KernelException(org.iopersist.uapi.Errno.EINVAL,
-                    "cannot disable large pages with domains and areas");
-        }
-        final long alignment = computeAlignment(!enabled);
-        if (alignment > iopt.iovaAlignment()) {
-            for (Area a : iopt.areas().values()) {
-                if (a.start() % alignment != 0 || (a.last() + 1) % alignment != 0) {
-                    throw new org.iopersist.kernel.KernelException(org.iopersist.uapi.Errno.EADDRINUSE,
-                            "area " + Long.toHexString(a.start()) + " not aligned to 0x" + Long.toHexString(alignment));
-                }
-            }
-        }
-        iopt.setLargePagesDisabled(!enabled);
-        iopt.setIovaAlignment(alignment);
-    }
-
-    /** iopt_calculate_iova_alignment: the largest minimum page size of domains and accesses. */
-    long computeAlignment(final boolean largePagesDisabled) {
-        long alignment = 1;
-        for (IoasDomain d : domains) {
-            alignment = Math.max(alignment, d.minPageSize());
-        }
-        for (Access a : accesses) {
-            alignment = Math.max(alignment, a.alignment());
-        }
-        if (largePagesDisabled) {
-            alignment = Math.max(alignment, IoPagetable.PAGE_SIZE);
-        }
-        return alignment;
-    }
-
-    /** Domains attached. */
-    int domainCount() {
-        return domains.size();
-    }
-
-    /**
-     * Publishes a new area: pins its pages if any domain needs them and fills every domain; on
-     * failure nothing of it stays. Caller holds domainsLock (read) and iovaLock (write).
-     */
-    void addArea(final Area a) {
-        if (a.pages().guestmem() != null) {
-            // Each area pins exactly the file range it maps, whatever domains come and go.
-            a.pages().guestmem().pin(a.pages().fileOffset(a.startByte()), a.length());
-        }
-        try {
-            addAreaPinned(a);
-        } catch (RuntimeException e) {
-            if (a.pages().guestmem() != null) {
-                a.pages().guestmem().unpin(a.pages().fileOffset(a.startByte()), a.length());
-            }
-            throw e;
-        }
-    }
-
-    private void addAreaPinned(final Area a) {
-        iopt.insertArea(a);
-        if (domains.isEmpty()) {
-            return;
-        }
-        try {
-            a.pages().pin();
-        } catch (RuntimeException e) {
-            iopt.removeArea(a);
-            throw e;
-        }
-        int filled = 0;
-        try {
-            for (; filled < domains.size(); filled++) {
-                a.fill(domains.get(filled));
-            }
-        } catch (RuntimeException e) {
-            // The failing domain may hold part of the area: unmap tolerates holes.
-            for (int i = 0; i <= filled && i < domains.size(); i++) {
-                a.unfill(domains.get(i));
-            }
-            a.pages().unpin();
-            iopt.removeArea(a);
-            throw e;
-        }
-    }
-
-    /** Removes an area from every domain and the tree, dropping its pin and pages reference. */
-    void removeArea(final Area a) {
-        if (!domains.isEmpty()) {
-            for (IoasDomain d : domains) {
-                a.unfill(d);
-            }
-            a.pages().unpin();
-        }
-        iopt.removeArea(a);
-        if (a.pages().guestmem() != null) {
-            a.pages().guestmem().unpin(a.pages().fileOffset(a.startByte()), a.length());
-        }
-        a.pages().put();
-    }
-
-    /**
-     * iopt_table_add_domain: reserves what the domain cannot translate, raises the alignment to its
-     * smallest page (EADDRINUSE if an area is not aligned to it), pins every area if this is the
-     * first domain, and fills it. On failure nothing changes.
-     */
-    void addDomain(final IoasDomain d) {
-        domainsLock.writeLock().lock();
-        iovaLock.writeLock().lock();
-        try {
-            final long alignment = Math.max(computeAlignment(iopt.largePagesDisabled()), d.minPageSize());
-            for (Area a : iopt.areas().values()) {
-                if (a.start() % alignment != 0 || (a.last() + 1) % alignment != 0) {
-                    throw new org.iopersist.kernel.KernelException(org.iopersist.uapi.Errno.EADDRINUSE, String.format(
-                            "area [0x%x, 0x%x] is not aligned to the domain's page size 0x%x", a.start(), a.last(), alignment));
-                }
-            }
-            try {
-                for (IovaRange r : d.reservedRanges()) {
-                    iopt.reserve(r.start(), r.last(), d);
-                }
-            } catch (RuntimeException e) {
-                iopt.unreserve(d);
-                throw e;
-            }
-            final java.util.List<Area> filled = new java.util.ArrayList<>();
-            try {
-                for (Area a : iopt.areas().values()) {
-                    if (domains.isEmpty()) {
-                        a.pages().pin();
-                    }
-                    filled.add(a);
-                    a.fill(d);
-                }
-            } catch (RuntimeException e) {
-                for (Area a : filled) {
-                    a.unfill(d);
-                    if (domains.isEmpty()) {
-                        a.pages().unpin();
-                    }
-                }
-                iopt.unreserve(d);
-                throw e;
-            }
-            domains.add(d);
-            iopt.setIovaAlignment(alignment);
-        } finally {
-            iovaLock.writeLock().unlock();
-            domainsLock.writeLock().unlock();
-        }
-    }
-
-    /**
-     * A restored domain that already maps every area (its tables survived the kexec): reserve and
-     * account as {@link #addDomain} does, but map nothing.
-     */
-    void adoptDomain(final IoasDomain d) {
-        domainsLock.writeLock().lock();
-        iovaLock.writeLock().lock();
-        try {
-            for (IovaRange r : d.reservedRanges()) {
-                iopt.reserve(r.start(), r.last(), d);
-            }
-            if (domains.isEmpty()) {
-                for (Area a : iopt.areas().values()) {
-                    a.pages().pin();
-                }
-            }
-            domains.add(d);
-            iopt.setIovaAlignment(Math.max(iopt.iovaAlignment(), d.minPageSize()));
-        } finally {
-            iovaLock.writeLock().unlock();
-            domainsLock.writeLock().unlock();
-        }
-    }
-
-    /** iopt_table_remove_domain: empties the domain, unpins when it was the last, drops its reservations. */
-    void removeDomain(final IoasDomain d) {
-        domainsLock.writeLock().lock();
-        iovaLock.writeLock().lock();
-        try {
-            if (!domains.remove(d)) {
-                return;
-            }
-            for (Area a : iopt.areas().values()) {
-                a.unfill(d);
-                if (domains.isEmpty()) {
-                    a.pages().unpin();
-                }
-            }
-            iopt.unreserve(d);
-            iopt.setIovaAlignment(computeAlignment(iopt.largePagesDisabled()));
-        } finally {
-            iovaLock.writeLock().unlock();
-            domainsLock.writeLock().unlock();
-        }
-    }
-
-    /** iopt_add_access: raises the alignment if the access pins pages (EADDRINUSE if an area is not aligned). */
-    void addAccess(final Access a) {
-        iovaLock.writeLock().lock();
-        try {
-            final long alignment = Math.max(computeAlignment(iopt.largePagesDisabled()), a.alignment());
-            for (Area area : iopt.areas().values()) {
-                if (area.start() % alignment != 0 || (area.last() + 1) % alignment != 0) {
-                    throw new org.iopersist.kernel.KernelException(org.iopersist.uapi.Errno.EADDRINUSE,
-                            "area 0x" + Long.toHexString(area.start()) + " is not aligned for a pinning access");
-                }
-            }
-            accesses.add(a);
-            iopt.setIovaAlignment(alignment);
-        } finally {
-            iovaLock.writeLock().unlock();
-        }
-    }
-
-    void removeAccess(final Access a) {
-        iovaLock.writeLock().lock();
-        try {
-            accesses.remove(a);
-            iopt.setIovaAlignment(computeAlignment(iopt.largePagesDisabled()));
-        } finally {
-            iovaLock.writeLock().unlock();
-        }
-    }
-
-    /** Accesses pinning part of {@code [start, last]}. Caller holds iovaLock. */
-    java.util.List<Access> accessesPinning(final long start, final long last) {
-        final java.util.List<Access> out = new java.util.ArrayList<>();
-        for (Access a : accesses) {
-            if (a.pins(start, last)) {
-                out.add(a);
-            }
-        }
-        return out;
-    }
-
-    /** Reserves a device's regions for as long as it is attached here (owner = the device). */
-    void reserveForDevice(final Object device, final java.util.List<IovaRange> ranges) {
-        iovaLock.writeLock().lock();
-        try {
-            try {
-                for (IovaRange r : ranges) {
-                    iopt.reserve(r.start(), r.last(), device);
-                }
-            } catch (RuntimeException e) {
-                iopt.unreserve(device);
-                throw e;
-            }
-        } finally {
-            iovaLock.writeLock().unlock();
-        }
-    }
-
-    void unreserveForDevice(final Object device) {
-        iovaLock.writeLock().lock();
-        try {
-            iopt.unreserve(device);
-        } finally {
-            iovaLock.writeLock().unlock();
-        }
-    }
-
+    /** iommufd_ioas_destroy: iopt_destroy_table; never fails. */
     @Override
     void destroy() {
-        // Destroy never fails: every area goes, its pages are unpinned and released.
-        domainsLock.writeLock().lock();
-        iovaLock.writeLock().lock();
+        iopt.destroyTable();
+    }
+
+    /** MAP, MAP_FILE and COPY: a flag outside IOMMU_IOAS_MAP_* is EOPNOTSUPP. */
+    private static void checkMapFlags(final int flags, final String what) {
+        if ((flags & ~MAP_FLAGS) != 0) {
+            throw Ucmd.unsupported(what + " flags");
+        }
+    }
+
+    /** conv_iommu_prot; neither READABLE nor WRITEABLE is EINVAL. */
+    private static int iommuProt(final int flags) {
+        final int prot = ((flags & Iommufd.IOMMU_IOAS_MAP_READABLE) != 0 ? IoasDomain.IOMMU_READ : 0)
+                | ((flags & Iommufd.IOMMU_IOAS_MAP_WRITEABLE) != 0 ? IoasDomain.IOMMU_WRITE : 0);
+        if (prot == 0) {
+            throw new KernelException(Errno.EINVAL, "neither READABLE nor WRITEABLE");
+        }
+        return prot;
+    }
+
+    /** Whether the caller left the IOVA to the kernel (no IOMMU_IOAS_MAP_FIXED_IOVA). */
+    private static boolean allocIova(final int flags) {
+        return (flags & Iommufd.IOMMU_IOAS_MAP_FIXED_IOVA) == 0;
+    }
+
+    // ------------------------------------------------------------------ ioctls
+
+    /** iommufd_ioas_alloc_ioctl. */
+    static long alloc(final Ucmd u) {
+        u.ctx.checkMutable("IOAS_ALLOC");
+        if (IommuIoasAlloc.flags(u.cmd) != 0) {
+            throw Ucmd.unsupported("IOAS_ALLOC flags");
+        }
+        final int id = u.ctx.objects.reserve();
+        final Ioas ioas = new Ioas();
         try {
-            for (Area a : iopt.areas().values().toArray(new Area[0])) {
-                removeArea(a);
+            IommuIoasAlloc.outIoasId(u.cmd, id);
+            u.respond();
+        } catch (KernelException e) {
+            u.ctx.objects.abort(id);
+            throw e;
+        }
+        u.ctx.objects.finalizeObject(id, ioas);
+        return 0;
+    }
+
+    /** iommufd_ioas_iova_ranges. */
+    static long iovaRanges(final Ucmd u) {
+        if (IommuIoasIovaRanges.reserved(u.cmd) != 0) {
+            throw Ucmd.unsupported("IOAS_IOVA_RANGES __reserved");
+        }
+        final Ioas ioas = get(u.ctx, IommuIoasIovaRanges.ioasId(u.cmd));
+        try {
+            final long max = Integer.toUnsignedLong(IommuIoasIovaRanges.numIovas(u.cmd));
+            final long rangesVa = IommuIoasIovaRanges.allowedIovas(u.cmd);
+            final List<IovaInterval> ranges;
+            final long alignment;
+            ioas.iopt.iovaLock.readLock().lock();
+            try {
+                ranges = ioas.iopt.usableRanges();
+                alignment = ioas.iopt.iovaAlignment();
+            } finally {
+                ioas.iopt.iovaLock.readLock().unlock();
+            }
+            final MemorySegment elm = MemorySegment.ofArray(new long[2]);
+            for (int i = 0; i < ranges.size() && i < max; i++) {
+                IommuIovaRange.start(elm, ranges.get(i).start());
+                IommuIovaRange.last(elm, ranges.get(i).last());
+                u.process.mm().copyToUser(rangesVa + IommuIovaRange.SIZE * i, elm, 0, IommuIovaRange.SIZE);
+            }
+            IommuIoasIovaRanges.numIovas(u.cmd, ranges.size());
+            IommuIoasIovaRanges.outIovaAlignment(u.cmd, alignment);
+            u.respond();
+            if (ranges.size() > max) {
+                throw new KernelException(Errno.EMSGSIZE, ranges.size() + " ranges, room for " + max);
+            }
+            return 0;
+        } finally {
+            u.ctx.objects.putObject(ioas);
+        }
+    }
+
+    /** iommufd_ioas_allow_iovas. */
+    static long allowIovas(final Ucmd u) {
+        if (IommuIoasAllowIovas.reserved(u.cmd) != 0) {
+            throw Ucmd.unsupported("IOAS_ALLOW_IOVAS __reserved");
+        }
+        u.ctx.checkMutable("IOAS_ALLOW_IOVAS"); // allowed ranges are in the handover
+        final Ioas ioas = get(u.ctx, IommuIoasAllowIovas.ioasId(u.cmd));
+        try {
+            final long count = Integer.toUnsignedLong(IommuIoasAllowIovas.numIovas(u.cmd));
+            if (count > 1 << 16) {
+                throw new KernelException(Errno.ENOMEM, "num_iovas " + count);
+            }
+            final long va = IommuIoasAllowIovas.allowedIovas(u.cmd);
+            final List<IovaInterval> ranges = new ArrayList<>();
+            final MemorySegment elm = MemorySegment.ofArray(new long[2]);
+            for (int i = 0; i < count; i++) {
+                u.process.mm().copyFromUser(va + IommuIovaRange.SIZE * i, elm, 0, IommuIovaRange.SIZE);
+                final long start = IommuIovaRange.start(elm);
+                final long last = IommuIovaRange.last(elm);
+                if (Long.compareUnsigned(start, last) >= 0) {
+                    throw new KernelException(Errno.EINVAL, String.format("allowed range [0x%x, 0x%x] is empty", start, last));
+                }
+                ranges.add(new IovaInterval(start, last));
+            }
+            ioas.iopt.iovaLock.writeLock().lock();
+            try {
+                ioas.iopt.setAllowed(ranges);
+            } finally {
+                ioas.iopt.iovaLock.writeLock().unlock();
+            }
+            return 0;
+        } finally {
+            u.ctx.objects.putObject(ioas);
+        }
+    }
+
+    /** iommufd_ioas_map: iopt_map_user_pages over the caller's memory (a guestmemfs mapping becomes file pages). */
+    static long map(final Ucmd u) {
+        u.ctx.checkMutable("IOAS_MAP");
+        final int flags = IommuIoasMap.flags(u.cmd);
+        checkMapFlags(flags, "IOAS_MAP");
+        if (IommuIoasMap.reserved(u.cmd) != 0) {
+            throw Ucmd.unsupported("IOAS_MAP __reserved");
+        }
+        final long iova = IommuIoasMap.iova(u.cmd);
+        final long length = IommuIoasMap.length(u.cmd);
+        IovaMath.checkNotUlongMax("iova or length", iova, length);
+        final int prot = iommuProt(flags);
+        final Ioas ioas = get(u.ctx, IommuIoasMap.ioasId(u.cmd));
+        try {
+            final long uptr = IommuIoasMap.userVa(u.cmd);
+            final AddressSpace.FileRange backing = u.process.mm().fileRange(uptr, length);
+            final IoptPages pages;
+            if (backing != null && backing.file() instanceof GuestmemFile g) {
+                pages = IoptPages.ofGuestmem(u.process, g, backing.offset(), length, u.ctx.refs());
+            } else if (u.ctx.persistent()) {
+                throw new KernelException(Errno.EINVAL, String.format(
+                        "persistent iommufd %d: [0x%x, +0x%x) is not all one guestmemfs mapping", u.ctx.persistentId(), uptr, length));
+            } else {
+                pages = IoptPages.ofUser(u.process, uptr, length, true, u.ctx.refs());
+            }
+            IommuIoasMap.iova(u.cmd, ioas.iopt.mapCommon(pages, uptr, length, iova, allocIova(flags), prot));
+            u.respond();
+            return 0;
+        } finally {
+            u.ctx.objects.putObject(ioas);
+        }
+    }
+
+    /** iommufd_ioas_map_file: iopt_map_file_pages over a memfd or a guestmemfs file. */
+    static long mapFile(final Ucmd u) {
+        u.ctx.checkMutable("IOAS_MAPFILE");
+        final int flags = IommuIoasMapFile.flags(u.cmd);
+        checkMapFlags(flags, "IOAS_MAP_FILE");
+        final long iova = IommuIoasMapFile.iova(u.cmd);
+        final long length = IommuIoasMapFile.length(u.cmd);
+        final long start = IommuIoasMapFile.start(u.cmd);
+        IovaMath.checkNotUlongMax("iova, start or length", iova, length, start);
+        final int prot = iommuProt(flags);
+        final Ioas ioas = get(u.ctx, IommuIoasMapFile.ioasId(u.cmd));
+        try {
+            final int fd = IommuIoasMapFile.fd(u.cmd);
+            if (fd < 0) {
+                throw new KernelException(Errno.EBADF, "fd " + fd);
+            }
+            final KernelFile f = u.process.fds().get(fd);
+            final IoptPages pages;
+            if (f instanceof GuestmemFile g) {
+                pages = IoptPages.ofGuestmem(u.process, g, start, length, u.ctx.refs());
+            } else if (u.ctx.persistent()) {
+                throw new KernelException(Errno.EINVAL, "persistent iommufd " + u.ctx.persistentId() + ": " + f.describe()
+                        + " is not a guestmemfs file");
+            } else if (f instanceof MemFd memfd) {
+                if (Long.compareUnsigned(start + length, memfd.size()) > 0 || Long.compareUnsigned(start + length, start) < 0) {
+                    throw new KernelException(Errno.EINVAL, "range beyond the end of " + f.describe());
+                }
+                pages = IoptPages.ofFile(u.process, memfd, start, length);
+            } else {
+                throw new KernelException(Errno.EINVAL, f.describe() + " cannot back DMA (not a memfd or guestmemfs file)");
+            }
+            IommuIoasMapFile.iova(u.cmd, ioas.iopt.mapCommon(pages, start, length, iova, allocIova(flags), prot));
+            u.respond();
+            return 0;
+        } finally {
+            u.ctx.objects.putObject(ioas);
+        }
+    }
+
+    /**
+     * iommufd_ioas_copy: iopt_get_pages from the source (put before the destination is looked up,
+     * as Linux does), then iopt_map_pages into the destination.
+     */
+    static long copy(final Ucmd u) {
+        u.ctx.checkMutable("IOAS_COPY");
+        final int flags = IommuIoasCopy.flags(u.cmd);
+        checkMapFlags(flags, "IOAS_COPY");
+        final long length = IommuIoasCopy.length(u.cmd);
+        final long srcIova = IommuIoasCopy.srcIova(u.cmd);
+        final long dstIova = IommuIoasCopy.dstIova(u.cmd);
+        IovaMath.checkNotUlongMax("length or an iova", length, srcIova, dstIova);
+        final int prot = iommuProt(flags);
+        final Ioas src = get(u.ctx, IommuIoasCopy.srcIoasId(u.cmd));
+        final List<IoPagetable.PagesList> pagesList;
+        try {
+            pagesList = src.iopt.getPages(srcIova, length);
+        } finally {
+            u.ctx.objects.putObject(src);
+        }
+        final Ioas dst;
+        try {
+            dst = get(u.ctx, IommuIoasCopy.dstIoasId(u.cmd));
+        } catch (KernelException e) {
+            pagesList.forEach(p -> p.pages().put()); // iopt_free_pages_list
+            throw e;
+        }
+        try {
+            final IoPagetable.PagesList first = pagesList.get(0);
+            IommuIoasCopy.dstIova(u.cmd, dst.iopt.mapPages(pagesList, length, dstIova, allocIova(flags), prot,
+                    first.pages().addressOf(first.startByte())));
+            u.respond();
+            return 0;
+        } finally {
+            u.ctx.objects.putObject(dst);
+        }
+    }
+
+    /** iommufd_ioas_unmap: iova 0 with length U64_MAX is iopt_unmap_all, anything else iopt_unmap_iova. */
+    static long unmap(final Ucmd u) {
+        u.ctx.checkMutable("IOAS_UNMAP");
+        final Ioas ioas = get(u.ctx, IommuIoasUnmap.ioasId(u.cmd));
+        try {
+            final long iova = IommuIoasUnmap.iova(u.cmd);
+            final long length = IommuIoasUnmap.length(u.cmd);
+            final long unmapped;
+            if (iova == 0 && length == -1L) {
+                unmapped = ioas.iopt.unmapIovaRange(0, -1L, true);
+            } else {
+                IovaMath.checkNotUlongMax("iova or length", iova, length);
+                unmapped = ioas.iopt.unmapIovaRange(iova, IovaMath.lastOf(iova, length), false);
+            }
+            IommuIoasUnmap.length(u.cmd, unmapped);
+            u.respond();
+            return 0;
+        } finally {
+            u.ctx.objects.putObject(ioas);
+        }
+    }
+
+    /** iommufd_option_rlimit_mode: a context-wide option (object_id 0); SET needs CAP_SYS_RESOURCE and an empty context. */
+    static void rlimitMode(final Ucmd u) {
+        if (IommuOption.objectId(u.cmd) != 0) {
+            throw Ucmd.unsupported("RLIMIT_MODE is global: object_id must be 0");
+        }
+        switch (IommuOption.op(u.cmd)) {
+            case Iommufd.IOMMU_OPTION_OP_GET -> IommuOption.val64(u.cmd, u.ctx.accountMode() == IommufdCtx.ACCOUNT_MM ? 1 : 0);
+            case Iommufd.IOMMU_OPTION_OP_SET -> {
+                if (!u.process.root()) {
+                    throw new KernelException(Errno.EPERM, "RLIMIT_MODE needs CAP_SYS_RESOURCE");
+                }
+                if (!u.ctx.objects.empty()) {
+                    throw new KernelException(Errno.EBUSY, "RLIMIT_MODE with objects in the context");
+                }
+                final long v = IommuOption.val64(u.cmd);
+                if (v == 0) {
+                    u.ctx.setAccountMode(IommufdCtx.ACCOUNT_USER);
+                } else if (v == 1) {
+                    u.ctx.setAccountMode(IommufdCtx.ACCOUNT_MM);
+                } else {
+                    throw new KernelException(Errno.EINVAL, "RLIMIT_MODE " + v);
+                }
+            }
+            default -> throw Ucmd.unsupported("option op " + IommuOption.op(u.cmd));
+        }
+    }
+
+    /** iommufd_ioas_option: IOMMU_OPTION_HUGE_PAGES on the IOAS named by object_id. */
+    static void option(final Ucmd u) {
+        final Ioas ioas = get(u.ctx, IommuOption.objectId(u.cmd));
+        try {
+            switch (IommuOption.op(u.cmd)) {
+                case Iommufd.IOMMU_OPTION_OP_GET -> {
+                    ioas.iopt.iovaLock.readLock().lock();
+                    try {
+                        IommuOption.val64(u.cmd, ioas.iopt.largePagesDisabled() ? 0 : 1);
+                    } finally {
+                        ioas.iopt.iovaLock.readLock().unlock();
+                    }
+                }
+                case Iommufd.IOMMU_OPTION_OP_SET -> {
+                    final long v = IommuOption.val64(u.cmd);
+                    if (v != 0 && v != 1) {
+                        throw new KernelException(Errno.EINVAL, "HUGE_PAGES " + v);
+                    }
+                    u.ctx.checkMutable("HUGE_PAGES"); // handed over with the IOAS
+                    ioas.iopt.iovaLock.writeLock().lock();
+                    try {
+                        ioas.iopt.setLargePages(v == 1);
+                    } finally {
+                        ioas.iopt.iovaLock.writeLock().unlock();
+                    }
+                }
+                default -> throw Ucmd.unsupported("option op " + IommuOption.op(u.cmd));
             }
         } finally {
-            iovaLock.writeLock().unlock();
-            domainsLock.writeLock().unlock();
+            u.ctx.objects.putObject(ioas);
         }
+    }
+
+    // ------------------------------------------------------------------ live update
+
+    /** What an IOAS holds, read at once under iova_rwsem: what a live update hands over. */
+    public record State(long iovaAlignment, boolean hugePages, List<IovaInterval> allowed, List<IoptArea> areas) {
+    }
+
+    /** This IOAS's state, areas by IOVA. */
+    public State state() {
+        iopt.iovaLock.readLock().lock();
+        try {
+            return new State(iopt.iovaAlignment(), !iopt.largePagesDisabled(), iopt.allowedRanges(),
+                    List.copyOf(iopt.areas().values()));
+        } finally {
+            iopt.iovaLock.readLock().unlock();
+        }
+    }
+
+    /**
+     * An IOAS re-hydrated from a handover into {@code ctx} under its old {@code id}. Each area's
+     * pages reference moves into it; pages several areas share (a copy) get one reference per area,
+     * as after IOAS_COPY. Nothing is pinned until a domain is adopted over it.
+     */
+    public static Ioas restore(final IommufdCtx ctx, final int id, final State state) {
+        final Ioas ioas = new Ioas();
+        ioas.iopt.iovaLock.writeLock().lock();
+        try {
+            ioas.iopt.setIovaAlignment(state.iovaAlignment());
+            ioas.iopt.setLargePagesDisabled(!state.hugePages());
+            if (!state.allowed().isEmpty()) {
+                ioas.iopt.setAllowed(state.allowed());
+            }
+            final Set<IoptPages> referenced = Collections.newSetFromMap(new IdentityHashMap<>());
+            for (IoptArea a : state.areas()) {
+                if (!referenced.add(a.pages())) {
+                    a.pages().get(); // each area holds a reference, as after a copy; dropped by unmap
+                }
+                ioas.iopt.insertArea(a);
+            }
+        } finally {
+            ioas.iopt.iovaLock.writeLock().unlock();
+        }
+        ctx.objects.insertRestored(id, ioas);
+        return ioas;
     }
 }

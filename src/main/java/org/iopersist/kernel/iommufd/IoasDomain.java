@@ -18,5 +18,5 @@ interface IoasDomain {
     long minPageSize();
 
     /** IOVAs the domain cannot translate, reserved in the IOAS while it is attached. */
-    java.util.List<IovaRange> reservedRanges();
+    java.util.List<IovaInterval> reservedRanges();
 }

@@ -19,17 +19,17 @@ import org.iopersist.uapi.Iommufd;
  * not the handlers, enforces the size rules.
  */
 enum IoctlOp {
-    DESTROY(Iommufd.IOMMU_DESTROY, IommuDestroy.SIZE, IommuDestroy.MIN_SIZE, IoasOps::destroy),
-    IOAS_ALLOC(Iommufd.IOMMU_IOAS_ALLOC, IommuIoasAlloc.SIZE, IommuIoasAlloc.MIN_SIZE, IoasOps::alloc),
-    IOAS_ALLOW_IOVAS(Iommufd.IOMMU_IOAS_ALLOW_IOVAS, IommuIoasAllowIovas.SIZE, IommuIoasAllowIovas.MIN_SIZE, IoasOps::allowIovas),
-    IOAS_IOVA_RANGES(Iommufd.IOMMU_IOAS_IOVA_RANGES, IommuIoasIovaRanges.SIZE, IommuIoasIovaRanges.MIN_SIZE, IoasOps::iovaRanges),
-    IOAS_MAP(Iommufd.IOMMU_IOAS_MAP, IommuIoasMap.SIZE, IommuIoasMap.MIN_SIZE, MapOps::map),
-    IOAS_UNMAP(Iommufd.IOMMU_IOAS_UNMAP, IommuIoasUnmap.SIZE, IommuIoasUnmap.MIN_SIZE, MapOps::unmap),
-    IOAS_COPY(Iommufd.IOMMU_IOAS_COPY, IommuIoasCopy.SIZE, IommuIoasCopy.MIN_SIZE, MapOps::copy),
-    IOAS_MAP_FILE(Iommufd.IOMMU_IOAS_MAP_FILE, IommuIoasMapFile.SIZE, IommuIoasMapFile.MIN_SIZE, MapOps::mapFile),
-    OPTION(Iommufd.IOMMU_OPTION, IommuOption.SIZE, IommuOption.MIN_SIZE, IoasOps::option),
-    HWPT_ALLOC(Iommufd.IOMMU_HWPT_ALLOC, IommuHwptAlloc.SIZE, IommuHwptAlloc.MIN_SIZE, DeviceOps::hwptAlloc),
-    GET_HW_INFO(Iommufd.IOMMU_GET_HW_INFO, IommuHwInfo.SIZE, IommuHwInfo.MIN_SIZE, DeviceOps::getHwInfo);
+    DESTROY(Iommufd.IOMMU_DESTROY, IommuDestroy.SIZE, IommuDestroy.MIN_SIZE, IommufdCtx::destroy),
+    IOAS_ALLOC(Iommufd.IOMMU_IOAS_ALLOC, IommuIoasAlloc.SIZE, IommuIoasAlloc.MIN_SIZE, Ioas::alloc),
+    IOAS_ALLOW_IOVAS(Iommufd.IOMMU_IOAS_ALLOW_IOVAS, IommuIoasAllowIovas.SIZE, IommuIoasAllowIovas.MIN_SIZE, Ioas::allowIovas),
+    IOAS_IOVA_RANGES(Iommufd.IOMMU_IOAS_IOVA_RANGES, IommuIoasIovaRanges.SIZE, IommuIoasIovaRanges.MIN_SIZE, Ioas::iovaRanges),
+    IOAS_MAP(Iommufd.IOMMU_IOAS_MAP, IommuIoasMap.SIZE, IommuIoasMap.MIN_SIZE, Ioas::map),
+    IOAS_UNMAP(Iommufd.IOMMU_IOAS_UNMAP, IommuIoasUnmap.SIZE, IommuIoasUnmap.MIN_SIZE, Ioas::unmap),
+    IOAS_COPY(Iommufd.IOMMU_IOAS_COPY, IommuIoasCopy.SIZE, IommuIoasCopy.MIN_SIZE, Ioas::copy),
+    IOAS_MAP_FILE(Iommufd.IOMMU_IOAS_MAP_FILE, IommuIoasMapFile.SIZE, IommuIoasMapFile.MIN_SIZE, Ioas::mapFile),
+    OPTION(Iommufd.IOMMU_OPTION, IommuOption.SIZE, IommuOption.MIN_SIZE, IommufdCtx::option),
+    HWPT_ALLOC(Iommufd.IOMMU_HWPT_ALLOC, IommuHwptAlloc.SIZE, IommuHwptAlloc.MIN_SIZE, HwptPaging::allocIoctl),
+    GET_HW_INFO(Iommufd.IOMMU_GET_HW_INFO, IommuHwInfo.SIZE, IommuHwInfo.MIN_SIZE, IommufdDevice::getHwInfo);
 
     /** A command's handler; returns the ioctl's return value (0) or throws with the errno. */
     @FunctionalInterface

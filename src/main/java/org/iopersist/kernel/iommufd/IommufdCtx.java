@@ -1,19 +1,23 @@
 package org.iopersist.kernel.iommufd;
 
-import org.iopersist.hw.memory.PhysicalMemory;
-import org.iopersist.kernel.iommu.IommuCore;
-
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.KernelException;
-import org.iopersist.kernel.mm.FrameRefs;
 import org.iopersist.kernel.fs.UserProcess;
+import org.iopersist.kernel.iommu.IommuCore;
+import org.iopersist.kernel.mm.FrameRefs;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.IommuDestroy;
+import org.iopersist.uapi.IommuOption;
 import org.iopersist.uapi.Iommufd;
 
 /**
- * One open {@code /dev/iommu}: its objects and its accounting mode. Also the ioctl dispatcher, which
- * applies iommufd's framing rules before any handler runs:
+ * One open {@code /dev/iommu} ({@code main.c}): its objects, its accounting mode, its persistence,
+ * and the ioctl dispatcher, which applies iommufd's framing rules before any handler runs:
  * <ol>
  *   <li>an unknown command is ENOTTY;</li>
  *   <li>the {@code u32 size} at the argument must be readable (EFAULT);</li>
@@ -21,6 +25,7 @@ import org.iopersist.uapi.Iommufd;
  *   <li>a size above the kernel's struct must have an all-zero tail (else E2BIG); a shorter struct
  *       reads as zero-extended.</li>
  * </ol>
+ * DESTROY and OPTION, which are not about one object kind, are here too.
  */
 public final class IommufdCtx {
     /** Accounting of pinned pages, as IOPT_PAGES_ACCOUNT_USER / _MM. */
@@ -33,65 +38,37 @@ public final class IommufdCtx {
     private final PhysicalMemory memory;
     private final FrameRefs refs;
     private final IommuCore iommu;
-    private final PersistentContexts registry;
+    private final PersistentIommufds persistent;
     private final int ownerUid;
     private int persistentId; // guarded by this
-    /** The open file plus every bound device (iommufd_ctx_get), as the file's refcount. */
-    private final java.util.concurrent.atomic.AtomicInteger fileRefs = new java.util.concurrent.atomic.AtomicInteger(1);
+    /** The open file plus every bound device and access (iommufd_ctx_get), as the file's refcount. */
+    private final AtomicInteger fileRefs = new AtomicInteger(1);
     private volatile int accountMode = ACCOUNT_USER;
 
-    /** A context without devices or persistence: those calls answer ENODEV and EOPNOTSUPP. */
-    public IommufdCtx(final PhysicalMemory memory, final FrameRefs refs) {
-        this(memory, refs, null, null);
-    }
-
-    public IommufdCtx(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommuOrNull,
-            final PersistentContexts registryOrNull) {
-        this(memory, refs, iommuOrNull, registryOrNull, 0);
-    }
-
-    /** A context opened by {@code ownerUid}. */
-    public IommufdCtx(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommuOrNull,
-            final PersistentContexts registryOrNull, final int ownerUid) {
+    /** iommufd_fops_open: the context a process gets by opening {@code /dev/iommu}, owned by {@code ownerUid}. */
+    public IommufdCtx(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommu,
+            final PersistentIommufds persistent, final int ownerUid) {
         this.memory = memory;
         this.refs = refs;
-        this.iommu = iommuOrNull;
-        this.registry = registryOrNull;
+        this.iommu = iommu;
+        this.persistent = persistent;
         this.ownerUid = ownerUid;
+    }
+
+    /**
+     * A context re-hydrated from a handover: it keeps its persistent id and accounting mode, and the
+     * kernel holds it (the reference finish or the reopener's close drops, by {@link #put}).
+     */
+    public static IommufdCtx restore(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommu,
+            final PersistentIommufds persistent, final int ownerUid, final int persistentId, final int accountMode) {
+        final IommufdCtx ctx = new IommufdCtx(memory, refs, iommu, persistent, ownerUid);
+        ctx.persistentId = persistentId;
+        ctx.accountMode = accountMode;
+        return ctx;
     }
 
     public int ownerUid() {
         return ownerUid;
-    }
-
-    PersistentContexts registry() {
-        return registry;
-    }
-
-    /** A context re-hydrated from a handover: it keeps its persistent id, the kernel holds it. */
-    static IommufdCtx restored(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommu,
-            final PersistentContexts registry, final int ownerUid, final int persistentId) {
-        final IommufdCtx ctx = new IommufdCtx(memory, refs, iommu, registry, ownerUid);
-        ctx.persistentId = persistentId;
-        return ctx;
-    }
-
-    /**
-     * A persistent context losing its fd or a device while a live update is finalized (a VMM
-     * closing it, or dying): what the handover describes is going away, so the finalize is undone
-     * first, and the teardown then runs as on any other day.
-     */
-    void abortFinalizeIfFrozen(final String why) {
-        if (registry != null && persistent() && registry.frozen()) {
-            registry.abortFinalize("persistent iommufd " + persistentId() + " " + why + " after KHO finalize");
-        }
-    }
-
-    /** EBUSY for a change to a persistent context while a live update is finalized. */
-    void checkMutable(final String what) {
-        if (registry != null && persistent() && registry.frozen()) {
-            throw new KernelException(Errno.EBUSY, what + " on persistent iommufd " + persistentId() + " after KHO finalize");
-        }
     }
 
     /** The persistent id, or 0. */
@@ -103,56 +80,20 @@ public final class IommufdCtx {
         return persistentId() != 0;
     }
 
-    /** IOMMU_OPTION_PERSISTENT SET: only on a context without objects (EBUSY). */
-    synchronized int makePersistent() {
-        if (registry == null) {
-            throw new KernelException(Errno.EOPNOTSUPP, "this kernel has no persistent iommufds");
-        }
-        if (persistentId != 0) {
-            return persistentId;
-        }
-        if (!objects.empty()) {
-            throw new KernelException(Errno.EBUSY, "a context with " + objects.count() + " objects cannot become persistent");
-        }
-        persistentId = registry.register(this);
-        return persistentId;
-    }
-
     PhysicalMemory memory() {
         return memory;
-    }
-
-    IommuCore iommu() {
-        if (iommu == null) {
-            throw new KernelException(Errno.ENODEV, "this iommufd has no iommu behind it");
-        }
-        return iommu;
-    }
-
-    /** A device bind keeps the context alive after its fd is closed. */
-    void get() {
-        fileRefs.incrementAndGet();
-    }
-
-    /** Drops a reference; the last one destroys every object. */
-    void put() {
-        if (fileRefs.decrementAndGet() == 0) {
-            abortFinalizeIfFrozen("closed"); // normally done already, by the fd's release or a device's unbind
-            objects.destroyAll();
-            synchronized (this) {
-                if (persistentId != 0) {
-                    registry.unregister(persistentId, this);
-                    persistentId = 0;
-                }
-            }
-        }
     }
 
     FrameRefs refs() {
         return refs;
     }
 
-    int accountMode() {
+    IommuCore iommu() {
+        return iommu;
+    }
+
+    /** IOPT_PAGES_ACCOUNT_USER or _MM. */
+    public int accountMode() {
         return accountMode;
     }
 
@@ -164,13 +105,107 @@ public final class IommufdCtx {
         return objects.count();
     }
 
-    /** Every object as {@code id:TYPE}, by id: what a live update must keep. */
-    public java.util.List<String> objectsById() {
-        return objects.objects().stream().sorted(java.util.Comparator.comparingInt(IommufdObject::id))
-                .map(o -> o.id() + ":" + o.type()).toList();
+    /** Every published object, by id. */
+    public List<IommufdObject> objects() {
+        return objects.objects();
     }
 
-    /** The ioctl entry point: returns 0 or a value, or throws with the errno. */
+    // ------------------------------------------------------------------ persistence
+
+    /**
+     * A persistent context losing its fd or a device while a live update is finalized (a VMM
+     * closing it, or dying): what the handover describes is going away, so the finalize is undone
+     * first, and the teardown then runs as on any other day.
+     */
+    void abortFinalizeIfFrozen(final String why) {
+        if (persistent() && persistent.frozen()) {
+            persistent.abortFinalize("persistent iommufd " + persistentId() + " " + why + " after KHO finalize");
+        }
+    }
+
+    /** EBUSY for a change to a persistent context while a live update is finalized. */
+    void checkMutable(final String what) {
+        if (persistent() && persistent.frozen()) {
+            throw new KernelException(Errno.EBUSY, what + " on persistent iommufd " + persistentId() + " after KHO finalize");
+        }
+    }
+
+    /** IOMMU_OPTION_PERSISTENT SET: only on a context without objects (EBUSY). */
+    private synchronized int makePersistent() {
+        if (persistentId != 0) {
+            return persistentId;
+        }
+        if (!objects.empty()) {
+            throw new KernelException(Errno.EBUSY, "a context with " + objects.count() + " objects cannot become persistent");
+        }
+        persistentId = persistent.register(this); // released by put()'s unregister
+        return persistentId;
+    }
+
+    /** IOMMU_IOAS_CHANGE_PROCESS for every IOAS: the pinned-page accounting moves to {@code next} (a reopen). */
+    public void changeProcess(final UserProcess next) {
+        for (IommufdObject o : objects.objects()) {
+            if (o instanceof Ioas ioas) {
+                ioas.iopt.changeProcess(next);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ references
+
+    /** iommufd_ctx_get: a device bind or an access keeps the context alive after its fd is closed. */
+    void get() {
+        fileRefs.incrementAndGet();
+    }
+
+    /**
+     * iommufd_ctx_put: drops a reference (a bind's, an access's, the open file's, or the kernel's
+     * on a restored context); the last one destroys every object (iommufd_fops_release).
+     */
+    public void put() {
+        if (fileRefs.decrementAndGet() == 0) {
+            abortFinalizeIfFrozen("closed"); // normally done already, by the fd's release or a device's unbind
+            objects.destroyAll();
+            synchronized (this) {
+                if (persistentId != 0) {
+                    persistent.unregister(persistentId, this);
+                    persistentId = 0;
+                }
+            }
+        }
+    }
+
+    /** Close of the fd: once no bound device holds the context either, destroys every object, leaf first. */
+    public void release() {
+        abortFinalizeIfFrozen("closed");
+        // Devices restored by a live update and not yet bound again by the reopener are held by
+        // the kernel's binding alone; with the fd gone nobody can adopt them: unbind (block) them.
+        unbindRestoredDevices();
+        put();
+    }
+
+    /**
+     * Unbinds (blocks) every device restored by a live update that no VMM bound again: at close,
+     * or at finish for a context nobody reopened, before its last reference goes.
+     */
+    public void unbindRestoredDevices() {
+        final List<IommufdDevice> orphans = new ArrayList<>();
+        synchronized (attachLock) {
+            for (IommufdObject o : objects.objects()) {
+                if (o instanceof IommufdDevice d && d.restored) {
+                    d.restored = false;
+                    orphans.add(d);
+                }
+            }
+        }
+        for (IommufdDevice d : orphans) {
+            IommufdDevice.unbind(d); // detaches: the device is blocked from now on
+        }
+    }
+
+    // ------------------------------------------------------------------ ioctls
+
+    /** iommufd_fops_ioctl: returns 0 or a value, or throws with the errno. */
     public long ioctl(final UserProcess p, final int cmd, final long argVa) {
         final IoctlOp op = IoctlOp.of(cmd);
         if (op == null) {
@@ -207,23 +242,43 @@ public final class IommufdCtx {
         }
     }
 
-    /** Close of the fd: once no bound device holds the context either, destroys every object, leaf first. */
-    public void release() {
-        abortFinalizeIfFrozen("closed");
-        // Devices restored by a live update and not yet bound again by the reopener are held by
-        // the kernel's binding alone; with the fd gone nobody can adopt them: unbind (block) them.
-        final java.util.List<IommufdDevice> orphans = new java.util.ArrayList<>();
-        synchronized (attachLock) {
-            for (IommufdObject o : objects.objects()) {
-                if (o instanceof IommufdDevice d && d.restored) {
-                    d.restored = false;
-                    orphans.add(d);
-                }
-            }
+    /** iommufd_destroy (IOMMU_DESTROY): EBUSY while anything else holds the object, an ioctl included. */
+    static long destroy(final Ucmd u) {
+        u.ctx.checkMutable("DESTROY");
+        u.ctx.objects.destroy(IommuDestroy.id(u.cmd));
+        return 0;
+    }
+
+    /** iommufd_option (IOMMU_OPTION): dispatches on option_id, then copies back val64 alone. */
+    static long option(final Ucmd u) {
+        if (IommuOption.reserved(u.cmd) != 0) {
+            throw Ucmd.unsupported("OPTION __reserved");
         }
-        for (IommufdDevice d : orphans) {
-            DeviceOps.unbind(d);
+        switch (IommuOption.optionId(u.cmd)) {
+            case Iommufd.IOMMU_OPTION_RLIMIT_MODE -> Ioas.rlimitMode(u);
+            case Iommufd.IOMMU_OPTION_HUGE_PAGES -> Ioas.option(u);
+            case Iommufd.IOMMU_OPTION_PERSISTENT -> persistentOption(u);
+            default -> throw Ucmd.unsupported("option " + IommuOption.optionId(u.cmd));
         }
-        put();
+        // Only val64 goes back, as Linux copies just that field.
+        u.process.mm().copyToUser(u.userVa + IommuOption.VAL64_OFFSET, u.cmd, IommuOption.VAL64_OFFSET, Long.BYTES);
+        return 0;
+    }
+
+    /**
+     * IOMMU_OPTION_PERSISTENT (a context option: object_id 0). GET answers the persistent id, 0 if
+     * none. SET marks an empty context persistent and answers its new id; a context that already
+     * holds objects is EBUSY, as RLIMIT_MODE answers (the RFC's EFAULT names a bad pointer, which
+     * this is not); SET on a persistent context answers its id again.
+     */
+    private static void persistentOption(final Ucmd u) {
+        if (IommuOption.objectId(u.cmd) != 0) {
+            throw Ucmd.unsupported("PERSISTENT is a context option; object_id must be 0");
+        }
+        switch (IommuOption.op(u.cmd)) {
+            case Iommufd.IOMMU_OPTION_OP_GET -> IommuOption.val64(u.cmd, u.ctx.persistentId());
+            case Iommufd.IOMMU_OPTION_OP_SET -> IommuOption.val64(u.cmd, u.ctx.makePersistent());
+            default -> throw Ucmd.unsupported("option op " + IommuOption.op(u.cmd));
+        }
     }
 }

@@ -20,14 +20,14 @@ import org.iopersist.uapi.Syscall;
  *
  * <p>Lock: this object's monitor guards the pin state.
  */
-final class IoptPages {
+public final class IoptPages {
     private UserProcess owner; // guarded by this; null while the kernel holds restored pages
     private final long uptrAligned;
     private final MemFd file;
     private final long fileStart;
     /** Guest memory: a guestmemfs file's blocks, never FrameRefs-counted; each area pins its range. */
     private final GuestmemFile guestmem;
-    final long npages;
+    private final long npages;
     final boolean writable;
     private final FrameRefs refs;
     final AtomicInteger kref = new AtomicInteger(1);
@@ -92,6 +92,14 @@ final class IoptPages {
         return new IoptPages(owner, 0, null, file, first, npages, true, refs);
     }
 
+    /**
+     * Pages of guestmemfs file {@code file} handed over by the previous kernel: nobody is charged
+     * for them until a reopen moves them to its process ({@link #changeOwner}).
+     */
+    public static IoptPages restoreGuestmem(final GuestmemFile file, final long start, final long length, final FrameRefs refs) {
+        return ofGuestmem(null, file, start, length, refs);
+    }
+
     /** Moves the pinned-page accounting to {@code next} (IOMMU_IOAS_CHANGE_PROCESS, or a reopen). */
     synchronized void changeOwner(final UserProcess next) {
         if (pinUsers > 0) {
@@ -106,12 +114,17 @@ final class IoptPages {
     }
 
     /** The guestmemfs file behind these pages, or null. */
-    GuestmemFile guestmem() {
+    public GuestmemFile guestmem() {
         return guestmem;
     }
 
+    /** Pages in the range. */
+    public long npages() {
+        return npages;
+    }
+
     /** Byte offset in the guestmemfs file of byte {@code startByte} of these pages. */
-    long fileOffset(final long startByte) {
+    public long fileOffset(final long startByte) {
         return fileStart + startByte;
     }
 
@@ -129,14 +142,6 @@ final class IoptPages {
     /** The user address (or file offset) of byte {@code startByte}: the hint automatic IOVAs align to. */
     long addressOf(final long startByte) {
         return (file != null ? fileStart : uptrAligned) + startByte;
-    }
-
-    UserProcess owner() {
-        return owner;
-    }
-
-    boolean fromFile() {
-        return file != null;
     }
 
     /**

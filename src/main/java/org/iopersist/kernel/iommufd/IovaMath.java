@@ -20,6 +20,18 @@ final class IovaMath {
         return last;
     }
 
+    /**
+     * EOVERFLOW if any of {@code values} is ULONG_MAX, the value ioas.c refuses in a uAPI length or
+     * IOVA before anything else; {@code names} says which fields, for the message.
+     */
+    static void checkNotUlongMax(final String names, final long... values) {
+        for (long v : values) {
+            if (v == -1L) {
+                throw new KernelException(Errno.EOVERFLOW, names + " is ULONG_MAX");
+            }
+        }
+    }
+
     /** Rounds up to a power of two; caller guarantees {@code v <= 2^63}. */
     static long roundupPowerOfTwo(final long v) {
         if (v <= 1) {

@@ -3,7 +3,6 @@ package org.iopersist.kernel.vfio;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import org.iopersist.kernel.KernelException;
-import org.iopersist.kernel.iommufd.DeviceOps;
 import org.iopersist.kernel.iommufd.IommufdDevice;
 import org.iopersist.kernel.iommufd.IommufdFile;
 import org.iopersist.kernel.fs.KernelFile;
@@ -73,7 +72,7 @@ public final class VfioDeviceFile implements KernelFile {
         }
         final IommufdDevice bound;
         try {
-            bound = DeviceOps.bind(iommufd.ctx(), device.device());
+            bound = IommufdDevice.bind(iommufd.ctx(), device.device());
         } catch (RuntimeException e) {
             device.unclaim(this);
             throw e;
@@ -82,7 +81,7 @@ public final class VfioDeviceFile implements KernelFile {
         try {
             p.mm().copyToUser(arg, s, 0, VfioDeviceBindIommufd.MIN_SIZE);
         } catch (KernelException e) {
-            DeviceOps.unbind(bound);
+            IommufdDevice.unbind(bound);
             device.unclaim(this);
             throw e;
         }
@@ -93,7 +92,7 @@ public final class VfioDeviceFile implements KernelFile {
     private long attach(final UserProcess p, final long arg, final Arena arena) {
         final IommufdDevice d = requireBound(); // before the copy, as vfio_device_fops_unl_ioctl
         final MemorySegment s = copyIn(p, arg, VfioDeviceAttachIommufdPt.MIN_SIZE, arena);
-        final int hwptId = DeviceOps.attach(d, VfioDeviceAttachIommufdPt.ptId(s));
+        final int hwptId = IommufdDevice.attach(d, VfioDeviceAttachIommufdPt.ptId(s));
         VfioDeviceAttachIommufdPt.ptId(s, hwptId);
         p.mm().copyToUser(arg, s, 0, VfioDeviceAttachIommufdPt.MIN_SIZE);
         return 0;
@@ -102,7 +101,7 @@ public final class VfioDeviceFile implements KernelFile {
     private long detach(final UserProcess p, final long arg, final Arena arena) {
         final IommufdDevice d = requireBound();
         copyIn(p, arg, VfioDeviceDetachIommufdPt.MIN_SIZE, arena);
-        DeviceOps.detach(d);
+        IommufdDevice.detach(d);
         return 0;
     }
 
@@ -131,7 +130,7 @@ public final class VfioDeviceFile implements KernelFile {
             idev = null;
         }
         if (d != null) {
-            DeviceOps.unbind(d);
+            IommufdDevice.unbind(d);
         }
         device.unclaim(this);
     }

@@ -15,7 +15,16 @@ import org.junit.jupiter.api.Test;
 
 /** The IOVA bookkeeping of an IOAS: reserved, allowed and area sets, and iopt_alloc_iova's policy. */
 class IoPagetableTest {
-    record A(long start, long last) implements IoPagetable.Span {
+    /** A fresh table, its iova_rwsem held by this thread as every caller of these helpers holds it. */
+    private static IoPagetable locked() {
+        final IoPagetable t = new IoPagetable();
+        t.iovaLock.writeLock().lock();
+        return t;
+    }
+
+    /** An area with no pages behind it: the interval set looks only at its range. */
+    private static IoptArea area(final long start, final long last) {
+        return new IoptArea(start, last, IoasDomain.IOMMU_READ, null, 0);
     }
 
     private static Errno errno(final Runnable r) {
@@ -24,8 +33,8 @@ class IoPagetableTest {
 
     @Test
     void freshSpaceIsOneRangeAndAllocationSkipsPageZero() {
-        final IoPagetable<A> t = new IoPagetable<>();
-        assertEquals(List.of(new IovaRange(0, -1L)), t.usableRanges());
+        final IoPagetable t = locked();
+        assertEquals(List.of(new IovaInterval(0, -1L)), t.usableRanges());
         assertEquals(4096, t.allocIova(0, 4096));
         assertEquals(0x10000, t.allocIova(0, 0x10000), "aligned to the rounded-up length");
         assertEquals(0x200000, t.allocIova(0, 0x300000), "capped at 2 MiB");
@@ -33,23 +42,23 @@ class IoPagetableTest {
 
     @Test
     void autoIovaKeepsThePageOffsetAndTheAddressAlignment() {
-        final IoPagetable<A> t = new IoPagetable<>();
+        final IoPagetable t = locked();
         final long iova = t.allocIova(0x7f00_0000_1234L, 0x2000);
         assertEquals(0x234, iova & 0xfff, "same offset in the page as the user address");
         assertEquals(0x1000L + 0x234, iova);
         // A 64 KiB buffer at a 64 KiB-aligned address gets a 64 KiB-aligned IOVA.
-        t.insertArea(new A(0x1000, 0x2fff));
+        t.insertArea(area(0x1000, 0x2fff));
         final long big = t.allocIova(0x7f00_0001_0000L, 0x10000);
         assertEquals(0, big % 0x10000);
     }
 
     @Test
     void firstFitAroundAreasAndReservations() {
-        final IoPagetable<A> t = new IoPagetable<>();
-        t.insertArea(new A(0x1000, 0x1fff));
+        final IoPagetable t = locked();
+        t.insertArea(area(0x1000, 0x1fff));
         t.reserve(0x2000, 0x4fff, "owner");
         assertEquals(0x5000, t.allocIova(0, 0x1000));
-        t.insertArea(new A(0x5000, 0x5fff));
+        t.insertArea(area(0x5000, 0x5fff));
         assertEquals(0x8000, t.allocIova(0, 0x4000), "first 16 KiB-aligned hole");
         assertEquals(Errno.EADDRINUSE, errno(() -> t.reserve(0x1800, 0x1800, "x")), "area there");
         t.unreserve("owner");
@@ -58,32 +67,32 @@ class IoPagetableTest {
 
     @Test
     void allowedRangesConfineAllocationAndConflictWithReservations() {
-        final IoPagetable<A> t = new IoPagetable<>();
-        t.setAllowed(List.of(new IovaRange(0x100000, 0x1fffff)));
+        final IoPagetable t = locked();
+        t.setAllowed(List.of(new IovaInterval(0x100000, 0x1fffff)));
         assertEquals(0x100000, t.allocIova(0, 0x1000));
         assertEquals(Errno.ENOSPC, errno(() -> t.allocIova(0, 0x200000)));
         assertEquals(Errno.EADDRINUSE, errno(() -> t.reserve(0x180000, 0x180fff, "dev")));
-        assertEquals(Errno.EINVAL, errno(() -> t.setAllowed(List.of(new IovaRange(0, 0x2000), new IovaRange(0x1000, 0x3000)))));
+        assertEquals(Errno.EINVAL, errno(() -> t.setAllowed(List.of(new IovaInterval(0, 0x2000), new IovaInterval(0x1000, 0x3000)))));
         t.setAllowed(List.of());
         t.reserve(0x180000, 0x180fff, "dev");
-        assertEquals(Errno.EADDRINUSE, errno(() -> t.setAllowed(List.of(new IovaRange(0x100000, 0x1fffff)))));
+        assertEquals(Errno.EADDRINUSE, errno(() -> t.setAllowed(List.of(new IovaInterval(0x100000, 0x1fffff)))));
         assertEquals(List.of(), t.allowedRanges(), "a failed replace keeps the old list");
     }
 
     @Test
     void usableRangesAreTheHolesOfTheReservedSet() {
-        final IoPagetable<A> t = new IoPagetable<>();
+        final IoPagetable t = locked();
         t.reserve(0xfee00000L, 0xfeefffffL, "msi");
         t.reserve(1L << 48, -1L, "aperture");
         t.reserve(0, 0, "zero");
-        assertEquals(List.of(new IovaRange(1, 0xfedfffffL), new IovaRange(0xfef00000L, (1L << 48) - 1)), t.usableRanges());
+        assertEquals(List.of(new IovaInterval(1, 0xfedfffffL), new IovaInterval(0xfef00000L, (1L << 48) - 1)), t.usableRanges());
     }
 
     @Test
     void fixedPlacementErrnos() {
-        final IoPagetable<A> t = new IoPagetable<>();
+        final IoPagetable t = locked();
         t.setIovaAlignment(4096);
-        t.insertArea(new A(0x10000, 0x1ffff));
+        t.insertArea(area(0x10000, 0x1ffff));
         t.reserve(0x40000, 0x40fff, "r");
         assertEquals(Errno.EINVAL, errno(() -> t.checkFixed(0x1001, 0x1000)));
         assertEquals(Errno.EEXIST, errno(() -> t.checkFixed(0x1f000, 0x2000)));
@@ -98,7 +107,7 @@ class IoPagetableTest {
     @Property(tries = 200)
     void allocatedIovasNeverOverlapAndRespectThePolicy(@ForAll @IntRange(min = 1, max = 40) final int count,
                                                        @ForAll @LongRange(min = 1, max = 1 << 22) final long seed) {
-        final IoPagetable<A> t = new IoPagetable<>();
+        final IoPagetable t = locked();
         final java.util.Random rnd = new java.util.Random(seed);
         t.reserve(0xfee00000L, 0xfeefffffL, "msi");
         for (int i = 0; i < count; i++) {
@@ -116,7 +125,7 @@ class IoPagetableTest {
             align = Math.min(align, 2L << 20);
             assertEquals(0, iova % align, "iova 0x" + Long.toHexString(iova) + " aligned to 0x" + Long.toHexString(align));
             assertTrue(!t.areaIntersects(iova, last) && !t.reservedIntersects(iova, last));
-            t.insertArea(new A(iova, last));
+            t.insertArea(area(iova, last));
         }
     }
 }

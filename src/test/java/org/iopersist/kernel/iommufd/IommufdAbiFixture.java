@@ -8,15 +8,10 @@ import java.lang.foreign.StructLayout;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.nio.file.Path;
-import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.hw.MachineConfig;
+import org.iopersist.kernel.KernelRig;
 import org.iopersist.kernel.mm.FrameRefs;
-import org.iopersist.kernel.syscall.LiveUpdateControl;
 import org.iopersist.kernel.syscall.SyscallServer;
-import org.iopersist.kernel.syscall.Syscalls;
-import org.iopersist.kernel.syscall.TestFrames;
-import org.iopersist.kernel.fs.UserProcess;
-import org.iopersist.kernel.fs.Vfs;
-import org.iopersist.kernel.fs.Sysfs;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.IommuIoasAlloc;
 import org.iopersist.uapi.IommuIoasCopy;
@@ -30,7 +25,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.io.TempDir;
 
-/** A syscall server with /dev/iommu and one connected process holding an iommufd, as the selftest's FIXTURE(iommufd). */
+/** A booted kernel serving syscalls and one connected process holding an iommufd, as the selftest's FIXTURE(iommufd). */
 abstract class IommufdAbiFixture {
     static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -38,8 +33,7 @@ abstract class IommufdAbiFixture {
 
     @TempDir
     Path tmp;
-    PhysicalMemory memory;
-    TestFrames frames;
+    KernelRig rig;
     FrameRefs refs;
     SyscallServer server;
     KernelClient c;
@@ -52,28 +46,25 @@ abstract class IommufdAbiFixture {
         fd = c.open("/dev/iommu", Syscall.O_RDWR);
     }
 
-    /** Starts the kernel side: here a bare syscall table with /dev/iommu and no iommu; returns the memory file. */
+    /**
+     * Boots a kernel on a small machine (no device attached yet) from {@link #cmdline()}, and serves
+     * it on a socket: contexts come from its {@code /dev/iommu}, as for any process. Returns the
+     * machine's memory file.
+     */
     Path boot() throws Exception {
-        memory = PhysicalMemory.create(tmp.resolve("memory"), 256L << 20);
-        frames = new TestFrames(memory, 16L << 20, 128L << 20);
-        refs = new FrameRefs(frames);
-        final Vfs vfs = new Vfs(new Sysfs());
-        vfs.registerDevice("/dev/iommu", (p, path, flags) -> new IommufdFile(new IommufdCtx(memory, refs)));
-        server = new SyscallServer(tmp.resolve("k.sock"), new Syscalls(memory, frames, refs, vfs,
-                new LiveUpdateControl() {
-                    @Override
-                    public void kexecLoad(final UserProcess caller, final String cmdline) {
-                    }
+        rig = KernelRig.boot(tmp.resolve("m"), MachineConfig.small().withMemorySize(256L << 20), cmdline());
+        refs = rig.kernel.frameRefs();
+        server = rig.kernel.serve(tmp.resolve("k.sock"));
+        return tmp.resolve("m").resolve("memory");
+    }
 
-                    @Override
-                    public void rebootKexec(final UserProcess caller) {
-                    }
-                }), line -> { });
-        return tmp.resolve("memory");
+    /** The kernel command line of the fixture's boot. */
+    String cmdline() {
+        return "";
     }
 
     void shutdown() {
-        memory.close();
+        rig.close();
     }
 
     @AfterEach

@@ -4,13 +4,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.lang.foreign.MemorySegment;
-import java.nio.file.Path;
-import org.iopersist.hw.MachineConfig;
 import org.iopersist.hw.pci.DeviceBar;
 import org.iopersist.hw.pci.DmaRecord;
 import org.iopersist.hw.pci.WorkloadMode;
 import org.iopersist.hw.pci.WorkloadSettings;
-import org.iopersist.kernel.KernelRig;
 import org.iopersist.kernel.iommu.IommuDomain;
 import org.iopersist.uapi.IommuDestroy;
 import org.iopersist.uapi.IommuHwptAlloc;
@@ -23,36 +20,17 @@ import org.iopersist.uapi.VfioDeviceDetachIommufdPt;
 import org.junit.jupiter.api.BeforeEach;
 
 /**
- * The selftest's {@code mock_domain} fixture on real hardware: a booted kernel on a running
- * machine, device 0 opened through its VFIO cdev, bound, and attached to a fresh IOAS (so an auto
- * HWPT over a VT-d domain exists). Devices are checked by making them DMA.
+ * The selftest's {@code mock_domain} fixture on real hardware: on the booted kernel, device 0
+ * opened through its VFIO cdev, bound, and attached to a fresh IOAS (so an auto HWPT over a VT-d
+ * domain exists). Devices are checked by making them DMA.
  */
 abstract class IommufdDomainFixture extends IommufdAbiFixture {
     static final long PAGE = 4096;
     static final long BUFFER_SIZE = 16 * PAGE;
-    KernelRig rig;
     int ioasId;
     int devFd;
     int deviceId;
     int hwptId;
-
-    @Override
-    Path boot() throws Exception {
-        rig = KernelRig.boot(tmp.resolve("m"), MachineConfig.small().withMemorySize(256L << 20), cmdline());
-        refs = rig.kernel.frameRefs();
-        server = rig.kernel.serve(tmp.resolve("k.sock"));
-        return tmp.resolve("m").resolve("memory");
-    }
-
-    /** The kernel command line of the fixture's boot. */
-    String cmdline() {
-        return "";
-    }
-
-    @Override
-    void shutdown() {
-        rig.close();
-    }
 
     @BeforeEach
     void setUpDomain() {

@@ -35,14 +35,14 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
             unmapCalls.add(new long[] {iova, length});
             for (long[] p : new ArrayList<>(pinned)) {
                 if (p[0] < iova + length && iova < p[0] + p[1]) {
-                    AccessOps.unpinPages(access, p[0], p[1]);
+                    Access.unpinPages(access, p[0], p[1]);
                     pinned.remove(p);
                 }
             }
         }
 
         long[] pin(final long iova, final long length) {
-            final long[] frames = AccessOps.pinPages(access, iova, length, true);
+            final long[] frames = Access.pinPages(access, iova, length, true);
             pinned.add(new long[] {iova, length});
             return frames;
         }
@@ -54,7 +54,7 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
     void destroyAccesses() {
         for (Access a : created) {
             if (a.users() > 0) {
-                AccessOps.destroy(a);
+                Access.destroy(a);
             }
         }
     }
@@ -65,9 +65,9 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
 
     Driver newAccess(final int ioas) {
         final Driver d = new Driver();
-        d.access = AccessOps.create(ctx(), d);
+        d.access = Access.create(ctx(), d);
         created.add(d.access);
-        AccessOps.attach(d.access, ioas);
+        Access.attach(d.access, ioas);
         return d;
     }
 
@@ -83,7 +83,7 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
                 assertEquals(c.memory().physOf(buf + i * PAGE), frames[i]);
             }
             // A second pin of the same range, and a domain coming and going while pinned.
-            AccessOps.pinPages(d.access, iova, npages * PAGE, false);
+            Access.pinPages(d.access, iova, npages * PAGE, false);
             final int dev1 = openDevice(1);
             final int dev1Id = bind(dev1, fd);
             final long hwpt = hwptAlloc(dev1Id, ioasId, 0);
@@ -91,16 +91,16 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
             assertDeviceReaches(1, iova, buf);
             c.close(dev1);
             assertEquals(0, destroy((int) hwpt));
-            AccessOps.unpinPages(d.access, iova, npages * PAGE);
-            AccessOps.unpinPages(d.access, iova, npages * PAGE);
+            Access.unpinPages(d.access, iova, npages * PAGE);
+            Access.unpinPages(d.access, iova, npages * PAGE);
             d.pinned.clear();
         }
-        assertEquals(Errno.EINVAL, assertThrows(KernelException.class, () -> AccessOps.unpinPages(d.access, iova, PAGE)).errno(),
+        assertEquals(Errno.EINVAL, assertThrows(KernelException.class, () -> Access.unpinPages(d.access, iova, PAGE)).errno(),
                 "unpin of what is not pinned");
         assertEquals(Errno.ENOENT, assertThrows(KernelException.class,
-                () -> AccessOps.pinPages(d.access, iova + BUFFER_SIZE, PAGE, false)).errno(), "a hole");
+                () -> Access.pinPages(d.access, iova + BUFFER_SIZE, PAGE, false)).errno(), "a hole");
         assertEquals(Errno.EBUSY, err(destroy(ioasId)), "the access holds the IOAS");
-        AccessOps.destroy(d.access);
+        Access.destroy(d.access);
         assertEquals(0, detachPt(devFd));
         assertEquals(0, destroy(ioasId), "destroying the access released the IOAS");
     }
@@ -117,7 +117,7 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
         assertEquals(iova, d.unmapCalls.get(0)[0]);
         assertEquals(BUFFER_SIZE, d.unmapCalls.get(0)[1]);
         assertEquals(Errno.EINVAL, assertThrows(KernelException.class,
-                () -> AccessOps.unpinPages(d.access, iova + PAGE, 2 * PAGE)).errno(), "the pin is gone");
+                () -> Access.unpinPages(d.access, iova + PAGE, 2 * PAGE)).errno(), "the pin is gone");
         for (long i = 0; i < BUFFER_SIZE / PAGE; i++) {
             assertEquals(1, refs.count(c.memory().physOf(buf + i * PAGE)), "every page unpinned");
         }
@@ -127,7 +127,7 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
     void access_pin_unmap_stubborn() {
         // A driver that never unpins: the unmap gives up with EDEADLK instead of hanging.
         final IommufdCtx ctx = ctx();
-        final Access stubborn = AccessOps.create(ctx, new Access.Ops() {
+        final Access stubborn = Access.create(ctx, new Access.Ops() {
             @Override
             public boolean needsPinPages() {
                 return true;
@@ -138,12 +138,12 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
             }
         });
         created.add(stubborn);
-        AccessOps.attach(stubborn, ioasId);
+        Access.attach(stubborn, ioasId);
         final long buf = buffer(1);
         final long iova = map(ioasId, buf, PAGE, 0, false);
-        AccessOps.pinPages(stubborn, iova, PAGE, false);
+        Access.pinPages(stubborn, iova, PAGE, false);
         assertEquals(Errno.EDEADLK, err(unmap(ioasId, iova, PAGE)));
-        AccessOps.unpinPages(stubborn, iova, PAGE);
+        Access.unpinPages(stubborn, iova, PAGE);
         assertEquals(PAGE, unmap(ioasId, iova, PAGE));
     }
 
@@ -161,16 +161,16 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
                 for (int i = 0; i < len; i++) {
                     data[i] = (byte) (offset + i * 31 + len);
                 }
-                AccessOps.rw(d.access, iova + offset, MemorySegment.ofArray(data), true);
+                Access.rw(d.access, iova + offset, MemorySegment.ofArray(data), true);
                 c.memory().flush();
                 assertArrayEquals(data, c.memory().readBytes(buf + offset, len), "write at +" + offset + " len " + len);
                 final byte[] back = new byte[len];
-                AccessOps.rw(d.access, iova + offset, MemorySegment.ofArray(back), false);
+                Access.rw(d.access, iova + offset, MemorySegment.ofArray(back), false);
                 assertArrayEquals(data, back);
             }
         }
         assertEquals(Errno.ENOENT, assertThrows(KernelException.class,
-                () -> AccessOps.rw(d.access, iova + 4 * PAGE - 1, MemorySegment.ofArray(new byte[2]), false)).errno(),
+                () -> Access.rw(d.access, iova + 4 * PAGE - 1, MemorySegment.ofArray(new byte[2]), false)).errno(),
                 "runs off the end of the area");
         // A read-only area refuses writes.
         final long ro = buffer(1);
@@ -183,14 +183,14 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
         assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_IOAS_MAP, s));
         final long roIova = get64(s, l, "iova");
         assertEquals(Errno.EPERM, assertThrows(KernelException.class,
-                () -> AccessOps.rw(d.access, roIova, MemorySegment.ofArray(new byte[8]), true)).errno());
-        AccessOps.rw(d.access, roIova, MemorySegment.ofArray(new byte[8]), false);
+                () -> Access.rw(d.access, roIova, MemorySegment.ofArray(new byte[8]), true)).errno());
+        Access.rw(d.access, roIova, MemorySegment.ofArray(new byte[8]), false);
     }
 
     @Test
     void access_rw_unaligned() {
         // Odd lengths at odd offsets straddling two pages, through an access that does not pin.
-        final Access a = AccessOps.create(ctx(), new Access.Ops() {
+        final Access a = Access.create(ctx(), new Access.Ops() {
             @Override
             public boolean needsPinPages() {
                 return false;
@@ -201,14 +201,14 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
             }
         });
         created.add(a);
-        AccessOps.attach(a, ioasId);
+        Access.attach(a, ioasId);
         final long buf = buffer(2);
         final long iova = map(ioasId, buf, 2 * PAGE, 0, false);
         final byte[] data = new byte[13];
         for (int i = 0; i < data.length; i++) {
             data[i] = (byte) (0xA0 + i);
         }
-        AccessOps.rw(a, iova + PAGE - 6, MemorySegment.ofArray(data), true);
+        Access.rw(a, iova + PAGE - 6, MemorySegment.ofArray(data), true);
         c.memory().flush();
         assertArrayEquals(data, c.memory().readBytes(buf + PAGE - 6, data.length));
     }
@@ -223,7 +223,7 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
         assertEquals(c.memory().physOf(buf + PAGE), frames[0]);
         assertEquals(0, detachPt(devFd), "the auto HWPT and its domain go");
         assertEquals(2, refs.count(frames[0]), "the access's pin keeps the page");
-        AccessOps.unpinPages(d.access, iova + PAGE, PAGE);
+        Access.unpinPages(d.access, iova + PAGE, PAGE);
         assertEquals(1, refs.count(frames[0]));
     }
 
@@ -249,7 +249,7 @@ class IommufdSelftestAccessTest extends IommufdDomainFixture {
         assertEquals(PAGE, iovaRanges(bare, 1)[0]);
         final long buf = buffer(1);
         assertEquals(Errno.EINVAL, err(map(bare, buf + 1, PAGE - 1, 0, false)), "sub-page auto map no longer fits");
-        AccessOps.detach(d.access);
+        Access.detach(d.access);
         assertEquals(1, iovaRanges(bare, 1)[0]);
         assertTrue(map(bare, buf + 1, PAGE - 1, 0, false) > 0);
     }

@@ -1,5 +1,6 @@
 package org.iopersist.kernel.liveupdate;
 
+import org.iopersist.kernel.iommufd.persist.PersistedIommufds;
 import org.iopersist.kernel.KernelRig;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -16,7 +17,7 @@ import org.iopersist.hw.Machine;
 import org.iopersist.hw.MachineConfig;
 import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.iommu.IommuDevice;
-import org.iopersist.kernel.iommufd.PersistentContexts;
+import org.iopersist.kernel.iommufd.persist.IommufdHandover;
 import org.iopersist.kernel.liveupdate.kho.FdtReader;
 import org.iopersist.kernel.liveupdate.kho.SetupData;
 import org.iopersist.kernel.syscall.SyscallServer;
@@ -75,21 +76,21 @@ class IommufdHandoverTest {
 
     /** Reseals the edited iommufd blob, boots, and expects a cold boot for {@code reason}, everything blocked. */
     private static void assertCold(final Machine m, final String reason) {
-        Handovers.reseal(m.board(), PersistentContexts.NAME);
+        Handovers.reseal(m.board(), IommufdHandover.NAME);
         final Kernel b = Kernel.boot(m.board());
         assertEquals(Kernel.BootKind.COLD, b.bootKind(), reason);
         assertTrue(b.coldBootReason().contains(reason), b.coldBootReason());
         for (IommuDevice d : b.iommu().devices()) {
             assertEquals(b.iommu().blockedDomain(), b.iommu().domainOf(d));
         }
-        assertEquals(List.of(), b.persistedContexts().restoredIds(), "nothing half-adopted");
+        assertEquals(List.of(), PersistedIommufds.restoredIds(b), "nothing half-adopted");
     }
 
     @Test
     void dtcReadsTheIommufdSubtree() throws Exception {
         final Handed h = handOver(dir.resolve("m"));
         try (Machine m = h.machine()) {
-            final FdtReader b = Handovers.subtree(m.board(), PersistentContexts.NAME);
+            final FdtReader b = Handovers.subtree(m.board(), IommufdHandover.NAME);
             final Path f = dir.resolve("iommufd.dtb");
             Files.write(f, b.segment().toArray(ValueLayout.JAVA_BYTE));
             final Process p = new ProcessBuilder("dtc", "-I", "dtb", "-O", "dts", f.toString()).redirectErrorStream(true).start();
@@ -106,7 +107,7 @@ class IommufdHandoverTest {
     void anAreaPastItsFilesEndColdBoots() throws Exception {
         final Handed h = handOver(dir.resolve("m"));
         try (Machine m = h.machine()) {
-            areas(Handovers.subtree(m.board(), PersistentContexts.NAME), h.pid()).set(BE64, 3 * 8, 7 * MIB); // offset of area 0
+            areas(Handovers.subtree(m.board(), IommufdHandover.NAME), h.pid()).set(BE64, 3 * 8, 7 * MIB); // offset of area 0
             assertCold(m, "past the end of inode");
         }
     }
@@ -115,8 +116,8 @@ class IommufdHandoverTest {
     void overlappingAreasColdBoot() throws Exception {
         final Handed h = handOver(dir.resolve("m"));
         try (Machine m = h.machine()) {
-            areas(Handovers.subtree(m.board(), PersistentContexts.NAME), h.pid())
-                    .set(BE64, PersistentContexts.AREA_CELLS * 8, MIB); // area 1's iova into area 0
+            areas(Handovers.subtree(m.board(), IommufdHandover.NAME), h.pid())
+                    .set(BE64, IommufdHandover.AREA_CELLS * 8, MIB); // area 1's iova into area 0
             assertCold(m, "areas overlap");
         }
     }
@@ -126,7 +127,7 @@ class IommufdHandoverTest {
         final Handed h = handOver(dir.resolve("m"));
         try (Machine m = h.machine()) {
             // Still well-formed, inside its file and its pages, overlapping nothing: only the tables disagree.
-            areas(Handovers.subtree(m.board(), PersistentContexts.NAME), h.pid()).set(BE64, PersistentContexts.AREA_CELLS * 8, 32 * MIB);
+            areas(Handovers.subtree(m.board(), IommufdHandover.NAME), h.pid()).set(BE64, IommufdHandover.AREA_CELLS * 8, 32 * MIB);
             assertCold(m, "does not match hwpt");
         }
     }
@@ -135,7 +136,7 @@ class IommufdHandoverTest {
     void anAreaWithOtherPermissionsThanItsLeavesColdBoots() throws Exception {
         final Handed h = handOver(dir.resolve("m"));
         try (Machine m = h.machine()) {
-            areas(Handovers.subtree(m.board(), PersistentContexts.NAME), h.pid()).set(BE64, 4 * 8, 1L); // area 0 read-only
+            areas(Handovers.subtree(m.board(), IommufdHandover.NAME), h.pid()).set(BE64, 4 * 8, 1L); // area 0 read-only
             assertCold(m, "does not match hwpt");
         }
     }
@@ -145,8 +146,8 @@ class IommufdHandoverTest {
         final Handed h = handOver(dir.resolve("m"));
         try (Machine m = h.machine()) {
             // The copy's area shrinks to half: every page it keeps matches, the other half is mapped by nobody's area.
-            areas(Handovers.subtree(m.board(), PersistentContexts.NAME), h.pid())
-                    .set(BE64, (2L * PersistentContexts.AREA_CELLS + 1) * 8, MIB / 2);
+            areas(Handovers.subtree(m.board(), IommufdHandover.NAME), h.pid())
+                    .set(BE64, (2L * IommufdHandover.AREA_CELLS + 1) * 8, MIB / 2);
             assertCold(m, "domain maps 0x");
         }
     }
@@ -155,9 +156,9 @@ class IommufdHandoverTest {
     void anAreaOutsideItsPagesColdBoots() throws Exception {
         final Handed h = handOver(dir.resolve("m"));
         try (Machine m = h.machine()) {
-            final MemorySegment areas = areas(Handovers.subtree(m.board(), PersistentContexts.NAME), h.pid());
-            assertEquals(0, areas.get(BE64, (2L * PersistentContexts.AREA_CELLS + 5) * 8), "the copy shares area 0's pages");
-            areas.set(BE64, (PersistentContexts.AREA_CELLS + 5) * 8, 0L); // area 1 (file offset 4 MiB) onto pages 0 ([0, 2 MiB))
+            final MemorySegment areas = areas(Handovers.subtree(m.board(), IommufdHandover.NAME), h.pid());
+            assertEquals(0, areas.get(BE64, (2L * IommufdHandover.AREA_CELLS + 5) * 8), "the copy shares area 0's pages");
+            areas.set(BE64, (IommufdHandover.AREA_CELLS + 5) * 8, 0L); // area 1 (file offset 4 MiB) onto pages 0 ([0, 2 MiB))
             assertCold(m, "outside its pages");
         }
     }
@@ -168,7 +169,7 @@ class IommufdHandoverTest {
         for (int sample = 0; sample < 8; sample++) {
             final Handed h = handOver(dir.resolve("m" + sample));
             try (Machine m = h.machine()) {
-                final MemorySegment bytes = Handovers.subtree(m.board(), PersistentContexts.NAME).segment();
+                final MemorySegment bytes = Handovers.subtree(m.board(), IommufdHandover.NAME).segment();
                 final long at = rnd.nextLong(bytes.byteSize());
                 bytes.set(ValueLayout.JAVA_BYTE, at, (byte) (bytes.get(ValueLayout.JAVA_BYTE, at) ^ (1 << rnd.nextInt(8))));
                 final Kernel b = Kernel.boot(m.board());
@@ -189,7 +190,7 @@ class IommufdHandoverTest {
         final long intactPhys;
         try (Machine m = handOver(dir.resolve("intact")).machine()) {
             final Kernel b = Kernel.boot(m.board());
-            intact = kinds(b.persistedContexts().context(b.persistedContexts().restoredIds().get(0)).objectsById());
+            intact = kinds(PersistedIommufds.objectsById(b, PersistedIommufds.restoredIds(b).get(0)));
             intactPhys = b.iommu().domainOf(b.iommu().devices().get(0)).iovaToPhys(8 * MIB + 0x5000);
         }
         final Random rnd = new Random(7);
@@ -197,23 +198,23 @@ class IommufdHandoverTest {
         for (int sample = 0; sample < 32; sample++) {
             final Handed h = handOver(dir.resolve("r" + sample));
             try (Machine m = h.machine()) {
-                final MemorySegment bytes = Handovers.subtree(m.board(), PersistentContexts.NAME).segment();
+                final MemorySegment bytes = Handovers.subtree(m.board(), IommufdHandover.NAME).segment();
                 final long at = rnd.nextLong(bytes.byteSize());
                 bytes.set(ValueLayout.JAVA_BYTE, at, (byte) (bytes.get(ValueLayout.JAVA_BYTE, at) ^ (1 + rnd.nextInt(255))));
-                Handovers.reseal(m.board(), PersistentContexts.NAME);
+                Handovers.reseal(m.board(), IommufdHandover.NAME);
                 final Kernel b = Kernel.boot(m.board());
                 if (b.bootKind() == Kernel.BootKind.COLD) {
                     cold++;
                     for (IommuDevice d : b.iommu().devices()) {
                         assertEquals(b.iommu().blockedDomain(), b.iommu().domainOf(d), "byte " + at);
                     }
-                    assertEquals(List.of(), b.persistedContexts().restoredIds(), "byte " + at);
+                    assertEquals(List.of(), PersistedIommufds.restoredIds(b), "byte " + at);
                 } else {
                     // A flip nothing depends on (padding, a unit address), or one that renames an
                     // object id or persistent id: what is restored must still be whole and consistent.
-                    assertEquals(1, b.persistedContexts().restoredIds().size(), "byte " + at);
-                    final int pid = b.persistedContexts().restoredIds().get(0);
-                    assertEquals(intact, kinds(b.persistedContexts().context(pid).objectsById()), "byte " + at);
+                    assertEquals(1, PersistedIommufds.restoredIds(b).size(), "byte " + at);
+                    final int pid = PersistedIommufds.restoredIds(b).get(0);
+                    assertEquals(intact, kinds(PersistedIommufds.objectsById(b, pid)), "byte " + at);
                     assertEquals(intactPhys, b.iommu().domainOf(b.iommu().devices().get(0)).iovaToPhys(8 * MIB + 0x5000), "byte " + at);
                 }
             }

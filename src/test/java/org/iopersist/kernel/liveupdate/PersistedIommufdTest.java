@@ -1,5 +1,6 @@
 package org.iopersist.kernel.liveupdate;
 
+import org.iopersist.kernel.iommufd.persist.PersistedIommufds;
 import org.iopersist.kernel.KernelRig;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -25,7 +26,7 @@ import org.iopersist.hw.vtd.UnitConfig;
 import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommu.IommuDomain;
-import org.iopersist.kernel.iommufd.PersistentContexts;
+import org.iopersist.kernel.iommufd.persist.IommufdHandover;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.ChildJvm;
 import org.iopersist.testing.Handovers;
@@ -75,7 +76,7 @@ class PersistedIommufdTest {
      */
     private static String snapshot(final Kernel k, final int pid, final long pinnedPages) {
         final StringBuilder b = new StringBuilder();
-        b.append(k.persistedContexts().context(pid).objectsById()).append("; pinned ").append(pinnedPages).append("; pins");
+        b.append(PersistedIommufds.objectsById(k, pid)).append("; pinned ").append(pinnedPages).append("; pins");
         final var fs = k.guestmemfs();
         for (long off = 0; off < RAM; off += 2 * MIB) {
             b.append(' ').append(fs.pinsAt("vm0-ram", off));
@@ -168,7 +169,7 @@ class PersistedIommufdTest {
                 Handovers.checkWithDtc(m.board());
                 final Kernel next = Kernel.boot(m.board());
                 assertEquals(Kernel.BootKind.LIVE_UPDATE, next.bootKind(), next.coldBootReason());
-                assertEquals(List.of(pid), next.persistedContexts().restoredIds());
+                assertEquals(List.of(pid), PersistedIommufds.restoredIds(next));
                 assertEquals(before, snapshot(next, pid, pinned), "round " + round + ": the same state after the kexec");
                 final String dirOf = Iommufd.persistedDir(pid);
                 assertEquals(Integer.toString(vmm.uid()), next.sysfs().read(dirOf + "/owner").trim());
@@ -185,7 +186,7 @@ class PersistedIommufdTest {
                 iommufd = IommufdHandle.of(vmm, fd);
                 assertEquals(pid, iommufd.persistentId(), "the same persistent id");
                 assertEquals(pinned, server.process(vmm.pid()).pinnedPages(), "the pins moved to the opener");
-                assertEquals(List.of(), k.persistedContexts().restoredIds(), "reopened");
+                assertEquals(List.of(), PersistedIommufds.restoredIds(k), "reopened");
                 final int r = round;
                 final KernelClient v = vmm;
                 assertEquals(Errno.EBUSY.number, assertThrows(ErrnoException.class,
@@ -225,7 +226,7 @@ class PersistedIommufdTest {
                         iova -> kk.iommu().domainOf(kk.iommu().devices().get(0)).iovaToPhys(iova));
                 assertTrue(rep.clean(), rep.toString());
             }
-            assertEquals(List.of(autoHwpt + ":HWPT_PAGING"), k.persistedContexts().context(pid).objectsById().stream()
+            assertEquals(List.of(autoHwpt + ":HWPT_PAGING"), PersistedIommufds.objectsById(k, pid).stream()
                     .filter(o -> o.startsWith(autoHwpt + ":")).toList());
             vmm.close();
             server.close();
@@ -255,7 +256,7 @@ class PersistedIommufdTest {
             a.kexec();
             Handovers.checkWithDtc(m.board());
             final Kernel b = Kernel.boot(m.board());
-            assertEquals(2, b.persistedContexts().restoredIds().size());
+            assertEquals(2, PersistedIommufds.restoredIds(b).size());
             final SyscallServer s2 = b.serve(dir.resolve("k2.sock"));
             final KernelClient vmm2 = KernelClient.connect(s2.path(), dir.resolve("m").resolve("memory"));
             final int reopened = vmm2.open(Iommufd.persistedNode(pidByDevice.get(0)), Syscall.O_RDWR);
@@ -274,7 +275,7 @@ class PersistedIommufdTest {
             final long freeBeforeFinish = b.frames().stats().freeFrames();
             final long handover = b.liveUpdate().handoverFramesLeft(); // unclaimed blocks and the tracker
             vmm2.writeFile("/sys/kernel/liveupdate/finish", "1");
-            assertEquals(List.of(), b.persistedContexts().restoredIds());
+            assertEquals(List.of(), PersistedIommufds.restoredIds(b));
             assertEquals(b.iommu().blockedDomain(), b.iommu().domainOf(dev1), "the unopened context's device is blocked");
             assertEquals(IommuDomain.Type.PAGING, b.iommu().domainOf(b.iommu().devices().get(0)).type());
             assertEquals(0, b.guestmemfs().pinsAt("vm0-ram", 8 * MIB), "its areas are unpinned");
@@ -358,14 +359,14 @@ class PersistedIommufdTest {
             a.kexec();
             // Kernel B restores the context, but no VMM comes; B is updated again before finish.
             final Kernel b = Kernel.boot(m.board());
-            assertEquals(List.of(pid), b.persistedContexts().restoredIds());
+            assertEquals(List.of(pid), PersistedIommufds.restoredIds(b));
             b.liveUpdate().finalizeHandover();
             b.kexecLoad(KernelRig.root(), CMDLINE);
             b.kexec();
             Handovers.checkWithDtc(m.board());
             final Kernel c = Kernel.boot(m.board());
             assertEquals(Kernel.BootKind.LIVE_UPDATE, c.bootKind(), c.coldBootReason());
-            assertEquals(List.of(pid), c.persistedContexts().restoredIds(), "handed over unchanged by B");
+            assertEquals(List.of(pid), PersistedIommufds.restoredIds(c), "handed over unchanged by B");
             final SyscallServer s3 = c.serve(dir.resolve("k3.sock"));
             try (KernelClient vmm3 = KernelClient.connect(s3.path(), dir.resolve("m").resolve("memory"))) {
                 final IommufdHandle again = IommufdHandle.of(vmm3, vmm3.open(Iommufd.persistedNode(pid), Syscall.O_RDWR));
@@ -448,7 +449,7 @@ class PersistedIommufdTest {
                 assertEquals(0, child.waitFor(60), child.output());
                 assertTrue(child.output().contains("uid 65534: EACCES"), child.output());
             }
-            assertEquals(List.of(pid), b.persistedContexts().restoredIds(), "still waiting for its owner");
+            assertEquals(List.of(pid), PersistedIommufds.restoredIds(b), "still waiting for its owner");
             try (KernelClient owner = KernelClient.connect(s2.path(), shared.resolve("m").resolve("memory"))) {
                 assertTrue(owner.open(node, Syscall.O_RDWR) >= 0, "the owner (root here) may");
             }

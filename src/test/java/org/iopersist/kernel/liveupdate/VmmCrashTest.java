@@ -1,5 +1,6 @@
 package org.iopersist.kernel.liveupdate;
 
+import org.iopersist.kernel.iommufd.persist.PersistedIommufds;
 import org.iopersist.kernel.KernelRig;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -75,7 +76,7 @@ class VmmCrashTest {
             final IommuDevice dev = a.iommu().devices().get(0);
             final long until = System.nanoTime() + 10_000_000_000L;
             while ((a.liveUpdate().finalized() || a.iommu().domainOf(dev) != a.iommu().blockedDomain()
-                    || a.guestmemfs().pinsAt("vm0-ram", 0) != 0 || !a.persistedContexts().liveIds().isEmpty())
+                    || a.guestmemfs().pinsAt("vm0-ram", 0) != 0 || !PersistedIommufds.liveIds(a).isEmpty())
                     && System.nanoTime() < until) {
                 Thread.sleep(10);
             }
@@ -83,7 +84,7 @@ class VmmCrashTest {
             assertTrue(a.log().contains("after KHO finalize: aborting the finalize"), a.log().toString());
             assertEquals(a.iommu().blockedDomain(), a.iommu().domainOf(dev), "its device is blocked");
             assertEquals(0, a.guestmemfs().pinsAt("vm0-ram", 0), "its pins are gone; the file stays");
-            assertEquals(List.of(), a.persistedContexts().liveIds(), "the context is gone");
+            assertEquals(List.of(), PersistedIommufds.liveIds(a), "the context is gone");
             a.kexecLoad(KernelRig.root(), "guestmemfs=32M");
             a.kexec();
             final Kernel b = Kernel.boot(m.board());
