@@ -36,6 +36,18 @@ public interface DomainOps {
     /** The physical address {@code iova} translates to, or -1. */
     long iovaToPhys(long iova);
 
+    /** One leaf of a domain's tables: {@code size} bytes at {@code iova} to {@code phys}, with {@code prot}. */
+    @FunctionalInterface
+    interface LeafVisitor {
+        void leaf(long iova, long phys, long size, int prot);
+    }
+
+    /**
+     * Every leaf, in IOVA order, as the hardware would read it (acquire loads). For the check of
+     * adopted tables after a live update; concurrent maps may or may not be seen.
+     */
+    void forEachLeaf(LeafVisitor visitor);
+
     /** What identifies this domain in the driver's handover (VT-d: its pgd), or -1. */
     default long handoverKey() {
         return -1;

@@ -41,15 +41,6 @@ public interface IommuDriver {
 
         /** The last IOVA each of those domains translates, by handover key. */
         java.util.Map<Long, Long> apertures();
-
-        /** Bytes each of those domains maps (the sum of its leaves), by handover key. */
-        java.util.Map<Long, Long> mappedBytes();
-
-        /**
-         * The leaf translating {@code iova} in domain {@code key}, read from the (validated) tables:
-         * its first IOVA, physical address, size and {@code IOMMU_READ | IOMMU_WRITE} bits; null if unmapped.
-         */
-        Leaf leaf(long key, long iova);
     }
 
     /** One leaf of a domain's page table. */

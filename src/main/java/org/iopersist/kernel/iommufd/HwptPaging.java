@@ -31,6 +31,31 @@ public final class HwptPaging extends IommufdObject implements IoasDomain {
         this.iommu = iommu;
     }
 
+    /** What a scrub of an adopted domain found: leaves and bytes walked, and the first difference or null. */
+    public record ScrubResult(long leaves, long bytes, long areaBytes, String mismatch) {
+        public boolean ok() {
+            return mismatch == null;
+        }
+    }
+
+    /**
+     * The full check of this HWPT's domain against its IOAS (see {@link IoPagetable#checkDomain}),
+     * with maps and unmaps held off while it runs.
+     */
+    public ScrubResult scrub() {
+        ioas.iopt.domainsLock.readLock().lock();
+        try {
+            ioas.iopt.iovaLock.readLock().lock();
+            try {
+                return ioas.iopt.checkDomain(domain.ops());
+            } finally {
+                ioas.iopt.iovaLock.readLock().unlock();
+            }
+        } finally {
+            ioas.iopt.domainsLock.readLock().unlock();
+        }
+    }
+
     public IommuDomain domain() {
         return domain;
     }

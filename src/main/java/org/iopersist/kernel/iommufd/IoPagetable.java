@@ -8,6 +8,7 @@ import java.util.TreeMap;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.fs.UserProcess;
+import org.iopersist.kernel.iommu.DomainOps;
 import org.iopersist.uapi.Errno;
 
 /**
@@ -92,6 +93,57 @@ final class IoPagetable {
     void setLargePagesDisabled(final boolean disabled) {
         assertIovaWriteHeld();
         this.disableLargePages = disabled;
+    }
+
+    // ------------------------------------------------------------------ the scrub
+
+    /**
+     * The check of an adopted domain that boot leaves out: every leaf of {@code ops} lies in one
+     * area, maps that area's pages with its prot, and the leaves add up to the pages the areas span,
+     * so the domain maps the areas and nothing else. O(leaves + contiguous runs). The caller holds
+     * domainsLock and iovaLock for reading, so no map or unmap is half done.
+     */
+    HwptPaging.ScrubResult checkDomain(final DomainOps ops) {
+        assertIovaHeld();
+        final long[] counts = new long[2]; // leaves, bytes
+        final String[] mismatch = {null};
+        ops.forEachLeaf((iova, phys, size, prot) -> {
+            counts[0]++;
+            counts[1] += size;
+            if (mismatch[0] == null) {
+                mismatch[0] = checkLeaf(iova, phys, size, prot);
+            }
+        });
+        long span = 0;
+        for (IoptArea a : areas.values()) {
+            span += (((a.startByte() + a.length() - 1) >>> 12) - (a.startByte() >>> 12) + 1) << 12;
+        }
+        if (mismatch[0] == null && counts[1] != span) {
+            mismatch[0] = String.format("the domain maps 0x%x bytes, its areas span 0x%x", counts[1], span);
+        }
+        return new HwptPaging.ScrubResult(counts[0], counts[1], span, mismatch[0]);
+    }
+
+    private String checkLeaf(final long iova, final long phys, final long size, final int prot) {
+        final Map.Entry<Long, IoptArea> e = areas.floorEntry(iova + PAGE_SIZE - 1);
+        final IoptArea a = e == null ? null : e.getValue();
+        final long base = a == null ? 0 : a.start() - (a.startByte() & (PAGE_SIZE - 1));
+        if (a == null || IovaMath.lt(iova, base) || IovaMath.lt(a.last() | (PAGE_SIZE - 1), iova + size - 1)) {
+            return String.format("a leaf maps IOVA 0x%x+0x%x outside every area", iova, size);
+        }
+        if (prot != a.prot()) {
+            return String.format("the leaf at IOVA 0x%x allows 0x%x, its area 0x%x", iova, prot, a.prot());
+        }
+        final long first = (a.startByte() >>> 12) + ((iova - base) >>> 12);
+        final long pages = size >>> 12;
+        for (long done = 0; done < pages; ) {
+            if (a.pages().frame(first + done) != phys + (done << 12)) {
+                return String.format("IOVA 0x%x translates to 0x%x, its area's page is at 0x%x", iova + (done << 12),
+                        phys + (done << 12), a.pages().frame(first + done));
+            }
+            done += a.pages().contiguousPages(first + done, pages - done);
+        }
+        return null;
     }
 
     // ------------------------------------------------------------------ areas

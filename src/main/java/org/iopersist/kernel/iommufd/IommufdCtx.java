@@ -159,6 +159,21 @@ public final class IommufdCtx {
     }
 
     /**
+     * iommufd_ctx_get for an in-kernel user that may race the last put (a background scrub):
+     * false if the context is already gone. A true return is released by {@link #put}.
+     */
+    public boolean tryGet() {
+        int n;
+        do {
+            n = fileRefs.get();
+            if (n == 0) {
+                return false;
+            }
+        } while (!fileRefs.compareAndSet(n, n + 1));
+        return true;
+    }
+
+    /**
      * iommufd_ctx_put: drops a reference (a bind's, an access's, the open file's, or the kernel's
      * on a restored context); the last one destroys every object (iommufd_fops_release).
      */
@@ -182,6 +197,38 @@ public final class IommufdCtx {
         // the kernel's binding alone; with the fd gone nobody can adopt them: unbind (block) them.
         unbindRestoredDevices();
         put();
+    }
+
+    /** Whether a device restored into this context still waits for its VMM to bind it again. */
+    public boolean hasRestoredDevices() {
+        for (IommufdObject o : objects.objects()) {
+            if (o instanceof IommufdDevice d && d.restored) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    void restoredDevicesRebound() {
+        persistent.devicesRebound(this);
+    }
+
+    /**
+     * A scrub found {@code h}'s tables wrong: every device attached to it is detached, so it is
+     * blocked, even while a live update is finalized (a wrong table must not stay reachable).
+     * Returns how many.
+     */
+    public int blockDevicesOf(final HwptPaging h) {
+        int n = 0;
+        synchronized (attachLock) {
+            for (IommufdObject o : objects.objects()) {
+                if (o instanceof IommufdDevice d && d.hwpt() == h) {
+                    IommufdDevice.detachLocked(d);
+                    n++;
+                }
+            }
+        }
+        return n;
     }
 
     /**

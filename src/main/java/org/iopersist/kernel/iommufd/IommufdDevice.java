@@ -56,14 +56,24 @@ public final class IommufdDevice extends IommufdObject {
     /** iommufd_device_bind: a new DEVICE object; the context stays alive until unbind. */
     public static IommufdDevice bind(final IommufdCtx ctx, final IommuDevice dev) {
         ctx.iommu();
+        IommufdDevice adopted = null;
+        boolean last = false;
         synchronized (ctx.attachLock) {
             for (IommufdObject o : ctx.objects.objects()) {
                 if (o instanceof IommufdDevice d && d.restored && d.dev.equals(dev)) {
                     // The restarted VMM binds its device again: it gets the restored object, still attached.
                     d.restored = false;
-                    return d;
+                    adopted = d;
+                    last = !ctx.hasRestoredDevices();
+                    break;
                 }
             }
+        }
+        if (adopted != null) {
+            if (last) {
+                ctx.restoredDevicesRebound(); // outside the attach lock: it starts the scrub
+            }
+            return adopted;
         }
         // A device restored into another context (held by the kernel, or reopened but not yet
         // bound again) is that context's until it is bound there or finish frees it.
@@ -214,7 +224,7 @@ public final class IommufdDevice extends IommufdObject {
         }
     }
 
-    private static void detachLocked(final IommufdDevice idev) {
+    static void detachLocked(final IommufdDevice idev) {
         final HwptPaging old = idev.hwpt;
         if (old == null) {
             return;

@@ -18,4 +18,7 @@ public interface PersistentIommufds {
 
     /** A persistent context is losing state the handover describes: undo the finalize first. */
     void abortFinalize(String why);
+
+    /** Every device restored into {@code ctx} is bound again by its VMM: the deferred checks may run now. */
+    void devicesRebound(IommufdCtx ctx);
 }

@@ -383,6 +383,29 @@ final class DmarDomain implements DomainOps {
         return -1;
     }
 
+    @Override
+    public void forEachLeaf(final LeafVisitor visitor) {
+        forEachLeaf(pgd, levels, 0, IommuDomain.READ | IommuDomain.WRITE, visitor);
+    }
+
+    /** {@code allowed}: what the entries above allow; a leaf's access is what the whole walk allows, as the hardware computes it. */
+    private void forEachLeaf(final long table, final int level, final long base, final int allowed, final LeafVisitor visitor) {
+        for (int i = 0; i < SlPte.ENTRIES; i++) {
+            final long pte = memory.load64Acquire(table + (long) i * SlPte.SIZE);
+            if (!SlPte.present(pte)) {
+                continue;
+            }
+            final long iova = base + ((long) i << SlPte.levelShift(level));
+            // R and W sit where IOMMU_READ and IOMMU_WRITE do.
+            final int prot = allowed & (int) (pte & (SlPte.R | SlPte.W));
+            if (level == 1 || SlPte.largeLeaf(pte)) {
+                visitor.leaf(iova, SlPte.address(pte), SlPte.levelSize(level), prot);
+            } else {
+                forEachLeaf(SlPte.address(pte), level - 1, iova, prot, visitor);
+            }
+        }
+    }
+
     // ------------------------------------------------------------------ teardown
 
     @Override

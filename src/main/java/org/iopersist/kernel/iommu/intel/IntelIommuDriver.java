@@ -211,21 +211,6 @@ public final class IntelIommuDriver implements IommuDriver {
             }
             return out;
         }
-
-        @Override
-        public java.util.Map<Long, Long> mappedBytes() {
-            return adoption.mappedBytes();
-        }
-
-        @Override
-        public Leaf leaf(final long key, final long iova) {
-            for (VtdHandover.Domain d : image.domains()) {
-                if (d.pgd() == key) {
-                    return adoption.leaf(d.pgd(), d.levels(), iova);
-                }
-            }
-            return null;
-        }
     }
 
     @Override

@@ -42,6 +42,7 @@ public final class IommufdLiveUpdate implements LiveUpdateHandler<Plan> {
     final PersistentContexts contexts;
     private final Restorer restorer;
     private final PersistedSysfs sysfs;
+    private final TableScrub scrub;
 
     /**
      * @param guestmemfs  the handler whose plan is the mounted guestmemfs the areas live in
@@ -55,7 +56,9 @@ public final class IommufdLiveUpdate implements LiveUpdateHandler<Plan> {
         this.iommuDriver = iommuDriver;
         this.contexts = new PersistentContexts(log);
         this.restorer = new Restorer(log, memory, refs, iommu, contexts);
-        this.sysfs = new PersistedSysfs(log, contexts);
+        this.scrub = new TableScrub(log);
+        this.sysfs = new PersistedSysfs(log, contexts, scrub);
+        contexts.onRebound(scrub::start);
     }
 
     /** What every iommufd context of this kernel reports to: the persistent ones' registry. */
@@ -97,6 +100,18 @@ public final class IommufdLiveUpdate implements LiveUpdateHandler<Plan> {
     @Override
     public void adopt(final Plan plan, final IncomingHandover in) {
         restorer.adopt(plan, in.plan(guestmemfs));
+        for (int pid : contexts.restoredContexts().keySet()) {
+            scrub.expect(pid);
+        }
+    }
+
+    /**
+     * Waits for the scrub of restored context {@code pid} ({@link TableScrub}); returns its line as
+     * {@code /sys/kernel/iommufd_persisted/<pid>/scrub} shows it, or null on timeout.
+     */
+    public String awaitScrub(final int pid, final long timeout, final java.util.concurrent.TimeUnit unit)
+            throws InterruptedException {
+        return scrub.await(pid, timeout, unit) ? scrub.show(pid) : null;
     }
 
     /** {@link PersistedSysfs#publish}. */

@@ -17,10 +17,12 @@ import org.iopersist.uapi.Iommufd;
 final class PersistedSysfs {
     private final KernelLog log;
     private final PersistentContexts contexts;
+    private final TableScrub scrub;
 
-    PersistedSysfs(final KernelLog log, final PersistentContexts contexts) {
+    PersistedSysfs(final KernelLog log, final PersistentContexts contexts, final TableScrub scrub) {
         this.log = log;
         this.contexts = contexts;
+        this.scrub = scrub;
     }
 
     /**
@@ -44,6 +46,8 @@ final class PersistedSysfs {
         sysfs.add(dir, SysfsAttribute.readOnly("hwpt", () -> Long.toString(count(ctx, ObjectType.HWPT_PAGING))));
         sysfs.add(dir, SysfsAttribute.readOnly("devices", () -> Long.toString(count(ctx, ObjectType.DEVICE))));
         sysfs.add(dir, SysfsAttribute.readOnly("state", () -> contexts.isRestored(pid) ? "restored" : "reopened"));
+        // The leaf-by-leaf check deferred from boot: pending, running, ok or mismatch (and why).
+        sysfs.add(dir, SysfsAttribute.readOnly("scrub", () -> scrub.show(pid)));
         // Listed for ls; open(2) of this path reaches the device node that hands the context over.
         sysfs.add(dir, SysfsAttribute.readOnly("iommufd", () -> "persistent iommufd " + pid));
     }
@@ -66,6 +70,9 @@ final class PersistedSysfs {
         final PersistentContexts.Reopened r = contexts.reopen(pid, opener);
         r.ctx().changeProcess(opener);
         log.info("iommufd: persistent ctx %d reopened by pid %d", pid, opener.pid());
+        if (!r.ctx().hasRestoredDevices()) {
+            scrub.start(pid, r.ctx()); // no device to wait for
+        }
         if (r.last() && contexts.core() != null) {
             log.info("iommufd: every persisted context was reopened: finishing the live update");
             contexts.core().finish();

@@ -30,6 +30,7 @@ final class PersistentContexts implements PersistentIommufds {
     final Map<Integer, IommufdCtx> live = new TreeMap<>();
     /** Restored and not reopened yet; guarded by this. */
     final Map<Integer, IommufdCtx> restored = new TreeMap<>();
+    private java.util.function.BiConsumer<Integer, IommufdCtx> onRebound = (pid, ctx) -> { }; // guarded by this
     /** Where each restored context's directory was published; it goes when the context does. */
     private final Map<Integer, Sysfs> sysfsOf = new HashMap<>();
     private boolean frozen;
@@ -142,6 +143,20 @@ final class PersistentContexts implements PersistentIommufds {
         restored.remove(pid);
         live.put(pid, ctx);
         return new Reopened(ctx, restored.isEmpty());
+    }
+
+    @Override
+    public void devicesRebound(final IommufdCtx ctx) {
+        final java.util.function.BiConsumer<Integer, IommufdCtx> hook;
+        synchronized (this) {
+            hook = onRebound;
+        }
+        hook.accept(ctx.persistentId(), ctx);
+    }
+
+    /** What runs when a restored context has its devices back (the scrub). */
+    synchronized void onRebound(final java.util.function.BiConsumer<Integer, IommufdCtx> hook) {
+        this.onRebound = hook;
     }
 
     synchronized boolean isRestored(final int pid) {
