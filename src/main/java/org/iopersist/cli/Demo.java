@@ -256,6 +256,9 @@ final class Demo implements Callable<Integer> {
                     current = GuestRam.open(vmm, "vm0-ram");
                     System.out.printf("vmm %-4d reopened %s (persistent id %d), devices rebound with dev_id %d, %d%n", u + 1, node,
                             reopened.persistentId(), again[0], again[1]);
+                    final String scrub = awaitScrub(vmm, pid);
+                    System.out.printf("scrub %-3d %s%n", u + 1, scrub);
+                    problems += scrub.startsWith("ok") ? 0 : 1;
                     Thread.sleep((long) (seconds * 1000));
                 }
                 final RecordChecker checker = new RecordChecker(board.memory());
@@ -282,6 +285,20 @@ final class Demo implements Callable<Integer> {
                 return problems == 0 ? 0 : 1;
             }
         }
+    }
+
+    /** The kernel checks the adopted tables leaf by leaf after the rebind, in the background: its verdict. */
+    private static String awaitScrub(final KernelClient vmm, final int pid) throws InterruptedException {
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        String s;
+        do {
+            s = vmm.readFile(Iommufd.persistedDir(pid) + "/scrub").trim();
+            if (!s.equals("pending") && !s.startsWith("running")) {
+                return s;
+            }
+            Thread.sleep(5);
+        } while (System.nanoTime() < deadline);
+        return "still " + s + " after 60 s";
     }
 
     private static String size(final long bytes) {
