@@ -4,6 +4,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.guestmemfs.GuestmemFile;
 import org.iopersist.kernel.mm.FrameRefs;
+import org.iopersist.kernel.mm.FrameRuns;
 import org.iopersist.kernel.mm.memfd.MemFd;
 import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.uapi.Errno;
@@ -31,9 +32,8 @@ public final class IoptPages {
     final boolean writable;
     private final FrameRefs refs;
     final AtomicInteger kref = new AtomicInteger(1);
-    private static final long GUEST_BLOCK = org.iopersist.kernel.guestmemfs.GmfsLayout.BLOCK_SIZE;
     private long[] pinned; // guarded by this; one frame per page (user memory, memfd)
-    private long[] pinnedBlocks; // guarded by this; guest memory: one physical address per 2 MiB block spanned
+    private FrameRuns pinnedRuns; // guarded by this; guest memory: its frames as contiguous runs, one per extent
     private int pinUsers; // guarded by this
 
     private IoptPages(final UserProcess owner, final long uptrAligned, final MemFd file, final long fileStart,
@@ -150,14 +150,11 @@ public final class IoptPages {
      */
     synchronized void pin() {
         if (pinUsers == 0 && guestmem != null) {
-            // A guestmemfs block is physically contiguous: record blocks, not 512 frames each.
-            final long first = fileStart & ~(GUEST_BLOCK - 1);
-            final long end = fileStart + (npages << 12);
-            final long[] blocks = new long[(int) ((end - first + GUEST_BLOCK - 1) / GUEST_BLOCK)];
-            for (int b = 0; b < blocks.length; b++) {
-                blocks[b] = guestmem.physOf(first + (long) b * GUEST_BLOCK);
-            }
-            pinnedBlocks = blocks;
+            // Guest memory comes in physically contiguous extents: keep runs, so a TiB costs what
+            // its extents do, not an entry per page or per block.
+            final FrameRuns.Builder runs = new FrameRuns.Builder();
+            guestmem.mmapRuns(fileStart >>> 12, npages, runs);
+            pinnedRuns = runs.build();
             if (owner != null) {
                 owner.accountPinned(npages);
             }
@@ -208,7 +205,7 @@ public final class IoptPages {
                 }
             }
             pinned = null;
-            pinnedBlocks = null;
+            pinnedRuns = null;
             if (owner != null) {
                 owner.accountPinned(-npages);
             }
@@ -224,9 +221,8 @@ public final class IoptPages {
         if (pinUsers == 0) {
             throw new IllegalStateException("pages are not pinned");
         }
-        if (pinnedBlocks != null) {
-            final long off = fileStart + (index << 12);
-            return pinnedBlocks[(int) ((off - (fileStart & ~(GUEST_BLOCK - 1))) / GUEST_BLOCK)] + (off & (GUEST_BLOCK - 1));
+        if (pinnedRuns != null) {
+            return pinnedRuns.frameOf(index);
         }
         return pinned[(int) index];
     }
@@ -238,13 +234,8 @@ public final class IoptPages {
     synchronized long contiguousPages(final long index, final long max) {
         final long first = frame(index);
         long n = 1;
-        if (pinnedBlocks != null) {
-            long off = fileStart + (index << 12);
-            n = Math.min(max, (GUEST_BLOCK - (off & (GUEST_BLOCK - 1))) >>> 12);
-            while (n < max && frame(index + n) == first + (n << 12)) {
-                n = Math.min(max, n + (GUEST_BLOCK >>> 12));
-            }
-            return n;
+        if (pinnedRuns != null) {
+            return Math.min(max, pinnedRuns.contiguousFrom(index));
         }
         while (n < max && pinned[(int) (index + n)] == first + (n << 12)) {
             n++;

@@ -40,6 +40,12 @@ public final class FrameRuns {
         return phys[r] + ((pageIndex - firstPage[r]) << PAGE_SHIFT);
     }
 
+    /** Pages from {@code pageIndex} to the end of its run: how far frames stay contiguous. */
+    public long contiguousFrom(final long pageIndex) {
+        final int r = runOf(pageIndex);
+        return firstPage[r] + runPages(r) - pageIndex;
+    }
+
     private int runOf(final long pageIndex) {
         if (pageIndex < 0 || pageIndex >= pages) {
             throw new IndexOutOfBoundsException("page " + pageIndex + " of " + pages);
