@@ -106,7 +106,7 @@ public final class Bench implements Callable<Integer> {
                     scaleSpecs != null ? parseScale(scaleSpecs) : ScalingBench.points(quick), !quick);
             final List<DeviceBench.Result> devices = noScaling ? List.of() : quick
                     ? DeviceBench.runAll(work, new int[] {2, 8}, 4, 1, 2)
-                    : DeviceBench.runAll(work, new int[] {2, 16, 64}, 16, 2, 7);
+                    : DeviceBench.runAll(work, new int[] {2, 16, 64}, 16, 3, 15);
             System.out.println("separate processes: the demo, " + (quick ? 1 : 5) + " runs ...");
             final ProcessBench.Result processes = ProcessBench.run(Files.createDirectories(work.resolve("processes")), quick ? 1 : 5);
             final Path ioctlDir = Files.createDirectories(work.resolve("ioctl"));

@@ -83,7 +83,7 @@ final class ScalingBench {
         for (long gib : sizes) {
             for (Leaf leaf : Leaf.values()) {
                 final boolean slow = leaf == Leaf.K4 && gib >= 256;
-                out.add(quick ? new Point(gib, leaf, 2, 1) : new Point(gib, leaf, slow ? 3 : 7, slow ? 2 : 3));
+                out.add(quick ? new Point(gib, leaf, 2, 1) : new Point(gib, leaf, slow ? 3 : 15, slow ? 2 : 5));
             }
         }
         return out;
