@@ -217,7 +217,7 @@ public final class IntelIommuDriver implements IommuDriver {
         public Leaf leaf(final long key, final long iova) {
             for (VtdHandover.Domain d : image.domains()) {
                 if (d.pgd() == key) {
-                    return adoption.leaf(d.pgd(), d.levels(), iova);
+                    return adoption.leaf(d.pgd(), iova);
                 }
             }
             return null;
