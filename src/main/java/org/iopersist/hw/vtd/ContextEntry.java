@@ -20,8 +20,8 @@ import org.iopersist.hw.memory.PhysicalMemory;
  *      +---------------+------------------+---+-------+------+
  * </pre>
  *
- * TT: 00 = untranslated requests walk the second-level table, 01 = also device-TLB (needs ECAP.DT),
- * 10 = pass-through (needs ECAP.PT), 11 = reserved. AW: 1 = 3-level, 2 = 4-level, 3 = 5-level.
+ * TT: 00 = untranslated requests walk the second-level table; 01 (device-TLB) needs ECAP.DT and
+ * 10 (pass-through) ECAP.PT, which the model does not report, so a unit faults on them as on 11. AW: 1 = 3-level, 2 = 4-level, 3 = 5-level.
  *
  * <p>Access modes as for {@link RootEntry}: hi first, lo with P last (release); clear P first.
  */
@@ -36,8 +36,6 @@ public final class ContextEntry {
     public static final int TT_SHIFT = 2;
     public static final long TT_MASK = 3L << TT_SHIFT;
     public static final int TT_MULTI_LEVEL = 0;
-    public static final int TT_DEV_IOTLB = 1;
-    public static final int TT_PASS_THROUGH = 2;
     public static final long LO_RESERVED = 0xFF0L;
     public static final long SLPTPTR_MASK = ~0xFFFL;
 

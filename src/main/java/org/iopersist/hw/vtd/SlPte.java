@@ -1,9 +1,7 @@
 package org.iopersist.hw.vtd;
 
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.SequenceLayout;
 import java.lang.foreign.MemoryLayout;
-import java.lang.invoke.VarHandle;
+import java.lang.foreign.SequenceLayout;
 import org.iopersist.hw.memory.PhysicalMemory;
 
 /**
@@ -21,14 +19,16 @@ import org.iopersist.hw.memory.PhysicalMemory;
  * ADDR bits 20:12 are reserved, in a 1 GiB leaf bits 29:12. SNP (bit 11) and TM (bit 62) are reserved
  * here since the model reports neither ECAP.SC nor ECAP.DT. Non-leaf entries are written with R|W.
  *
- * <p>Access modes: the walker reads with acquire; software installs an entry with one 64-bit release
- * store after the table it points to is fully written, and clears with a release store of 0.
+ * <p>Access modes: the walker reads with acquire. Software installs a table entry with one 64-bit
+ * release store after the table it points to is fully written. Leaves, and the zeroes that clear
+ * them, are single 64-bit stores, each ordered after everything before it was decided: a release
+ * store, or a run of plain stores behind one release fence (the driver's page-table walker).
  */
 public final class SlPte {
     public static final SequenceLayout TABLE = MemoryLayout.sequenceLayout(512, PhysicalMemory.U64).withName("sl_table");
-    public static final long SIZE = 8;
-    public static final int ENTRIES = 512;
-    public static final int INDEX_BITS = 9;
+    public static final long SIZE = TABLE.elementLayout().byteSize();
+    public static final int ENTRIES = (int) TABLE.elementCount();
+    public static final int INDEX_BITS = Integer.numberOfTrailingZeros(ENTRIES);
 
     public static final long R = 1L;
     public static final long W = 1L << 1;
@@ -40,9 +40,8 @@ public final class SlPte {
     public static final long TM = 1L << 62;
     public static final long ADDR_MASK_52 = 0x000F_FFFF_FFFF_F000L;
 
-    private static final VarHandle ENTRY = PhysicalMemory.U64.arrayElementVarHandle();
-
-    private MemorySegment table;
+    private SlPte() {
+    }
 
     /** Shift of the address bits one entry at {@code level} covers: 12, 21, 30, 39, 48. */
     public static int levelShift(final int level) {
@@ -101,23 +100,5 @@ public final class SlPte {
 
     public static long address(final long pte) {
         return pte & ADDR_MASK_52;
-    }
-
-    /** Reuses this view for the table at {@code table} (a 4 KiB segment). Not thread safe. */
-    public SlPte wrap(final MemorySegment table) {
-        this.table = table;
-        return this;
-    }
-
-    public long get(final int index) {
-        return (long) ENTRY.getAcquire(table, 0L, (long) index);
-    }
-
-    public void set(final int index, final long pte) {
-        ENTRY.setRelease(table, 0L, (long) index, pte);
-    }
-
-    public boolean compareAndSet(final int index, final long expected, final long pte) {
-        return ENTRY.compareAndSet(table, 0L, (long) index, expected, pte);
     }
 }

@@ -11,7 +11,8 @@ import org.iopersist.uapi.Errno;
 /**
  * The iommu core (Linux's {@code drivers/iommu/iommu.c}): which domain each device translates
  * through, domain allocation, and attach, detach and replace. Every device starts, and ends up
- * after detach, in the blocking domain.
+ * after detach, in the blocking domain. Only paging domains count their devices: that count is what
+ * keeps one from being freed, and the blocking domain is never freed.
  *
  * <p>Lock order: this core's monitor, then the driver's per-unit locks.
  */
@@ -122,8 +123,12 @@ public final class IommuCore {
     private void set(final IommuDevice dev, final IommuDomain old, final IommuDomain domain) {
         driver.setDomain(dev, domain == blocked ? null : domain.ops());
         attached.put(dev, domain);
-        old.removeUser();
-        domain.addUser();
+        if (old != blocked) {
+            old.removeUser();
+        }
+        if (domain != blocked) {
+            domain.addUser();
+        }
         log.info("iommu: %s: %s -> %s", dev, old, domain);
     }
 
@@ -133,7 +138,6 @@ public final class IommuCore {
         for (RestoredDomain r : restored) {
             final IommuDomain d = new IommuDomain(IommuDomain.Type.PAGING, r.flags(), r.ops());
             for (IommuDevice dev : r.devices()) {
-                blocked.removeUser();
                 attached.put(dev, d);
                 d.addUser();
             }

@@ -6,7 +6,7 @@ import org.iopersist.uapi.Errno;
 
 /**
  * An iommu domain as the core hands it out: the blocking domain, or a paging domain backed by a
- * driver's {@link DomainOps}. The core counts attached devices; a domain with devices cannot be
+ * driver's {@link DomainOps}. The core counts a paging domain's devices; one with devices cannot be
  * freed.
  */
 public final class IommuDomain {

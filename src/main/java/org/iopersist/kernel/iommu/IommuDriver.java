@@ -43,10 +43,6 @@ public interface IommuDriver {
         java.util.Map<Long, Long> apertures();
     }
 
-    /** One leaf of a domain's page table. */
-    record Leaf(long iova, long phys, long size, int prot) {
-    }
-
     /**
      * On a live-update boot, before anything is adopted anywhere: checks the driver's handover
      * against the hardware and memory. Reads only; a {@link org.iopersist.kernel.liveupdate.kho.HandoverFormatException}

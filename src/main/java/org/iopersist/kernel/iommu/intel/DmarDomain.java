@@ -1,9 +1,7 @@
 package org.iopersist.kernel.iommu.intel;
 
-import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.locks.ReentrantLock;
-import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.hw.vtd.SlPte;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.iommu.DomainOps;
@@ -16,10 +14,11 @@ import org.iopersist.uapi.Errno;
  * A second-level paging domain (Linux's {@code struct dmar_domain}): a table of {@link #levels}
  * levels rooted at {@link #pgd}, and the domain id it has on each unit it is attached through.
  *
- * <p>Entries are single 64-bit stores, release ordered, so a walking device sees either the old or
- * the new entry. Unmap gathers the IOVA span it cleared and the table pages it emptied, invalidates
- * the IOTLB of every unit the domain is attached through, waits, and only then frees the pages:
- * until that wait returns, a device may still be walking them.
+ * <p>Every access to the tables goes through its {@link PageTableWalker}, under {@link #lock} (but
+ * {@link #iovaToPhys}, which needs none). Entries are single 64-bit stores, so a walking device sees
+ * either the old or the new entry. Unmap gathers the IOVA span it cleared and the table pages it
+ * emptied, invalidates the IOTLB of every unit the domain is attached through, waits, and only then
+ * frees the pages: until that wait returns, a device may still be walking them.
  */
 final class DmarDomain implements DomainOps {
     private static final long SZ_2M = 1L << 21;
@@ -29,7 +28,6 @@ final class DmarDomain implements DomainOps {
     final int flags;
     final long pgd;
     private final IntelIommuDriver driver;
-    private final PhysicalMemory memory;
     private final FrameAllocator frames;
     private final long apertureLast;
     private final long physLimit;
@@ -39,11 +37,9 @@ final class DmarDomain implements DomainOps {
     /** Per unit index: the domain id (0: not attached there) and how many devices use it. */
     private final int[] did;
     private final int[] users;
-    // Unmap gather, reused under the lock so the unmap path allocates nothing in steady state.
-    private long gatherStart;
-    private long gatherLast;
-    private long[] gatherPages = new long[16];
-    private int gatherCount;
+    private final PageTableWalker walker;
+    // Reused under the lock so the unmap path allocates nothing in steady state.
+    private final PageTableWalker.Gather gather = new PageTableWalker.Gather();
     private boolean freed;
 
     DmarDomain(final IntelIommuDriver driver, final IntelIommu home, final int flags) {
@@ -54,7 +50,6 @@ final class DmarDomain implements DomainOps {
     private DmarDomain(final IntelIommuDriver driver, final IntelIommu home, final int flags, final int levels,
             final long pgdOrNew) {
         this.driver = driver;
-        this.memory = driver.memory();
         this.frames = driver.frames();
         this.flags = flags;
         this.levels = levels;
@@ -65,6 +60,7 @@ final class DmarDomain implements DomainOps {
         this.did = new int[driver.unitCount()];
         this.users = new int[driver.unitCount()];
         this.pgd = pgdOrNew >= 0 ? pgdOrNew : frames.allocZeroedFrame();
+        this.walker = new PageTableWalker(driver.memory(), frames, pgd, levels, leaf2M, leaf1G);
     }
 
     /**
@@ -94,28 +90,9 @@ final class DmarDomain implements DomainOps {
     long[] tablePages() {
         lock.lock();
         try {
-            final java.util.ArrayList<Long> out = new java.util.ArrayList<>();
-            collect(pgd, levels, out);
-            final long[] a = new long[out.size()];
-            for (int i = 0; i < a.length; i++) {
-                a[i] = out.get(i);
-            }
-            return a;
+            return walker.tablePages();
         } finally {
             lock.unlock();
-        }
-    }
-
-    private void collect(final long table, final int level, final java.util.List<Long> out) {
-        out.add(table);
-        if (level == 1) {
-            return;
-        }
-        for (int idx = 0; idx < SlPte.ENTRIES; idx++) {
-            final long pte = memory.load64(table + (long) idx * SlPte.SIZE);
-            if (SlPte.present(pte) && !SlPte.largeLeaf(pte)) {
-                collect(SlPte.address(pte), level - 1, out);
-            }
         }
     }
 
@@ -204,7 +181,7 @@ final class DmarDomain implements DomainOps {
         try {
             checkLive();
             checkMutable();
-            final long done = mapLocked(iova, phys, size, leafBits);
+            final long done = walker.map(iova, iova + size - 1, phys, leafBits);
             if (done != size) {
                 if (done > 0) {
                     unmapLocked(iova, done); // nothing of a failed map stays behind
@@ -214,49 +191,6 @@ final class DmarDomain implements DomainOps {
         } finally {
             lock.unlock();
         }
-    }
-
-    /** Maps leaf by leaf; returns the bytes mapped before the first present entry in the way. */
-    private long mapLocked(final long iova, final long phys, final long size, final long leafBits) {
-        long cur = iova;
-        long pa = phys;
-        long left = size;
-        while (left > 0) {
-            long table = pgd;
-            int level = levels;
-            while (true) {
-                final long shift = SlPte.levelShift(level);
-                final long leafSize = 1L << shift;
-                final boolean fits = (level == 1 || (level == 2 && leaf2M) || (level == 3 && leaf1G))
-                        && ((cur | pa) & (leafSize - 1)) == 0 && left >= leafSize;
-                int idx = SlPte.index(cur, level);
-                long entry = table + (long) idx * SlPte.SIZE;
-                long pte = memory.load64(entry);
-                if (fits && !SlPte.present(pte)) {
-                    // Fill this table with consecutive leaves while they fit.
-                    final long psBit = level > 1 ? SlPte.PS : 0;
-                    do {
-                        memory.store64Release(entry, pa | leafBits | psBit);
-                        cur += leafSize;
-                        pa += leafSize;
-                        left -= leafSize;
-                        idx++;
-                        entry += SlPte.SIZE;
-                    } while (left >= leafSize && idx < SlPte.ENTRIES && !SlPte.present(memory.load64(entry)));
-                    break;
-                }
-                if (SlPte.present(pte) && (level == 1 || SlPte.largeLeaf(pte))) {
-                    return size - left;
-                }
-                if (!SlPte.present(pte)) {
-                    pte = SlPte.encodeTable(frames.allocZeroedFrame());
-                    memory.store64Release(entry, pte);
-                }
-                table = SlPte.address(pte);
-                level--;
-            }
-        }
-        return size;
     }
 
     // ------------------------------------------------------------------ unmap
@@ -284,84 +218,27 @@ final class DmarDomain implements DomainOps {
     }
 
     private long unmapLocked(final long iova, final long size) {
-        gatherStart = Long.MAX_VALUE;
-        gatherLast = -1;
-        gatherCount = 0;
-        final long bytes = clear(pgd, levels, iova, iova + size - 1);
-        if (bytes > 0 || gatherCount > 0) {
-            final boolean leafOnly = gatherCount == 0;
+        final long bytes = walker.unmap(iova, iova + size - 1, gather);
+        if (bytes > 0 || gather.pageCount() > 0) {
+            final boolean leafOnly = gather.pageCount() == 0;
             for (int u = 0; u < did.length; u++) {
                 if (did[u] != 0) {
-                    driver.unit(u).flushIotlb(did[u], gatherStart, gatherLast, leafOnly);
+                    driver.unit(u).flushIotlb(did[u], gather.start(), gather.last(), leafOnly);
                 }
             }
         }
         // The invalidation above has completed: no walk can still reach these pages.
-        for (int i = 0; i < gatherCount; i++) {
-            frames.freeFrame(gatherPages[i]);
+        for (int i = 0; i < gather.pageCount(); i++) {
+            frames.freeFrame(gather.page(i));
         }
-        gatherCount = 0;
+        gather.reset();
         return bytes;
-    }
-
-    /** Clears leaves in {@code [start, last]} of {@code table} at {@code level}; frees fully covered tables. */
-    private long clear(final long table, final int level, final long start, final long last) {
-        final int shift = SlPte.levelShift(level);
-        final long slotSize = 1L << shift;
-        final long base = start & ~((slotSize << 9) - 1);
-        long bytes = 0;
-        for (int idx = SlPte.index(start, level), end = SlPte.index(last, level); idx <= end; idx++) {
-            final long entry = table + (long) idx * SlPte.SIZE;
-            final long pte = memory.load64(entry);
-            if (!SlPte.present(pte)) {
-                continue;
-            }
-            final long slotStart = base + ((long) idx << shift);
-            final long slotLast = slotStart + slotSize - 1;
-            if (level == 1 || SlPte.largeLeaf(pte)) {
-                memory.store64Release(entry, 0);
-                bytes += slotSize;
-                gather(slotStart, slotLast);
-                continue;
-            }
-            final long lo = Math.max(start, slotStart);
-            final long hi = Math.min(last, slotLast);
-            bytes += clear(SlPte.address(pte), level - 1, lo, hi);
-            if (lo == slotStart && hi == slotLast) {
-                memory.store64Release(entry, 0);
-                gather(slotStart, slotLast);
-                gatherPage(SlPte.address(pte));
-            }
-        }
-        return bytes;
-    }
-
-    private void gather(final long start, final long last) {
-        gatherStart = Math.min(gatherStart, start);
-        gatherLast = Math.max(gatherLast, last);
-    }
-
-    private void gatherPage(final long phys) {
-        if (gatherCount == gatherPages.length) {
-            gatherPages = Arrays.copyOf(gatherPages, gatherCount * 2);
-        }
-        gatherPages[gatherCount++] = phys;
     }
 
     /** Start of the present leaf that translates {@code iova}, or -1. */
     private long leafContaining(final long iova) {
-        long table = pgd;
-        for (int level = levels; level >= 1; level--) {
-            final long pte = memory.load64(table + (long) SlPte.index(iova, level) * SlPte.SIZE);
-            if (!SlPte.present(pte)) {
-                return -1;
-            }
-            if (level == 1 || SlPte.largeLeaf(pte)) {
-                return iova & ~(SlPte.levelSize(level) - 1);
-            }
-            table = SlPte.address(pte);
-        }
-        return -1;
+        final long leaf = walker.lookup(iova);
+        return leaf == 0 ? -1 : iova & -PageTableWalker.size(leaf);
     }
 
     @Override
@@ -369,40 +246,18 @@ final class DmarDomain implements DomainOps {
         if (Long.compareUnsigned(iova, apertureLast) > 0) {
             return -1;
         }
-        long table = pgd;
-        for (int level = levels; level >= 1; level--) {
-            final long pte = memory.load64Acquire(table + (long) SlPte.index(iova, level) * SlPte.SIZE);
-            if (!SlPte.present(pte)) {
-                return -1;
-            }
-            if (level == 1 || SlPte.largeLeaf(pte)) {
-                return SlPte.address(pte) | (iova & (SlPte.levelSize(level) - 1));
-            }
-            table = SlPte.address(pte);
-        }
-        return -1;
+        // intel_iommu_iova_to_phys: lock-free, the walker's lookup keeps no state.
+        final long leaf = walker.lookup(iova);
+        return leaf == 0 ? -1 : SlPte.address(leaf) | (iova & (PageTableWalker.size(leaf) - 1));
     }
 
     @Override
     public void forEachLeaf(final LeafVisitor visitor) {
-        forEachLeaf(pgd, levels, 0, IommuDomain.READ | IommuDomain.WRITE, visitor);
-    }
-
-    /** {@code allowed}: what the entries above allow; a leaf's access is what the whole walk allows, as the hardware computes it. */
-    private void forEachLeaf(final long table, final int level, final long base, final int allowed, final LeafVisitor visitor) {
-        for (int i = 0; i < SlPte.ENTRIES; i++) {
-            final long pte = memory.load64Acquire(table + (long) i * SlPte.SIZE);
-            if (!SlPte.present(pte)) {
-                continue;
-            }
-            final long iova = base + ((long) i << SlPte.levelShift(level));
-            // R and W sit where IOMMU_READ and IOMMU_WRITE do.
-            final int prot = allowed & (int) (pte & (SlPte.R | SlPte.W));
-            if (level == 1 || SlPte.largeLeaf(pte)) {
-                visitor.leaf(iova, SlPte.address(pte), SlPte.levelSize(level), prot);
-            } else {
-                forEachLeaf(SlPte.address(pte), level - 1, iova, prot, visitor);
-            }
+        lock.lock();
+        try {
+            walker.forEachLeaf(visitor);
+        } finally {
+            lock.unlock();
         }
     }
 
@@ -419,24 +274,14 @@ final class DmarDomain implements DomainOps {
                 }
             }
             checkMutable();
-            freeTable(pgd, levels);
+            for (long page : walker.tablePages()) {
+                frames.freeFrame(page); // every page read before the first is freed
+            }
             freed = true;
             driver.forget(this);
         } finally {
             lock.unlock();
         }
-    }
-
-    private void freeTable(final long table, final int level) {
-        if (level > 1) {
-            for (int idx = 0; idx < SlPte.ENTRIES; idx++) {
-                final long pte = memory.load64(table + (long) idx * SlPte.SIZE);
-                if (SlPte.present(pte) && !SlPte.largeLeaf(pte)) {
-                    freeTable(SlPte.address(pte), level - 1);
-                }
-            }
-        }
-        frames.freeFrame(table);
     }
 
     private void checkLive() {

@@ -33,7 +33,6 @@ final class VtdAdoption {
     private final KhoIncoming in;
     private final PhysicalMemory memory;
     private final Set<Long> claims = new HashSet<>();
-    private final java.util.Map<Long, Long> mappedBytes = new java.util.HashMap<>();
 
     VtdAdoption(final IntelIommuDriver driver, final KhoIncoming in) {
         this.driver = driver;
@@ -136,12 +135,19 @@ final class VtdAdoption {
                 }
                 dids[unit] = did;
             }
-            final long[] mapped = {0};
-            final long pages = walk(hd.pgd(), hd.levels(), hd.tablePages(), mapped);
-            mappedBytes.put(hd.pgd(), mapped[0]);
-            if (pages != hd.tablePages()) {
+            // Claims each table page; stops past the pages handed over. The entries of the level-1
+            // tables are not read: what the leaves map is the scrub's to check after the rebind.
+            final PageTableWalker walker = new PageTableWalker(memory, hd.pgd(), hd.levels());
+            final long[] pages = {0};
+            walker.visitTables((phys, level) -> {
+                if (++pages[0] > hd.tablePages()) {
+                    throw new HandoverFormatException("more table pages than handed over");
+                }
+                frame(phys, "table page");
+            });
+            if (pages[0] != hd.tablePages()) {
                 throw new HandoverFormatException(String.format("domain at 0x%x: %d table pages found, %d handed over",
-                        hd.pgd(), pages, hd.tablePages()));
+                        hd.pgd(), pages[0], hd.tablePages()));
             }
             final List<IommuDevice> devs = new ArrayList<>();
             for (long key : hd.devices()) {
@@ -166,84 +172,6 @@ final class VtdAdoption {
             throw new HandoverFormatException(entries.size() + " present context entries belong to no preserved domain");
         }
         return plan;
-    }
-
-    /** Walks a domain's tables, claiming each page and summing its leaves; stops counting past {@code limit}. */
-    private long walk(final long pgd, final int levels, final long limit, final long[] mapped) throws HandoverFormatException {
-        final long[] count = {0};
-        walkTable(pgd, levels, limit, count, mapped);
-        return count[0];
-    }
-
-    private void walkTable(final long table, final int level, final long limit, final long[] count, final long[] mapped)
-            throws HandoverFormatException {
-        if (++count[0] > limit) {
-            throw new HandoverFormatException("more table pages than handed over");
-        }
-        frame(table, "table page");
-        for (int idx = 0; idx < SlPte.ENTRIES; idx++) {
-            final long pte = memory.load64(table + (long) idx * SlPte.SIZE);
-            if (!SlPte.present(pte)) {
-                continue;
-            }
-            if (level == 1 || SlPte.largeLeaf(pte)) {
-                mapped[0] += SlPte.levelSize(level);
-            } else {
-                walkTable(SlPte.address(pte), level - 1, limit, count, mapped);
-            }
-        }
-    }
-
-    /** Bytes mapped by each validated domain, by pgd. */
-    java.util.Map<Long, Long> mappedBytes() {
-        return java.util.Map.copyOf(mappedBytes);
-    }
-
-    // The last level-1 table a lookup ended in: validation asks for consecutive IOVAs, so most
-    // lookups of a 4 KiB-mapped range read one entry instead of walking from the top.
-    private long cachedPgd = -1;
-    private long cachedL1Base = -1;
-    private long cachedL1Table;
-    private boolean cachedL1Readable;
-    private boolean cachedL1Writable;
-
-    /** The leaf translating {@code iova} under {@code pgd}, or null; only for tables {@link #validate} walked. */
-    org.iopersist.kernel.iommu.IommuDriver.Leaf leaf(final long pgd, final int levels, final long iova) {
-        if (pgd == cachedPgd && (iova >>> SlPte.levelShift(2)) == cachedL1Base) {
-            final long pte = memory.load64(cachedL1Table + (long) SlPte.index(iova, 1) * SlPte.SIZE);
-            return SlPte.present(pte) ? leafOf(pte, 1, iova, cachedL1Readable, cachedL1Writable) : null;
-        }
-        long table = pgd;
-        boolean readable = true;
-        boolean writable = true;
-        for (int level = levels; level >= 1; level--) {
-            final long pte = memory.load64(table + (long) SlPte.index(iova, level) * SlPte.SIZE);
-            if (!SlPte.present(pte)) {
-                return null;
-            }
-            if (level == 1 || SlPte.largeLeaf(pte)) {
-                if (level == 1) {
-                    cachedPgd = pgd;
-                    cachedL1Base = iova >>> SlPte.levelShift(2);
-                    cachedL1Table = table;
-                    cachedL1Readable = readable;
-                    cachedL1Writable = writable;
-                }
-                return leafOf(pte, level, iova, readable, writable);
-            }
-            readable &= (pte & SlPte.R) != 0;
-            writable &= (pte & SlPte.W) != 0;
-            table = SlPte.address(pte);
-        }
-        return null;
-    }
-
-    /** A leaf's permissions are what the whole walk allows, as the hardware computes them. */
-    private static org.iopersist.kernel.iommu.IommuDriver.Leaf leafOf(final long pte, final int level, final long iova,
-            final boolean readable, final boolean writable) {
-        final long size = SlPte.levelSize(level);
-        final int prot = (readable && (pte & SlPte.R) != 0 ? 1 : 0) | (writable && (pte & SlPte.W) != 0 ? 2 : 0);
-        return new org.iopersist.kernel.iommu.IommuDriver.Leaf(iova & -size, SlPte.address(pte) & -size, size, prot);
     }
 
     /** After {@link #validate}: claims every frame and builds the domains. Cannot fail on a validated image. */
