@@ -105,45 +105,77 @@ final class IoPagetable {
      */
     HwptPaging.ScrubResult checkDomain(final DomainOps ops) {
         assertIovaHeld();
-        final long[] counts = new long[2]; // leaves, bytes
-        final String[] mismatch = {null};
-        ops.forEachLeaf((iova, phys, size, prot) -> {
-            counts[0]++;
-            counts[1] += size;
-            if (mismatch[0] == null) {
-                mismatch[0] = checkLeaf(iova, phys, size, prot);
-            }
-        });
+        final LeafCheck check = new LeafCheck();
+        ops.forEachLeaf(check);
         long span = 0;
         for (IoptArea a : areas.values()) {
             span += (((a.startByte() + a.length() - 1) >>> 12) - (a.startByte() >>> 12) + 1) << 12;
         }
-        if (mismatch[0] == null && counts[1] != span) {
-            mismatch[0] = String.format("the domain maps 0x%x bytes, its areas span 0x%x", counts[1], span);
+        String mismatch = check.mismatch;
+        if (mismatch == null && check.bytes != span) {
+            mismatch = String.format("the domain maps 0x%x bytes, its areas span 0x%x", check.bytes, span);
         }
-        return new HwptPaging.ScrubResult(counts[0], counts[1], span, mismatch[0]);
+        return new HwptPaging.ScrubResult(check.leaves, check.bytes, span, mismatch);
     }
 
-    private String checkLeaf(final long iova, final long phys, final long size, final int prot) {
-        final Map.Entry<Long, IoptArea> e = areas.floorEntry(iova + PAGE_SIZE - 1);
-        final IoptArea a = e == null ? null : e.getValue();
-        final long base = a == null ? 0 : a.start() - (a.startByte() & (PAGE_SIZE - 1));
-        if (a == null || IovaMath.lt(iova, base) || IovaMath.lt(a.last() | (PAGE_SIZE - 1), iova + size - 1)) {
-            return String.format("a leaf maps IOVA 0x%x+0x%x outside every area", iova, size);
+    /**
+     * The scrub's visitor. Leaves come in IOVA order, so it keeps the area and the contiguous run of
+     * its pages the last leaf fell in: a leaf inside them costs a compare, not a lookup.
+     */
+    private final class LeafCheck implements DomainOps.LeafVisitor {
+        long leaves;
+        long bytes;
+        String mismatch;
+        private IoptArea area;
+        private long areaBase; // IOVA of the area's first page
+        private boolean haveRun; // [runIova, runLast] translates to runPhys + (iova - runIova)
+        private long runIova;
+        private long runLast;
+        private long runPhys;
+
+        private boolean outsideArea(final long iova, final long size) {
+            return area == null || IovaMath.lt(iova, areaBase) || IovaMath.lt(area.last() | (PAGE_SIZE - 1), iova + size - 1);
         }
-        if (prot != a.prot()) {
-            return String.format("the leaf at IOVA 0x%x allows 0x%x, its area 0x%x", iova, prot, a.prot());
-        }
-        final long first = (a.startByte() >>> 12) + ((iova - base) >>> 12);
-        final long pages = size >>> 12;
-        for (long done = 0; done < pages; ) {
-            if (a.pages().frame(first + done) != phys + (done << 12)) {
-                return String.format("IOVA 0x%x translates to 0x%x, its area's page is at 0x%x", iova + (done << 12),
-                        phys + (done << 12), a.pages().frame(first + done));
+
+        @Override
+        public void leaf(final long iova, final long phys, final long size, final int prot) {
+            leaves++;
+            bytes += size;
+            if (mismatch != null) {
+                return;
             }
-            done += a.pages().contiguousPages(first + done, pages - done);
+            if (outsideArea(iova, size)) {
+                final Map.Entry<Long, IoptArea> e = areas.floorEntry(iova + PAGE_SIZE - 1);
+                area = e == null ? null : e.getValue();
+                areaBase = area == null ? 0 : area.start() - (area.startByte() & (PAGE_SIZE - 1));
+                haveRun = false;
+                if (outsideArea(iova, size)) {
+                    mismatch = String.format("a leaf maps IOVA 0x%x+0x%x outside every area", iova, size);
+                    return;
+                }
+            }
+            if (prot != area.prot()) {
+                mismatch = String.format("the leaf at IOVA 0x%x allows 0x%x, its area 0x%x", iova, prot, area.prot());
+                return;
+            }
+            for (long done = 0; done < size; ) {
+                final long at = iova + done;
+                if (!haveRun || IovaMath.lt(at, runIova) || IovaMath.lt(runLast, at)) {
+                    final long index = (area.startByte() >>> 12) + ((at - areaBase) >>> 12);
+                    final long pagesLeft = ((area.last() | (PAGE_SIZE - 1)) - at + 1) >>> 12;
+                    runIova = at;
+                    runPhys = area.pages().frame(index);
+                    runLast = at + (area.pages().contiguousPages(index, pagesLeft) << 12) - 1;
+                    haveRun = true;
+                }
+                if (phys + done != runPhys + (at - runIova)) {
+                    mismatch = String.format("IOVA 0x%x translates to 0x%x, its area's page is at 0x%x", at, phys + done,
+                            runPhys + (at - runIova));
+                    return;
+                }
+                done += Math.min(size - done, runLast - at + 1);
+            }
         }
-        return null;
     }
 
     // ------------------------------------------------------------------ areas
