@@ -32,7 +32,9 @@ final class VtdAdoption {
     private final IntelIommuDriver driver;
     private final KhoIncoming in;
     private final PhysicalMemory memory;
-    private final Set<Long> claims = new HashSet<>();
+    /** Every frame validation found (root, context and table pages), in order found; unique once validated. */
+    private long[] claims = new long[64];
+    private int claimCount;
 
     VtdAdoption(final IntelIommuDriver driver, final KhoIncoming in) {
         this.driver = driver;
@@ -44,12 +46,15 @@ final class VtdAdoption {
         if ((phys & PhysicalMemory.FRAME_MASK) != 0 || !memory.contains(phys, PhysicalMemory.FRAME_SIZE)) {
             throw new HandoverFormatException(String.format("%s 0x%x is not a frame of memory", what, phys));
         }
-        if (!in.preserved(phys)) {
-            throw new HandoverFormatException(String.format("%s 0x%x is not preserved", what, phys));
+        // Exactly as adopt will claim it: a single frame. A frame inside a larger preserved block
+        // could not be claimed alone later, and adoption must not fail half-way.
+        if (!in.preservedExactly(phys, 0)) {
+            throw new HandoverFormatException(String.format("%s 0x%x is not preserved as a frame", what, phys));
         }
-        if (!claims.add(phys)) {
-            throw new HandoverFormatException(String.format("%s 0x%x is claimed twice", what, phys));
+        if (claimCount == claims.length) {
+            claims = java.util.Arrays.copyOf(claims, claimCount * 2);
         }
+        claims[claimCount++] = phys;
     }
 
     int mgaw(final int unit) {
@@ -171,12 +176,21 @@ final class VtdAdoption {
         if (!entries.isEmpty()) {
             throw new HandoverFormatException(entries.size() + " present context entries belong to no preserved domain");
         }
+        // Sorted, a frame reached twice (two tables sharing a page, a table that is also a root) is adjacent.
+        claims = java.util.Arrays.copyOf(claims, claimCount);
+        java.util.Arrays.sort(claims);
+        for (int i = 1; i < claims.length; i++) {
+            if (claims[i] == claims[i - 1]) {
+                throw new HandoverFormatException(String.format("frame 0x%x is claimed twice", claims[i]));
+            }
+        }
         return plan;
     }
 
     /** After {@link #validate}: claims every frame and builds the domains. Cannot fail on a validated image. */
     List<Adopted> adopt(final VtdHandover.Image img, final List<List<IommuDevice>> plan, final FrameSource early) {
-        for (long phys : claims) {
+        for (int i = 0; i < claimCount; i++) {
+            final long phys = claims[i];
             if (!in.claim(phys, 0)) {
                 throw new IllegalStateException("validated frame 0x" + Long.toHexString(phys) + " could not be claimed");
             }
