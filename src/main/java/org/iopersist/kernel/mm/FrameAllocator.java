@@ -78,7 +78,14 @@ public final class FrameAllocator implements FrameSource {
         if (range.end() > limitFrames << SHIFT) {
             throw new IllegalArgumentException(range + " (" + owner + ") lies beyond the allocator's memory");
         }
-        early.add(new Reservation(range, owner));
+        // Preserved table pages arrive one frame at a time, mostly in address order: one record per
+        // contiguous run of one owner, so a TiB of 4 KiB tables is a few records, not 512 K.
+        final Reservation last = early.isEmpty() ? null : early.getLast();
+        if (last != null && last.owner().equals(owner) && last.range().end() == range.start()) {
+            early.set(early.size() - 1, new Reservation(new PhysRange(last.range().start(), last.range().size() + range.size()), owner));
+        } else {
+            early.add(new Reservation(range, owner));
+        }
     }
 
     /** The early reservations so far, for the boot log. */
