@@ -36,6 +36,9 @@ public final class KhoIncoming {
     private final List<PreservedMemoryMap.Bitmap> bitmaps;
     // order -> (bitmap index -> bitmap frame)
     private final List<TreeMap<Long, Long>> index = new ArrayList<>();
+    // wordOf's one-entry cache per order; guarded by this, as every caller is synchronized
+    private final long[] lastBitmapIndex = filled(PreservedMemoryMap.MAX_ORDER + 1, -1);
+    private final long[] lastBitmap = new long[PreservedMemoryMap.MAX_ORDER + 1];
     private final Map<String, Long> subtrees = new LinkedHashMap<>();
     private final Set<String> retrieved = new HashSet<>();
     private final List<long[]> carried = new ArrayList<>();
@@ -175,11 +178,27 @@ public final class KhoIncoming {
         return subtrees.getOrDefault(name, -1L);
     }
 
+    private static long[] filled(final int n, final long v) {
+        final long[] a = new long[n];
+        java.util.Arrays.fill(a, v);
+        return a;
+    }
+
     private long wordOf(final long phys, final int order) {
         final long idx = (phys >>> PhysicalMemory.FRAME_SHIFT) >>> order;
-        final Long bitmap = index.get(order).get(idx >>> PreservedMemoryMap.BITMAP_SHIFT);
-        if (bitmap == null) {
-            return -1;
+        final long bitmapIndex = idx >>> PreservedMemoryMap.BITMAP_SHIFT;
+        // Claims and checks come in address order (table pages, blocks): the last bitmap usually serves.
+        long bitmap;
+        if (lastBitmapIndex[order] == bitmapIndex) {
+            bitmap = lastBitmap[order];
+        } else {
+            final Long b = index.get(order).get(bitmapIndex);
+            if (b == null) {
+                return -1;
+            }
+            bitmap = b;
+            lastBitmapIndex[order] = bitmapIndex;
+            lastBitmap[order] = bitmap;
         }
         return bitmap + ((idx & (PreservedMemoryMap.BITS_PER_BITMAP - 1)) >>> 6) * 8;
     }
