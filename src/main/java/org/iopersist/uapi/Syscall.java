@@ -102,5 +102,9 @@ public final class Syscall {
     // reboot(2)
     public static final int LINUX_REBOOT_MAGIC1 = 0xfee1dead;
     public static final int LINUX_REBOOT_MAGIC2 = 672274793;
+    /** The other dates {@code reboot(2)} accepts as magic2 (include/uapi/linux/reboot.h). */
+    public static final int LINUX_REBOOT_MAGIC2A = 85072278;
+    public static final int LINUX_REBOOT_MAGIC2B = 369367448;
+    public static final int LINUX_REBOOT_MAGIC2C = 537993216;
     public static final int LINUX_REBOOT_CMD_KEXEC = 0x45584543;
 }

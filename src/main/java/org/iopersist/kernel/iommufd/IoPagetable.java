@@ -488,10 +488,15 @@ final class IoPagetable {
         iovaAlignment = alignment;
     }
 
-    /** iopt_check_iova_alignment: the first area whose start or end is not aligned to {@code alignment}, or null. */
+    /**
+     * iopt_check_iova_alignment: the first area whose IOVA, length or page offset (where it starts
+     * in its first page) is not aligned to {@code alignment}, or null. A page offset a domain cannot
+     * express would map the wrong bytes.
+     */
     private IoptArea firstMisaligned(final long alignment) {
+        final long mask = alignment - 1;
         for (IoptArea a : areas.values()) {
-            if (a.start() % alignment != 0 || (a.last() + 1) % alignment != 0) {
+            if ((a.start() & mask) != 0 || (a.length() & mask) != 0 || (a.startByte() & (PAGE_SIZE - 1) & mask) != 0) {
                 return a;
             }
         }

@@ -156,10 +156,14 @@ public final class Syscalls {
                 yield 0;
             }
             case Syscall.REBOOT -> {
-                if ((int) a0 != Syscall.LINUX_REBOOT_MAGIC1 || (int) a1 != Syscall.LINUX_REBOOT_MAGIC2) {
+                // kernel/reboot.c: CAP_SYS_BOOT first (EPERM), then the magic (EINVAL).
+                requireRoot(p, "reboot");
+                final int magic2 = (int) a1;
+                if ((int) a0 != Syscall.LINUX_REBOOT_MAGIC1 || magic2 != Syscall.LINUX_REBOOT_MAGIC2
+                        && magic2 != Syscall.LINUX_REBOOT_MAGIC2A && magic2 != Syscall.LINUX_REBOOT_MAGIC2B
+                        && magic2 != Syscall.LINUX_REBOOT_MAGIC2C) {
                     throw new KernelException(Errno.EINVAL, "reboot magic");
                 }
-                requireRoot(p, "reboot");
                 if ((int) a2 != Syscall.LINUX_REBOOT_CMD_KEXEC) {
                     throw new KernelException(Errno.EINVAL, "only LINUX_REBOOT_CMD_KEXEC is modelled");
                 }

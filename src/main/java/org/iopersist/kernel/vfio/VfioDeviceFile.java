@@ -56,6 +56,10 @@ public final class VfioDeviceFile implements KernelFile {
 
     private synchronized long bind(final UserProcess p, final long arg, final Arena arena) {
         final MemorySegment s = copyIn(p, arg, VfioDeviceBindIommufd.MIN_SIZE, arena);
+        // vfio_df_ioctl_bind_iommufd: a negative fd is malformed (EINVAL), before any lookup.
+        if (VfioDeviceBindIommufd.iommufd(s) < 0) {
+            throw new KernelException(Errno.EINVAL, "iommufd " + VfioDeviceBindIommufd.iommufd(s));
+        }
         if (idev != null) {
             throw new KernelException(Errno.EINVAL, device.cdevPath() + " is already bound");
         }

@@ -146,6 +146,23 @@ class IommufdSelftestAreaTest extends IommufdAbiFixture {
         assertEquals(PAGE, map(ioas, buf, PAGE, PAGE, true));
     }
 
+    /** iopt_check_iova_alignment checks the page offset too: an aligned IOVA over buffer + 0x800 still blocks PAGE_SIZE. */
+    @Test
+    void ioas_align_change_with_a_page_offset() {
+        final int ioas = ioasAlloc();
+        final long buf = buffer();
+        assertEquals(0, map(ioas, buf + 0x800, PAGE, 0, true), "alignment 1 takes it");
+        final StructLayout l = IommuOption.LAYOUT;
+        final MemorySegment o = struct(l);
+        set32(o, l, "option_id", Iommufd.IOMMU_OPTION_HUGE_PAGES);
+        o.set(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) Iommufd.IOMMU_OPTION_OP_SET);
+        set32(o, l, "object_id", ioas);
+        set64(o, l, "val64", 0);
+        assertEquals(Errno.EADDRINUSE, err(c.ioctl(fd, Iommufd.IOMMU_OPTION, o)));
+        assertEquals(PAGE, unmap(ioas, 0, -1L));
+        assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_OPTION, o), "with the area gone");
+    }
+
     @Test
     void copy_sweep() {
         final int ioas = ioasAlloc();

@@ -256,6 +256,22 @@ class IommufdSelftestDomainTest extends IommufdDomainFixture {
         assertEquals(hwpt, attachPt(dev1, (int) hwpt), "a new device joins the HWPT");
     }
 
+    /**
+     * iopt_table_add_domain: an area a domain cannot map at its page offset makes the attach fail
+     * with EADDRINUSE before anything is pinned or mapped; unmap and destroy then work as usual.
+     */
+    @Test
+    void attach_over_an_area_at_a_page_offset() {
+        final int ioas = ioasAlloc();
+        final long buf = c.mmapAnonymous(4 * PAGE);
+        assertEquals(0, map(ioas, buf + 0x800, PAGE, 0, true));
+        final int dev1 = openDevice(1);
+        bind(dev1, fd);
+        assertEquals(Errno.EADDRINUSE, err(attachPt(dev1, ioas)));
+        assertEquals(PAGE, unmap(ioas, 0, -1L), "the area's pages were not left pinned");
+        assertEquals(0, destroy(ioas));
+    }
+
     @Test
     void vfio_cdev_framing() {
         final int dev1 = openDevice(1);
@@ -263,6 +279,7 @@ class IommufdSelftestDomainTest extends IommufdDomainFixture {
         assertEquals(Errno.EINVAL, err(bindRaw(dev1, fd, 12, 0)), "argsz below minsz");
         assertEquals(Errno.EINVAL, err(bindRaw(dev1, fd, 16, 1)), "flags");
         assertEquals(Errno.EBADF, err(bindRaw(dev1, 77, 16, 0)));
+        assertEquals(Errno.EINVAL, err(bindRaw(dev1, -1, 16, 0)), "a negative fd is malformed (vfio_df_ioctl_bind_iommufd)");
         assertEquals(Errno.EBADFD, err(bindRaw(dev1, devFd, 16, 0)), "a vfio fd is not an iommufd");
         assertTrue(bindRaw(dev1, fd, 64, 0) > 0, "a larger argsz is fine");
         assertEquals(Errno.EINVAL, err(bindRaw(dev1, fd, 16, 0)), "bound twice");

@@ -36,6 +36,7 @@ class SyscallAbiTest {
     PhysicalMemory memory;
     TestFrames frames;
     SyscallServer server;
+    Syscalls syscalls;
     final AtomicReference<String> knob = new AtomicReference<>("0");
     String kexecCmdline;
 
@@ -62,8 +63,8 @@ class SyscallAbiTest {
             public void rebootKexec(final UserProcess caller) {
             }
         };
-        server = new SyscallServer(tmp.resolve("kernel.sock"), new Syscalls(memory, frames, new FrameRefs(frames), vfs, control),
-                line -> { });
+        syscalls = new Syscalls(memory, frames, new FrameRefs(frames), vfs, control);
+        server = new SyscallServer(tmp.resolve("kernel.sock"), syscalls, line -> { });
     }
 
     @AfterEach
@@ -142,6 +143,22 @@ class SyscallAbiTest {
             assertEquals(Errno.EINVAL, errno(c.syscall(Syscall.MEMFD_CREATE, c.scratch(), 0x100)));
             assertEquals(Errno.EINVAL, errno(c.syscall(Syscall.LSEEK, fd, 0, 7)));
             c.syscall(Syscall.KEXEC_LOAD, 0);
+        }
+    }
+
+    /** kernel/reboot.c: CAP_SYS_BOOT is checked before the magic; any of the four magic2 dates will do. */
+    @Test
+    void rebootChecksTheCallerBeforeTheMagic() {
+        final UserProcess user = server.newProcess(1000, 1000);
+        assertEquals(Errno.EPERM, errno(syscalls.call(user, Syscall.REBOOT, 1, 2, Syscall.LINUX_REBOOT_CMD_KEXEC, 0, 0, 0)));
+        assertEquals(Errno.EPERM, errno(syscalls.call(user, Syscall.REBOOT, Syscall.LINUX_REBOOT_MAGIC1,
+                Syscall.LINUX_REBOOT_MAGIC2, Syscall.LINUX_REBOOT_CMD_KEXEC, 0, 0, 0)));
+        final UserProcess root = server.newProcess(0, 0);
+        assertEquals(Errno.EINVAL, errno(syscalls.call(root, Syscall.REBOOT, 1, 2, Syscall.LINUX_REBOOT_CMD_KEXEC, 0, 0, 0)));
+        for (int magic2 : new int[] {Syscall.LINUX_REBOOT_MAGIC2, Syscall.LINUX_REBOOT_MAGIC2A, Syscall.LINUX_REBOOT_MAGIC2B,
+                Syscall.LINUX_REBOOT_MAGIC2C}) {
+            assertEquals(0, syscalls.call(root, Syscall.REBOOT, Syscall.LINUX_REBOOT_MAGIC1, magic2,
+                    Syscall.LINUX_REBOOT_CMD_KEXEC, 0, 0, 0), "magic2 " + magic2);
         }
     }
 
