@@ -92,7 +92,9 @@ class SeparateProcessesLiveUpdateTest {
                     // sysfs as `ls` and `cat` see it, mirrored by the new kernel's process.
                     final Path persisted = m.resolve("sys").resolve("kernel").resolve("iommufd_persisted").resolve(Integer.toString(pid));
                     final long deadline = System.nanoTime() + 10_000_000_000L;
-                    while (!Files.isRegularFile(persisted.resolve("owner")) && System.nanoTime() < deadline) {
+                    // The mirror is refreshed in the background: wait for a generation that shows the context whole.
+                    while (!(Files.isRegularFile(persisted.resolve("owner")) && Files.isRegularFile(persisted.resolve("state"))
+                            && !readOrEmpty(persisted.resolve("state")).isBlank()) && System.nanoTime() < deadline) {
                         Thread.sleep(20);
                     }
                     assertEquals("0", Files.readString(persisted.resolve("owner")).trim());
@@ -128,6 +130,14 @@ class SeparateProcessesLiveUpdateTest {
             }
             machine.process().getOutputStream().close();
             assertEquals(0, machine.waitFor(30), machine.output());
+        }
+    }
+
+    private static String readOrEmpty(final Path p) {
+        try {
+            return Files.readString(p);
+        } catch (java.io.IOException e) {
+            return "";
         }
     }
 }

@@ -73,6 +73,12 @@ public final class AddressSpace {
         }
         final long pages = len >>> Vma.PAGE_SHIFT;
         final FrameRuns.Builder backing = new FrameRuns.Builder();
+        if (anonymous && pages > frames.freeFrames()) {
+            // __vm_enough_memory: an anonymous mapping larger than the memory there is fails at once,
+            // not after allocating (and zeroing) frame after frame until none is left.
+            throw new KernelException(Errno.ENOMEM, String.format("mmap of 0x%x bytes: %d pages wanted, %d free", len, pages,
+                    frames.freeFrames()));
+        }
         if (anonymous) {
             try {
                 for (long done = 0; done < pages; done++) {

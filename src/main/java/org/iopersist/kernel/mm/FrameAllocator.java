@@ -296,6 +296,11 @@ public final class FrameAllocator implements FrameSource {
         return b;
     }
 
+    @Override
+    public synchronized long freeFrames() {
+        return freeFrames;
+    }
+
     public synchronized Stats stats() {
         return new Stats(limitFrames, reservedFrames, freeFrames, allocatedFrames, violations);
     }

@@ -1,6 +1,6 @@
 package org.iopersist.kernel.mm;
 
-/** Where KHO gets zeroed frames for its own metadata and blobs, and gives them back. */
+/** Where the kernel gets zeroed frames (KHO's metadata and blobs, anonymous memory), and gives them back. */
 public interface FrameSource {
     /** A zeroed 4 KiB frame's physical address. */
     long allocZeroedFrame();
@@ -11,4 +11,12 @@ public interface FrameSource {
     long allocZeroedRun(int order);
 
     void freeRun(long phys, int order);
+
+    /**
+     * Frames that could be handed out now, for the overcommit check a large request makes before
+     * it starts ({@code __vm_enough_memory}); unknown sources answer {@link Long#MAX_VALUE}.
+     */
+    default long freeFrames() {
+        return Long.MAX_VALUE;
+    }
 }
