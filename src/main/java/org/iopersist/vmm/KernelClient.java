@@ -259,12 +259,27 @@ public final class KernelClient implements AutoCloseable {
     }
 
     @Override
+    /**
+     * Process exit: shuts down the writing side, then waits until the kernel closes its end, which
+     * it does only after every file of this process is released. So when this returns, a device this
+     * process had bound can be bound by another, as after wait(2) on an exited child.
+     */
     public void close() {
         try {
-            channel.close();
+            channel.shutdownOutput();
+            final ByteBuffer sink = ByteBuffer.allocate(256);
+            while (channel.read(sink) >= 0) {
+                sink.clear(); // a reply nobody waits for any more
+            }
         } catch (IOException e) {
-            // the kernel sees the process exit either way
+            // the kernel is gone (a kexec) or already closed: nothing left to wait for
+        } finally {
+            try {
+                channel.close();
+            } catch (IOException e) {
+                // the kernel sees the process exit either way
+            }
+            memory.close();
         }
-        memory.close();
     }
 }

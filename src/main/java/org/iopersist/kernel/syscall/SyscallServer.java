@@ -131,9 +131,14 @@ public final class SyscallServer implements AutoCloseable {
             // The process went away mid-frame: the same as exit.
         } finally {
             connections.remove(c);
-            closeQuietly(ch);
-            if (releaseOnClose) {
-                exit(p);
+            // Exit runs every release before this end closes: a client that shut down its writing
+            // side and waits for end-of-stream knows its files are released, as a parent's wait(2) does.
+            try {
+                if (releaseOnClose) {
+                    exit(p);
+                }
+            } finally {
+                closeQuietly(ch);
             }
         }
     }
