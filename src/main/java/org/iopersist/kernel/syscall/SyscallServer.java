@@ -63,6 +63,9 @@ public final class SyscallServer implements AutoCloseable {
         Files.createDirectories(path.toAbsolutePath().getParent());
         this.server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
         server.bind(UnixDomainSocketAddress.of(path));
+        // Every user may connect, as every user may call into a kernel: who the caller is comes from
+        // SO_PEERCRED, and each file checks it (owner or root), not the socket's mode.
+        Files.setPosixFilePermissions(path, java.nio.file.attribute.PosixFilePermissions.fromString("rwxrwxrwx"));
         this.acceptor = Thread.ofPlatform().daemon().name("syscall-accept").start(this::acceptLoop);
     }
 
