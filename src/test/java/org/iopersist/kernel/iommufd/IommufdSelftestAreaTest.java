@@ -126,18 +126,24 @@ class IommufdSelftestAreaTest extends IommufdAbiFixture {
         }
     }
 
-    @Test
-    void ioas_align_change() {
-        final int ioas = ioasAlloc();
-        final long buf = buffer();
-        // A misaligned area blocks disabling large pages.
-        assertEquals(0, map(ioas, buf + 100, PAGE, 100, true) - 100, "sub-page IOVA is fine at alignment 1");
+    /** IOMMU_OPTION SET HUGE_PAGES = 0 on {@code ioas}. */
+    private MemorySegment hugePagesOff(final int ioas) {
         final StructLayout l = IommuOption.LAYOUT;
         final MemorySegment o = struct(l);
         set32(o, l, "option_id", Iommufd.IOMMU_OPTION_HUGE_PAGES);
         o.set(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) Iommufd.IOMMU_OPTION_OP_SET);
         set32(o, l, "object_id", ioas);
         set64(o, l, "val64", 0);
+        return o;
+    }
+
+    @Test
+    void ioas_align_change() {
+        final int ioas = ioasAlloc();
+        final long buf = buffer();
+        // A misaligned area blocks disabling large pages.
+        assertEquals(0, map(ioas, buf + 100, PAGE, 100, true) - 100, "sub-page IOVA is fine at alignment 1");
+        final MemorySegment o = hugePagesOff(ioas);
         assertEquals(Errno.EADDRINUSE, err(c.ioctl(fd, Iommufd.IOMMU_OPTION, o)));
         unmap(ioas, 0, -1L);
         assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_OPTION, o));
@@ -152,12 +158,7 @@ class IommufdSelftestAreaTest extends IommufdAbiFixture {
         final int ioas = ioasAlloc();
         final long buf = buffer();
         assertEquals(0, map(ioas, buf + 0x800, PAGE, 0, true), "alignment 1 takes it");
-        final StructLayout l = IommuOption.LAYOUT;
-        final MemorySegment o = struct(l);
-        set32(o, l, "option_id", Iommufd.IOMMU_OPTION_HUGE_PAGES);
-        o.set(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, 8, (short) Iommufd.IOMMU_OPTION_OP_SET);
-        set32(o, l, "object_id", ioas);
-        set64(o, l, "val64", 0);
+        final MemorySegment o = hugePagesOff(ioas);
         assertEquals(Errno.EADDRINUSE, err(c.ioctl(fd, Iommufd.IOMMU_OPTION, o)));
         assertEquals(PAGE, unmap(ioas, 0, -1L));
         assertEquals(0, c.ioctl(fd, Iommufd.IOMMU_OPTION, o), "with the area gone");
