@@ -158,7 +158,9 @@ final class Demo implements Callable<Integer> {
 
     private int run(final Path machineDir) throws Exception {
         // guestmemfs holds guest RAM and its own metadata; the machine adds 768 MiB for the kernels.
-        final long carveOut = Math.max(256 * MIB, guestRamBytes + 64 * MIB);
+        // A large guest gets a GiB of slack, so that every GiB of it can be a 1 GiB-aligned run
+        // (and a 1 GiB leaf) past the metadata at the carve-out's start.
+        final long carveOut = Math.max(256 * MIB, guestRamBytes + (guestRamBytes >= 4 * 1024 * MIB ? 1024 : 64) * MIB);
         final String cmdline = "guestmemfs=" + (carveOut / MIB) + "M liveupdate.finish_timeout=30";
         final MachineConfig config = MachineConfig.small().withMemorySize(Math.max(MachineConfig.small().memorySize(),
                 carveOut + 768 * MIB));
