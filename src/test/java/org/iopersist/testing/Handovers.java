@@ -122,7 +122,7 @@ public final class Handovers {
     }
 
     private static String dtc(final Path in, final String format, final Path outOrNull) throws IOException, InterruptedException {
-        final List<String> cmd = new java.util.ArrayList<>(List.of("dtc", "-q", "-I", "dtb", "-O", format));
+        final List<String> cmd = new java.util.ArrayList<>(List.of("dtc", "-I", "dtb", "-O", format));
         if (outOrNull != null) {
             cmd.addAll(List.of("-o", outOrNull.toString()));
         }
@@ -131,6 +131,11 @@ public final class Handovers {
         final String text = new String(p.getInputStream().readAllBytes());
         if (p.waitFor() != 0) {
             throw new AssertionError("dtc refuses " + in.getFileName() + ": " + text);
+        }
+        // Every handover decompiles cleanly: a warning (a unit address without reg, say) fails the check.
+        if (text.contains("Warning")) {
+            throw new AssertionError("dtc warns about " + in.getFileName() + ": " + text.lines().filter(l -> l.contains("Warning"))
+                    .toList());
         }
         return text;
     }

@@ -18,7 +18,7 @@ import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
  *         context-tables = &lt;u64 ...&gt;;      (bus &lt;&lt; 52 | phys) of every present root entry
  *         qi-ring = &lt;u64&gt;;  qi-status = &lt;u64&gt;;   the invalidation ring the unit still reads
  *     };
- *     domain@K {                        one per persistent domain
+ *     domain@P {                        one per persistent domain, named by its pgd (hex)
  *         levels = &lt;u32&gt;;                   3, 4 or 5
  *         pgd = &lt;u64&gt;;
  *         table-pages = &lt;u64&gt;;             how many table pages a walk from pgd finds
@@ -77,18 +77,20 @@ public final class VtdHandover {
 
     public static byte[] write(final Image image) {
         final FdtWriter w = new FdtWriter().beginNode("");
-        w.propertyString("compatible", COMPATIBLE);
+        // #address-cells/#size-cells and each node's reg give the unit addresses meaning, so dtc
+        // decompiles the blob without a warning; readers go by name and ignore them.
+        // Two address cells: a unit's is its index, a domain's its pgd, so no two siblings share one.
+        w.propertyString("compatible", COMPATIBLE).propertyU32("#address-cells", 2).propertyU32("#size-cells", 0);
         for (Unit u : image.units()) {
-            w.beginNode("unit@" + u.index())
+            w.beginNode("unit@" + u.index()).propertyU64("reg", u.index())
                     .propertyU64("cap", u.cap()).propertyU64("ecap", u.ecap())
                     .propertyU64("root-table", u.rootTable())
                     .propertyU64Array("context-tables", u.contextTables())
                     .propertyU64("qi-ring", u.qiRing()).propertyU64("qi-status", u.qiStatus())
                     .endNode();
         }
-        int k = 0;
         for (Domain d : image.domains()) {
-            w.beginNode("domain@" + k++)
+            w.beginNode("domain@" + Long.toHexString(d.pgd())).propertyU64("reg", d.pgd())
                     .propertyU32("levels", d.levels()).propertyU64("pgd", d.pgd())
                     .propertyU64("table-pages", d.tablePages())
                     .propertyU64Array("dids", d.dids()).propertyU64Array("devices", d.devices())

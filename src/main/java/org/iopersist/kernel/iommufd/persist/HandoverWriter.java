@@ -30,7 +30,9 @@ final class HandoverWriter {
     /** The blob for {@code contexts}, by persistent id. */
     static byte[] write(final SortedMap<Integer, IommufdCtx> contexts) {
         final FdtWriter w = new FdtWriter().beginNode("");
-        w.propertyString("compatible", IommufdHandover.COMPATIBLE);
+        // #address-cells/#size-cells and each node's reg give the unit addresses (persistent ids,
+        // object ids) meaning, so dtc decompiles the blob without a warning; readers ignore them.
+        w.propertyString("compatible", IommufdHandover.COMPATIBLE).propertyU32("#address-cells", 1).propertyU32("#size-cells", 0);
         for (Map.Entry<Integer, IommufdCtx> e : contexts.entrySet()) {
             writeContext(w, e.getKey(), e.getValue());
         }
@@ -38,16 +40,17 @@ final class HandoverWriter {
     }
 
     private static void writeContext(final FdtWriter w, final int pid, final IommufdCtx ctx) {
-        w.beginNode("ctx@" + pid).propertyU32("persistent-id", pid).propertyU32("owner-uid", ctx.ownerUid())
+        w.beginNode("ctx@" + pid).propertyU32("reg", pid).propertyU32("#address-cells", 1).propertyU32("#size-cells", 0)
+                .propertyU32("persistent-id", pid).propertyU32("owner-uid", ctx.ownerUid())
                 .propertyU32("account-mode", ctx.accountMode());
         for (IommufdObject o : ctx.objects()) {
             switch (o) {
                 case Ioas ioas -> writeIoas(w, ioas);
-                case HwptPaging h -> w.beginNode("hwpt@" + o.id()).propertyU32("id", o.id()).propertyU32("ioas", h.ioas().id())
+                case HwptPaging h -> w.beginNode("hwpt@" + o.id()).propertyU32("reg", o.id()).propertyU32("id", o.id()).propertyU32("ioas", h.ioas().id())
                         .propertyU32("auto", h.auto() ? 1 : 0).propertyU64("domain", h.domain().ops().handoverKey()).endNode();
                 case IommufdDevice d -> {
                     final HwptPaging h = d.hwpt();
-                    w.beginNode("device@" + o.id()).propertyU32("id", o.id()).propertyU64("device", d.device().handoverKey())
+                    w.beginNode("device@" + o.id()).propertyU32("reg", o.id()).propertyU32("id", o.id()).propertyU64("device", d.device().handoverKey())
                             .propertyU32("hwpt", h == null ? 0 : h.id()).endNode();
                 }
                 case Access a -> throw new KernelException(Errno.EBUSY,
@@ -86,7 +89,7 @@ final class HandoverWriter {
             allowed.add(r.start());
             allowed.add(r.last());
         }
-        w.beginNode("ioas@" + ioas.id()).propertyU32("id", ioas.id())
+        w.beginNode("ioas@" + ioas.id()).propertyU32("reg", ioas.id()).propertyU32("id", ioas.id())
                 .propertyU64("alignment", state.iovaAlignment())
                 .propertyU32("huge-pages", state.hugePages() ? 1 : 0)
                 .propertyU64Array("allowed", toArray(allowed))

@@ -194,7 +194,7 @@ class VtdLiveUpdateTest {
         try (World w = new World(dir.resolve("m"), false)) {
             final SetupData s = w.finalizeAndKexec();
             final FdtReader blob = vtdBlob(w.m, s);
-            final int dom = blob.subnode(blob.root(), "domain@0");
+            final int dom = domainNode(blob, 0);
             final long anyFrame = w.a.frames().allocRun(0); // allocated in A, never preserved
             blob.value(blob.property(dom, "pgd")).set(BE64, 0, anyFrame);
             assertColdAndBlocked(w, "pgd not preserved", "table page 0x" + Long.toHexString(anyFrame) + " is not preserved");
@@ -206,7 +206,7 @@ class VtdLiveUpdateTest {
         try (World w = new World(dir.resolve("m"), false)) {
             final SetupData s = w.finalizeAndKexec();
             final FdtReader blob = vtdBlob(w.m, s);
-            final int dom = blob.subnode(blob.root(), "domain@0");
+            final int dom = domainNode(blob, 0);
             blob.value(blob.property(dom, "dids")).set(BE64, 0, 70_000L); // unit 0, DID 70000 >= ND
             assertColdAndBlocked(w, "DID >= ND", "DID 70000 outside 2..65535");
         }
@@ -231,8 +231,8 @@ class VtdLiveUpdateTest {
         try (World w = new World(dir.resolve("m"), true)) {
             final SetupData s = w.finalizeAndKexec();
             final FdtReader blob = vtdBlob(w.m, s);
-            final long dev0Key = blob.value(blob.property(blob.subnode(blob.root(), "domain@0"), "devices")).get(BE64, 0);
-            blob.value(blob.property(blob.subnode(blob.root(), "domain@1"), "devices")).set(BE64, 0, dev0Key);
+            final long dev0Key = blob.value(blob.property(domainNode(blob, 0), "devices")).get(BE64, 0);
+            blob.value(blob.property(domainNode(blob, 1), "devices")).set(BE64, 0, dev0Key);
             assertColdAndBlocked(w, "two domains claim one device", "0000:00:02.0 is claimed by two domains");
         }
     }
@@ -266,5 +266,11 @@ class VtdLiveUpdateTest {
                 }
             }
         }
+    }
+
+    /** The {@code k}-th domain node of an intel-iommu blob (they are named by their pgd). */
+    private static int domainNode(final org.iopersist.kernel.liveupdate.kho.FdtReader blob, final int k) {
+        return blob.children(blob.root()).stream().filter(n -> blob.nodeName(n).startsWith("domain@")).skip(k).findFirst()
+                .orElseThrow();
     }
 }
