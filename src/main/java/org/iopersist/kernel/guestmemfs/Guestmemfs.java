@@ -802,20 +802,24 @@ public final class Guestmemfs {
 
     /** Physical address of byte {@code offset} of file {@code i}; EINVAL past the end. */
     synchronized long physOf(final int i, final long offset) {
+        final Extent e = extentAt(i, offset);
+        return blockPhys(e.block) + (offset - (e.fileBlock << BLOCK_SHIFT));
+    }
+
+    /** The extent of file {@code i} holding byte {@code offset}; EINVAL past the end. */
+    private Extent extentAt(final int i, final long offset) {
         if (offset < 0 || offset >= size(i)) {
             throw new KernelException(Errno.EINVAL, "guestmemfs: offset " + offset + " beyond the file's " + size(i) + " bytes");
         }
         final List<Extent> map = files.get(i);
-        final Extent e = map.get(indexOf(map, offset >>> BLOCK_SHIFT));
-        return blockPhys(e.block) + (offset - (e.fileBlock << BLOCK_SHIFT));
+        return map.get(indexOf(map, offset >>> BLOCK_SHIFT));
     }
 
     /** The contiguous run of file {@code i} holding byte {@code offset}: to its extent's end or the file's. */
     synchronized Run runAt(final int i, final long offset) {
-        final long phys = physOf(i, offset);
-        final List<Extent> map = files.get(i);
-        final Extent e = map.get(indexOf(map, offset >>> BLOCK_SHIFT));
-        return new Run(offset, phys, Math.min(e.fileEnd() << BLOCK_SHIFT, size(i)) - offset);
+        final Extent e = extentAt(i, offset);
+        return new Run(offset, blockPhys(e.block) + (offset - (e.fileBlock << BLOCK_SHIFT)),
+                Math.min(e.fileEnd() << BLOCK_SHIFT, size(i)) - offset);
     }
 
     /** Pins every block {@code [offset, offset + length)} touches (EINVAL past the end). */

@@ -232,11 +232,11 @@ public final class IoptPages {
      * pinned: what one {@code iommu_map} call can take, so a domain gets its largest leaves.
      */
     synchronized long contiguousPages(final long index, final long max) {
-        final long first = frame(index);
-        long n = 1;
-        if (pinnedRuns != null) {
+        if (pinnedRuns != null) { // set only while pinned
             return Math.min(max, pinnedRuns.contiguousFrom(index));
         }
+        final long first = frame(index);
+        long n = 1;
         while (n < max && pinned[(int) (index + n)] == first + (n << 12)) {
             n++;
         }

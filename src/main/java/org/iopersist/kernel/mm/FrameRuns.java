@@ -72,18 +72,6 @@ public final class FrameRuns {
         return b.build();
     }
 
-    /** Each run: its first page index, physical address and length in pages. */
-    @FunctionalInterface
-    public interface RunVisitor {
-        void run(long pageIndex, long phys, long pages);
-    }
-
-    public void forEachRun(final RunVisitor v) {
-        for (int r = 0; r < runs; r++) {
-            v.run(firstPage[r], phys[r], runPages(r));
-        }
-    }
-
     /** Every frame, page by page: for anonymous memory, whose frames are counted one by one. */
     public void forEachFrame(final LongConsumer frame) {
         for (int r = 0; r < runs; r++) {

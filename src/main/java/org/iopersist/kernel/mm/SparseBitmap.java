@@ -106,12 +106,6 @@ public final class SparseBitmap {
         return n == 64 ? -1L : ((1L << n) - 1) << lo;
     }
 
-    /** The 64 bits of word {@code wordIndex} (bits {@code 64*wordIndex ..}), 0 where no chunk is. */
-    public long word(final long wordIndex) {
-        final long[] c = chunks[(int) (wordIndex >>> (CHUNK_SHIFT - 6))];
-        return c == null ? 0 : c[(int) wordIndex & (CHUNK_WORDS - 1)];
-    }
-
     /** Heap bytes held by chunks: what this bitmap costs. */
     public long bytesInUse() {
         return (long) chunksInUse * CHUNK_WORDS * 8 + chunks.length * 8L;

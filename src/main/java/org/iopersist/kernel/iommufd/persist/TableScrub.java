@@ -132,9 +132,4 @@ final class TableScrub {
         final CountDownLatch l = done.get(pid);
         return l != null && l.await(timeout, unit);
     }
-
-    /** The scrub's result for {@code pid}, or null while it has not ended. */
-    Done result(final int pid) {
-        return status.get(pid) instanceof Done d ? d : null;
-    }
 }

@@ -36,9 +36,6 @@ public final class KhoIncoming {
     private final List<PreservedMemoryMap.Bitmap> bitmaps;
     // order -> (bitmap index -> bitmap frame)
     private final List<TreeMap<Long, Long>> index = new ArrayList<>();
-    // wordOf's one-entry cache per order; guarded by this, as every caller is synchronized
-    private final long[] lastBitmapIndex = filled(PreservedMemoryMap.MAX_ORDER + 1, -1);
-    private final long[] lastBitmap = new long[PreservedMemoryMap.MAX_ORDER + 1];
     private final Map<String, Long> subtrees = new LinkedHashMap<>();
     private final Set<String> retrieved = new HashSet<>();
     private final List<long[]> carried = new ArrayList<>();
@@ -178,37 +175,30 @@ public final class KhoIncoming {
         return subtrees.getOrDefault(name, -1L);
     }
 
-    private static long[] filled(final int n, final long v) {
-        final long[] a = new long[n];
-        java.util.Arrays.fill(a, v);
-        return a;
-    }
-
     private long wordOf(final long phys, final int order) {
         final long idx = (phys >>> PhysicalMemory.FRAME_SHIFT) >>> order;
-        final long bitmapIndex = idx >>> PreservedMemoryMap.BITMAP_SHIFT;
-        // Claims and checks come in address order (table pages, blocks): the last bitmap usually serves.
-        long bitmap;
-        if (lastBitmapIndex[order] == bitmapIndex) {
-            bitmap = lastBitmap[order];
-        } else {
-            final Long b = index.get(order).get(bitmapIndex);
-            if (b == null) {
-                return -1;
-            }
-            bitmap = b;
-            lastBitmapIndex[order] = bitmapIndex;
-            lastBitmap[order] = bitmap;
+        final Long bitmap = index.get(order).get(idx >>> PreservedMemoryMap.BITMAP_SHIFT);
+        if (bitmap == null) {
+            return -1;
         }
         return bitmap + ((idx & (PreservedMemoryMap.BITS_PER_BITMAP - 1)) >>> 6) * 8;
+    }
+
+    /** The bit of block {@code (phys, order)} within its tracker word. */
+    private static long bitOf(final long phys, final int order) {
+        return 1L << (((phys >>> PhysicalMemory.FRAME_SHIFT) >>> order) & 63);
+    }
+
+    /** Whether exactly the aligned block {@code (phys, order)} is preserved and unclaimed. */
+    private boolean isSet(final long phys, final int order) {
+        final long word = wordOf(phys, order);
+        return word >= 0 && (memory.load64(word) & bitOf(phys, order)) != 0;
     }
 
     /** True if the frame at {@code phys} lies in a preserved, unclaimed block of any order. */
     public synchronized boolean preserved(final long phys) {
         for (int order = 0; order <= PreservedMemoryMap.MAX_ORDER; order++) {
-            final long base = phys & ~((PhysicalMemory.FRAME_SIZE << order) - 1);
-            final long word = wordOf(base, order);
-            if (word >= 0 && (memory.load64(word) & (1L << (((base >>> PhysicalMemory.FRAME_SHIFT) >>> order) & 63))) != 0) {
+            if (isSet(phys & ~((PhysicalMemory.FRAME_SIZE << order) - 1), order)) {
                 return true;
             }
         }
@@ -223,8 +213,7 @@ public final class KhoIncoming {
         if (finished || (phys & ((PhysicalMemory.FRAME_SIZE << order) - 1)) != 0) {
             return false;
         }
-        final long word = wordOf(phys, order);
-        return word >= 0 && (memory.load64(word) & (1L << (((phys >>> PhysicalMemory.FRAME_SHIFT) >>> order) & 63))) != 0;
+        return isSet(phys, order);
     }
 
     /**
@@ -240,7 +229,7 @@ public final class KhoIncoming {
         if (word < 0) {
             return false;
         }
-        final long bit = 1L << (((phys >>> PhysicalMemory.FRAME_SHIFT) >>> order) & 63);
+        final long bit = bitOf(phys, order);
         final long old = memory.load64(word);
         if ((old & bit) == 0) {
             return false;
