@@ -7,7 +7,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.TreeMap;
-import java.util.concurrent.TimeUnit;
 import org.iopersist.hw.Machine;
 import org.iopersist.hw.MachineConfig;
 import org.iopersist.hw.memory.PhysicalMemory;
@@ -18,8 +17,6 @@ import org.iopersist.kernel.KernelRig;
 import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.syscall.SyscallServer;
-import org.iopersist.uapi.Iommufd;
-import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.GuestRam;
 import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
@@ -78,30 +75,20 @@ class GuestLayoutLiveUpdateTest {
         }
     }
 
-    /** Boots kernel B, reopens, rebinds and waits for the scrub; its line, and whether device 0 was blocked then. */
-    private static String[] restoreAndScrub(final Handed h) throws Exception {
+    /** Boots kernel B from the handover, then the VMM reopens, rebinds and waits for the scrub. */
+    private static ScrubbingVmm.Scrubbed restoreAndScrub(final Handed h) throws Exception {
         final Kernel b = Kernel.boot(h.machine().board());
         assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind(), b.coldBootReason());
-        final Path at = h.machine().board().directory();
-        final SyscallServer server = b.serve(at.resolve("k2.sock"));
-        try (KernelClient vmm = KernelClient.connect(server.path(), at.resolve("memory"))) {
-            final IommufdHandle f = IommufdHandle.of(vmm, vmm.open(Iommufd.persistedNode(h.pid()), Syscall.O_RDWR));
-            VfioDeviceHandle.open(vmm, 0).bind(f);
-            final String line = b.persistedContexts().awaitScrub(h.pid(), 60, TimeUnit.SECONDS);
-            final IommuDevice dev = b.iommu().devices().getFirst();
-            return new String[] {line, Boolean.toString(b.iommu().domainOf(dev) == b.iommu().blockedDomain())};
-        } finally {
-            server.close();
-        }
+        return ScrubbingVmm.reopenAndScrub(h.machine().board().directory(), b, h.pid());
     }
 
     @Test
     void aGuestAcrossTheHoleIsAdoptedAndScrubsClean() throws Exception {
         final Handed h = handOver();
         try (Machine m = h.machine()) {
-            final String[] s = restoreAndScrub(h);
-            assertEquals("ok: 5 leaves, 0x140000000 bytes", s[0].substring(0, s[0].indexOf(" in ")), s[0]);
-            assertEquals("false", s[1], "the device keeps translating");
+            final ScrubbingVmm.Scrubbed s = restoreAndScrub(h);
+            assertEquals("ok: 5 leaves, 0x140000000 bytes", s.line().substring(0, s.line().indexOf(" in ")), s.line());
+            assertTrue(!s.deviceBlocked(), "the device keeps translating");
         }
     }
 
@@ -115,10 +102,10 @@ class GuestLayoutLiveUpdateTest {
             final long lowLeaf = mem.load64(pdpt + SlPte.index(GIB, 3) * SlPte.SIZE);
             final long highLeafAt = pdpt + SlPte.index(4 * GIB, 3) * SlPte.SIZE;
             mem.store64(highLeafAt, lowLeaf);
-            final String[] s = restoreAndScrub(h);
-            assertTrue(s[0].startsWith("mismatch: ") && s[0].contains("IOVA 0x100000000 translates to")
-                    && s[0].contains("1 devices blocked"), s[0]);
-            assertEquals("true", s[1], "the device of the bad domain is blocked");
+            final ScrubbingVmm.Scrubbed s = restoreAndScrub(h);
+            assertTrue(s.line().startsWith("mismatch: ") && s.line().contains("IOVA 0x100000000 translates to")
+                    && s.line().contains("1 devices blocked"), s.line());
+            assertTrue(s.deviceBlocked(), "the device of the bad domain is blocked");
         }
     }
 }

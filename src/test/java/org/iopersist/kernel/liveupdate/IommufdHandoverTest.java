@@ -13,7 +13,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Random;
-import java.util.concurrent.TimeUnit;
 import org.iopersist.hw.Machine;
 import org.iopersist.hw.MachineConfig;
 import org.iopersist.kernel.init.Kernel;
@@ -23,8 +22,6 @@ import org.iopersist.kernel.liveupdate.kho.FdtReader;
 import org.iopersist.kernel.liveupdate.kho.SetupData;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.Handovers;
-import org.iopersist.uapi.Iommufd;
-import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.GuestRam;
 import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
@@ -101,30 +98,10 @@ class IommufdHandoverTest {
         Handovers.reseal(m.board(), IommufdHandover.NAME);
         final Kernel b = Kernel.boot(m.board());
         assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind(), "only the leaves disagree: boot restores " + b.coldBootReason());
-        final Scrubbed s = reopenAndScrub(at, b, pid);
+        final ScrubbingVmm.Scrubbed s = ScrubbingVmm.reopenAndScrub(at, b, pid);
         assertTrue(s.line().startsWith("mismatch: ") && s.line().contains(reason) && s.line().contains("1 devices blocked"), s.line());
         assertTrue(s.deviceBlocked(), "the device of the bad domain is blocked while its VMM still holds it");
         return s.line();
-    }
-
-    /** The scrub's line from sysfs, and whether device 0 was blocked then (before the VMM exits). */
-    private record Scrubbed(String line, boolean deviceBlocked) {
-    }
-
-    /** A restarted VMM reopens the context and rebinds device 0; returns the scrub's line from sysfs. */
-    private static Scrubbed reopenAndScrub(final Path at, final Kernel b, final int pid) throws Exception {
-        final SyscallServer server = b.serve(at.resolve("k2.sock"));
-        try (KernelClient vmm = KernelClient.connect(server.path(), at.resolve("memory"))) {
-            final IommufdHandle f = IommufdHandle.of(vmm, vmm.open(Iommufd.persistedNode(pid), Syscall.O_RDWR));
-            assertEquals("pending", vmm.readFile(Iommufd.persistedDir(pid) + "/scrub").trim(), "nothing runs before the rebind");
-            VfioDeviceHandle.open(vmm, 0).bind(f);
-            final String line = b.persistedContexts().awaitScrub(pid, 30, TimeUnit.SECONDS);
-            assertEquals(line, vmm.readFile(Iommufd.persistedDir(pid) + "/scrub").trim());
-            final IommuDevice dev = b.iommu().devices().getFirst();
-            return new Scrubbed(line, b.iommu().domainOf(dev) == b.iommu().blockedDomain());
-        } finally {
-            server.close();
-        }
     }
 
     @Test
@@ -133,7 +110,7 @@ class IommufdHandoverTest {
         try (Machine m = h.machine()) {
             final Kernel b = Kernel.boot(m.board());
             assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind());
-            final Scrubbed s = reopenAndScrub(dir.resolve("m"), b, h.pid());
+            final ScrubbingVmm.Scrubbed s = ScrubbingVmm.reopenAndScrub(dir.resolve("m"), b, h.pid());
             // 2 MiB + 2 MiB + the 1 MiB copy, as 2 MiB leaves and 4 KiB ones.
             assertTrue(s.line().startsWith("ok: ") && s.line().contains("0x500000 bytes"), s.line());
             assertTrue(!s.deviceBlocked(), "the device keeps translating");
