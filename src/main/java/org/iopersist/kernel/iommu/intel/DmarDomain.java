@@ -7,7 +7,6 @@ import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.iommu.DomainOps;
 import org.iopersist.kernel.iommu.IommuDomain;
 import org.iopersist.kernel.iommu.ReservedRegion;
-import org.iopersist.kernel.mm.FrameAllocator;
 import org.iopersist.uapi.Errno;
 
 /**
@@ -28,7 +27,8 @@ final class DmarDomain implements DomainOps {
     final int flags;
     final long pgd;
     private final IntelIommuDriver driver;
-    private final FrameAllocator frames;
+    /** Where this domain's table pages come from; a handover lists its chunks. */
+    private final TablePagePool pages;
     private final long apertureLast;
     private final long physLimit;
     private final boolean leaf2M;
@@ -43,14 +43,14 @@ final class DmarDomain implements DomainOps {
     private boolean freed;
 
     DmarDomain(final IntelIommuDriver driver, final IntelIommu home, final int flags) {
-        this(driver, home, flags, home.levels, -1);
+        this(driver, home, flags, home.levels, -1, null);
     }
 
     /** A domain over an existing table (adopted from a handover) when {@code pgdOrNew} ≥ 0. */
     private DmarDomain(final IntelIommuDriver driver, final IntelIommu home, final int flags, final int levels,
-            final long pgdOrNew) {
+            final long pgdOrNew, final TablePagePool pagesOrNew) {
         this.driver = driver;
-        this.frames = driver.frames();
+        this.pages = pagesOrNew != null ? pagesOrNew : new TablePagePool(driver.memory(), driver.frames());
         this.flags = flags;
         this.levels = levels;
         this.apertureLast = (1L << Math.min(12 + 9 * levels, home.cap.mgaw())) - 1;
@@ -59,8 +59,8 @@ final class DmarDomain implements DomainOps {
         this.leaf1G = home.cap.supports1G();
         this.did = new int[driver.unitCount()];
         this.users = new int[driver.unitCount()];
-        this.pgd = pgdOrNew >= 0 ? pgdOrNew : frames.allocZeroedFrame();
-        this.walker = new PageTableWalker(driver.memory(), frames, pgd, levels, leaf2M, leaf1G);
+        this.pgd = pgdOrNew >= 0 ? pgdOrNew : pages.allocZeroedPage();
+        this.walker = new PageTableWalker(driver.memory(), pages, pgd, levels, leaf2M, leaf1G);
     }
 
     /**
@@ -68,8 +68,8 @@ final class DmarDomain implements DomainOps {
      * at by context entries with these domain ids. {@code dids[u]} is 0 where it is not attached.
      */
     static DmarDomain adopt(final IntelIommuDriver driver, final IntelIommu home, final int flags, final int levels,
-            final long pgd, final int[] dids, final int[] users) {
-        final DmarDomain d = new DmarDomain(driver, home, flags, levels, pgd);
+            final long pgd, final TablePagePool pages, final int[] dids, final int[] users) {
+        final DmarDomain d = new DmarDomain(driver, home, flags, levels, pgd, pages);
         System.arraycopy(dids, 0, d.did, 0, dids.length);
         System.arraycopy(users, 0, d.users, 0, users.length);
         return d;
@@ -86,14 +86,24 @@ final class DmarDomain implements DomainOps {
         }
     }
 
-    /** Every table page under {@code pgd}, the pgd first: what a handover must preserve. */
-    long[] tablePages() {
+    /**
+     * The chunks holding this domain's table pages ({@code phys | order}) and how many pages are in
+     * use: what a handover preserves and lists.
+     */
+    TableChunks tableChunks() {
         lock.lock();
         try {
-            return walker.tablePages();
+            final long[] chunks = new long[pages.chunkCount()];
+            for (int i = 0; i < chunks.length; i++) {
+                chunks[i] = pages.chunk(i);
+            }
+            return new TableChunks(chunks, pages.pages());
         } finally {
             lock.unlock();
         }
+    }
+
+    record TableChunks(long[] chunks, long pages) {
     }
 
     @Override
@@ -229,7 +239,7 @@ final class DmarDomain implements DomainOps {
         }
         // The invalidation above has completed: no walk can still reach these pages.
         for (int i = 0; i < gather.pageCount(); i++) {
-            frames.freeFrame(gather.page(i));
+            pages.free(gather.page(i));
         }
         gather.reset();
         return bytes;
@@ -274,9 +284,7 @@ final class DmarDomain implements DomainOps {
                 }
             }
             checkMutable();
-            for (long page : walker.tablePages()) {
-                frames.freeFrame(page); // every page read before the first is freed
-            }
+            pages.freeAll();
             freed = true;
             driver.forget(this);
         } finally {

@@ -3,6 +3,7 @@ package org.iopersist.kernel.iommu.intel;
 import java.util.ArrayList;
 import java.util.List;
 import org.iopersist.hw.memory.Mmio;
+import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.hw.MachineConfig;
 import org.iopersist.hw.pci.DeviceRegisters;
 import org.iopersist.hw.vtd.RootEntry;
@@ -18,10 +19,10 @@ import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
 /**
  * The VT-d driver's part in a live update. Outgoing: at finalize it preserves, for every unit,
  * the root table, the context tables and the invalidation ring, and for every persistent domain
- * every table page, and writes {@link VtdHandover}; from then on persistent domains are frozen.
+ * the chunks its table pages are carved from, and writes {@link VtdHandover}; from then on persistent domains are frozen.
  * At kexec ({@link #quiesce}) it clears and invalidates the context entry of every device that is
  * not attached to a persistent domain and turns its bus mastering off; translation stays on.
- * Incoming: {@link #validate} checks {@code intel-iommu-v1} against the units and the preserved
+ * Incoming: {@link #validate} checks {@code intel-iommu-v2} against the units and the preserved
  * tables ({@link VtdAdoption}); {@link #adopt} takes the live root tables over and hands the
  * persistent domains to the iommu core, under their handover keys.
  */
@@ -68,9 +69,9 @@ public final class IntelIommuLiveUpdate implements LiveUpdateHandler<IommuDriver
             }
             final List<VtdHandover.Domain> domains = new ArrayList<>();
             for (DmarDomain d : driver.persistentDomains()) {
-                final long[] pages = d.tablePages();
-                for (long p : pages) {
-                    preserve(p);
+                final DmarDomain.TableChunks tables = d.tableChunks();
+                for (long c : tables.chunks()) {
+                    preserve(c & -PhysicalMemory.FRAME_SIZE, (int) (c & (PhysicalMemory.FRAME_SIZE - 1)));
                 }
                 final List<Long> dids = new ArrayList<>();
                 for (int u = 0; u < driver.unitCount(); u++) {
@@ -84,7 +85,7 @@ public final class IntelIommuLiveUpdate implements LiveUpdateHandler<IommuDriver
                         devices.add(dev.handoverKey());
                     }
                 }
-                domains.add(new VtdHandover.Domain(d.levels, d.pgd, pages.length,
+                domains.add(new VtdHandover.Domain(d.levels, d.pgd, tables.pages(), tables.chunks(),
                         dids.stream().mapToLong(Long::longValue).toArray(), devices.stream().mapToLong(Long::longValue).toArray()));
             }
             log.info("DMAR: handover: %d units, %d persistent domains, %d frames preserved", units.size(), domains.size(),
@@ -97,8 +98,12 @@ public final class IntelIommuLiveUpdate implements LiveUpdateHandler<IommuDriver
     }
 
     private void preserve(final long phys) {
-        if (kho.preserve(phys, 0)) {
-            preserved.add(new long[] {phys, 0});
+        preserve(phys, 0);
+    }
+
+    private void preserve(final long phys, final int order) {
+        if (kho.preserve(phys, order)) {
+            preserved.add(new long[] {phys, order});
         }
     }
 

@@ -6,7 +6,6 @@ import java.util.Arrays;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.hw.vtd.SlPte;
 import org.iopersist.kernel.iommu.DomainOps;
-import org.iopersist.kernel.mm.FrameAllocator;
 
 /**
  * The one walker of a VT-d second-level page table: every read or write of a domain's tables goes
@@ -110,7 +109,7 @@ final class PageTableWalker {
     private final PhysicalMemory memory;
     // SAFETY: the segment bounds-checks every access; PhysicalMemory's own accessors would only add messages.
     private final MemorySegment seg;
-    private final FrameAllocator frames;
+    private final TablePagePool pages;
     /** Bit {@code l} set: a leaf may sit at level {@code l} (1 always; 2 and 3 as SLLPS allows). */
     private final int leafLevels;
 
@@ -131,14 +130,14 @@ final class PageTableWalker {
     }
 
     /** A walker over a domain's table at {@code pgd}, mapping with the leaf sizes the domain allows. */
-    PageTableWalker(final PhysicalMemory memory, final FrameAllocator framesOrNull, final long pgd, final int levels,
+    PageTableWalker(final PhysicalMemory memory, final TablePagePool pagesOrNull, final long pgd, final int levels,
             final boolean leaf2M, final boolean leaf1G) {
         if (levels < 3 || levels > MAX_LEVELS) {
             throw new IllegalArgumentException(levels + "-level table");
         }
         this.memory = memory;
         this.seg = memory.segment();
-        this.frames = framesOrNull;
+        this.pages = pagesOrNull;
         this.pgd = pgd;
         this.levels = levels;
         this.leafLevels = 1 << 1 | (leaf2M ? 1 << 2 : 0) | (leaf1G ? 1 << 3 : 0);
@@ -296,7 +295,7 @@ final class PageTableWalker {
                     return bytes;
                 }
                 if (!SlPte.present(pte)) {
-                    pte = SlPte.encodeTable(frames.allocZeroedFrame());
+                    pte = SlPte.encodeTable(pages.allocZeroedPage());
                     memory.store64Release(entry, pte);
                 }
             }
@@ -406,7 +405,7 @@ final class PageTableWalker {
                 if (!alloc) {
                     break;
                 }
-                pte = SlPte.encodeTable(frames.allocZeroedFrame());
+                pte = SlPte.encodeTable(pages.allocZeroedPage());
                 memory.store64Release(entry, pte);
             } else if (SlPte.largeLeaf(pte)) {
                 break;

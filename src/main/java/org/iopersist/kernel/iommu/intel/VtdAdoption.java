@@ -32,9 +32,14 @@ final class VtdAdoption {
     private final IntelIommuDriver driver;
     private final KhoIncoming in;
     private final PhysicalMemory memory;
-    /** Every frame validation found (root, context and table pages), in order found; unique once validated. */
+    /**
+     * Every block validation found, {@code phys | order}: root, context and queue frames, and the
+     * chunks of the domains' table pages; disjoint once validated.
+     */
     private long[] claims = new long[64];
     private int claimCount;
+    /** Per handed-over domain, its table-page pool as the walk found it in use. */
+    private final List<TablePagePool.Incoming> pools = new ArrayList<>();
 
     VtdAdoption(final IntelIommuDriver driver, final KhoIncoming in) {
         this.driver = driver;
@@ -43,18 +48,23 @@ final class VtdAdoption {
     }
 
     private void frame(final long phys, final String what) throws HandoverFormatException {
-        if ((phys & PhysicalMemory.FRAME_MASK) != 0 || !memory.contains(phys, PhysicalMemory.FRAME_SIZE)) {
-            throw new HandoverFormatException(String.format("%s 0x%x is not a frame of memory", what, phys));
+        block(phys, 0, what);
+    }
+
+    private void block(final long phys, final int order, final String what) throws HandoverFormatException {
+        final long size = PhysicalMemory.FRAME_SIZE << order;
+        if ((phys & (size - 1)) != 0 || !memory.contains(phys, size)) {
+            throw new HandoverFormatException(String.format("%s 0x%x order %d is not an aligned block of memory", what, phys, order));
         }
-        // Exactly as adopt will claim it: a single frame. A frame inside a larger preserved block
-        // could not be claimed alone later, and adoption must not fail half-way.
-        if (!in.preservedExactly(phys, 0)) {
-            throw new HandoverFormatException(String.format("%s 0x%x is not preserved as a frame", what, phys));
+        // Exactly as adopt will claim it. A block inside a larger preserved one could not be
+        // claimed alone later, and adoption must not fail half-way.
+        if (!in.preservedExactly(phys, order)) {
+            throw new HandoverFormatException(String.format("%s 0x%x is not preserved as a block of order %d", what, phys, order));
         }
         if (claimCount == claims.length) {
             claims = java.util.Arrays.copyOf(claims, claimCount * 2);
         }
-        claims[claimCount++] = phys;
+        claims[claimCount++] = phys | order;
     }
 
     int mgaw(final int unit) {
@@ -140,20 +150,43 @@ final class VtdAdoption {
                 }
                 dids[unit] = did;
             }
-            // Claims each table page; stops past the pages handed over. The entries of the level-1
-            // tables are not read: what the leaves map is the scrub's to check after the rebind.
+            // The chunks are claimed whole; each table page the walk finds must lie in one, and no
+            // page may be reached twice. The walk stops past the pages handed over. The entries of
+            // the level-1 tables are not read: what the leaves map is the scrub's to check after the
+            // rebind.
+            final long[] chunks = hd.tableChunks();
+            for (long c : chunks) {
+                final int order = (int) (c & PhysicalMemory.FRAME_MASK);
+                if (order > TablePagePool.MAX_CHUNK_ORDER) {
+                    throw new HandoverFormatException(String.format("domain at 0x%x: table chunk of order %d", hd.pgd(), order));
+                }
+                block(c & ~PhysicalMemory.FRAME_MASK, order, "table chunk");
+            }
+            final TablePagePool.Incoming pool = TablePagePool.Incoming.of(memory, chunks);
+            if (pool == null) {
+                throw new HandoverFormatException(String.format("domain at 0x%x: its table chunks overlap", hd.pgd()));
+            }
             final PageTableWalker walker = new PageTableWalker(memory, hd.pgd(), hd.levels());
             final long[] pages = {0};
             walker.visitTables((phys, level) -> {
                 if (++pages[0] > hd.tablePages()) {
                     throw new HandoverFormatException("more table pages than handed over");
                 }
-                frame(phys, "table page");
+                if (!pool.mark(phys)) {
+                    throw new HandoverFormatException(String.format("table page 0x%x is in none of its domain's chunks, or is reached twice",
+                            phys));
+                }
             });
             if (pages[0] != hd.tablePages()) {
                 throw new HandoverFormatException(String.format("domain at 0x%x: %d table pages found, %d handed over",
                         hd.pgd(), pages[0], hd.tablePages()));
             }
+            final int idle = pool.idleChunk();
+            if (idle >= 0) {
+                throw new HandoverFormatException(String.format("domain at 0x%x: table chunk 0x%x holds no table page",
+                        hd.pgd(), pool.chunk(idle) & ~PhysicalMemory.FRAME_MASK));
+            }
+            pools.add(pool);
             final List<IommuDevice> devs = new ArrayList<>();
             for (long key : hd.devices()) {
                 final IommuDevice dev = devicesByKey.get(key);
@@ -176,12 +209,15 @@ final class VtdAdoption {
         if (!entries.isEmpty()) {
             throw new HandoverFormatException(entries.size() + " present context entries belong to no preserved domain");
         }
-        // Sorted, a frame reached twice (two tables sharing a page, a table that is also a root) is adjacent.
+        // Sorted, two blocks that overlap (a context table inside a table chunk, two domains' chunks
+        // sharing frames) are adjacent.
         claims = java.util.Arrays.copyOf(claims, claimCount);
         java.util.Arrays.sort(claims);
         for (int i = 1; i < claims.length; i++) {
-            if (claims[i] == claims[i - 1]) {
-                throw new HandoverFormatException(String.format("frame 0x%x is claimed twice", claims[i]));
+            final long prev = claims[i - 1];
+            if ((prev & ~PhysicalMemory.FRAME_MASK) + (PhysicalMemory.FRAME_SIZE << (prev & PhysicalMemory.FRAME_MASK))
+                    > (claims[i] & ~PhysicalMemory.FRAME_MASK)) {
+                throw new HandoverFormatException(String.format("frame 0x%x is claimed twice", claims[i] & ~PhysicalMemory.FRAME_MASK));
             }
         }
         return plan;
@@ -190,9 +226,9 @@ final class VtdAdoption {
     /** After {@link #validate}: claims every frame and builds the domains. Cannot fail on a validated image. */
     List<Adopted> adopt(final VtdHandover.Image img, final List<List<IommuDevice>> plan, final FrameSource early) {
         for (int i = 0; i < claimCount; i++) {
-            final long phys = claims[i];
-            if (!in.claim(phys, 0)) {
-                throw new IllegalStateException("validated frame 0x" + Long.toHexString(phys) + " could not be claimed");
+            final long phys = claims[i] & ~PhysicalMemory.FRAME_MASK;
+            if (!in.claim(phys, (int) (claims[i] & PhysicalMemory.FRAME_MASK))) {
+                throw new IllegalStateException("validated block 0x" + Long.toHexString(phys) + " could not be claimed");
             }
         }
         final List<Adopted> out = new ArrayList<>();
@@ -208,7 +244,8 @@ final class VtdAdoption {
                 users[dev.unit()]++;
             }
             final IntelIommu home = driver.unit(plan.get(k).isEmpty() ? firstUnit(hd) : plan.get(k).get(0).unit());
-            out.add(new Adopted(DmarDomain.adopt(driver, home, IommuDomain.PERSISTENT, hd.levels(), hd.pgd(), dids, users),
+            out.add(new Adopted(DmarDomain.adopt(driver, home, IommuDomain.PERSISTENT, hd.levels(), hd.pgd(),
+                    pools.get(k).adopt(driver.frames()), dids, users),
                     plan.get(k)));
         }
         for (VtdHandover.Unit hu : img.units()) {

@@ -42,8 +42,9 @@ class PageTableWalkerTest {
             try (PhysicalMemory mem = PhysicalMemory.create(dir.resolve("m" + levels), 64 * MIB)) {
                 final FrameAllocator frames = new FrameAllocator(mem, 64 * MIB, false);
                 frames.open();
-                final long pgd = frames.allocZeroedFrame();
-                final PageTableWalker w = new PageTableWalker(mem, frames, pgd, levels, true, true);
+                final TablePagePool pool = new TablePagePool(mem, frames);
+                final long pgd = pool.allocZeroedPage();
+                final PageTableWalker w = new PageTableWalker(mem, pool, pgd, levels, true, true);
                 final Random rnd = new Random(levels);
                 final TreeMap<Long, Range> model = new TreeMap<>();
                 long mapped = 0;
@@ -65,7 +66,7 @@ class PageTableWalkerTest {
                             final PageTableWalker.Gather g = new PageTableWalker.Gather();
                             assertEquals(done, w.unmap(r.iova(), r.iova() + done - 1, g));
                             for (int i = 0; i < g.pageCount(); i++) {
-                                frames.freeFrame(g.page(i));
+                                pool.free(g.page(i));
                             }
                         }
                     }
@@ -73,7 +74,7 @@ class PageTableWalkerTest {
                 assertEquals(mapped, w.visit((phys, level) -> { }), "visit sums the leaves");
                 final long[] pages = w.tablePages();
                 assertEquals(pgd, pages[0], "the pgd first");
-                assertEquals(frames.stats().allocatedFrames(), pages.length, "every allocated frame is a table page");
+                assertEquals(pool.pages(), pages.length, "every page the pool handed out is a table page");
 
                 // The scrub's reader: every leaf once, in IOVA order, inside its range, with its frame and R|W.
                 final PageTableWalker reader = new PageTableWalker(mem, pgd, levels);
@@ -123,6 +124,11 @@ class PageTableWalkerTest {
                 assertTrue(g.start() <= model.firstKey() && g.last() >= model.lastEntry().getValue().last(), "the gathered span");
                 assertEquals(0, w.visit((phys, level) -> { }));
                 assertArrayEquals(new long[] {pgd}, w.tablePages());
+                for (int i = 0; i < g.pageCount(); i++) {
+                    pool.free(g.page(i));
+                }
+                assertEquals(1, pool.pages());
+                assertEquals(1, frames.stats().allocatedFrames(), "emptied chunks went back: the pgd's frame is left");
             }
         }
     }

@@ -166,25 +166,25 @@ class VtdDriverTest {
             final PhysicalMemory mem = rig.machine.board().memory();
             final IommuDomain d = iommu.allocPaging(iommu.device(DEV0), 0);
             final DmarDomain dd = (DmarDomain) d.ops();
-            long before = rig.kernel.frames().stats().allocatedFrames();
+            long before = dd.tableChunks().pages();
             // 2 MiB-aligned but not 1 GiB-aligned: 512 2 MiB leaves across two level-2 tables.
             final long iova2m = 5 * GIB + 2 * MIB;
             d.map(iova2m, GIB + 2 * MIB, GIB, RW);
-            assertEquals(3, rig.kernel.frames().stats().allocatedFrames() - before, "one level-3 and two level-2 tables");
+            assertEquals(3, dd.tableChunks().pages() - before, "one level-3 and two level-2 tables");
             assertEquals(512, countLeaves(mem, dd.pgd, 4, 2), "2 MiB leaves");
             assertEquals(GIB + 2 * MIB + 0x12_3456, d.iovaToPhys(iova2m + 0x12_3456));
             // 1 GiB-aligned: one 1 GiB leaf in the level-3 table that is already there.
-            before = rig.kernel.frames().stats().allocatedFrames();
+            before = dd.tableChunks().pages();
             d.map(8 * GIB, 2 * GIB, GIB, RW);
-            assertEquals(0, rig.kernel.frames().stats().allocatedFrames() - before, "no new table page");
+            assertEquals(0, dd.tableChunks().pages() - before, "no new table page");
             assertEquals(1, countLeaves(mem, dd.pgd, 4, 3), "one 1 GiB leaf");
             // Unmapping the 2 MiB run empties two level-2 tables but covers neither whole, so they
             // stay (as in Linux); an unmap that covers them frees both, mapped bytes or not.
-            before = rig.kernel.frames().stats().allocatedFrames();
+            before = dd.tableChunks().pages();
             assertEquals(GIB, d.unmap(iova2m, GIB));
-            assertEquals(0, rig.kernel.frames().stats().allocatedFrames() - before);
+            assertEquals(0, dd.tableChunks().pages() - before);
             assertEquals(0, d.unmap(4 * GIB, 4 * GIB));
-            assertEquals(-2, rig.kernel.frames().stats().allocatedFrames() - before);
+            assertEquals(-2, dd.tableChunks().pages() - before);
             assertEquals(2 * GIB, d.iovaToPhys(8 * GIB), "the 1 GiB leaf next door stays");
             // 4 KiB-aligned only: 4 KiB leaves.
             d.map(12 * GIB + PAGE, 3 * GIB, 4 * MIB, RW);

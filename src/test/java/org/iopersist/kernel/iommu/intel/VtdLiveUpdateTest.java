@@ -197,7 +197,38 @@ class VtdLiveUpdateTest {
             final int dom = domainNode(blob, 0);
             final long anyFrame = w.a.frames().allocRun(0); // allocated in A, never preserved
             blob.value(blob.property(dom, "pgd")).set(BE64, 0, anyFrame);
-            assertColdAndBlocked(w, "pgd not preserved", "table page 0x" + Long.toHexString(anyFrame) + " is not preserved");
+            assertColdAndBlocked(w, "pgd not preserved", "table page 0x" + Long.toHexString(anyFrame) + " is in none of its domain's chunks");
+        }
+    }
+
+    @Test
+    void aTableChunkThatIsNotPreservedColdBoots() throws Exception {
+        try (World w = new World(dir.resolve("m"), false)) {
+            final SetupData s = w.finalizeAndKexec();
+            final FdtReader blob = vtdBlob(w.m, s);
+            final MemorySegment chunks = blob.value(blob.property(domainNode(blob, 0), "table-chunks"));
+            final long anyFrame = w.a.frames().allocRun(0); // allocated in A, never preserved
+            chunks.set(BE64, 0, anyFrame); // order 0, where the pgd's chunk was
+            assertColdAndBlocked(w, "chunk not preserved", "table chunk 0x" + Long.toHexString(anyFrame) + " is not preserved");
+        }
+    }
+
+    @Test
+    void tableChunksThatOverlapOrAreTooLargeColdBoot() throws Exception {
+        try (World w = new World(dir.resolve("m"), false)) {
+            final SetupData s = w.finalizeAndKexec();
+            final FdtReader blob = vtdBlob(w.m, s);
+            final MemorySegment chunks = blob.value(blob.property(domainNode(blob, 0), "table-chunks"));
+            assertTrue(chunks.byteSize() >= 16, "a domain of 4 table pages has chunks of 1 and 2 frames at least");
+            chunks.set(BE64, 8, chunks.get(BE64, 0)); // the second chunk is the first again
+            assertColdAndBlocked(w, "overlapping chunks", "its table chunks overlap");
+        }
+        try (World w = new World(dir.resolve("m2"), false)) {
+            final SetupData s = w.finalizeAndKexec();
+            final FdtReader blob = vtdBlob(w.m, s);
+            final MemorySegment chunks = blob.value(blob.property(domainNode(blob, 0), "table-chunks"));
+            chunks.set(BE64, 0, chunks.get(BE64, 0) | 10);
+            assertColdAndBlocked(w, "a chunk larger than 2 MiB", "table chunk of order");
         }
     }
 

@@ -1,0 +1,317 @@
+package org.iopersist.kernel.iommu.intel;
+
+import java.util.Arrays;
+import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.kernel.mm.FrameSource;
+
+/**
+ * Where one domain's table pages come from (what {@code iommu-pages} is to a Linux driver, one pool
+ * per domain): naturally aligned runs of frames, "chunks", taken from the frame allocator and carved
+ * into 4 KiB table pages. Chunks grow with the domain, one frame first, then 2, 4, … up to
+ * {@value #MAX_CHUNK_ORDER} (2 MiB), so a small domain costs what it did with single frames and a
+ * TiB domain with 4 KiB leaves holds its 512 Ki table pages in about a thousand chunks.
+ *
+ * <p>Why chunks: a handover preserves and lists the chunks, not the pages, so the next kernel claims
+ * and reserves O(chunks) blocks inside the blackout; its walk of the tables only checks each table
+ * page against the chunks and rebuilds which pages are in use ({@link Incoming}).
+ *
+ * <p>Which pages of a chunk are in use is a bitmap of 512 bits a chunk, whatever its order. A chunk
+ * whose pages are all free goes back to the allocator. Pages of a fresh chunk are zero (the chunk
+ * was allocated zeroed); a page freed and taken again is zeroed then, because unmap unlinks table
+ * pages without clearing them.
+ *
+ * <p>Not thread safe: the domain uses its pool under its lock.
+ */
+final class TablePagePool {
+    static final int MAX_CHUNK_ORDER = 9;
+    private static final int WORDS = 1 << MAX_CHUNK_ORDER >>> 6;
+    private static final int SHIFT = 12;
+
+    private final PhysicalMemory memory;
+    private final FrameSource frames;
+    // Chunk i: chunkPhys[i], chunkOrder[i]; used[i*WORDS ..] its bitmap, inUse[i] its set bits;
+    // fresh[i] how many leading pages were never handed out (still zero from the allocation).
+    private long[] chunkPhys = new long[4];
+    private byte[] chunkOrder = new byte[4];
+    private int[] inUse = new int[4];
+    private int[] fresh = new int[4];
+    private long[] used = new long[4 * WORDS];
+    private int chunks;
+    /** Chunk indexes by physical address, for {@link #free}. */
+    private int[] byPhys = new int[4];
+    /** Where the last allocation found room; a hint only. */
+    private int cursor;
+    private long pages;
+    /** Chunks ever allocated (adopted ones count): sets the next chunk's order. */
+    private int grown;
+
+    TablePagePool(final PhysicalMemory memory, final FrameSource frames) {
+        this.memory = memory;
+        this.frames = frames;
+    }
+
+    /** Table pages in use. */
+    long pages() {
+        return pages;
+    }
+
+    int chunkCount() {
+        return chunks;
+    }
+
+    /** Chunk {@code i} packed as a handover lists it: {@code phys | order}. */
+    long chunk(final int i) {
+        return chunkPhys[i] | chunkOrder[i];
+    }
+
+    /** A zeroed table page. */
+    long allocZeroedPage() {
+        int c = cursor < chunks && inUse[cursor] < 1 << chunkOrder[cursor] ? cursor : findRoom();
+        if (c < 0) {
+            c = grow();
+        }
+        cursor = c;
+        final boolean dirty = fresh[c] == 1 << chunkOrder[c];
+        final int page = dirty ? firstClear(c) : fresh[c]++;
+        used[c * WORDS + (page >>> 6)] |= 1L << page;
+        inUse[c]++;
+        pages++;
+        final long phys = chunkPhys[c] + ((long) page << SHIFT);
+        if (dirty) {
+            memory.fill(phys, PhysicalMemory.FRAME_SIZE, (byte) 0);
+        }
+        return phys;
+    }
+
+    /** Returns a table page; its chunk goes back to the allocator once it has none in use. */
+    void free(final long phys) {
+        final int c = chunkOf(phys);
+        final int page = c < 0 ? -1 : (int) ((phys - chunkPhys[c]) >>> SHIFT);
+        if (c < 0 || (used[c * WORDS + (page >>> 6)] & 1L << page) == 0) {
+            throw new IllegalStateException(String.format("table page 0x%x is not in use in this domain's pool", phys));
+        }
+        used[c * WORDS + (page >>> 6)] &= ~(1L << page);
+        pages--;
+        if (--inUse[c] == 0) {
+            release(c);
+        }
+    }
+
+    /** Returns every chunk: the domain is gone. */
+    void freeAll() {
+        for (int c = 0; c < chunks; c++) {
+            frames.freeRun(chunkPhys[c], chunkOrder[c]);
+        }
+        chunks = 0;
+        pages = 0;
+        cursor = 0;
+    }
+
+    private int findRoom() {
+        for (int c = chunks - 1; c >= 0; c--) {
+            if (inUse[c] < 1 << chunkOrder[c]) {
+                return c;
+            }
+        }
+        return -1;
+    }
+
+    private int firstClear(final int c) {
+        for (int w = 0; w < WORDS; w++) {
+            final long free = ~used[c * WORDS + w];
+            if (free != 0) {
+                return w << 6 | Long.numberOfTrailingZeros(free);
+            }
+        }
+        throw new IllegalStateException("full chunk chosen for allocation");
+    }
+
+    /** A new chunk, the largest the growth allows that the allocator has. */
+    private int grow() {
+        final int want = Math.min(MAX_CHUNK_ORDER, grown);
+        for (int order = want; ; order--) {
+            try {
+                final long phys = frames.allocZeroedRun(order);
+                grown++;
+                return add(phys, order, 0);
+            } catch (org.iopersist.kernel.KernelException e) {
+                if (order == 0) {
+                    throw e;
+                }
+            }
+        }
+    }
+
+    private int add(final long phys, final int order, final int freshPages) {
+        if (chunks == chunkPhys.length) {
+            final int n = chunks * 2;
+            chunkPhys = Arrays.copyOf(chunkPhys, n);
+            chunkOrder = Arrays.copyOf(chunkOrder, n);
+            inUse = Arrays.copyOf(inUse, n);
+            fresh = Arrays.copyOf(fresh, n);
+            used = Arrays.copyOf(used, n * WORDS);
+            byPhys = Arrays.copyOf(byPhys, n);
+        }
+        final int c = chunks++;
+        chunkPhys[c] = phys;
+        chunkOrder[c] = (byte) order;
+        inUse[c] = 0;
+        fresh[c] = freshPages;
+        Arrays.fill(used, c * WORDS, (c + 1) * WORDS, 0L);
+        // Chunks come mostly in rising address order, so this insertion rarely moves anything.
+        int at = chunks - 1;
+        while (at > 0 && chunkPhys[byPhys[at - 1]] > phys) {
+            byPhys[at] = byPhys[at - 1];
+            at--;
+        }
+        byPhys[at] = c;
+        return c;
+    }
+
+    /** Gives chunk {@code c} back and moves the last chunk into its slot. */
+    private void release(final int c) {
+        frames.freeRun(chunkPhys[c], chunkOrder[c]);
+        removeFromIndex(c);
+        final int last = --chunks;
+        if (c != last) {
+            chunkPhys[c] = chunkPhys[last];
+            chunkOrder[c] = chunkOrder[last];
+            inUse[c] = inUse[last];
+            fresh[c] = fresh[last];
+            System.arraycopy(used, last * WORDS, used, c * WORDS, WORDS);
+            for (int i = 0; i < chunks; i++) {
+                if (byPhys[i] == last) {
+                    byPhys[i] = c;
+                }
+            }
+        }
+        cursor = 0;
+    }
+
+    private void removeFromIndex(final int c) {
+        int i = 0;
+        while (byPhys[i] != c) {
+            i++;
+        }
+        System.arraycopy(byPhys, i + 1, byPhys, i, chunks - i - 1);
+    }
+
+    /** The chunk holding {@code phys}, or -1. */
+    private int chunkOf(final long phys) {
+        int lo = 0;
+        int hi = chunks - 1;
+        while (lo <= hi) {
+            final int mid = (lo + hi) >>> 1;
+            final int c = byPhys[mid];
+            if (phys < chunkPhys[c]) {
+                hi = mid - 1;
+            } else if (phys >= chunkPhys[c] + (PhysicalMemory.FRAME_SIZE << chunkOrder[c])) {
+                lo = mid + 1;
+            } else {
+                return c;
+            }
+        }
+        return -1;
+    }
+
+    // ------------------------------------------------------------------ a handed-over pool
+
+    /**
+     * A pool read back from a handover: the chunks as listed, and which of their pages the walk of
+     * the tables reached. Validation builds it without writing anything; {@link #adopt} makes it the
+     * domain's pool once every chunk is claimed.
+     */
+    static final class Incoming {
+        private final TablePagePool pool;
+
+        /**
+         * @param packed chunks as listed ({@code phys | order}); the caller has checked each is a
+         *               preserved block of memory of an order up to {@value #MAX_CHUNK_ORDER}
+         * @return null if two chunks overlap
+         */
+        static Incoming of(final PhysicalMemory memory, final long[] packed) {
+            final TablePagePool p = new TablePagePool(memory, null);
+            for (long c : packed) {
+                final int order = (int) (c & (PhysicalMemory.FRAME_SIZE - 1));
+                p.add(c & -PhysicalMemory.FRAME_SIZE, order, 1 << order);
+            }
+            for (int i = 1; i < p.chunks; i++) {
+                final int a = p.byPhys[i - 1];
+                if (p.chunkPhys[a] + (PhysicalMemory.FRAME_SIZE << p.chunkOrder[a]) > p.chunkPhys[p.byPhys[i]]) {
+                    return null;
+                }
+            }
+            p.grown = p.chunks;
+            return new Incoming(p);
+        }
+
+        private Incoming(final TablePagePool pool) {
+            this.pool = pool;
+        }
+
+        private int last = -1;
+
+        /**
+         * Marks the table page at {@code phys} in use.
+         *
+         * @return false if no listed chunk holds it, or the walk reached it before (a shared page)
+         */
+        boolean mark(final long phys) {
+            final TablePagePool p = pool;
+            int c = last;
+            if (c < 0 || phys < p.chunkPhys[c] || phys >= p.chunkPhys[c] + (PhysicalMemory.FRAME_SIZE << p.chunkOrder[c])) {
+                c = p.chunkOf(phys);
+                if (c < 0) {
+                    return false;
+                }
+                last = c;
+            }
+            final int page = (int) ((phys - p.chunkPhys[c]) >>> SHIFT);
+            final int w = c * WORDS + (page >>> 6);
+            if ((p.used[w] & 1L << page) != 0) {
+                return false;
+            }
+            p.used[w] |= 1L << page;
+            p.inUse[c]++;
+            p.pages++;
+            return true;
+        }
+
+        long pages() {
+            return pool.pages;
+        }
+
+        /** A chunk the walk found no table page in, or -1: the old kernel gives such a chunk back. */
+        int idleChunk() {
+            for (int c = 0; c < pool.chunks; c++) {
+                if (pool.inUse[c] == 0) {
+                    return c;
+                }
+            }
+            return -1;
+        }
+
+        int chunkCount() {
+            return pool.chunks;
+        }
+
+        long chunk(final int i) {
+            return pool.chunk(i);
+        }
+
+        /** The domain's pool, allocating from {@code frames} from now on. */
+        TablePagePool adopt(final FrameSource frames) {
+            final TablePagePool p = new TablePagePool(pool.memory, frames);
+            p.chunkPhys = pool.chunkPhys;
+            p.chunkOrder = pool.chunkOrder;
+            p.inUse = pool.inUse;
+            p.fresh = pool.fresh;
+            p.used = pool.used;
+            p.byPhys = pool.byPhys;
+            p.chunks = pool.chunks;
+            p.pages = pool.pages;
+            p.grown = pool.grown;
+            return p;
+        }
+    }
+}
