@@ -174,6 +174,7 @@ public final class FrameAllocator implements FrameSource {
     }
 
     /** A naturally aligned run of {@code 2^order} frames, contents undefined (poisoned when debugging). */
+    @Override
     public synchronized long allocRun(final int order) {
         if (order < 0 || order > MAX_ORDER) {
             throw new KernelException(Errno.EINVAL, "order " + order + " outside 0.." + MAX_ORDER);

@@ -10,6 +10,11 @@ public interface FrameSource {
     /** A zeroed, naturally aligned run of {@code 2^order} frames. */
     long allocZeroedRun(int order);
 
+    /** A naturally aligned run of {@code 2^order} frames whose contents the caller will overwrite. */
+    default long allocRun(final int order) {
+        return allocZeroedRun(order);
+    }
+
     void freeRun(long phys, int order);
 
     /**

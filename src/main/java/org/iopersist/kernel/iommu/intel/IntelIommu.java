@@ -242,12 +242,13 @@ final class IntelIommu {
 
     private void await(final String what, final java.util.function.BooleanSupplier done) {
         final long deadline = System.nanoTime() + TIMEOUT_NANOS;
+        int spins = 0;
         while (!done.getAsBoolean()) {
             if (System.nanoTime() > deadline) {
                 throw new KernelException(Errno.ETIMEDOUT, "VT-d unit " + index + ": timed out waiting for " + what
                         + " (is the machine running?)");
             }
-            Thread.onSpinWait();
+            QueuedInvalidation.spin(++spins);
         }
     }
 }

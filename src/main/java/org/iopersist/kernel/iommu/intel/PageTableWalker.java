@@ -120,6 +120,8 @@ final class PageTableWalker {
     private long conflict; // MAP: the first IOVA found mapped already, or -1
     private Gather gather; // UNMAP
     private DomainOps.LeafVisitor leafVisitor; // LEAVES
+    /** TABLES: one level-2 table's entries, read in one copy. */
+    private final long[] entries = new long[1 << SlPte.INDEX_BITS];
     /** LEAVES: rw[l] is the R|W the entries above a table at level l allow. */
     private final long[] rw = new long[MAX_LEVELS + 2];
 
@@ -262,6 +264,9 @@ final class PageTableWalker {
         if (level == 1) {
             return op == TABLES ? 0 : leaves(table, start, last);
         }
+        if (op == TABLES && level == 2) {
+            return leafTables(table, visitor);
+        }
         final int shift = SlPte.levelShift(level);
         final long slot = 1L << shift;
         final long base = start & -(slot << SlPte.INDEX_BITS); // the IOVA of entry 0
@@ -312,6 +317,21 @@ final class PageTableWalker {
             }
         }
         return bytes;
+    }
+
+    /**
+     * TABLES at level 2, the level that dominates a table of 4 KiB leaves (one entry per level-1
+     * table): one bulk read of the whole table, then the level-1 tables it points at, in order.
+     */
+    private <X extends Exception> long leafTables(final long table, final TableVisitor<X> visitor) throws X {
+        final long[] e = entries;
+        MemorySegment.copy(seg, PhysicalMemory.U64, table, e, 0, e.length);
+        for (long pte : e) {
+            if (SlPte.present(pte) && !SlPte.largeLeaf(pte)) {
+                visitor.table(SlPte.address(pte), 1);
+            }
+        }
+        return 0;
     }
 
     /** A level-1 table, where every entry is a leaf or a hole: one pass over {@code [start, last]}. */

@@ -118,8 +118,8 @@ final class QueuedInvalidation {
                     throw new KernelException(Errno.ETIMEDOUT, "VT-d unit " + unit
                             + ": invalidation wait did not complete in 10 s (is the machine running?)");
                 }
-                Thread.onSpinWait();
             }
+            spin(spins);
         }
         if (badDescriptor >= 0) {
             throw new KernelException(Errno.EIO, String.format("VT-d unit %d: invalidation queue error at descriptor %d",
@@ -129,12 +129,25 @@ final class QueuedInvalidation {
 
     private void await(final String what, final java.util.function.BooleanSupplier done) {
         final long deadline = System.nanoTime() + TIMEOUT_NANOS;
+        int spins = 0;
         while (!done.getAsBoolean()) {
             if (System.nanoTime() > deadline) {
                 throw new KernelException(Errno.ETIMEDOUT, "VT-d unit " + unit + ": timed out waiting for " + what
                         + " (is the machine running?)");
             }
+            spin(++spins);
+        }
+    }
+
+    /**
+     * A wait on the hardware: spin a little, then yield. The unit is a thread of the machine that may
+     * share this core, and on a small host a waiter that only spins delays the very answer it awaits.
+     */
+    static void spin(final int spins) {
+        if (spins < 256) {
             Thread.onSpinWait();
+        } else {
+            Thread.yield();
         }
     }
 }

@@ -16,9 +16,9 @@ import org.iopersist.kernel.mm.FrameSource;
  * page against the chunks and rebuilds which pages are in use ({@link Incoming}).
  *
  * <p>Which pages of a chunk are in use is a bitmap of 512 bits a chunk, whatever its order. A chunk
- * whose pages are all free goes back to the allocator. Pages of a fresh chunk are zero (the chunk
- * was allocated zeroed); a page freed and taken again is zeroed then, because unmap unlinks table
- * pages without clearing them.
+ * whose pages are all free goes back to the allocator. A page is zeroed when it is handed out, not
+ * the chunk when it is taken: unmap unlinks table pages without clearing them, and a chunk taken
+ * zeroed would be a zero range the page's first write must fill again.
  *
  * <p>Not thread safe: the domain uses its pool under its lock.
  */
@@ -29,12 +29,10 @@ final class TablePagePool {
 
     private final PhysicalMemory memory;
     private final FrameSource frames;
-    // Chunk i: chunkPhys[i], chunkOrder[i]; used[i*WORDS ..] its bitmap, inUse[i] its set bits;
-    // fresh[i] how many leading pages were never handed out (still zero from the allocation).
+    // Chunk i: chunkPhys[i], chunkOrder[i]; used[i*WORDS ..] its bitmap, inUse[i] its set bits.
     private long[] chunkPhys = new long[4];
     private byte[] chunkOrder = new byte[4];
     private int[] inUse = new int[4];
-    private int[] fresh = new int[4];
     private long[] used = new long[4 * WORDS];
     private int chunks;
     /** Chunk indexes by physical address, for {@link #free}. */
@@ -71,15 +69,12 @@ final class TablePagePool {
             c = grow();
         }
         cursor = c;
-        final boolean dirty = fresh[c] == 1 << chunkOrder[c];
-        final int page = dirty ? firstClear(c) : fresh[c]++;
+        final int page = firstClear(c);
         used[c * WORDS + (page >>> 6)] |= 1L << page;
         inUse[c]++;
         pages++;
         final long phys = chunkPhys[c] + ((long) page << SHIFT);
-        if (dirty) {
-            memory.fill(phys, PhysicalMemory.FRAME_SIZE, (byte) 0);
-        }
+        memory.fill(phys, PhysicalMemory.FRAME_SIZE, (byte) 0);
         return phys;
     }
 
@@ -131,9 +126,9 @@ final class TablePagePool {
         final int want = Math.min(MAX_CHUNK_ORDER, grown);
         for (int order = want; ; order--) {
             try {
-                final long phys = frames.allocZeroedRun(order);
+                final long phys = frames.allocRun(order);
                 grown++;
-                return add(phys, order, 0);
+                return add(phys, order);
             } catch (org.iopersist.kernel.KernelException e) {
                 if (order == 0) {
                     throw e;
@@ -142,13 +137,12 @@ final class TablePagePool {
         }
     }
 
-    private int add(final long phys, final int order, final int freshPages) {
+    private int add(final long phys, final int order) {
         if (chunks == chunkPhys.length) {
             final int n = chunks * 2;
             chunkPhys = Arrays.copyOf(chunkPhys, n);
             chunkOrder = Arrays.copyOf(chunkOrder, n);
             inUse = Arrays.copyOf(inUse, n);
-            fresh = Arrays.copyOf(fresh, n);
             used = Arrays.copyOf(used, n * WORDS);
             byPhys = Arrays.copyOf(byPhys, n);
         }
@@ -156,7 +150,6 @@ final class TablePagePool {
         chunkPhys[c] = phys;
         chunkOrder[c] = (byte) order;
         inUse[c] = 0;
-        fresh[c] = freshPages;
         Arrays.fill(used, c * WORDS, (c + 1) * WORDS, 0L);
         // Chunks come mostly in rising address order, so this insertion rarely moves anything.
         int at = chunks - 1;
@@ -177,7 +170,6 @@ final class TablePagePool {
             chunkPhys[c] = chunkPhys[last];
             chunkOrder[c] = chunkOrder[last];
             inUse[c] = inUse[last];
-            fresh[c] = fresh[last];
             System.arraycopy(used, last * WORDS, used, c * WORDS, WORDS);
             for (int i = 0; i < chunks; i++) {
                 if (byPhys[i] == last) {
@@ -233,7 +225,7 @@ final class TablePagePool {
             final TablePagePool p = new TablePagePool(memory, null);
             for (long c : packed) {
                 final int order = (int) (c & (PhysicalMemory.FRAME_SIZE - 1));
-                p.add(c & -PhysicalMemory.FRAME_SIZE, order, 1 << order);
+                p.add(c & -PhysicalMemory.FRAME_SIZE, order);
             }
             for (int i = 1; i < p.chunks; i++) {
                 final int a = p.byPhys[i - 1];
@@ -305,7 +297,6 @@ final class TablePagePool {
             p.chunkPhys = pool.chunkPhys;
             p.chunkOrder = pool.chunkOrder;
             p.inUse = pool.inUse;
-            p.fresh = pool.fresh;
             p.used = pool.used;
             p.byPhys = pool.byPhys;
             p.chunks = pool.chunks;
