@@ -8,8 +8,10 @@ import java.util.List;
 
 /**
  * A flattened device tree as device-tree source, byte for byte what {@code dtc -I dtb -O dts}
- * prints for it (dtc's {@code treesource.c}): a blob carries no types, so each property value is
- * guessed the way dtc guesses it ({@link #kindOf}), and printed as dtc prints that kind.
+ * prints for it (dtc 1.6's {@code treesource.c}, as Debian 12 ships it): a blob
+ * carries no types, so each property value is guessed the way dtc guesses it ({@link #kindOf}),
+ * and printed as dtc prints that kind. (dtc 1.7 differs in one case: it prints a string list as
+ * {@code "a", "b"} where 1.6 prints {@code "a\0b"}.)
  *
  * <pre>
  * /dts-v1/;
@@ -113,14 +115,10 @@ public final class DtsWriter {
         switch (kindOf(v)) {
             case EMPTY -> sb.append(';');
             case STRINGS -> {
-                sb.append(" =");
-                final List<String> all = strings(v);
-                for (int i = 0; i < all.size(); i++) {
-                    sb.append(" \"");
-                    escape(sb, all.get(i));
-                    sb.append(i + 1 < all.size() ? "\"," : "\"");
-                }
-                sb.append(';');
+                // dtc 1.6 prints a string list as one string, each inner NUL as \0 (1.7 splits it: "a", "b").
+                sb.append(" = \"");
+                escape(sb, String.join("\0", strings(v)));
+                sb.append("\";");
             }
             case CELLS -> {
                 sb.append(" = <");
@@ -154,6 +152,7 @@ public final class DtsWriter {
                 case '\r' -> sb.append("\\r");
                 case '\\' -> sb.append("\\\\");
                 case '"' -> sb.append("\\\"");
+                case 0 -> sb.append("\\0");
                 default -> sb.append(c);
             }
         }
