@@ -150,7 +150,8 @@ final class InspectTracker implements Callable<Integer> {
         for (Bitmap b : v.bitmaps()) {
             out.printf("  bitmap order %2d covering from %-14s in frame %s%n", b.order(), b.covers(), b.frame());
         }
-        out.println("(a kernel booted from this handover clears a block's bit as it claims the block)");
+        out.println("(blocks still marked: a kernel booted from this handover clears a block's bit as it claims the block,"
+                + " and frees the tracker at finish)");
         out.flush();
     }
 }

@@ -96,8 +96,8 @@ final class InspectVtd implements Callable<Integer> {
     }
 
     record TranslationView(String device, String sid, int unit, String iova, boolean mapped, String phys, String page,
-                           String leaf, String perms, String read, String write, String decidedBy, boolean faultsRecorded,
-                           List<Step> walk) {
+                           String leaf, String leafPhys, String perms, String read, String write, String decidedBy,
+                           boolean faultsRecorded, List<Step> walk) {
     }
 
     record View(List<Unit> units) {
@@ -166,7 +166,7 @@ final class InspectVtd implements Callable<Integer> {
         }
         return new TranslationView(bdf.toString(), String.format("0x%04x", bdf.sourceId()), u, hex(iova), t.mapped(),
                 t.mapped() ? hex(t.phys()) : null, t.mapped() ? hex(t.phys() & ~(PhysicalMemory.FRAME_SIZE - 1)) : null,
-                t.mapped() ? Translation.sizeText(t.leafSize()) : null,
+                t.mapped() ? Translation.sizeText(t.leafSize()) : null, t.mapped() ? hex(t.phys() & -t.leafSize()) : null,
                 t.mapped() ? (t.readable() ? "r" : "-") + (t.writable() ? "w" : "-") : null,
                 outcome(t.fault(false)), outcome(t.fault(true)), decided, !t.suppressed(), steps);
     }
@@ -492,8 +492,9 @@ final class InspectVtd implements Callable<Integer> {
             }
         }
         if (t.mapped()) {
-            out.printf("=> phys %s (page %s, %s leaf, %s); decided by %s; read %s, write %s%n", t.phys(), t.page(), t.leaf(),
-                    t.perms(), t.decidedBy(), t.read(), t.write());
+            out.printf("=> phys %s: 4 KiB page %s%s, %s; decided by %s; read %s, write %s%n", t.phys(), t.page(),
+                    "4K".equals(t.leaf()) ? "" : " of the " + t.leaf() + " leaf at " + t.leafPhys(), t.perms(), t.decidedBy(),
+                    t.read(), t.write());
         } else {
             out.printf("=> no translation: read faults %s, write faults %s; decided by %s%s%n", t.read(), t.write(), t.decidedBy(),
                     t.faultsRecorded() ? "" : " (FPD: the fault is not recorded)");
