@@ -69,7 +69,7 @@ final class InspectHandover implements Callable<Integer> {
     record Node(String name, Map<String, Object> properties, List<Node> children) {
     }
 
-    record View(Source source, Blob tree, List<Blob> blobs, List<String> written) {
+    record View(Source source, String warning, Blob tree, List<Blob> blobs, List<String> written) {
     }
 
     /** The handover as read from memory, with the readers kept for the tracker view. */
@@ -103,7 +103,7 @@ final class InspectHandover implements Callable<Integer> {
             final PrintWriter out = spec.commandLine().getOut();
             if (target.json) {
                 final List<Blob> blobs = blob == null ? view.blobs() : view.blobs().stream().filter(b -> b.name().equals(blob)).toList();
-                InspectCommand.printJson(spec, new View(view.source(), view.tree(), blobs, written));
+                InspectCommand.printJson(spec, new View(view.source(), view.warning(), view.tree(), blobs, written));
                 return 0;
             }
             if (raw != null) {
@@ -125,6 +125,9 @@ final class InspectHandover implements Callable<Integer> {
             final Source s = view.source();
             out.printf("// handover of %s: KHO tree at %s (%d bytes reserved), scratch %s + %s%n", s.file(), s.fdtAddr(),
                     s.fdtSize(), s.scratchAddr(), hex(s.scratchSize()));
+            if (view.warning() != null) {
+                out.println("// WARNING: " + view.warning());
+            }
             for (Blob b : all) {
                 out.println();
                 out.printf("// %s: %s at %s, %d bytes%s%s%n", b.name(), b.name().equals(TREE) ? "the KHO tree" : "blob", b.phys(), b.size(),
@@ -155,7 +158,8 @@ final class InspectHandover implements Callable<Integer> {
         }
         if (setup == null) {
             throw new IllegalStateException("no handover in " + board.directory() + ": " + board.directory().relativize(file)
-                    + " is absent (the machine has not been through a kexec with a finalized handover)");
+                    + " is absent (no kexec with a finalized handover yet; a finalized one awaiting its kexec is"
+                    + " the kernel's /sys/kernel/kho/fdt)");
         }
         final PhysicalMemory mem = board.memory();
         final Source source = new Source(file.toString(), hex(setup.fdtAddr()), setup.fdtSize(), hex(setup.scratchAddr()),
@@ -177,7 +181,26 @@ final class InspectHandover implements Callable<Integer> {
         for (int child : tree.children(tree.root())) {
             blobs.add(blob(mem, tree, child));
         }
-        return new Image(source, setup, tree, new View(source, treeBlob, blobs, List.of()));
+        return new Image(source, setup, tree, new View(source, refinalized(board, file), treeBlob, blobs, List.of()));
+    }
+
+    /**
+     * A kernel that booted from this handover and then finalized one of its own wrote its tree to
+     * the same place in the scratch region, often with the same size. Its sysfs mirror tells: a
+     * mirror written after {@code setup_data} that shows finalize = 1.
+     */
+    private static String refinalized(final Board board, final Path setupData) {
+        final Path finalize = board.directory().resolve("sys/kernel/kho/finalize");
+        try {
+            if (Files.isRegularFile(finalize) && Files.readString(finalize).trim().equals("1")
+                    && Files.getLastModifiedTime(finalize).compareTo(Files.getLastModifiedTime(setupData)) > 0) {
+                return "the running kernel has finalized a handover of its own since this one: the scratch region"
+                        + " may hold its tree now (its /sys/kernel/kho/fdt)";
+            }
+        } catch (IOException e) {
+            // no mirror, or it went away: nothing to say
+        }
+        return null;
     }
 
     private static Blob blob(final PhysicalMemory mem, final FdtReader tree, final int node) {

@@ -187,6 +187,13 @@ class InspectCommandTest {
                     b.stop();
                 }
                 devicesView(dir, true);
+                // Kernel 2 finalizes a handover of its own, into the same scratch: the view warns.
+                assertTrue(inspect("handover", dir.toString(), "--json").json().get("warning").isNull());
+                vmm.client.writeFile("/sys/kernel/kho/finalize", "1");
+                new SysfsMirror(k2.sysfs(), dir).refresh();
+                assertTrue(inspect("handover", dir.toString(), "--json").json().get("warning").asText()
+                        .contains("finalized a handover of its own"));
+                vmm.client.writeFile("/sys/kernel/kho/finalize", "0");
             }
         }
     }
