@@ -22,39 +22,58 @@ import picocli.CommandLine.Spec;
  * {@code sysfs} reads the running kernel's mirror.
  */
 @Command(name = "inspect", mixinStandardHelpOptions = true,
-        description = {"Read-only views of the machine in DIR, live or stopped: iopersist inspect VIEW DIR [--json].",
-            "Nothing here writes to the machine."},
+        description = {"Read-only views of the machine in DIR, live or stopped: iopersist inspect DIR VIEW [--json]",
+            "(or inspect VIEW DIR). Nothing here writes to the machine."},
         subcommands = {InspectVtd.class, InspectHandover.class, InspectTracker.class, InspectDevices.class, InspectSysfs.class})
 final class InspectCommand implements Runnable {
     @Spec
     private CommandSpec spec;
+
+    @Parameters(index = "0", arity = "0..1", paramLabel = "DIR", description = "machine directory")
+    private Path dir;
 
     @Override
     public void run() {
         spec.commandLine().usage(spec.commandLine().getOut());
     }
 
-    /** What every view takes: the machine directory and {@code --json}. */
+    /**
+     * What every view takes: the machine directory, after {@code inspect} ({@code inspect DIR VIEW},
+     * as the issue spells it) or after the view ({@code inspect VIEW DIR}), and {@code --json}.
+     */
     static final class Target {
-        @Parameters(index = "0", paramLabel = "DIR", description = "machine directory (of `iopersist machine DIR`, the demo's --dir, a test rig)")
-        Path dir;
+        @Parameters(index = "0", arity = "0..1", paramLabel = "DIR",
+                description = "machine directory (of `iopersist machine DIR`, the demo's --dir, a test rig)")
+        private Path own;
 
         @Option(names = "--json", description = "print JSON instead of text")
         boolean json;
 
-        /** The machine in {@link #dir}, mapped read-only; a one-line error if there is none. */
-        Board open() {
-            requireMachine();
-            return Board.openReadOnly(dir);
+        /** The machine directory, wherever it was given; a one-line error if nowhere or twice. */
+        Path dir(final InspectCommand parent) {
+            if (own != null && parent.dir != null) {
+                throw new IllegalArgumentException("DIR given twice (" + parent.dir + ", " + own + ")");
+            }
+            if (own == null && parent.dir == null) {
+                throw new IllegalArgumentException("missing DIR: iopersist inspect DIR VIEW");
+            }
+            return own != null ? own : parent.dir;
         }
 
-        void requireMachine() {
+        /** The machine, mapped read-only; a one-line error if there is none. */
+        Board open(final InspectCommand parent) {
+            return Board.openReadOnly(requireMachine(parent));
+        }
+
+        Path requireMachine(final InspectCommand parent) {
+            final Path dir = dir(parent);
             if (!Files.isDirectory(dir)) {
                 throw new IllegalArgumentException(dir + ": no such directory");
             }
             if (!Files.isRegularFile(dir.resolve(MachineConfig.FILE))) {
                 throw new IllegalArgumentException(dir + " is not a machine directory (no " + MachineConfig.FILE + ")");
             }
+            return dir;
         }
     }
 

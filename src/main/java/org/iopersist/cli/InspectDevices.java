@@ -27,6 +27,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 import picocli.CommandLine.Spec;
 
 /**
@@ -43,6 +44,9 @@ final class InspectDevices implements Callable<Integer> {
 
     @Mixin
     private InspectCommand.Target target;
+
+    @ParentCommand
+    private InspectCommand parent;
 
     @Option(names = "--device", paramLabel = "BDF", description = "only this device")
     private String device;
@@ -75,7 +79,7 @@ final class InspectDevices implements Callable<Integer> {
     @Override
     public Integer call() {
         final var only = device == null ? null : InspectCommand.parseBdf(device);
-        try (Board board = target.open()) {
+        try (Board board = target.open(parent)) {
             final List<Device> out = new ArrayList<>();
             final List<MachineConfig.DeviceConfig> devs = board.config().devices();
             if (only != null && devs.stream().noneMatch(d -> d.bdf().equals(only))) {

@@ -27,6 +27,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 import picocli.CommandLine.Spec;
 
 /**
@@ -49,6 +50,9 @@ final class InspectHandover implements Callable<Integer> {
 
     @Mixin
     private InspectCommand.Target target;
+
+    @ParentCommand
+    private InspectCommand parent;
 
     @Option(names = "--blob", paramLabel = "NAME", description = "print only this blob's DTS (kho: the KHO tree)")
     private String blob;
@@ -78,7 +82,7 @@ final class InspectHandover implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        try (Board board = target.open()) {
+        try (Board board = target.open(parent)) {
             final Image image = read(board);
             final View view = image.view();
             final List<Blob> all = new ArrayList<>();

@@ -19,6 +19,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 import picocli.CommandLine.Spec;
 
 /**
@@ -36,6 +37,9 @@ final class InspectSysfs implements Callable<Integer> {
     @Mixin
     private InspectCommand.Target target;
 
+    @ParentCommand
+    private InspectCommand parent;
+
     @Option(names = "--socket", paramLabel = "PATH", description = "the kernel's syscall socket (default: DIR/kernel.sock)")
     private Path socket;
 
@@ -44,8 +48,7 @@ final class InspectSysfs implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        target.requireMachine();
-        final Path dir = target.dir;
+        final Path dir = target.requireMachine(parent);
         final Path sock = socket != null ? socket : dir.resolve("kernel.sock");
         requireRunning(dir, sock);
         final Path link = dir.resolve("sys");

@@ -16,6 +16,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 import picocli.CommandLine.Spec;
 
 /**
@@ -36,6 +37,9 @@ final class InspectTracker implements Callable<Integer> {
 
     @Mixin
     private InspectCommand.Target target;
+
+    @ParentCommand
+    private InspectCommand parent;
 
     @Option(names = "--all", description = "list every range (text; JSON always does)")
     private boolean all;
@@ -58,7 +62,7 @@ final class InspectTracker implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        try (Board board = target.open()) {
+        try (Board board = target.open(parent)) {
             final InspectHandover.Image image = InspectHandover.read(board);
             final PhysicalMemory mem = board.memory();
             final long first;

@@ -29,6 +29,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 import picocli.CommandLine.Spec;
 
 /**
@@ -49,6 +50,9 @@ final class InspectVtd implements Callable<Integer> {
 
     @Mixin
     private InspectCommand.Target target;
+
+    @ParentCommand
+    private InspectCommand parent;
 
     @Option(names = "--device", paramLabel = "BDF", description = "only this device, e.g. 00:02.0")
     private String device;
@@ -110,7 +114,7 @@ final class InspectVtd implements Callable<Integer> {
         }
         final Bdf only = device == null ? null : InspectCommand.parseBdf(device);
         final long address = iova == null ? -1 : InspectCommand.parseAddress("--iova", iova);
-        try (Board board = target.open()) {
+        try (Board board = target.open(parent)) {
             final MachineConfig config = board.config();
             if (only != null && config.devices().stream().noneMatch(d -> d.bdf().equals(only))) {
                 throw new IllegalArgumentException("no device " + only + " on this machine (it has " + config.devices().stream()

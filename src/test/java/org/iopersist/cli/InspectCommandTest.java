@@ -134,11 +134,11 @@ class InspectCommandTest {
                 recordAt(machine.board(), expectedPhys, 0x0010);
                 vtdView(dir, true);
                 devicesView(dir, false);
-                final JsonNode sys = inspect("sysfs", dir.toString(), "--json").json();
+                final JsonNode sys = inspect(dir.toString(), "sysfs", "--json").json();
                 assertEquals("cold", sys.get("attributes").get("/sys/kernel/boot/kind").asText());
-                assertTrue(inspect("sysfs", dir.toString()).out().contains("/sys/kernel/kho/finalize = 0"));
-                oneLineError(inspect("handover", dir.toString()), "no handover");
-                oneLineError(inspect("tracker", dir.toString()), "no handover");
+                assertTrue(inspect(dir.toString(), "sysfs").out().contains("/sys/kernel/kho/finalize = 0"));
+                oneLineError(inspect(dir.toString(), "handover"), "no handover");
+                oneLineError(inspect(dir.toString(), "tracker"), "no handover");
 
                 // ---- the kexec: finalize, kexec_load, reboot(KEXEC)
                 vmm.client.writeFile("/sys/kernel/kho/finalize", "1");
@@ -150,7 +150,7 @@ class InspectCommandTest {
             // ---- between the kernels: the handover in memory, no kernel, devices still writing
             final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
             Run sys;
-            while ((sys = inspect("sysfs", dir.toString())).code() == 0 && System.nanoTime() < deadline) {
+            while ((sys = inspect(dir.toString(), "sysfs")).code() == 0 && System.nanoTime() < deadline) {
                 Thread.sleep(20);
             }
             oneLineError(sys, "no kernel is running");
@@ -180,7 +180,7 @@ class InspectCommandTest {
                 bars[0].awaitSeq(seq + 600); // a whole lap of the window after the update
                 assertEquals(hex(expectedPhys), translation(dir).get("phys").asText(), "the same page after the update");
                 recordAt(machine.board(), expectedPhys, 0x0010);
-                final JsonNode sys2 = inspect("sysfs", dir.toString(), "--json").json();
+                final JsonNode sys2 = inspect(dir.toString(), "sysfs", "--json").json();
                 assertEquals("live_update", sys2.get("attributes").get("/sys/kernel/boot/kind").asText());
                 vtdView(dir, true);
                 for (DeviceBar b : bars) {
@@ -188,10 +188,10 @@ class InspectCommandTest {
                 }
                 devicesView(dir, true);
                 // Kernel 2 finalizes a handover of its own, into the same scratch: the view warns.
-                assertTrue(inspect("handover", dir.toString(), "--json").json().get("warning").isNull());
+                assertTrue(inspect(dir.toString(), "handover", "--json").json().get("warning").isNull());
                 vmm.client.writeFile("/sys/kernel/kho/finalize", "1");
                 new SysfsMirror(k2.sysfs(), dir).refresh();
-                assertTrue(inspect("handover", dir.toString(), "--json").json().get("warning").asText()
+                assertTrue(inspect(dir.toString(), "handover", "--json").json().get("warning").asText()
                         .contains("finalized a handover of its own"));
                 vmm.client.writeFile("/sys/kernel/kho/finalize", "0");
             }
@@ -204,17 +204,18 @@ class InspectCommandTest {
 
     /** {@code inspect vtd --device 00:02.0 --iova 0x1234000 --json}: mapped, read and write ok, decided by a leaf. */
     private static JsonNode translation(final Path dir) throws Exception {
-        final JsonNode t = inspect("vtd", dir.toString(), "--device", "00:02.0", "--iova", "0x1234000", "--json").json();
+        final JsonNode t = inspect(dir.toString(), "vtd", "--device", "00:02.0", "--iova", "0x1234000", "--json").json();
         assertTrue(t.get("mapped").asBoolean(), t.toString());
         assertEquals("ok", t.get("read").asText());
         assertEquals("ok", t.get("write").asText());
         final JsonNode last = t.get("walk").get(t.get("walk").size() - 1);
         assertTrue(last.get("meaning").asText().startsWith("leaf "), t.toString());
         assertTrue(t.get("decidedBy").asText().startsWith(last.get("what").asText() + "["), t.toString());
+        // The view first works too: inspect VIEW DIR.
         final String text = inspect("vtd", dir.toString(), "--device", "0000:00:02.0", "--iova", "0x1234000").out();
         assertTrue(text.contains("=> phys " + t.get("phys").asText()), text);
         // An IOVA outside guest RAM: no leaf, a read faults READ, a write WRITE, and the walk names the entry.
-        final JsonNode miss = inspect("vtd", dir.toString(), "--device", "00:02.0", "--iova", "0x40000000", "--json").json();
+        final JsonNode miss = inspect(dir.toString(), "vtd", "--device", "00:02.0", "--iova", "0x40000000", "--json").json();
         assertFalse(miss.get("mapped").asBoolean());
         assertEquals("READ (0x6)", miss.get("read").asText());
         assertEquals("WRITE (0x5)", miss.get("write").asText());
@@ -232,7 +233,7 @@ class InspectCommandTest {
 
     /** {@code inspect vtd --json}: both devices in one domain, DID, 32 MiB mapped as runs; the text says the same. */
     private static JsonNode vtdView(final Path dir, final boolean mapped) throws Exception {
-        final JsonNode v = inspect("vtd", dir.toString(), "--json").json();
+        final JsonNode v = inspect(dir.toString(), "vtd", "--json").json();
         final JsonNode unit = v.get("units").get(0);
         assertTrue(unit.get("translationEnabled").asBoolean());
         assertTrue(unit.get("gsts").toString().contains("TES"));
@@ -251,7 +252,7 @@ class InspectCommandTest {
             assertEquals("rw", r.get("perms").asText());
         }
         assertEquals(32 * MIB, runBytes);
-        final String text = inspect("vtd", dir.toString()).out();
+        final String text = inspect(dir.toString(), "vtd").out();
         assertTrue(text.contains("device 0000:00:02.0 (sid 0x0010): context"), text);
         assertTrue(text.contains("DID " + d0.get("did").asInt()), text);
         assertTrue(text.contains("same domain as 0000:00:02.0"), text);
@@ -260,7 +261,7 @@ class InspectCommandTest {
 
     /** {@code inspect devices}: counters moving, no fault; with the workload stopped, every record in place. */
     private static void devicesView(final Path dir, final boolean stopped) throws Exception {
-        final JsonNode v = inspect("devices", dir.toString(), "--json").json();
+        final JsonNode v = inspect(dir.toString(), "devices", "--json").json();
         assertEquals(2, v.get("devices").size());
         for (JsonNode d : v.get("devices")) {
             assertTrue(d.get("counters").get("ops").asLong() > 0);
@@ -286,9 +287,9 @@ class InspectCommandTest {
      */
     private void handoverIsDtcs(final Path dir) throws Exception {
         final Path raw = Files.createTempDirectory(work, "raw");
-        final Run wrote = inspect("handover", dir.toString(), "--raw", raw.toString());
+        final Run wrote = inspect(dir.toString(), "handover", "--raw", raw.toString());
         assertEquals(0, wrote.code(), wrote.err());
-        final JsonNode h = inspect("handover", dir.toString(), "--json").json();
+        final JsonNode h = inspect(dir.toString(), "handover", "--json").json();
         final List<String> names = new ArrayList<>(List.of(InspectHandover.TREE));
         for (JsonNode b : h.get("blobs")) {
             names.add(b.get("name").asText());
@@ -297,12 +298,12 @@ class InspectCommandTest {
         }
         assertEquals(List.of("kho", "intel-iommu", "guestmemfs", "iommufd"), names);
         assertEquals("kho-v1", h.get("tree").get("compatible").asText());
-        final String all = inspect("handover", dir.toString()).out();
+        final String all = inspect(dir.toString(), "handover").out();
         for (String name : names) {
             final Path dtb = raw.resolve(name + ".dtb");
             assertTrue(Files.isRegularFile(dtb), name);
             final String dtc = dtc(dtb);
-            final Run ours = inspect("handover", dir.toString(), "--blob", name);
+            final Run ours = inspect(dir.toString(), "handover", "--blob", name);
             assertEquals(0, ours.code(), ours.err());
             assertEquals(dtc, ours.out(), name + ": our DTS is dtc's");
             assertTrue(all.contains(dtc), name + " in the full listing");
@@ -322,15 +323,15 @@ class InspectCommandTest {
      * while the handover is fresh; once kernel 2 has claimed what it restored, the pgd no longer does.
      */
     private static void trackerHolds(final Path dir, final JsonNode vtd, final boolean fresh) throws Exception {
-        final JsonNode t = inspect("tracker", dir.toString(), "--json").json();
+        final JsonNode t = inspect(dir.toString(), "tracker", "--json").json();
         assertTrue(t.get("trackerBytes").asLong() >= 2 * 4096, t.toString());
         assertTrue(Long.decode(t.get("scratch").get("phys").asText()) > 0);
         final long pgd = Long.decode(vtd.get("units").get(0).get("devices").get(0).get("pgd").asText());
         assertEquals(fresh, preserved(t, pgd), "the domain's pgd in the tracker: " + t);
-        for (JsonNode b : inspect("handover", dir.toString(), "--json").json().get("blobs")) {
+        for (JsonNode b : inspect(dir.toString(), "handover", "--json").json().get("blobs")) {
             assertTrue(preserved(t, Long.decode(b.get("phys").asText())), b.get("name") + " blob preserved: " + t);
         }
-        assertTrue(inspect("tracker", dir.toString()).out().contains("preserved: "));
+        assertTrue(inspect(dir.toString(), "tracker").out().contains("preserved: "));
     }
 
     private static boolean preserved(final JsonNode tracker, final long phys) {
@@ -347,24 +348,23 @@ class InspectCommandTest {
     @Test
     void badInputIsOneLineAndNonzero() throws Exception {
         final Path dir = work.resolve("m");
-        oneLineError(inspect("vtd", dir.toString()), "no such directory");
+        oneLineError(inspect(dir.toString(), "vtd"), "no such directory");
         Files.createDirectories(dir);
-        oneLineError(inspect("devices", dir.toString()), "not a machine directory");
+        oneLineError(inspect(dir.toString(), "devices"), "not a machine directory");
         try (Board board = Board.create(dir, MachineConfig.small().withMemorySize(64 * MIB))) {
             assertTrue(board.config().devices().size() == 2);
         }
-        oneLineError(inspect("vtd", dir.toString()), "never been powered on");
-        oneLineError(inspect("vtd", dir.toString(), "--device", "00:1f.9"), "bad --device");
-        oneLineError(inspect("vtd", dir.toString(), "--device", "00:07.0"), "no device 0000:00:07.0");
-        oneLineError(inspect("vtd", dir.toString(), "--device", "00:02.0", "--iova", "12zz"), "bad --iova");
-        oneLineError(inspect("vtd", dir.toString(), "--device", "00:02.0", "--iova", "-4096"), "bad --iova");
-        oneLineError(inspect("vtd", dir.toString(), "--iova", "0x1000"), "--iova needs --device");
-        oneLineError(inspect("handover", dir.toString()), "no handover");
-        oneLineError(inspect("sysfs", dir.toString()), "no kernel is running");
-        final Run noDir = inspect("tracker");
-        assertEquals(2, noDir.code());
-        assertTrue(noDir.err().startsWith("iopersist: Missing required parameter"), noDir.err());
-        oneLineError(inspect("vtd", dir.toString(), "--bogus"), "Unknown option");
+        oneLineError(inspect(dir.toString(), "vtd"), "never been powered on");
+        oneLineError(inspect(dir.toString(), "vtd", "--device", "00:1f.9"), "bad --device");
+        oneLineError(inspect(dir.toString(), "vtd", "--device", "00:07.0"), "no device 0000:00:07.0");
+        oneLineError(inspect(dir.toString(), "vtd", "--device", "00:02.0", "--iova", "12zz"), "bad --iova");
+        oneLineError(inspect(dir.toString(), "vtd", "--device", "00:02.0", "--iova", "-4096"), "bad --iova");
+        oneLineError(inspect(dir.toString(), "vtd", "--iova", "0x1000"), "--iova needs --device");
+        oneLineError(inspect(dir.toString(), "handover"), "no handover");
+        oneLineError(inspect(dir.toString(), "sysfs"), "no kernel is running");
+        oneLineError(inspect("tracker"), "missing DIR");
+        oneLineError(inspect(dir.toString(), "tracker", dir.toString()), "DIR given twice");
+        oneLineError(inspect(dir.toString(), "vtd", "--bogus"), "Unknown option");
     }
 
     @Test
