@@ -6,7 +6,7 @@ import picocli.CommandLine.Command;
 /** The {@code iopersist} command: one subcommand per role or tool. */
 @Command(name = "iopersist", mixinStandardHelpOptions = true, version = "iopersist 0.1",
         description = "A working model of IOMMU(fd) persistence for hypervisor live update.",
-        subcommands = {Demo.class, SelfCheck.class, MachineCommand.class, KernelCommand.class})
+        subcommands = {Demo.class, SelfCheck.class, MachineCommand.class, KernelCommand.class, InspectCommand.class})
 public final class Main implements Runnable {
 
     @Override
@@ -15,6 +15,11 @@ public final class Main implements Runnable {
     }
 
     public static void main(final String[] args) {
+        System.exit(commandLine().execute(args));
+    }
+
+    /** The command line as {@link #main} runs it: a failure is one line on stderr and a nonzero exit. */
+    static CommandLine commandLine() {
         final CommandLine cli = new CommandLine(new Main());
         // One line, no stack trace, for bad input or a failed run.
         cli.setExecutionExceptionHandler((ex, cmd, parseResult) -> {
@@ -25,6 +30,6 @@ public final class Main implements Runnable {
             ex.getCommandLine().getErr().println("iopersist: " + ex.getMessage() + " (try --help)");
             return 2;
         });
-        System.exit(cli.execute(args));
+        return cli;
     }
 }

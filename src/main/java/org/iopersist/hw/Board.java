@@ -56,17 +56,31 @@ public final class Board implements AutoCloseable {
 
     /** Opens an existing machine directory, as a kernel or VMM process does. */
     public static Board open(final Path dir) {
+        return open(dir, false);
+    }
+
+    /**
+     * Opens an existing machine directory for looking only, live or stopped: memory and MMIO are
+     * mapped read-only, so no store of the caller's can reach the machine.
+     */
+    public static Board openReadOnly(final Path dir) {
+        return open(dir, true);
+    }
+
+    private static Board open(final Path dir, final boolean readOnly) {
         if (!Files.isRegularFile(dir.resolve(MachineConfig.FILE))) {
             throw new IllegalArgumentException(dir + " is not a machine directory (no " + MachineConfig.FILE + ")");
         }
         final MachineConfig config = MachineConfig.read(dir);
-        final PhysicalMemory memory = PhysicalMemory.open(dir.resolve(MEMORY_FILE));
+        final PhysicalMemory memory = readOnly ? PhysicalMemory.openReadOnly(dir.resolve(MEMORY_FILE))
+                : PhysicalMemory.open(dir.resolve(MEMORY_FILE));
         try {
             if (memory.size() != config.memorySize()) {
                 throw new IllegalArgumentException(String.format("%s: memory file is 0x%x bytes, description says 0x%x",
                         dir, memory.size(), config.memorySize()));
             }
-            return new Board(dir, config, memory, Mmio.open(dir.resolve(MMIO_FILE)));
+            return new Board(dir, config, memory, readOnly ? Mmio.openReadOnly(dir.resolve(MMIO_FILE))
+                    : Mmio.open(dir.resolve(MMIO_FILE)));
         } catch (RuntimeException e) {
             memory.close();
             throw e;

@@ -59,13 +59,27 @@ public final class MappedFile implements AutoCloseable {
 
     /** Maps an existing file whole. */
     public static MappedFile open(final Path path) {
+        return open(path, false);
+    }
+
+    /**
+     * Maps an existing file whole for reading only ({@code O_RDONLY}, {@code PROT_READ}): a tool
+     * that looks at a machine cannot change it, and a store through the segment throws.
+     */
+    public static MappedFile openReadOnly(final Path path) {
+        return open(path, true);
+    }
+
+    private static MappedFile open(final Path path, final boolean readOnly) {
         final Arena arena = Arena.ofShared();
-        try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+        try (FileChannel ch = readOnly ? FileChannel.open(path, StandardOpenOption.READ)
+                : FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
             final long size = ch.size();
             if (size == 0) {
                 throw new IllegalArgumentException(path + " is empty");
             }
-            return new MappedFile(path, arena, ch.map(FileChannel.MapMode.READ_WRITE, 0, size, arena));
+            return new MappedFile(path, arena, ch.map(readOnly ? FileChannel.MapMode.READ_ONLY : FileChannel.MapMode.READ_WRITE,
+                    0, size, arena));
         } catch (IOException e) {
             arena.close();
             throw new UncheckedIOException("cannot map " + path + ": " + e.getMessage(), e);

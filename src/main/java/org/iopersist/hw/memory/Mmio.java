@@ -60,6 +60,11 @@ public final class Mmio implements AutoCloseable {
         return new Mmio(MappedFile.open(path));
     }
 
+    /** Maps the MMIO file for reading only: registers can be read, no command can be given. */
+    public static Mmio openReadOnly(final Path path) {
+        return new Mmio(MappedFile.openReadOnly(path));
+    }
+
     /** A register window of 4 KiB at {@code base}. */
     public Window window(final long base) {
         if (base < 0 || (base & (WINDOW_SIZE - 1)) != 0 || base + WINDOW_SIZE > segment.byteSize()) {

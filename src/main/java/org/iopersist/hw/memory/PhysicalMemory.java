@@ -62,6 +62,11 @@ public final class PhysicalMemory implements AutoCloseable {
         return new PhysicalMemory(MappedFile.open(path));
     }
 
+    /** Maps an existing memory file for reading only: every store throws IllegalArgumentException. */
+    public static PhysicalMemory openReadOnly(final Path path) {
+        return new PhysicalMemory(MappedFile.openReadOnly(path));
+    }
+
     public long size() {
         return size;
     }

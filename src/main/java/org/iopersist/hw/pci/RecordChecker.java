@@ -19,6 +19,8 @@ import org.iopersist.hw.memory.PhysicalMemory;
  *   <li>{@link Verdict#FOUND}: that very record, every byte as the device wrote it;</li>
  *   <li>{@link Verdict#STALE}: an intact record of this slot from an earlier lap (the last write
  *       faulted, or went elsewhere);</li>
+ *   <li>{@link Verdict#NEWER}: an intact record of this slot from a later lap than expected (the
+ *       workload ran on while the checker read);</li>
  *   <li>{@link Verdict#EMPTY}: all zero (never written here);</li>
  *   <li>{@link Verdict#CORRUPT}: anything else, such as a torn record, a record of another slot,
  *       device or generation, or a changed byte;</li>
@@ -39,7 +41,7 @@ public final class RecordChecker {
     }
 
     /** What one slot held. */
-    public enum Verdict { FOUND, STALE, EMPTY, CORRUPT, UNMAPPED }
+    public enum Verdict { FOUND, STALE, NEWER, EMPTY, CORRUPT, UNMAPPED }
 
     /**
      * What the checker expects: a device's window as its BAR describes it.
@@ -105,12 +107,14 @@ public final class RecordChecker {
      * @param checked  slots checked (those the workload has reached)
      * @param found    slots holding their expected record
      * @param stale    slots holding an older record of their own
+     * @param newer    slots holding a later record of their own than NEXT_SEQ said: the workload
+     *                 ran on while the checker read (a stopped workload has none)
      * @param empty    slots still zero
      * @param corrupt  slots holding anything else
      * @param unmapped slots the function could not place
      * @param problems the first {@link #MAX_PROBLEMS} slots that were not found
      */
-    public record Report(long checked, long found, long stale, long empty, long corrupt, long unmapped,
+    public record Report(long checked, long found, long stale, long newer, long empty, long corrupt, long unmapped,
                          List<Problem> problems) {
         public Report {
             problems = List.copyOf(problems);
@@ -123,8 +127,8 @@ public final class RecordChecker {
 
         @Override
         public String toString() {
-            return String.format("checked=%d found=%d stale=%d empty=%d corrupt=%d unmapped=%d%s", checked, found,
-                    stale, empty, corrupt, unmapped, problems.isEmpty() ? "" : " first problems: " + problems);
+            return String.format("checked=%d found=%d stale=%d newer=%d empty=%d corrupt=%d unmapped=%d%s", checked, found,
+                    stale, newer, empty, corrupt, unmapped, problems.isEmpty() ? "" : " first problems: " + problems);
         }
     }
 
@@ -146,6 +150,7 @@ public final class RecordChecker {
         final MemorySegment mem = memory.segment();
         long found = 0;
         long stale = 0;
+        long newer = 0;
         long empty = 0;
         long corrupt = 0;
         long unmapped = 0;
@@ -168,6 +173,8 @@ public final class RecordChecker {
                     verdict = Verdict.FOUND;
                 } else if (seq != DmaRecord.INVALID && seq < expected && seq % slots == slot) {
                     verdict = Verdict.STALE;
+                } else if (seq != DmaRecord.INVALID && seq > expected && seq % slots == slot) {
+                    verdict = Verdict.NEWER;
                 } else if (DmaRecord.isZero(mem, phys, e.recordSize())) {
                     verdict = Verdict.EMPTY;
                 } else {
@@ -177,6 +184,7 @@ public final class RecordChecker {
             switch (verdict) {
                 case FOUND -> found++;
                 case STALE -> stale++;
+                case NEWER -> newer++;
                 case EMPTY -> empty++;
                 case CORRUPT -> corrupt++;
                 case UNMAPPED -> unmapped++;
@@ -185,6 +193,6 @@ public final class RecordChecker {
                 problems.add(new Problem(slot, iova, phys, verdict, expected, seq));
             }
         }
-        return new Report(checked, found, stale, empty, corrupt, unmapped, problems);
+        return new Report(checked, found, stale, newer, empty, corrupt, unmapped, problems);
     }
 }

@@ -91,6 +91,22 @@ public final class InvDesc {
         return (addr & ~0xFFFL) | (leafOnly ? 1L << 6 : 0) | (am & 0x3F);
     }
 
+    /** A descriptor decoded, e.g. {@code iotlb page did=2 addr=0x200000 am=9 ih=0}; for tools and logs. */
+    public static String describe(final long qw0, final long qw1) {
+        final String[] g = {"g0", "global", "domain", "device"};
+        return switch (type(qw0)) {
+            case TYPE_CONTEXT -> String.format("context-cache %s did=%d sid=0x%04x fm=%d", g[granularity(qw0)], did(qw0),
+                    sid(qw0), fm(qw0));
+            case TYPE_IOTLB -> granularity(qw0) == G_PAGE
+                    ? String.format("iotlb page did=%d addr=0x%x am=%d ih=%d", did(qw0), qw1 & ~0xFFFL, qw1 & 0x3F,
+                            (qw1 & IOTLB_IH) != 0 ? 1 : 0)
+                    : String.format("iotlb %s did=%d", g[granularity(qw0)], did(qw0));
+            case TYPE_WAIT -> String.format("wait%s%s%s status 0x%x -> 0x%x", (qw0 & WAIT_IF) != 0 ? " IF" : "",
+                    (qw0 & WAIT_SW) != 0 ? " SW" : "", (qw0 & WAIT_FN) != 0 ? " FN" : "", qw0 >>> 32, qw1 & ~3L);
+            default -> qw0 == 0 && qw1 == 0 ? "empty" : "type " + type(qw0) + " (not one this unit executes)";
+        };
+    }
+
     public static long wait(final int statusData, final boolean fence) {
         return TYPE_WAIT | WAIT_SW | (fence ? WAIT_FN : 0) | ((long) statusData << 32);
     }

@@ -418,19 +418,41 @@ public final class RemappingUnit {
         }
         final long rootLo = memory.load64Acquire(rootEntry);
         final long rootHi = memory.load64(rootEntry + 8);
-        if (!RootEntry.present(rootLo)) {
-            return FaultReason.ROOT_NOT_PRESENT.code;
+        final int rootFault = rootEntryFault(rootLo, rootHi, hawMask);
+        if (rootFault != 0) {
+            return rootFault;
         }
-        final long ctp = RootEntry.contextTable(rootLo);
-        if ((rootLo & RootEntry.LO_RESERVED) != 0 || rootHi != 0 || (ctp & ~hawMask) != 0) {
-            return FaultReason.ROOT_RESERVED.code;
-        }
-        final long ctxEntry = ContextEntry.address(ctp, sid & 0xFF);
+        final long ctxEntry = ContextEntry.address(RootEntry.contextTable(rootLo), sid & 0xFF);
         if (!memory.contains(ctxEntry, ContextEntry.SIZE)) {
             return FaultReason.CONTEXT_TABLE_INVALID.code;
         }
         final long lo = memory.load64Acquire(ctxEntry);
         final long hi = memory.load64(ctxEntry + 8);
+        final int ctxFault = contextEntryFault(lo, hi, hawMask, cap);
+        if (ctxFault != 0) {
+            return ctxFault;
+        }
+        out[0] = lo;
+        out[1] = hi;
+        return 0;
+    }
+
+    /** The fault a root entry raises (not present, reserved bits, a context table above HAW), or 0. */
+    static int rootEntryFault(final long lo, final long hi, final long hawMask) {
+        if (!RootEntry.present(lo)) {
+            return FaultReason.ROOT_NOT_PRESENT.code;
+        }
+        if ((lo & RootEntry.LO_RESERVED) != 0 || hi != 0 || (RootEntry.contextTable(lo) & ~hawMask) != 0) {
+            return FaultReason.ROOT_RESERVED.code;
+        }
+        return 0;
+    }
+
+    /**
+     * The fault a legacy-mode context entry raises (not present, reserved bits, a table above HAW,
+     * a translation type, width or DID this unit does not take), or 0.
+     */
+    static int contextEntryFault(final long lo, final long hi, final long hawMask, final Capability cap) {
         if (!ContextEntry.present(lo)) {
             return FaultReason.CONTEXT_NOT_PRESENT.code;
         }
@@ -444,16 +466,31 @@ public final class RemappingUnit {
                 || ContextEntry.domainId(hi) >= cap.domains()) {
             return FaultReason.CONTEXT_INVALID.code;
         }
-        out[0] = lo;
-        out[1] = hi;
         return 0;
+    }
+
+    /** Input address bits a context entry with AW {@code aw} translates on this unit: beyond them is a fault. */
+    static int inputWidth(final int aw, final Capability cap) {
+        return Math.min(30 + 9 * aw, cap.mgaw());
+    }
+
+    /** True if the present entry {@code pte} at {@code level} is a leaf: level 1, or PS at level 2 or 3. */
+    static boolean isLeaf(final long pte, final int level) {
+        return level == 1 || (SlPte.largeLeaf(pte) && level <= 3);
+    }
+
+    /** True if the present entry {@code pte} at {@code level} has a reserved bit set, or PS of a size SLLPS lacks. */
+    static boolean pagingEntryReserved(final long pte, final int level, final int haw, final Capability cap) {
+        final boolean ps = SlPte.largeLeaf(pte);
+        return (pte & SlPte.reservedMask(level, haw, isLeaf(pte, level))) != 0
+                || (ps && level == 2 && !cap.supports2M()) || (ps && level == 3 && !cap.supports1G());
     }
 
     private long walk(final Requester r, final long iova, final boolean write, final long lo, final long hi,
                       final int did, final boolean fpd) {
         final int aw = ContextEntry.addressWidth(hi);
         final int levels = ContextEntry.levels(aw);
-        final int width = Math.min(30 + 9 * aw, cap.mgaw());
+        final int width = inputWidth(aw, cap);
         if ((iova >>> width) != 0) {
             return fault(r, iova, write, FaultReason.ADDRESS_BEYOND_MGAW, fpd);
         }
@@ -482,10 +519,8 @@ public final class RemappingUnit {
             if (!SlPte.present(pte)) {
                 return fault(r, iova, write, write ? FaultReason.WRITE : FaultReason.READ, fpd);
             }
-            final boolean ps = SlPte.largeLeaf(pte);
-            final boolean leaf = level == 1 || (ps && level <= 3);
-            if ((pte & SlPte.reservedMask(level, config.haw(), leaf)) != 0
-                    || (ps && level == 2 && !cap.supports2M()) || (ps && level == 3 && !cap.supports1G())) {
+            final boolean leaf = isLeaf(pte, level);
+            if (pagingEntryReserved(pte, level, config.haw(), cap)) {
                 return fault(r, iova, write, FaultReason.PAGING_RESERVED, fpd);
             }
             readable &= (pte & SlPte.R) != 0;

@@ -16,7 +16,8 @@ import net.jqwik.api.constraints.Size;
 
 /**
  * Random mappings written by the test's own encoder ({@link RawTables}) translate through the
- * walker exactly as a reference model of the same mappings says: address, permissions, faults.
+ * walker exactly as a reference model of the same mappings says: address, permissions, faults;
+ * and the read-only walk that tools show ({@link Translation}) says the same.
  */
 class WalkPropertyTest {
     /** One leaf of the reference model. */
@@ -70,12 +71,14 @@ class WalkPropertyTest {
                         final boolean allowed = write ? l.write() : l.read();
                         final long expect = allowed ? l.phys() + off : -(write ? FaultReason.WRITE : FaultReason.READ).code;
                         assertEquals(expect, t.translate(r, l.iova() + off, write), l + " +0x" + Long.toHexString(off));
+                        assertEquals(expect, explained(t, l.iova() + off, write), "explained: " + l + " +0x" + Long.toHexString(off));
                     }
                 }
                 // Just past the leaf: another leaf's or nothing.
                 final long past = l.iova() + l.size();
                 if (past < (1L << width) && leaves.stream().noneMatch(o -> o.covers(past))) {
                     assertEquals(-FaultReason.READ.code, t.translate(r, past, false));
+                    assertEquals(-FaultReason.READ.code, explained(t, past, false));
                 }
             }
         } finally {
@@ -85,6 +88,13 @@ class WalkPropertyTest {
                 }
             }
         }
+    }
+
+    /** What {@link Translation}, the read-only walk tools use, says of the same access: phys, or -reason. */
+    private static long explained(final RawTables t, final long iova, final boolean write) {
+        final Translation x = Translation.walk(t.mem, t.board.unitRegisters(0), t.config, 0x10, iova);
+        final FaultReason f = x.fault(write);
+        return f != null ? -f.code : x.phys();
     }
 
     /** True if every entry on the way to the leaf is absent or an intermediate table, and the slot is empty. */
