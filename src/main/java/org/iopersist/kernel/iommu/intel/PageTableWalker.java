@@ -37,6 +37,17 @@ final class PageTableWalker {
     @FunctionalInterface
     interface TableVisitor<X extends Exception> {
         void table(long phys, int level) throws X;
+
+        /**
+         * {@code count} level-{@code level} tables at consecutive frames from {@code phys}, pointed
+         * at by consecutive entries of one table: how {@link #visitTables} reports the level-1
+         * tables of a 4 KiB mapping, which a map allocates in a row.
+         */
+        default void tables(final long phys, final int count, final int level) throws X {
+            for (int i = 0; i < count; i++) {
+                table(phys + i * PAGE, level);
+            }
+        }
     }
 
     /**
@@ -326,10 +337,20 @@ final class PageTableWalker {
     private <X extends Exception> long leafTables(final long table, final TableVisitor<X> visitor) throws X {
         final long[] e = entries;
         MemorySegment.copy(seg, PhysicalMemory.U64, table, e, 0, e.length);
-        for (long pte : e) {
-            if (SlPte.present(pte) && !SlPte.largeLeaf(pte)) {
-                visitor.table(SlPte.address(pte), 1);
+        int i = 0;
+        while (i < e.length) {
+            if (!SlPte.present(e[i]) || SlPte.largeLeaf(e[i])) {
+                i++;
+                continue;
             }
+            final long first = SlPte.address(e[i]);
+            int n = 1;
+            while (i + n < e.length && SlPte.present(e[i + n]) && !SlPte.largeLeaf(e[i + n])
+                    && SlPte.address(e[i + n]) == first + n * PAGE) {
+                n++;
+            }
+            visitor.tables(first, n, 1);
+            i += n;
         }
         return 0;
     }

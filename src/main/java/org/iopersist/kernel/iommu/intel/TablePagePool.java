@@ -249,24 +249,46 @@ final class TablePagePool {
          * @return false if no listed chunk holds it, or the walk reached it before (a shared page)
          */
         boolean mark(final long phys) {
+            return mark(phys, 1) < 0;
+        }
+
+        /**
+         * Marks {@code count} table pages at consecutive frames from {@code phys} in use, a word of
+         * the bitmap at a time.
+         *
+         * @return -1, or the first page that no listed chunk holds or that the walk reached before
+         */
+        long mark(final long phys, final int count) {
             final TablePagePool p = pool;
-            int c = last;
-            if (c < 0 || phys < p.chunkPhys[c] || phys >= p.chunkPhys[c] + (PhysicalMemory.FRAME_SIZE << p.chunkOrder[c])) {
-                c = p.chunkOf(phys);
-                if (c < 0) {
-                    return false;
+            long at = phys;
+            int left = count;
+            while (left > 0) {
+                int c = last;
+                if (c < 0 || at < p.chunkPhys[c] || at >= p.chunkPhys[c] + (PhysicalMemory.FRAME_SIZE << p.chunkOrder[c])) {
+                    c = p.chunkOf(at);
+                    if (c < 0) {
+                        return at;
+                    }
+                    last = c;
                 }
-                last = c;
+                final int first = (int) ((at - p.chunkPhys[c]) >>> SHIFT);
+                final int end = Math.min(1 << p.chunkOrder[c], first + left);
+                for (int page = first; page < end; ) {
+                    final int w = c * WORDS + (page >>> 6);
+                    final int upTo = Math.min(end, (page | 63) + 1);
+                    final long bits = (-1L >>> (64 - (upTo - page))) << page;
+                    if ((p.used[w] & bits) != 0) {
+                        return p.chunkPhys[c] + ((long) (page + Long.numberOfTrailingZeros(p.used[w] & bits) - (page & 63)) << SHIFT);
+                    }
+                    p.used[w] |= bits;
+                    page = upTo;
+                }
+                p.inUse[c] += end - first;
+                p.pages += end - first;
+                left -= end - first;
+                at += (long) (end - first) << SHIFT;
             }
-            final int page = (int) ((phys - p.chunkPhys[c]) >>> SHIFT);
-            final int w = c * WORDS + (page >>> 6);
-            if ((p.used[w] & 1L << page) != 0) {
-                return false;
-            }
-            p.used[w] |= 1L << page;
-            p.inUse[c]++;
-            p.pages++;
-            return true;
+            return -1;
         }
 
         long pages() {

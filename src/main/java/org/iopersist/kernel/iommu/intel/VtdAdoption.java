@@ -168,13 +168,23 @@ final class VtdAdoption {
             }
             final PageTableWalker walker = new PageTableWalker(memory, hd.pgd(), hd.levels());
             final long[] pages = {0};
-            walker.visitTables((phys, level) -> {
-                if (++pages[0] > hd.tablePages()) {
-                    throw new HandoverFormatException("more table pages than handed over");
+            walker.visitTables(new PageTableWalker.TableVisitor<HandoverFormatException>() {
+                @Override
+                public void table(final long phys, final int level) throws HandoverFormatException {
+                    tables(phys, 1, level);
                 }
-                if (!pool.mark(phys)) {
-                    throw new HandoverFormatException(String.format("table page 0x%x is in none of its domain's chunks, or is reached twice",
-                            phys));
+
+                @Override
+                public void tables(final long phys, final int count, final int level) throws HandoverFormatException {
+                    pages[0] += count;
+                    if (pages[0] > hd.tablePages()) {
+                        throw new HandoverFormatException("more table pages than handed over");
+                    }
+                    final long bad = pool.mark(phys, count);
+                    if (bad >= 0) {
+                        throw new HandoverFormatException(String.format(
+                                "table page 0x%x is in none of its domain's chunks, or is reached twice", bad));
+                    }
                 }
             });
             if (pages[0] != hd.tablePages()) {

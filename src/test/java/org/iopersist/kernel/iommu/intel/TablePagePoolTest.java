@@ -118,6 +118,18 @@ class TablePagePoolTest {
             adopted.free(live.getFirst());
             assertEquals(700, adopted.pages());
 
+            // A run of pages marked at once may cross from one chunk into the next, not beyond.
+            final TablePagePool.Incoming runs = TablePagePool.Incoming.of(mem, chunks);
+            final long c1 = chunks[1] & ~(PAGE - 1);
+            final long c2 = chunks[2] & ~(PAGE - 1);
+            assertEquals(c1 + 2 * PAGE, c2, "a fresh allocator hands the chunks of order 1 and 2 out side by side");
+            assertEquals(-1, runs.mark(c1, 6));
+            assertEquals(6, runs.pages());
+            assertEquals(c2 + PAGE, runs.mark(c2 + PAGE, 1), "reached twice");
+            final long c9 = chunks[9] & ~(PAGE - 1);
+            assertEquals(-1, runs.mark(c9 + 400 * PAGE, 12));
+            assertEquals(c9 + 512 * PAGE, runs.mark(c9 + 510 * PAGE, 4), "the first page past the last chunk");
+
             final long[] overlapping = {chunks[9], chunks[9] + PAGE * 4 & ~(PAGE - 1)};
             assertNull(TablePagePool.Incoming.of(mem, overlapping), "overlapping chunks");
             final TablePagePool.Incoming idle = TablePagePool.Incoming.of(mem, new long[] {chunks[0], chunks[9]});
