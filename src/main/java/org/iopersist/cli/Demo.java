@@ -86,6 +86,11 @@ final class Demo implements Callable<Integer> {
     @Option(names = "--json", description = "print the report as JSON on stdout (the summary lines go to stderr)")
     private boolean json;
 
+    @Option(names = "--vmm-command", paramLabel = "CMD",
+            description = "after each kexec, run CMD --socket S --memory M --hold as the restarted VMM (e.g. "
+                    + "clients/c/build/example-vmm); it must print 'rebound N devices' and keep its iommufd until stdin ends")
+    private String vmmCommand;
+
     private List<String> kernelJava() {
         return kernelJavaOptions.isBlank() ? List.of() : List.of(kernelJavaOptions.trim().split("\\s+"));
     }
@@ -130,6 +135,12 @@ final class Demo implements Callable<Integer> {
     private static final class Role implements AutoCloseable {
         final Process process;
         final Path log;
+
+        /** Any other program, e.g. a VMM written in C; its output in {@code log}. */
+        Role(final Path log, final List<String> command) throws IOException {
+            this.log = log;
+            this.process = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        }
 
         Role(final Path log, final List<String> javaOptions, final String... args) throws IOException {
             final List<String> cmd = new ArrayList<>();
@@ -275,6 +286,7 @@ final class Demo implements Callable<Integer> {
                     before[i] = bars[i].counters().ops();
                 }
                 GuestRam current = ram;
+                Role external = null;
                 for (int u = 1; u <= updates; u++) {
                     final String step = "update " + u + "/" + updates + ": ";
                     // kexec_load first, as a live update does: the next kernel is staged (its process
@@ -324,20 +336,42 @@ final class Demo implements Callable<Integer> {
 
                     // The restarted VMM: reopen the iommufd through sysfs, rebind the devices, reopen guest RAM.
                     progress.phase(step + "vmm " + (u + 1) + " reopening");
-                    vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
                     final String node = Iommufd.persistedNode(pid);
-                    final IommufdHandle reopened = IommufdHandle.of(vmm, vmm.open(node, Syscall.O_RDWR));
                     final int[] again = new int[nDevices];
+                    final long t3;
+                    final long persistentId;
+                    if (external != null) {
+                        external.stop(); // the VMM of the kernel before: its connection ended with the kexec
+                    }
+                    if (vmmCommand == null) {
+                        external = null;
+                        vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
+                        final IommufdHandle reopened = IommufdHandle.of(vmm, vmm.open(node, Syscall.O_RDWR));
+                        for (int i = 0; i < nDevices; i++) {
+                            again[i] = VfioDeviceHandle.open(vmm, i).bind(reopened);
+                        }
+                        t3 = System.nanoTime();
+                        persistentId = reopened.persistentId();
+                    } else {
+                        // Another program is the restarted VMM; this process keeps a connection of its own
+                        // for what the demo checks (sysfs, guest RAM) and for the next update.
+                        final List<String> cmd = new ArrayList<>(List.of(vmmCommand.trim().split("\\s+")));
+                        cmd.addAll(List.of("--socket", sock.toString(), "--memory", machineDir.resolve("memory").toString(), "--hold"));
+                        external = new Role(machineDir.resolve("vmm" + (u + 1) + ".log"), cmd);
+                        external.await(".*rebound \\d+ devices.*", 60);
+                        t3 = System.nanoTime();
+                        persistentId = externalIds(external.log, node, again);
+                        vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
+                    }
                     boolean kept = true;
                     for (int i = 0; i < nDevices; i++) {
-                        again[i] = VfioDeviceHandle.open(vmm, i).bind(reopened);
                         kept &= again[i] == devIds[i];
                     }
-                    final long t3 = System.nanoTime();
                     problems += kept ? 0 : 1;
                     current = GuestRam.open(vmm, "vm0-ram");
-                    say.printf("vmm %-4d reopened %s (persistent id %d), devices rebound with dev_id %d, %d%n", u + 1, node,
-                            reopened.persistentId(), again[0], again[1]);
+                    say.printf("vmm %-4d %sreopened %s (persistent id %d), devices rebound with dev_id %d, %d%n", u + 1,
+                            external != null ? Path.of(vmmCommand.trim().split("\\s+")[0]).getFileName() + " (process "
+                                    + external.process.pid() + ") " : "", node, persistentId, again[0], again[1]);
                     progress.phase(step + "scrub");
                     final String scrub = awaitScrub(vmm, pid);
                     say.printf("scrub %-3d %s%n", u + 1, scrub);
@@ -359,6 +393,7 @@ final class Demo implements Callable<Integer> {
                     bars[i].stop();
                 }
                 final long devicesEnd = System.nanoTime();
+                progress.close(); // the summary lines follow: no progress line between them
                 originNanos = trace.originNanos();
                 startBin = trace.binOf(devicesStart);
                 final long endBin = Math.min(trace.binOf(devicesEnd), trace.bins() - 1);
@@ -377,6 +412,9 @@ final class Demo implements Callable<Integer> {
                             counts[i], bars[i].latency(), r, marks));
                 }
                 vmm.close();
+                if (external != null) {
+                    external.stop(); // the devices are stopped: the restarted VMM may let its iommufd go
+                }
                 try (Role last = kernel) {
                     last.stop();
                 }
@@ -397,6 +435,9 @@ final class Demo implements Callable<Integer> {
             logs.add("machine.log");
             for (int k = 1; k <= updates + 1; k++) {
                 logs.add("kernel" + k + ".log");
+            }
+            for (int k = 2; vmmCommand != null && k <= updates + 1; k++) {
+                logs.add("vmm" + k + ".log");
             }
             for (String log : logs) {
                 Files.copy(machineDir.resolve(log), out.resolve(log), StandardCopyOption.REPLACE_EXISTING);
@@ -562,6 +603,27 @@ final class Demo implements Callable<Integer> {
             }
         }
         return phases.isEmpty() ? "running" : String.join(", ", phases);
+    }
+
+    /**
+     * What an external VMM said it did, from its log: each {@code vfioN ... dev_id X} line fills
+     * {@code devIds[N]}; returns the persistent id of its {@code reopened NODE ... persistent id P} line.
+     */
+    private static long externalIds(final Path log, final String node, final int[] devIds) throws IOException {
+        final Pattern dev = Pattern.compile(".*\\bvfio(\\d+)\\b.*\\bdev_id (\\d+).*");
+        final Pattern reopened = Pattern.compile(".*reopened " + Pattern.quote(node) + "\\b.*persistent id (\\d+).*");
+        long pid = -1;
+        for (String line : Files.readAllLines(log)) {
+            final Matcher d = dev.matcher(line);
+            if (d.matches() && Integer.parseInt(d.group(1)) < devIds.length) {
+                devIds[Integer.parseInt(d.group(1))] = Integer.parseInt(d.group(2));
+            }
+            final Matcher r = reopened.matcher(line);
+            if (r.matches()) {
+                pid = Long.parseLong(r.group(1));
+            }
+        }
+        return pid;
     }
 
     /** The kernel checks the adopted tables leaf by leaf after the rebind, in the background: its verdict. */

@@ -257,6 +257,32 @@ class CClientTest {
     }
 
     @Test
+    void theDemoRunsTheCExampleAsItsRestartedVmmAcrossTwoKexecs() throws Exception {
+        final Path exe = gcc(dir.resolve("example-vmm"), CLIENT.resolve("example-vmm.c").toString(),
+                CLIENT.resolve("iopersist.c").toString());
+        final Path out = dir.resolve("out");
+        final java.io.PrintStream stdout = System.out;
+        final java.io.ByteArrayOutputStream buf = new java.io.ByteArrayOutputStream();
+        System.setOut(new java.io.PrintStream(buf, true, StandardCharsets.UTF_8));
+        final int exit;
+        try {
+            exit = new picocli.CommandLine(new Main()).execute("demo", "--seconds", "0.2", "--updates", "2", "--vmm-command",
+                    exe.toString(), "--out", out.toString(), "--dir", dir.resolve("m").toString());
+        } finally {
+            System.setOut(stdout);
+        }
+        final String said = buf.toString(StandardCharsets.UTF_8);
+        assertEquals(0, exit, said);
+        for (int k = 2; k <= 3; k++) {
+            assertTrue(said.matches("(?s).*\nvmm " + k + " +example-vmm \\(process \\d+\\) reopened /sys/kernel/iommufd_persisted/1/iommufd "
+                    + "\\(persistent id 1\\), devices rebound with dev_id 2, 4\n.*"), said);
+            final String log = Files.readString(out.resolve("vmm" + k + ".log"));
+            assertTrue(log.contains("example-vmm: rebound 2 devices"), log);
+        }
+        assertTrue(said.endsWith("demo: ok\n"), said);
+    }
+
+    @Test
     void aSocketThatIsNoKernelIsRefusedWithAnErrno() throws Exception {
         final Path exe = gcc(dir.resolve("example-vmm"), CLIENT.resolve("example-vmm.c").toString(),
                 CLIENT.resolve("iopersist.c").toString());
