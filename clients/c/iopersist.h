@@ -21,7 +21,9 @@
  * The Linux uAPI structs and ioctl numbers come from <linux/iommufd.h> and <linux/vfio.h> when
  * the installed headers have everything used here (Linux 6.13 or later for iommufd; the iommufd
  * cdev ioctls of VFIO since 6.6); otherwise this header defines them exactly as Linux does, under
- * Linux's own include guard, so a later #include of the system header is harmless.
+ * Linux's own include guard, so a later #include of the system header is harmless. Building with
+ * -DIOP_OWN_UAPI takes this header's definitions whatever is installed (then do not include the
+ * system's <linux/iommufd.h> or <linux/vfio.h> yourself): they are the ones the tests check.
  *
  * Not thread safe: one thread per connection, as a single-threaded process.
  */
@@ -36,7 +38,7 @@
 
 /* ---------------------------------------------------------------- the Linux uAPI */
 
-#if defined(__has_include)
+#if !defined(IOP_OWN_UAPI) && defined(__has_include)
 #if __has_include(<linux/iommufd.h>) && LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
 #include <linux/iommufd.h>
 #define IOP_SYSTEM_IOMMUFD_H 1
@@ -230,7 +232,12 @@ struct iommu_hw_info {
 #endif /* !IOP_SYSTEM_IOMMUFD_H */
 
 /* include/uapi/linux/vfio.h: the system's, plus the iommufd cdev ioctls (Linux 6.6) if it lacks them. */
+#ifndef IOP_OWN_UAPI
 #include <linux/vfio.h>
+#elif !defined(VFIO_TYPE)
+#define VFIO_TYPE (';')
+#define VFIO_BASE 100
+#endif
 #ifndef VFIO_DEVICE_BIND_IOMMUFD
 struct vfio_device_bind_iommufd {
 	__u32 argsz;
