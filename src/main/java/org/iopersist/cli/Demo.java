@@ -1,23 +1,40 @@
 package org.iopersist.cli;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
 import java.io.IOException;
+import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Duration;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.iopersist.hw.Board;
 import org.iopersist.hw.MachineConfig;
+import org.iopersist.hw.pci.CompletionTrace;
 import org.iopersist.hw.pci.DeviceBar;
 import org.iopersist.hw.pci.DeviceCounters;
+import org.iopersist.hw.pci.DeviceRegisters;
+import org.iopersist.hw.pci.LatencySummary;
 import org.iopersist.hw.pci.RecordChecker;
 import org.iopersist.hw.pci.WorkloadSettings;
+import org.iopersist.hw.vtd.FaultReason;
+import org.iopersist.kernel.liveupdate.kho.Fdt;
+import org.iopersist.kernel.liveupdate.kho.FdtReader;
+import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
+import org.iopersist.kernel.liveupdate.kho.Kho;
+import org.iopersist.kernel.liveupdate.kho.PreservedMemoryMap;
 import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Syscall;
+import org.iopersist.uapi.Wire;
 import org.iopersist.vmm.GuestRam;
 import org.iopersist.kernel.init.BootParams;
 import org.iopersist.vmm.IommufdHandle;
@@ -62,6 +79,18 @@ final class Demo implements Callable<Integer> {
     @Option(names = "--kernel-java-options", paramLabel = "OPTS", description = "extra JVM options for the kernel processes")
     private String kernelJavaOptions = "";
 
+    @Option(names = "--out", paramLabel = "DIR",
+            description = "write report.json, timeline.png and every process's log into DIR (created if missing)")
+    private Path out;
+
+    @Option(names = "--json", description = "print the report as JSON on stdout (the summary lines go to stderr)")
+    private boolean json;
+
+    @Option(names = "--vmm-command", paramLabel = "CMD",
+            description = "after each kexec, run CMD --socket S --memory M --hold as the restarted VMM (e.g. "
+                    + "clients/c/build/example-vmm); it must print 'rebound N devices' and keep its iommufd until stdin ends")
+    private String vmmCommand;
+
     private List<String> kernelJava() {
         return kernelJavaOptions.isBlank() ? List.of() : List.of(kernelJavaOptions.trim().split("\\s+"));
     }
@@ -82,12 +111,19 @@ final class Demo implements Callable<Integer> {
         if (updates < 1 || updates > 100) {
             throw new IllegalArgumentException("--updates must be 1..100");
         }
+        if (out != null && Files.exists(out) && !Files.isDirectory(out)) {
+            throw new IllegalArgumentException("--out " + out + " is a file; give a directory");
+        }
         if (dir != null && Files.exists(dir.resolve(MachineConfig.FILE))) {
             throw new IllegalArgumentException(dir + " already holds a machine; give a new directory");
         }
         final Path machineDir = dir != null ? dir : Files.createTempDirectory("iopersist-demo");
         try {
-            return run(machineDir);
+            final DemoReport report = run(machineDir);
+            if (json) {
+                System.out.println(jsonMapper().writeValueAsString(report));
+            }
+            return report.ok() ? 0 : 1;
         } finally {
             if (dir == null) {
                 SelfCheck.deleteTree(machineDir);
@@ -99,6 +135,12 @@ final class Demo implements Callable<Integer> {
     private static final class Role implements AutoCloseable {
         final Process process;
         final Path log;
+
+        /** Any other program, e.g. a VMM written in C; its output in {@code log}. */
+        Role(final Path log, final List<String> command) throws IOException {
+            this.log = log;
+            this.process = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        }
 
         Role(final Path log, final List<String> javaOptions, final String... args) throws IOException {
             final List<String> cmd = new ArrayList<>();
@@ -156,7 +198,12 @@ final class Demo implements Callable<Integer> {
         }
     }
 
-    private int run(final Path machineDir) throws Exception {
+    /** What the VMM measured of one update, to be turned into the report once the devices stopped. */
+    private record Timing(long finalizeNanos, long finalizedNanos, long rebootNanos, long kexecNanos, long servingNanos,
+                          long reboundNanos, double kernelBootMs) {
+    }
+
+    private DemoReport run(final Path machineDir) throws Exception {
         // guestmemfs holds guest RAM and its own metadata; the machine adds 768 MiB for the kernels.
         // A large guest gets a GiB of slack, so that every GiB of it can be a 1 GiB-aligned run
         // (and a 1 GiB leaf) past the metadata at the carve-out's start.
@@ -165,72 +212,111 @@ final class Demo implements Callable<Integer> {
         final MachineConfig config = MachineConfig.small().withMemorySize(Math.max(MachineConfig.small().memorySize(),
                 carveOut + 768 * MIB));
         final Path sock = machineDir.resolve("kernel.sock");
+        // With --json, stdout carries only the report: the summary lines move to stderr.
+        final PrintStream say = json ? System.err : System.out;
+        final int nDevices = config.devices().size();
+        final DeviceBar[] bars = new DeviceBar[nDevices];
+        // Long runs say how they go on stderr, so stdout stays the summary (or the JSON).
+        final boolean longRun = updates > 1 || seconds * (updates + 1) >= 3;
+        final Progress progress = longRun ? Progress.start(System.err, "demo", Duration.ofSeconds(1), () -> deviceStatus(bars))
+                : Progress.silent();
         Files.createDirectories(machineDir);
         Board.create(machineDir, config).close(); // the directory as firmware describes it; the machine process powers it on
-        try (Role machine = new Role(machineDir.resolve("machine.log"), List.of(), "machine", machineDir.toString())) {
+        final List<DemoReport.Kernel> kernels = new ArrayList<>();
+        final List<DemoReport.Update> updateReports = new ArrayList<>();
+        final List<DemoReport.Device> deviceReports = new ArrayList<>();
+        final List<DemoReport.Mark> marks = new ArrayList<>();
+        final Map<String, String> formats = new LinkedHashMap<>();
+        final int[][] counts;
+        final long startBin;
+        final long originNanos;
+        final double endMs;
+        int problems = 0;
+        try (progress; Role machine = new Role(machineDir.resolve("machine.log"), List.of(), "machine", machineDir.toString())) {
+            progress.phase("machine starting");
             machine.await("machine ready .*", 60);
             Files.writeString(machineDir.resolve("boot").resolve("cmdline"), cmdline);
-            System.out.printf("machine  %s: %d MiB, %d VT-d unit, devices %s (process %d)%n", machineDir, config.memorySize() >> 20,
+            say.printf("machine  %s: %d MiB, %d VT-d unit, devices %s (process %d)%n", machineDir, config.memorySize() >> 20,
                     config.units().size(), config.devices().stream().map(d -> d.bdf().toString()).toList(), machine.process.pid());
-            try (Board board = Board.open(machineDir)) {
-                final int[] devIds = new int[config.devices().size()];
-                final DeviceBar[] bars = new DeviceBar[devIds.length];
-                final long[] before = new long[bars.length];
+            try (Board board = Board.open(machineDir); CompletionTrace trace = CompletionTrace.open(machineDir)) {
+                final int[] devIds = new int[nDevices];
+                final long[] before = new long[nDevices];
+                progress.phase("kernel 1 booting");
                 Role kernel = new Role(machineDir.resolve("kernel1.log"), kernelJava(), "kernel", machineDir.toString(),
                         "--socket", sock.toString());
                 try {
                     final Matcher ready = kernel.await(READY, 60);
-                    System.out.printf("kernel 1 booted (%s) in %s ms, process %d, cmdline \"%s\"%n", ready.group(1), ready.group(2),
+                    say.printf("kernel 1 booted (%s) in %s ms, process %d, cmdline \"%s\"%n", ready.group(1), ready.group(2),
                             kernel.process.pid(), cmdline);
+                    kernels.add(new DemoReport.Kernel(1, kernel.process.pid(), ready.group(1), Double.parseDouble(ready.group(2)),
+                            out != null ? "kernel1.log" : null));
                 } catch (RuntimeException e) {
                     kernel.close();
                     throw e;
                 }
 
                 // The VMM before the update.
+                progress.phase("vmm 1 setting up");
                 KernelClient vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
                 final GuestRam ram = GuestRam.create(vmm, "vm0-ram", guestRamBytes);
                 final IommufdHandle iommufd = IommufdHandle.open(vmm);
                 final int pid = (int) iommufd.makePersistent();
                 final int ioas = iommufd.ioasAlloc();
                 final List<GuestRam.Region> regions = ram.mapForDma(iommufd, ioas, 1);
-                for (int i = 0; i < bars.length; i++) {
+                for (int i = 0; i < nDevices; i++) {
                     final VfioDeviceHandle dev = VfioDeviceHandle.open(vmm, i);
                     devIds[i] = dev.bind(iommufd);
                     dev.attach(ioas);
-                    // The guest's driver programs its device; the device runs in the machine's process.
-                    bars[i] = new DeviceBar(board.deviceBar(i));
-                    // Paced (10 k records/s each): a device's engine is not a host CPU, and this may be a 2-core box.
-                    bars[i].start(WorkloadSettings.writeVerify((1 + i) * MIB, MIB, 512, 1 + i).withPace(PACE_NANOS));
                 }
-                System.out.printf("vmm 1    guest RAM /guestmemfs/vm0-ram (%s) at IOVA %s, persistent iommufd %d, "
+                // The timeline's 0: the start of the trace's millisecond in which the devices start.
+                final long devicesStart = trace.originNanos() + trace.binOf(System.nanoTime()) * CompletionTrace.BIN_NANOS;
+                for (int i = 0; i < nDevices; i++) {
+                    // The guest's driver programs its device; the device runs in the machine's process.
+                    final DeviceBar bar = new DeviceBar(board.deviceBar(i));
+                    // Paced (10 k records/s each): a device's engine is not a host CPU, and this may be a 2-core box.
+                    bar.start(WorkloadSettings.writeVerify((1 + i) * MIB, MIB, 512, 1 + i).withPace(PACE_NANOS));
+                    bars[i] = bar;
+                }
+                say.printf("vmm 1    guest RAM /guestmemfs/vm0-ram (%s) at IOVA %s, persistent iommufd %d, "
                         + "devices bound (dev_id %d, %d) and running%n", size(guestRamBytes),
                         regions.size() == 1 ? "0" : "0 and 4G (q35 hole below 4 GiB)", pid, devIds[0], devIds[1]);
+                progress.phase("devices running, " + updates + (updates == 1 ? " update" : " updates") + " to go");
                 Thread.sleep((long) (seconds * 1000));
-                for (int i = 0; i < bars.length; i++) {
+                for (int i = 0; i < nDevices; i++) {
                     before[i] = bars[i].counters().ops();
                 }
-                int problems = 0;
                 GuestRam current = ram;
+                Role external = null;
                 for (int u = 1; u <= updates; u++) {
+                    final String step = "update " + u + "/" + updates + ": ";
                     // kexec_load first, as a live update does: the next kernel is staged (its process
                     // starts and waits) while the guest still runs. Then finalize and reboot(KEXEC).
+                    progress.phase(step + "kernel " + (u + 1) + " staging");
                     vmm.kexecLoad(cmdline);
                     final Role next = new Role(machineDir.resolve("kernel" + (u + 1) + ".log"), kernelJava(), "kernel",
                             machineDir.toString(), "--socket", sock.toString(), "--staged");
                     final long t0;
+                    final long tf;
+                    final long tk0;
                     final long t1;
                     final long t2;
                     final Matcher ready;
+                    final DemoReport.Handover handover;
                     try (Role old = kernel) {
                         next.await("kernel staged.*", 60);
+                        progress.phase(step + "finalize and kexec");
                         t0 = System.nanoTime();
                         vmm.writeFile("/sys/kernel/kho/finalize", "1");
+                        tf = System.nanoTime();
+                        // The handover is frozen now: read what it holds, outside every timed phase.
+                        handover = readHandover(vmm, board, formats);
+                        tk0 = System.nanoTime();
                         vmm.rebootKexec();
                         old.await("kernel kexec: .*", 30);
                         t1 = System.nanoTime();
                         next.go(); // the jump: the old kernel's process only winds down from here
                         // No kernel runs for a moment; the devices do.
+                        progress.phase(step + "kernel " + (u + 1) + " booting from the handover");
                         ready = next.await(READY, 60);
                         t2 = System.nanoTime();
                         if (!old.process.waitFor(30, TimeUnit.SECONDS) || old.process.exitValue() != 0) {
@@ -242,51 +328,302 @@ final class Demo implements Callable<Integer> {
                     }
                     vmm.close();
                     kernel = next;
-                    System.out.printf("kexec %-3d finalize + kexec %.1f ms; kernel %d (process %d) booted from the handover (%s)"
-                            + " in %s ms, %.0f ms from the kexec to serving syscalls%n", u, (t1 - t0) / 1e6, u + 1,
+                    say.printf("kexec %-3d finalize + kexec %.1f ms; kernel %d (process %d) booted from the handover (%s)"
+                            + " in %s ms, %.0f ms from the kexec to serving syscalls%n", u, (tf - t0 + t1 - tk0) / 1e6, u + 1,
                             kernel.process.pid(), ready.group(1), ready.group(2), (t2 - t1) / 1e6);
+                    kernels.add(new DemoReport.Kernel(u + 1, kernel.process.pid(), ready.group(1),
+                            Double.parseDouble(ready.group(2)), out != null ? "kernel" + (u + 1) + ".log" : null));
 
                     // The restarted VMM: reopen the iommufd through sysfs, rebind the devices, reopen guest RAM.
-                    vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
+                    progress.phase(step + "vmm " + (u + 1) + " reopening");
                     final String node = Iommufd.persistedNode(pid);
-                    final IommufdHandle reopened = IommufdHandle.of(vmm, vmm.open(node, Syscall.O_RDWR));
-                    final int[] again = new int[bars.length];
-                    for (int i = 0; i < bars.length; i++) {
-                        again[i] = VfioDeviceHandle.open(vmm, i).bind(reopened);
-                        problems += again[i] != devIds[i] ? 1 : 0;
+                    final int[] again = new int[nDevices];
+                    final long t3;
+                    final long persistentId;
+                    if (external != null) {
+                        external.stop(); // the VMM of the kernel before: its connection ended with the kexec
                     }
+                    if (vmmCommand == null) {
+                        external = null;
+                        vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
+                        final IommufdHandle reopened = IommufdHandle.of(vmm, vmm.open(node, Syscall.O_RDWR));
+                        for (int i = 0; i < nDevices; i++) {
+                            again[i] = VfioDeviceHandle.open(vmm, i).bind(reopened);
+                        }
+                        t3 = System.nanoTime();
+                        persistentId = reopened.persistentId();
+                    } else {
+                        // Another program is the restarted VMM; this process keeps a connection of its own
+                        // for what the demo checks (sysfs, guest RAM) and for the next update.
+                        final List<String> cmd = new ArrayList<>(List.of(vmmCommand.trim().split("\\s+")));
+                        cmd.addAll(List.of("--socket", sock.toString(), "--memory", machineDir.resolve("memory").toString(), "--hold"));
+                        external = new Role(machineDir.resolve("vmm" + (u + 1) + ".log"), cmd);
+                        external.await(".*rebound \\d+ devices.*", 60);
+                        t3 = System.nanoTime();
+                        persistentId = externalIds(external.log, node, again);
+                        vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
+                    }
+                    boolean kept = true;
+                    for (int i = 0; i < nDevices; i++) {
+                        kept &= again[i] == devIds[i];
+                    }
+                    problems += kept ? 0 : 1;
                     current = GuestRam.open(vmm, "vm0-ram");
-                    System.out.printf("vmm %-4d reopened %s (persistent id %d), devices rebound with dev_id %d, %d%n", u + 1, node,
-                            reopened.persistentId(), again[0], again[1]);
+                    say.printf("vmm %-4d %sreopened %s (persistent id %d), devices rebound with dev_id %d, %d%n", u + 1,
+                            external != null ? Path.of(vmmCommand.trim().split("\\s+")[0]).getFileName() + " (process "
+                                    + external.process.pid() + ") " : "", node, persistentId, again[0], again[1]);
+                    progress.phase(step + "scrub");
                     final String scrub = awaitScrub(vmm, pid);
-                    System.out.printf("scrub %-3d %s%n", u + 1, scrub);
+                    say.printf("scrub %-3d %s%n", u + 1, scrub);
                     problems += scrub.startsWith("ok") ? 0 : 1;
+                    final Timing timing = new Timing(t0, tf, tk0, t1, t2, t3, Double.parseDouble(ready.group(2)));
+                    updateReports.add(new DemoReport.Update(u, phases(timing), handover,
+                            java.util.Arrays.stream(again).boxed().toList(), kept, new DemoReport.Scrub(scrub.startsWith("ok"), scrub)));
+                    marks.add(mark("finalize", u, t0, devicesStart));
+                    marks.add(mark("kexec", u, t1, devicesStart));
+                    marks.add(mark("boot", u, t2, devicesStart));
+                    marks.add(mark("reopen", u, t3, devicesStart));
+                    progress.phase(u < updates ? "devices running, " + (updates - u) + " more to go" : "devices running, all updates done");
                     Thread.sleep((long) (seconds * 1000));
                 }
+                progress.phase("checking every record");
                 final RecordChecker checker = new RecordChecker(board.memory());
-                for (int i = 0; i < bars.length; i++) {
+                final DeviceCounters[] finals = new DeviceCounters[nDevices];
+                for (int i = 0; i < nDevices; i++) {
                     bars[i].stop();
+                }
+                final long devicesEnd = System.nanoTime();
+                progress.close(); // the summary lines follow: no progress line between them
+                originNanos = trace.originNanos();
+                startBin = trace.binOf(devicesStart);
+                final long endBin = Math.min(trace.binOf(devicesEnd), trace.bins() - 1);
+                counts = new int[nDevices][(int) Math.max(0, endBin - startBin + 1)];
+                endMs = (devicesEnd - devicesStart) / 1e6;
+                for (int i = 0; i < nDevices; i++) {
                     final DeviceCounters c = bars[i].counters();
+                    finals[i] = c;
+                    trace.counts(i, startBin, counts[i]);
                     final RecordChecker.Report r = checker.check(bars[i].window(), current::physOf);
-                    System.out.printf("device   vfio%d: %d records (%d after the first update), %d faults, %d corrupt, "
+                    say.printf("device   vfio%d: %d records (%d after the first update), %d faults, %d corrupt, "
                             + "longest DMA gap %.2f ms; checker: %s%n", i, c.ops(), c.ops() - before[i], c.faults(),
                             c.corrupt(), c.maxGapNanos() / 1e6, r.clean() ? "every record in place" : r);
                     problems += c.faults() + c.corrupt() > 0 || !r.clean() ? 1 : 0;
+                    deviceReports.add(deviceReport(i, config.devices().get(i).bdf().toString(), devIds[i], c, before[i],
+                            counts[i], bars[i].latency(), r, marks));
                 }
                 vmm.close();
+                if (external != null) {
+                    external.stop(); // the devices are stopped: the restarted VMM may let its iommufd go
+                }
                 try (Role last = kernel) {
                     last.stop();
                 }
                 if (console) {
                     for (int k = 1; k <= updates + 1; k++) {
-                        printLog("kernel " + k, machineDir.resolve("kernel" + k + ".log"));
+                        printLog(say, "kernel " + k, machineDir.resolve("kernel" + k + ".log"));
                     }
                 }
-                System.out.println(problems == 0 ? "demo: ok" : "demo: " + problems + " problems (faults, corruption or changed ids)");
-                machine.stop();
-                return problems == 0 ? 0 : 1;
+                say.println(problems == 0 ? "demo: ok" : "demo: " + problems + " problems (faults, corruption or changed ids)");
+            }
+            machine.stop();
+        }
+        DemoReport.Files files = null;
+        String image = null;
+        if (out != null) {
+            Files.createDirectories(out);
+            final List<String> logs = new ArrayList<>();
+            logs.add("machine.log");
+            for (int k = 1; k <= updates + 1; k++) {
+                logs.add("kernel" + k + ".log");
+            }
+            for (int k = 2; vmmCommand != null && k <= updates + 1; k++) {
+                logs.add("vmm" + k + ".log");
+            }
+            for (String log : logs) {
+                Files.copy(machineDir.resolve(log), out.resolve(log), StandardCopyOption.REPLACE_EXISTING);
+            }
+            image = "timeline.png";
+            final List<String> names = new ArrayList<>();
+            for (int i = 0; i < nDevices; i++) {
+                names.add("vfio" + i + " (" + config.devices().get(i).bdf() + ")");
+            }
+            TimelineChart.write(out.resolve(image), names, counts, marks);
+            files = new DemoReport.Files("report.json", image, logs);
+        }
+        final DemoReport report = new DemoReport(DemoReport.SCHEMA, DemoReport.VERSION, DemoReport.FLOW_RFC, problems == 0, problems,
+                new DemoReport.Versions(DemoReport.VERSION, Wire.ABI_VERSION, Fdt.VERSION, Kho.COMPATIBLE, formats,
+                        DeviceRegisters.VERSION_VALUE, CompletionTrace.VERSION),
+                new DemoReport.Machine(machineDir.toString(), config.memorySize(), config.units().size(),
+                        config.devices().stream().map(d -> d.bdf().toString()).toList()),
+                new DemoReport.Settings(seconds, guestRamBytes, updates, PACE_NANOS, cmdline),
+                kernels, updateReports, deviceReports,
+                new DemoReport.Timeline(originNanos, startBin, endMs, marks, image), files);
+        if (out != null) {
+            Files.writeString(out.resolve("report.json"), jsonMapper().writeValueAsString(report) + "\n");
+        }
+        return report;
+    }
+
+    static ObjectMapper jsonMapper() {
+        return new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+    }
+
+    /** One progress line's worth of the devices: their records and faults so far. */
+    private static String deviceStatus(final DeviceBar[] bars) {
+        final StringBuilder b = new StringBuilder();
+        long faults = 0;
+        for (int i = 0; i < bars.length; i++) {
+            final DeviceBar bar = bars[i];
+            if (bar != null) {
+                final DeviceCounters c = bar.counters();
+                b.append(b.isEmpty() ? "" : ", ").append("vfio").append(i).append(' ').append(c.ops()).append(" records");
+                faults += c.faults() + c.corrupt();
             }
         }
+        return b.isEmpty() ? "" : b + (faults == 0 ? ", no fault" : ", " + faults + " faults or corrupt records");
+    }
+
+    private static DemoReport.Phases phases(final Timing t) {
+        final double finalize = (t.finalizedNanos() - t.finalizeNanos()) / 1e6;
+        final double read = (t.rebootNanos() - t.finalizedNanos()) / 1e6;
+        return new DemoReport.Phases(finalize, (t.kexecNanos() - t.rebootNanos()) / 1e6, (t.servingNanos() - t.kexecNanos()) / 1e6,
+                t.kernelBootMs(), (t.reboundNanos() - t.servingNanos()) / 1e6, (t.reboundNanos() - t.finalizeNanos()) / 1e6 - read, read);
+    }
+
+    private static DemoReport.Mark mark(final String event, final int update, final long nanos, final long startNanos) {
+        return new DemoReport.Mark(event, update, Math.round((nanos - startNanos) / 1e3) / 1e3);
+    }
+
+    /**
+     * Reads what finalize handed over, as a tool would: the KHO tree from
+     * {@code /sys/kernel/kho/fdt}, and each blob and the tracker from physical memory, which stays
+     * frozen until the kexec. Records each blob's {@code compatible} in {@code formats}.
+     */
+    private static DemoReport.Handover readHandover(final KernelClient vmm, final Board board, final Map<String, String> formats) {
+        final byte[] tree = vmm.readAll("/sys/kernel/kho/fdt");
+        try {
+            final FdtReader root = FdtReader.open(tree);
+            final List<DemoReport.Blob> blobs = new ArrayList<>();
+            long total = root.totalSize();
+            for (int node : root.children(root.root())) {
+                final String name = root.nodeName(node);
+                final long phys = root.u64(node, Kho.PROP_FDT);
+                final long size = Integer.toUnsignedLong(Integer.reverseBytes(board.memory().load32(phys + Fdt.OFF_TOTALSIZE)));
+                final FdtReader blob = FdtReader.open(board.memory().slice(phys, size));
+                final String compatible = blob.string(blob.root(), "compatible");
+                formats.putIfAbsent(name, compatible);
+                blobs.add(new DemoReport.Blob(name, compatible, phys, size));
+                total += size;
+            }
+            final List<PreservedMemoryMap.Bitmap> bitmaps = new ArrayList<>();
+            final List<Long> chunks = PreservedMemoryMap.readLayout(board.memory(), root.u64(root.root(), Kho.PROP_MEMORY_MAP), bitmaps);
+            long frames = 0;
+            for (PreservedMemoryMap.Bitmap b : bitmaps) {
+                for (long w = 0; w < 4096; w += 8) {
+                    frames += (long) Long.bitCount(board.memory().load64(b.bitmapPhys() + w)) << b.order();
+                }
+            }
+            final long trackerBytes = 4096L * (chunks.size() + bitmaps.size());
+            return new DemoReport.Handover(root.totalSize(), blobs,
+                    new DemoReport.Tracker(chunks.size(), bitmaps.size(), trackerBytes, frames), total + trackerBytes);
+        } catch (HandoverFormatException e) {
+            throw new IllegalStateException("the handover finalize wrote does not read back: " + e.getMessage(), e);
+        }
+    }
+
+    /** A device's part of the report; its gaps come from the completion trace, placed against the update phases. */
+    private static DemoReport.Device deviceReport(final int index, final String bdf, final int devId, final DeviceCounters c,
+                                                  final long before, final int[] counts, final LatencySummary lat,
+                                                  final RecordChecker.Report r, final List<DemoReport.Mark> marks) {
+        final Map<String, Long> byReason = new LinkedHashMap<>();
+        final long[] reasons = c.faultsByReason();
+        for (int code = 0; code < reasons.length; code++) {
+            if (reasons[code] != 0) {
+                final FaultReason reason = FaultReason.ofCode(code);
+                byReason.put(reason != null ? reason.name() : "reason" + code, reasons[code]);
+            }
+        }
+        long traced = 0;
+        for (int n : counts) {
+            traced += n;
+        }
+        return new DemoReport.Device(index, "vfio" + index, bdf, devId, c.ops(), c.ops() - before, traced, c.corrupt(),
+                new DemoReport.Faults(c.faults(), byReason), c.maxGapNanos() / 1e6,
+                new DemoReport.Latency(lat.count(), lat.p50(), lat.p90(), lat.p99(), lat.p999(), lat.max()),
+                new DemoReport.Checker(r.clean(), r.checked(), r.found(), r.stale(), r.empty(), r.corrupt(), r.unmapped()),
+                gaps(counts, marks));
+    }
+
+    /** At most this many gaps per device in the report: the longest. */
+    static final int MAX_GAPS = 10;
+
+    /**
+     * Runs of whole milliseconds with no completion, from the device's first completion to the last
+     * bin (partial, so not counted), the {@link #MAX_GAPS} longest in time order, each with the
+     * phases it overlaps.
+     */
+    static List<DemoReport.Gap> gaps(final int[] counts, final List<DemoReport.Mark> marks) {
+        final List<long[]> runs = new ArrayList<>();
+        int i = 0;
+        while (i < counts.length && counts[i] == 0) {
+            i++; // not started yet
+        }
+        while (i < counts.length - 1) {
+            if (counts[i] != 0) {
+                i++;
+                continue;
+            }
+            final int start = i;
+            while (i < counts.length - 1 && counts[i] == 0) {
+                i++;
+            }
+            runs.add(new long[] {start, i - start});
+        }
+        runs.sort((a, b) -> a[1] != b[1] ? Long.compare(b[1], a[1]) : Long.compare(a[0], b[0]));
+        final List<long[]> kept = new ArrayList<>(runs.subList(0, Math.min(MAX_GAPS, runs.size())));
+        kept.sort((a, b) -> Long.compare(a[0], b[0]));
+        final List<DemoReport.Gap> out = new ArrayList<>();
+        for (long[] run : kept) {
+            out.add(new DemoReport.Gap(run[0], run[1], during(run[0], run[0] + run[1], marks)));
+        }
+        return out;
+    }
+
+    /** The update phases {@code [startMs, endMs)} overlaps: finalize, kexec (to the old kernel's end), boot, reopen. */
+    private static String during(final long startMs, final long endMs, final List<DemoReport.Mark> marks) {
+        final List<String> phases = new ArrayList<>();
+        for (int m = 0; m + 3 < marks.size(); m += 4) {
+            // finalize runs from its mark to the kexec's, kexec from there to the old kernel's end
+            final double[] edges = {marks.get(m).ms(), marks.get(m + 1).ms(), marks.get(m + 2).ms(), marks.get(m + 3).ms()};
+            final String[] names = {"finalize+kexec", "boot", "reopen"};
+            for (int p = 0; p < 3; p++) {
+                if (startMs < edges[p + 1] && edges[p] < endMs) {
+                    phases.add(names[p] + " " + marks.get(m).update());
+                }
+            }
+        }
+        return phases.isEmpty() ? "running" : String.join(", ", phases);
+    }
+
+    /**
+     * What an external VMM said it did, from its log: each {@code vfioN ... dev_id X} line fills
+     * {@code devIds[N]}; returns the persistent id of its {@code reopened NODE ... persistent id P} line.
+     */
+    private static long externalIds(final Path log, final String node, final int[] devIds) throws IOException {
+        final Pattern dev = Pattern.compile(".*\\bvfio(\\d+)\\b.*\\bdev_id (\\d+).*");
+        final Pattern reopened = Pattern.compile(".*reopened " + Pattern.quote(node) + "\\b.*persistent id (\\d+).*");
+        long pid = -1;
+        for (String line : Files.readAllLines(log)) {
+            final Matcher d = dev.matcher(line);
+            if (d.matches() && Integer.parseInt(d.group(1)) < devIds.length) {
+                devIds[Integer.parseInt(d.group(1))] = Integer.parseInt(d.group(2));
+            }
+            final Matcher r = reopened.matcher(line);
+            if (r.matches()) {
+                pid = Long.parseLong(r.group(1));
+            }
+        }
+        return pid;
     }
 
     /** The kernel checks the adopted tables leaf by leaf after the rebind, in the background: its verdict. */
@@ -307,9 +644,9 @@ final class Demo implements Callable<Integer> {
         return bytes % (1L << 40) == 0 ? (bytes >> 40) + " TiB" : bytes % (1L << 30) == 0 ? (bytes >> 30) + " GiB" : (bytes >> 20) + " MiB";
     }
 
-    private static void printLog(final String who, final Path log) throws IOException {
+    private static void printLog(final PrintStream say, final String who, final Path log) throws IOException {
         for (String line : Files.readAllLines(log)) {
-            System.out.println("  " + who + " " + line);
+            say.println("  " + who + " " + line);
         }
     }
 }

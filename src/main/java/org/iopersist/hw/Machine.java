@@ -3,13 +3,15 @@ package org.iopersist.hw;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import org.iopersist.hw.pci.CompletionTrace;
 import org.iopersist.hw.pci.PciDevice;
 import org.iopersist.hw.vtd.RemappingUnit;
 
 /**
  * The running machine: the hardware behind a {@link Board}. It owns the remapping units, the PCI
  * devices and the threads that make them act on their own: the register poller, and each device's
- * DMA engine. It lives through every kexec; kernels come and go on top of it.
+ * DMA engine. It also keeps the completion trace, each device's records per millisecond. It lives
+ * through every kexec; kernels come and go on top of it.
  *
  * <p>A Machine runs the same inside a test JVM or as its own process ({@code iopersist machine}).
  */
@@ -18,6 +20,7 @@ public final class Machine implements AutoCloseable {
     private final List<RemappingUnit> units;
     private final List<PciDevice> devices;
     private final HardwarePoller poller;
+    private final CompletionTrace trace;
     private boolean running;
 
     private Machine(final Board board, final boolean powerOn) {
@@ -40,6 +43,10 @@ public final class Machine implements AutoCloseable {
             ds.add(new PciDevice(i, dc.bdf(), board.memory(), board.deviceBar(i), units.get(dc.unit()), powerOn));
         }
         this.devices = List.copyOf(ds);
+        this.trace = CompletionTrace.create(board.directory(), devices.size());
+        for (PciDevice d : devices) {
+            d.traceCompletions(trace.recorder(d.index()));
+        }
         this.poller = new HardwarePoller(units);
     }
 
@@ -83,6 +90,11 @@ public final class Machine implements AutoCloseable {
         return units;
     }
 
+    /** Each device's completed records per millisecond since power-on ({@code completions} in the directory). */
+    public CompletionTrace completionTrace() {
+        return trace;
+    }
+
     public List<PciDevice> devices() {
         return devices;
     }
@@ -99,6 +111,7 @@ public final class Machine implements AutoCloseable {
     @Override
     public void close() {
         stop();
+        trace.close();
         board.close();
     }
 }

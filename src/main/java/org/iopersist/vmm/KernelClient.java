@@ -140,6 +140,25 @@ public final class KernelClient implements AutoCloseable {
         }
     }
 
+    /** Reads a file whole, of any size (a binary sysfs attribute such as {@code /sys/kernel/kho/fdt}), 16 KiB per pread. */
+    public byte[] readAll(final String path) {
+        final int fd = open(path, Syscall.O_RDONLY);
+        try {
+            final long bufVa = scratch() + 4096;
+            final int chunk = 16384;
+            final java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+            while (true) {
+                final long n = check(syscall(Syscall.PREAD64, fd, bufVa, chunk, out.size()), "read " + path);
+                if (n == 0) {
+                    return out.toByteArray();
+                }
+                out.writeBytes(memory.readBytes(bufVa, (int) n));
+            }
+        } finally {
+            close(fd);
+        }
+    }
+
     /** Writes a small file (sysfs) in one write. */
     public void writeFile(final String path, final String value) {
         final int fd = open(path, Syscall.O_WRONLY);

@@ -12,6 +12,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import org.iopersist.cli.Progress;
 import org.openjdk.jmh.results.RunResult;
 import org.openjdk.jmh.runner.Runner;
 import org.openjdk.jmh.runner.options.OptionsBuilder;
@@ -86,9 +87,17 @@ public final class Bench implements Callable<Integer> {
         System.exit(cli.execute(args));
     }
 
+    /** What the run does now, for the progress line on stderr (every few seconds). */
+    private static volatile Progress progress = Progress.silent();
+
+    static void phase(final String what) {
+        progress.phase(what);
+    }
+
     @Override
     public Integer call() throws Exception {
         final Path work = Files.createTempDirectory("iopersist-bench");
+        progress = Progress.start(System.err, "bench", java.time.Duration.ofSeconds(5), () -> "");
         try {
             final List<LiveUpdateBench.Scenario> scenarios = scenarioSpecs != null ? parse(scenarioSpecs) : quick
                     ? List.of(new LiveUpdateBench.Scenario(64, 1), new LiveUpdateBench.Scenario(64, 64))
@@ -110,7 +119,9 @@ public final class Bench implements Callable<Integer> {
             System.out.println("separate processes: the demo, " + (quick ? 1 : 5) + " runs ...");
             final ProcessBench.Result processes = ProcessBench.run(Files.createDirectories(work.resolve("processes")), quick ? 1 : 5);
             final Path ioctlDir = Files.createDirectories(work.resolve("ioctl"));
+            phase("uAPI round trips");
             final List<IoctlBench.Result> ioctls = IoctlBench.run(ioctlDir, quick ? 10 : 2000, quick ? 20 : 4000);
+            phase("JMH (it prints its own progress)");
             final List<Micro> micro = quick || noJmh ? List.of() : jmh();
             final List<Target> targets = targets(lu, scaling, devices, processes, ioctls, micro);
             final Report report = new Report(LocalDate.now().toString(), machine(), lu, scaling, devices, processes, ioctls,
@@ -119,6 +130,8 @@ public final class Bench implements Callable<Integer> {
             System.out.println("bench: wrote " + out + (quick ? " (quick run)" : ""));
             return report.targets().stream().allMatch(Target::met) ? 0 : 3;
         } finally {
+            progress.close();
+            progress = Progress.silent();
             deleteTree(work);
         }
     }

@@ -66,6 +66,7 @@ final class DeviceBench {
         try (UpdateRig rig = UpdateRig.start(work, machine(devices, UpdateRig.machineBytes(carveOut, false)), guestBytes, 1,
                 carveOut)) {
             for (int u = 0; u < warmup + measured; u++) {
+                Bench.phase(String.format("devices %d: update %d of %d", devices, u + 1, warmup + measured));
                 final UpdateRig.Update up = rig.liveUpdate();
                 if (u >= warmup) {
                     boot.recordValue(up.bootNanos());

@@ -52,6 +52,7 @@ final class LiveUpdateBench {
         long blobBytes = 0;
         try (UpdateRig rig = UpdateRig.start(work, config, guestBytes, s.areas(), UpdateRig.carveOutBytes(guestBytes, false))) {
             for (int u = 0; u < warmup + measured; u++) {
+                Bench.phase(String.format("live update %s: update %d of %d", s.label(), u + 1, warmup + measured));
                 final UpdateRig.Update up = rig.liveUpdate();
                 if (u >= warmup) {
                     finalize.recordValue(up.finalizeNanos());

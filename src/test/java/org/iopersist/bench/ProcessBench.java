@@ -34,6 +34,7 @@ final class ProcessBench {
         final Histogram serving = new Histogram(3);
         boolean ok = true;
         for (int i = 0; i < runs; i++) {
+            Bench.phase(String.format("the demo in separate processes: run %d of %d", i + 1, runs));
             final String out = demo(work.resolve("demo" + i));
             ok &= out.contains("demo: ok");
             for (String line : out.split("\n")) {

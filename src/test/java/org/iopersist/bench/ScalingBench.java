@@ -98,6 +98,7 @@ final class ScalingBench {
         for (Point p : points) {
             final Path dir = Files.createDirectories(work.resolve("scale-" + p.guestGib() + "-" + p.leaf().name()));
             System.out.printf("scaling: %s ...%n", p.label());
+            Bench.phase("scaling " + p.label());
             final long t0 = System.nanoTime();
             final Result r = fork ? runForked(dir, p) : run(dir, p, false);
             System.out.printf("scaling: %s: boot %.1f ms, blackout %.1f ms, scrub %.1f ms, rebuild %.1f ms, heap %.1f MiB, RSS %d MiB, "

@@ -60,6 +60,7 @@ public final class PciDevice {
 
     private final Object lifecycle = new Object();
     private Thread thread; // guarded by lifecycle
+    private CompletionTrace.Recorder trace; // set before start(); read by the engine thread
     private volatile boolean alive;
 
     // Engine thread: scratch for one record, written then read back, and the interrupt message.
@@ -165,6 +166,19 @@ public final class PciDevice {
     Thread engineThread() {
         synchronized (lifecycle) {
             return thread;
+        }
+    }
+
+    /**
+     * Counts every completed record in {@code recorder}'s per-millisecond bins from the next
+     * {@link #start()} on (the machine's {@link CompletionTrace}); null stops counting.
+     */
+    public void traceCompletions(final CompletionTrace.Recorder recorder) {
+        synchronized (lifecycle) {
+            if (thread != null) {
+                throw new IllegalStateException("trace a device before it starts");
+            }
+            trace = recorder;
         }
     }
 
@@ -428,6 +442,10 @@ public final class PciDevice {
         }
         haveCompletion = true;
         lastCompletionNanos = t1Nanos;
+        final CompletionTrace.Recorder t = trace;
+        if (t != null) {
+            t.completed(t1Nanos);
+        }
         successes++;
         if (msiInterval != 0 && successes % msiInterval == 0) {
             // Faults and interrupts of the message are counted by the engine.

@@ -257,7 +257,19 @@ class DeviceWorkloadTest {
             assertNotNull(engine);
             final com.sun.management.ThreadMXBean threads =
                     (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
-            Thread.sleep(400); // warm up: JIT, first publications
+            // Warm up (JIT, first publications) until a 200 ms window allocates nothing, at most 5 s: on a
+            // busy 2-core machine C2 may take a while, and the interpreter allocates what C2 scalar-replaces.
+            Thread.sleep(400);
+            final long warmDeadline = System.nanoTime() + 5_000_000_000L;
+            long mark = threads.getThreadAllocatedBytes(engine.threadId());
+            while (System.nanoTime() < warmDeadline) {
+                Thread.sleep(200);
+                final long now = threads.getThreadAllocatedBytes(engine.threadId());
+                if (now == mark) {
+                    break;
+                }
+                mark = now;
+            }
             final long seq0 = bar.counters().nextSeq();
             final long before = threads.getThreadAllocatedBytes(engine.threadId());
             Thread.sleep(500); // spans several 100 ms publications
