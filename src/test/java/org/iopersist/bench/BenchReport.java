@@ -133,7 +133,7 @@ final class BenchReport {
         b.append("one area per region, two devices writing and verifying records (20 k records/s in all). The leaf size is\n");
         b.append("the machine's: the VT-d unit's CAP.SLLPS offers 4 KiB only, 2 MiB, or 2 MiB and 1 GiB, and the driver maps\n");
         b.append("with the largest leaf that fits; the leaves column is read back from the table. Boot (from the handover)\n");
-        b.append("and blackout (finalize → devices rebound) are p50 over the updates given, after one warm-up. Rebuild is\n");
+        b.append("and blackout (finalize → devices rebound) are p50 over the updates given, after two warm-ups. Rebuild is\n");
         b.append("what an update that kept nothing costs instead: a kexec without a handover, so the next kernel cold-boots,\n");
         b.append("then, with guest RAM created again and a new iommufd with the devices attached, pinning and mapping all of\n");
         b.append("guest RAM (`IOMMU_IOAS_MAP` per region, timed; p50 of the rebuilds given). ");

@@ -18,8 +18,8 @@ import org.iopersist.kernel.mm.PhysRange;
  * devices doing DMA. The leaf size is the machine's: the VT-d unit's CAP.SLLPS offers 4 KiB only,
  * 2 MiB, or 2 MiB and 1 GiB, and the driver maps with the largest leaf that fits.
  *
- * <p>Per point: boot from the handover and VMM blackout (p50 over back-to-back updates after one
- * warm-up), then, devices stopped, the rebuild: pin and map all of guest RAM in a freshly
+ * <p>Per point: boot from the handover and VMM blackout (p50 over back-to-back updates after
+ * {@link #WARM_UPDATES} warm-ups), then, devices stopped, the rebuild: pin and map all of guest RAM in a freshly
  * cold-booted kernel (p50 of a few, {@link UpdateRig#rebuildInFreshKernel}). The footprint is taken
  * after the updates, devices running: the JVM's live heap, the process's RSS, and the memory file's
  * disk use.
@@ -40,7 +40,14 @@ final class ScalingBench {
         }
     }
 
-    /** One machine: {@code measured} timed updates after one warm-up, {@code rebuilds} rebuilds. */
+    /**
+     * Updates at the measured size before the timed ones: the loops whose trip count grows with the
+     * guest (the adoption walk, guestmemfs's bitmap) ran only briefly in the 1 GiB warm-up, and the
+     * first large updates would time the JIT compiling them.
+     */
+    static final int WARM_UPDATES = 2;
+
+    /** One machine: {@code measured} timed updates after {@link #WARM_UPDATES}, {@code rebuilds} rebuilds. */
     record Point(long guestGib, Leaf leaf, int measured, int rebuilds) {
         String label() {
             return size(guestGib) + ", " + leaf.label + " leaves";
@@ -161,9 +168,9 @@ final class ScalingBench {
         final Histogram rebuild = new Histogram(3);
         try (UpdateRig rig = UpdateRig.start(work, config, guestBytes, 1, carveOut)) {
             final long[] leaves = leaves(rig, guestBytes);
-            for (int u = 0; u < 1 + p.measured(); u++) {
+            for (int u = 0; u < WARM_UPDATES + p.measured(); u++) {
                 final UpdateRig.Update up = rig.liveUpdate();
-                if (u >= 1) {
+                if (u >= WARM_UPDATES) {
                     boot.recordValue(up.bootNanos());
                     blackout.recordValue(up.blackoutNanos());
                     scrub.recordValue(Math.max(1, up.scrubNanos()));

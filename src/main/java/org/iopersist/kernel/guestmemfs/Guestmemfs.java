@@ -4,6 +4,7 @@ import static org.iopersist.kernel.guestmemfs.GmfsLayout.BLOCK_SHIFT;
 import static org.iopersist.kernel.guestmemfs.GmfsLayout.BLOCK_SIZE;
 import static org.iopersist.kernel.guestmemfs.GmfsLayout.GIB_BLOCKS;
 
+import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -332,10 +333,21 @@ public final class Guestmemfs {
     }
 
     private boolean bitmapAllSet(final long b, final long count) {
-        for (long w = b >>> 6; w <= (b + count - 1) >>> 6; w++) {
-            final long m = mask(w, b, count);
-            if ((memory.load64(bitmapWord(w << 6)) & m) != m) {
-                return false;
+        final long first = b >>> 6;
+        final long last = (b + count - 1) >>> 6;
+        if ((memory.load64(bitmapWord(b)) & mask(first, b, count)) != mask(first, b, count)
+                || (memory.load64(bitmapWord(last << 6)) & mask(last, b, count)) != mask(last, b, count)) {
+            return false;
+        }
+        // The words between are whole: a TiB file's extent spans thousands, read in bulk.
+        final long[] words = bitmapWords();
+        for (long w = first + 1; w < last; w += words.length) {
+            final int n = (int) Math.min(words.length, last - w);
+            MemorySegment.copy(memory.segment(), PhysicalMemory.U64, bitmapWord(w << 6), words, 0, n);
+            for (int i = 0; i < n; i++) {
+                if (words[i] != -1L) {
+                    return false;
+                }
             }
         }
         return true;
@@ -343,11 +355,22 @@ public final class Guestmemfs {
 
     /** Set bits in the whole bitmap, padding included (which must be clear). */
     private long bitmapCount() {
+        final long[] words = bitmapWords();
+        final long total = geo.bitmapBytes() / 8;
         long n = 0;
-        for (long off = 0; off < geo.bitmapBytes(); off += 8) {
-            n += Long.bitCount(memory.load64(base + GmfsLayout.BITMAP_OFFSET + off));
+        for (long w = 0; w < total; w += words.length) {
+            final int k = (int) Math.min(words.length, total - w);
+            MemorySegment.copy(memory.segment(), PhysicalMemory.U64, base + GmfsLayout.BITMAP_OFFSET + w * 8, words, 0, k);
+            for (int i = 0; i < k; i++) {
+                n += Long.bitCount(words[i]);
+            }
         }
         return n;
+    }
+
+    /** A buffer for reading the bitmap in bulk at mount: a page's worth of words. */
+    private static long[] bitmapWords() {
+        return new long[512];
     }
 
     /** The first free block in {@code [from, to)}, or -1. */
