@@ -140,6 +140,9 @@ final class PageTableWalker {
     private long conflict; // MAP: the first IOVA found mapped already, or -1
     private Gather gather; // UNMAP
     private DomainOps.LeafVisitor leafVisitor; // LEAVES
+    private static final int ENTRIES = 1 << SlPte.INDEX_BITS;
+    /** Where PS sits: R is bit 0, W bit 1, so {@code (pte | pte >>> 1) & ~(pte >>> PS_SHIFT) & 1} is "a table entry". */
+    private static final int PS_SHIFT = Long.numberOfTrailingZeros(SlPte.PS);
     /** TABLES: one level-2 table's entries, read in one copy. */
     private final long[] entries = new long[1 << SlPte.INDEX_BITS];
     /** LEAVES: rw[l] is the R|W the entries above a table at level l allow. */
@@ -344,6 +347,17 @@ final class PageTableWalker {
      * table): one bulk read of the whole table, then the level-1 tables it points at, in order.
      */
     private <X extends Exception> long leafTables(final long table, final TableVisitor<X> visitor) throws X {
+        // A table of large leaves, the whole of a 2 MiB mapping, points at no table: one pass with
+        // no branch (present and not PS, or-ed over the entries) says so.
+        final MemorySegment mem = seg;
+        long tables = 0;
+        for (int k = 0; k < ENTRIES; k++) {
+            final long pte = (long) PTE_RUN.get(mem, table + k * SlPte.SIZE);
+            tables |= (pte | pte >>> 1) & ~(pte >>> PS_SHIFT) & 1;
+        }
+        if (tables == 0) {
+            return 0;
+        }
         final long[] e = entries;
         MemorySegment.copy(seg, PhysicalMemory.U64, table, e, 0, e.length);
         int i = 0;
