@@ -25,6 +25,8 @@ public final class IoptPages {
     private UserProcess owner; // guarded by this; null while the kernel holds restored pages
     private final long uptrAligned;
     private final MemFd file;
+    /** The memfd's seals when it was mapped (iopt_pages::seals): what a live update asks of it. */
+    private final int seals;
     private final long fileStart;
     /** Guest memory: a guestmemfs file's blocks, never FrameRefs-counted; each area pins its range. */
     private final GuestmemFile guestmem;
@@ -47,6 +49,7 @@ public final class IoptPages {
         this.uptrAligned = uptrAligned;
         this.guestmem = guestmem;
         this.file = file;
+        this.seals = file == null ? 0 : file.seals();
         this.fileStart = fileStart;
         this.npages = npages;
         this.writable = writable;
@@ -113,6 +116,16 @@ public final class IoptPages {
         owner = next;
     }
 
+    /** The memfd behind these pages, or null. */
+    public MemFd memfd() {
+        return file;
+    }
+
+    /** The memfd's seals at map time (0 for other pages). */
+    public int seals() {
+        return seals;
+    }
+
     /** The guestmemfs file behind these pages, or null. */
     public GuestmemFile guestmem() {
         return guestmem;
@@ -123,7 +136,7 @@ public final class IoptPages {
         return npages;
     }
 
-    /** Byte offset in the guestmemfs file of byte {@code startByte} of these pages. */
+    /** Byte offset in the backing file (guestmemfs file or memfd) of byte {@code startByte} of these pages. */
     public long fileOffset(final long startByte) {
         return fileStart + startByte;
     }
