@@ -22,6 +22,7 @@ import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.kernel.fs.Vfs;
 import org.iopersist.kernel.guestmemfs.Guestmemfs;
 import org.iopersist.kernel.guestmemfs.GuestmemfsLiveUpdate;
+import org.iopersist.kernel.guestmemfs.GuestmemfsLuoHandler;
 import org.iopersist.kernel.guestmemfs.GuestmemfsMount;
 import org.iopersist.kernel.iommu.IommuCore;
 import org.iopersist.kernel.iommu.IommuDevice;
@@ -30,6 +31,7 @@ import org.iopersist.kernel.iommu.intel.IntelIommuLiveUpdate;
 import org.iopersist.kernel.iommufd.IommufdCtx;
 import org.iopersist.kernel.iommufd.IommufdFile;
 import org.iopersist.kernel.iommufd.persist.IommufdLiveUpdate;
+import org.iopersist.kernel.iommufd.persist.IommufdLuoHandler;
 import org.iopersist.kernel.liveupdate.IncomingBoot;
 import org.iopersist.kernel.liveupdate.LiveUpdate;
 import org.iopersist.kernel.liveupdate.LiveUpdateHandler;
@@ -44,7 +46,7 @@ import org.iopersist.kernel.syscall.LiveUpdateControl;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.kernel.syscall.Syscalls;
 import org.iopersist.kernel.vfio.VfioDevice;
-import org.iopersist.kernel.vfio.VfioDeviceFile;
+import org.iopersist.kernel.vfio.VfioLuoHandler;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Liveupdate;
@@ -93,7 +95,8 @@ public final class Kernel {
     private final List<SyscallServer> servers = new CopyOnWriteArrayList<>();
 
     /** The preserving subsystems, in the order the live-update core runs their steps. */
-    private record Handlers(IntelIommuLiveUpdate vtd, GuestmemfsLiveUpdate guestmemfs, IommufdLiveUpdate iommufd, Luo luo) {
+    private record Handlers(IntelIommuLiveUpdate vtd, GuestmemfsLiveUpdate guestmemfs, IommufdLiveUpdate iommufd, Luo luo,
+            List<VfioDevice> vfio) {
         List<LiveUpdateHandler<?>> inOrder() {
             return List.of(vtd, guestmemfs, iommufd, luo);
         }
@@ -118,8 +121,8 @@ public final class Kernel {
         vfs.registerDevice(Iommufd.DEV_PATH, (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persisted.contexts(), p.uid())));
         final List<IommuDevice> devs = iommu.devices();
         for (int i = 0; i < devs.size(); i++) {
-            final VfioDevice vd = new VfioDevice(i, devs.get(i));
-            vfs.registerDevice(vd.cdevPath(), (p, path, flags) -> new VfioDeviceFile(vd));
+            final VfioDevice vd = handlers.vfio().get(i);
+            vfs.registerDevice(vd.cdevPath(), (p, path, flags) -> vd.open());
             final String dir = Vfio.vfioDevSysfsDir(devs.get(i).bdf().toString(), i);
             sysfs.mkdirs(dir);
             final int minor = i;
@@ -300,12 +303,21 @@ public final class Kernel {
         final IntelIommuLiveUpdate vtd = new IntelIommuLiveUpdate(intel, iommu, log);
         final GuestmemfsLiveUpdate gmfs = new GuestmemfsLiveUpdate(board.memory(),
                 handedScratch -> carveGuestmemfs(params, memSize, handedScratch, null), log);
+        final IommufdLiveUpdate rfc = new IommufdLiveUpdate(log, board.memory(), refs, iommu, gmfs, vtd);
+        final List<VfioDevice> vfio = new java.util.ArrayList<>();
+        for (int i = 0; i < iommu.devices().size(); i++) {
+            vfio.add(new VfioDevice(i, iommu.devices().get(i))); // cdevs in BDF order, the same N every boot
+        }
+        // The orchestrator's file handlers, in dependency order: a file's record follows those it names.
         final Luo luo = new Luo(log);
         luo.register(new MemfdLuoHandler(luo, board.memory(), frames, refs));
+        luo.register(new GuestmemfsLuoHandler(gmfs));
+        luo.register(new IommufdLuoHandler(log, board.memory(), refs, iommu, rfc, vtd));
+        luo.register(new VfioLuoHandler(log, iommu, vfio));
         for (java.util.function.Function<Luo, LuoFileHandler> module : luoModules) {
             luo.register(module.apply(luo));
         }
-        final Handlers handlers = new Handlers(vtd, gmfs, new IommufdLiveUpdate(log, board.memory(), refs, iommu, gmfs, vtd), luo);
+        final Handlers handlers = new Handlers(vtd, gmfs, rfc, luo, List.copyOf(vfio));
 
         final IncomingBoot incoming = IncomingBoot.validate(board.memory(), readBootBytes(board, SETUP_DATA_FILE), params.kho(),
                 handlers.inOrder(), log);

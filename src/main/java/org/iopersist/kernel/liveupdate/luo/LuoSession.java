@@ -82,6 +82,27 @@ public final class LuoSession {
         return null;
     }
 
+    /** liveupdate_get_token_outgoing by a match other than identity (a guestmemfs inode opened twice): the token, or null. */
+    public Long tokenOf(final java.util.function.Predicate<KernelFile> match) {
+        for (File f : files) {
+            if (f.file != null && match.test(f.file.file())) {
+                return f.token;
+            }
+        }
+        return null;
+    }
+
+    /** Everything the handlers keep of this (outgoing) session's files that is a {@code type}, in order. */
+    public <T> List<T> preservedOfType(final Class<T> type) {
+        final List<T> out = new ArrayList<>();
+        for (File f : files) {
+            if (type.isInstance(f.preserved)) {
+                out.add(type.cast(f.preserved));
+            }
+        }
+        return out;
+    }
+
     /** What the handler keeps of {@code file}, preserved in this (outgoing) session, if it is a {@code type}; else null. */
     public <T> T preservedOf(final KernelFile file, final Class<T> type) {
         for (File f : files) {
