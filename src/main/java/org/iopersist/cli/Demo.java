@@ -39,6 +39,8 @@ import org.iopersist.vmm.GuestRam;
 import org.iopersist.kernel.init.BootParams;
 import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
+import org.iopersist.vmm.LiveupdateHandle;
+import org.iopersist.vmm.SessionHandle;
 import org.iopersist.vmm.VfioDeviceHandle;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -91,6 +93,15 @@ final class Demo implements Callable<Integer> {
                     + "clients/c/build/example-vmm); it must print 'rebound N devices' and keep its iommufd until stdin ends")
     private String vmmCommand;
 
+    /** The two designs the model runs: the seed RFC's, and Linux's Live Update Orchestrator. */
+    enum Flow { rfc, luo }
+
+    @Option(names = "--flow", paramLabel = "rfc|luo", description = {"how the VMM hands its state over (default: ${DEFAULT-VALUE}):",
+        "rfc: guest RAM on guestmemfs, a persistent iommufd, finalize, reopen through sysfs and rebind;",
+        "luo: guest RAM in a sealed memfd, the HWPT marked, memfd, iommufd and devices preserved in a",
+        "/dev/liveupdate session (the reboot freezes it), retrieved by token and finished"})
+    private Flow flow = Flow.rfc;
+
     private List<String> kernelJava() {
         return kernelJavaOptions.isBlank() ? List.of() : List.of(kernelJavaOptions.trim().split("\\s+"));
     }
@@ -113,6 +124,12 @@ final class Demo implements Callable<Integer> {
         }
         if (out != null && Files.exists(out) && !Files.isDirectory(out)) {
             throw new IllegalArgumentException("--out " + out + " is a file; give a directory");
+        }
+        if (flow == Flow.luo && guestRamBytes > 4L << 30) {
+            throw new IllegalArgumentException("--flow luo keeps guest RAM in a memfd of 4 KiB pages: at most 4G");
+        }
+        if (flow == Flow.luo && vmmCommand != null) {
+            throw new IllegalArgumentException("--vmm-command runs a VMM of the rfc flow: give --flow rfc");
         }
         if (dir != null && Files.exists(dir.resolve(MachineConfig.FILE))) {
             throw new IllegalArgumentException(dir + " already holds a machine; give a new directory");
@@ -206,11 +223,13 @@ final class Demo implements Callable<Integer> {
     private DemoReport run(final Path machineDir) throws Exception {
         // guestmemfs holds guest RAM and its own metadata; the machine adds 768 MiB for the kernels.
         // A large guest gets a GiB of slack, so that every GiB of it can be a 1 GiB-aligned run
-        // (and a 1 GiB leaf) past the metadata at the carve-out's start.
+        // (and a 1 GiB leaf) past the metadata at the carve-out's start. The LUO flow's RAM is a
+        // memfd: ordinary memory, no carve-out.
         final long carveOut = Math.max(256 * MIB, guestRamBytes + (guestRamBytes >= 4 * 1024 * MIB ? 1024 : 64) * MIB);
-        final String cmdline = "guestmemfs=" + (carveOut / MIB) + "M liveupdate.finish_timeout=30";
+        final String cmdline = flow == Flow.luo ? "liveupdate.finish_timeout=30"
+                : "guestmemfs=" + (carveOut / MIB) + "M liveupdate.finish_timeout=30";
         final MachineConfig config = MachineConfig.small().withMemorySize(Math.max(MachineConfig.small().memorySize(),
-                carveOut + 768 * MIB));
+                (flow == Flow.luo ? guestRamBytes : carveOut) + 768 * MIB));
         final Path sock = machineDir.resolve("kernel.sock");
         // With --json, stdout carries only the report: the summary lines move to stderr.
         final PrintStream say = json ? System.err : System.out;
@@ -239,7 +258,6 @@ final class Demo implements Callable<Integer> {
             say.printf("machine  %s: %d MiB, %d VT-d unit, devices %s (process %d)%n", machineDir, config.memorySize() >> 20,
                     config.units().size(), config.devices().stream().map(d -> d.bdf().toString()).toList(), machine.process.pid());
             try (Board board = Board.open(machineDir); CompletionTrace trace = CompletionTrace.open(machineDir)) {
-                final int[] devIds = new int[nDevices];
                 final long[] before = new long[nDevices];
                 progress.phase("kernel 1 booting");
                 Role kernel = new Role(machineDir.resolve("kernel1.log"), kernelJava(), "kernel", machineDir.toString(),
@@ -258,15 +276,31 @@ final class Demo implements Callable<Integer> {
                 // The VMM before the update.
                 progress.phase("vmm 1 setting up");
                 KernelClient vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
-                final GuestRam ram = GuestRam.create(vmm, "vm0-ram", guestRamBytes);
-                final IommufdHandle iommufd = IommufdHandle.open(vmm);
-                final int pid = (int) iommufd.makePersistent();
-                final int ioas = iommufd.ioasAlloc();
-                final List<GuestRam.Region> regions = ram.mapForDma(iommufd, ioas, 1);
-                for (int i = 0; i < nDevices; i++) {
-                    final VfioDeviceHandle dev = VfioDeviceHandle.open(vmm, i);
-                    devIds[i] = dev.bind(iommufd);
-                    dev.attach(ioas);
+                final LuoVmm luo = flow == Flow.luo ? new LuoVmm(guestRamBytes) : null;
+                final int[] devIds;
+                final int pid;
+                final GuestRam ram;
+                final String setUp;
+                if (luo == null) {
+                    ram = GuestRam.create(vmm, "vm0-ram", guestRamBytes);
+                    final IommufdHandle iommufd = IommufdHandle.open(vmm);
+                    pid = (int) iommufd.makePersistent();
+                    final int ioas = iommufd.ioasAlloc();
+                    final List<GuestRam.Region> regions = ram.mapForDma(iommufd, ioas, 1);
+                    devIds = new int[nDevices];
+                    for (int i = 0; i < nDevices; i++) {
+                        final VfioDeviceHandle dev = VfioDeviceHandle.open(vmm, i);
+                        devIds[i] = dev.bind(iommufd);
+                        dev.attach(ioas);
+                    }
+                    setUp = String.format("guest RAM /guestmemfs/vm0-ram (%s) at IOVA %s, persistent iommufd %d, "
+                            + "devices bound (dev_id %s) and running", size(guestRamBytes),
+                            regions.size() == 1 ? "0" : "0 and 4G (q35 hole below 4 GiB)", pid, ids(devIds));
+                } else {
+                    setUp = luo.setUp(vmm, nDevices);
+                    devIds = luo.devIds();
+                    pid = 0;
+                    ram = luo.ram();
                 }
                 // The timeline's 0: the start of the trace's millisecond in which the devices start.
                 final long devicesStart = trace.originNanos() + trace.binOf(System.nanoTime()) * CompletionTrace.BIN_NANOS;
@@ -277,9 +311,7 @@ final class Demo implements Callable<Integer> {
                     bar.start(WorkloadSettings.writeVerify((1 + i) * MIB, MIB, 512, 1 + i).withPace(PACE_NANOS));
                     bars[i] = bar;
                 }
-                say.printf("vmm 1    guest RAM /guestmemfs/vm0-ram (%s) at IOVA %s, persistent iommufd %d, "
-                        + "devices bound (dev_id %d, %d) and running%n", size(guestRamBytes),
-                        regions.size() == 1 ? "0" : "0 and 4G (q35 hole below 4 GiB)", pid, devIds[0], devIds[1]);
+                say.println("vmm 1    " + setUp);
                 progress.phase("devices running, " + updates + (updates == 1 ? " update" : " updates") + " to go");
                 Thread.sleep((long) (seconds * 1000));
                 for (int i = 0; i < nDevices; i++) {
@@ -290,7 +322,7 @@ final class Demo implements Callable<Integer> {
                 for (int u = 1; u <= updates; u++) {
                     final String step = "update " + u + "/" + updates + ": ";
                     // kexec_load first, as a live update does: the next kernel is staged (its process
-                    // starts and waits) while the guest still runs. Then finalize and reboot(KEXEC).
+                    // starts and waits) while the guest still runs. Then the RFC's finalize, and reboot(KEXEC).
                     progress.phase(step + "kernel " + (u + 1) + " staging");
                     vmm.kexecLoad(cmdline);
                     final Role next = new Role(machineDir.resolve("kernel" + (u + 1) + ".log"), kernelJava(), "kernel",
@@ -306,10 +338,15 @@ final class Demo implements Callable<Integer> {
                         next.await("kernel staged.*", 60);
                         progress.phase(step + "finalize and kexec");
                         t0 = System.nanoTime();
-                        vmm.writeFile("/sys/kernel/kho/finalize", "1");
-                        tf = System.nanoTime();
-                        // The handover is frozen now: read what it holds, outside every timed phase.
-                        handover = readHandover(vmm, board, formats);
+                        if (luo == null) {
+                            vmm.writeFile("/sys/kernel/kho/finalize", "1");
+                            tf = System.nanoTime();
+                            // The handover is frozen now: read what it holds, outside every timed phase.
+                            handover = readHandover(vmm, board, formats);
+                        } else {
+                            tf = t0; // no finalize: the reboot freezes the session and serializes it
+                            handover = null;
+                        }
                         tk0 = System.nanoTime();
                         vmm.rebootKexec();
                         old.await("kernel kexec: .*", 30);
@@ -328,12 +365,34 @@ final class Demo implements Callable<Integer> {
                     }
                     vmm.close();
                     kernel = next;
-                    say.printf("kexec %-3d finalize + kexec %.1f ms; kernel %d (process %d) booted from the handover (%s)"
-                            + " in %s ms, %.0f ms from the kexec to serving syscalls%n", u, (tf - t0 + t1 - tk0) / 1e6, u + 1,
+                    say.printf("kexec %-3d %s %.1f ms; kernel %d (process %d) booted from the handover (%s)"
+                            + " in %s ms, %.0f ms from the kexec to serving syscalls%n", u,
+                            luo == null ? "finalize + kexec" : "reboot (freeze + serialize) + kexec", (tf - t0 + t1 - tk0) / 1e6, u + 1,
                             kernel.process.pid(), ready.group(1), ready.group(2), (t2 - t1) / 1e6);
                     kernels.add(new DemoReport.Kernel(u + 1, kernel.process.pid(), ready.group(1),
                             Double.parseDouble(ready.group(2)), out != null ? "kernel" + (u + 1) + ".log" : null));
 
+                    if (luo != null) {
+                        // The restarted VMM retrieves its session: the devices come back bound and attached.
+                        progress.phase(step + "vmm " + (u + 1) + " retrieving");
+                        vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
+                        final String back = luo.afterKexec(vmm);
+                        final long t3 = System.nanoTime();
+                        current = luo.ram();
+                        say.printf("vmm %-4d %s (%.1f ms)%n", u + 1, back, (t3 - t2) / 1e6);
+                        say.printf("session %-3d %s%n", u + 1, luo.check(vmm));
+                        final int p = luo.problems();
+                        problems += p;
+                        final Timing timing = new Timing(t0, tf, tk0, t1, t2, t3, Double.parseDouble(ready.group(2)));
+                        updateReports.add(new DemoReport.Update(u, phases(timing), null,
+                                java.util.Arrays.stream(devIds).boxed().toList(), p == 0, null));
+                        marks.add(mark("kexec", u, t1, devicesStart));
+                        marks.add(mark("boot", u, t2, devicesStart));
+                        marks.add(mark("reopen", u, t3, devicesStart));
+                        progress.phase(u < updates ? "devices running, " + (updates - u) + " more to go" : "devices running, all updates done");
+                        Thread.sleep((long) (seconds * 1000));
+                        continue;
+                    }
                     // The restarted VMM: reopen the iommufd through sysfs, rebind the devices, reopen guest RAM.
                     progress.phase(step + "vmm " + (u + 1) + " reopening");
                     final String node = Iommufd.persistedNode(pid);
@@ -450,7 +509,7 @@ final class Demo implements Callable<Integer> {
             TimelineChart.write(out.resolve(image), names, counts, marks);
             files = new DemoReport.Files("report.json", image, logs);
         }
-        final DemoReport report = new DemoReport(DemoReport.SCHEMA, DemoReport.VERSION, DemoReport.FLOW_RFC, problems == 0, problems,
+        final DemoReport report = new DemoReport(DemoReport.SCHEMA, DemoReport.VERSION, flow.name(), problems == 0, problems,
                 new DemoReport.Versions(DemoReport.VERSION, Wire.ABI_VERSION, Fdt.VERSION, Kho.COMPATIBLE, formats,
                         DeviceRegisters.VERSION_VALUE, CompletionTrace.VERSION),
                 new DemoReport.Machine(machineDir.toString(), config.memorySize(), config.units().size(),
@@ -626,6 +685,114 @@ final class Demo implements Callable<Integer> {
         return pid;
     }
 
+    /**
+     * Linux's LUO flow: guest RAM in a sealed memfd mapped with IOMMU_IOAS_MAP_FILE, both devices
+     * attached to its IOAS and the HWPT marked; a state memfd (the ids the next VMM needs, as QEMU's
+     * CPR state), the RAM memfd, the iommufd and both device files preserved in the session "vm0",
+     * which stays open through the kexec. No finalize: the reboot freezes the session. After it,
+     * RETRIEVE_SESSION, RETRIEVE_FD of each file (the devices come back bound and attached),
+     * FINISH; then everything is preserved again in a new session, for the next update.
+     */
+    private static final class LuoVmm {
+        private static final long STATE_TOKEN = 0;
+        private static final long RAM_TOKEN = 1;
+        private static final long IOMMUFD_TOKEN = 2;
+        private static final long DEVICE_TOKEN = 16;
+        private static final long HWPT_TOKEN = 0x4857_5054; // "HWPT"
+        private final long ramBytes;
+        private GuestRam ram;
+        private int stateFd;
+        private int iommufdFd;
+        private int[] deviceFds;
+        private int[] devIds;
+        private int problems;
+
+        LuoVmm(final long ramBytes) {
+            this.ramBytes = ramBytes;
+        }
+
+        public String setUp(final KernelClient vmm, final int devices) {
+            ram = GuestRam.createMemfd(vmm, "vm0-ram", ramBytes);
+            final IommufdHandle iommufd = IommufdHandle.open(vmm);
+            iommufdFd = iommufd.fd();
+            final int ioas = iommufd.ioasAlloc();
+            final List<GuestRam.Region> regions = ram.mapForDma(iommufd, ioas, 1);
+            deviceFds = new int[devices];
+            devIds = new int[devices];
+            int hwpt = 0;
+            for (int i = 0; i < devices; i++) {
+                final VfioDeviceHandle dev = VfioDeviceHandle.open(vmm, i);
+                devIds[i] = dev.bind(iommufd);
+                hwpt = dev.attach(ioas); // both share the automatic HWPT of the IOAS
+                deviceFds[i] = dev.fd();
+            }
+            iommufd.markPreserve(hwpt, HWPT_TOKEN);
+            stateFd = vmm.memfdCreate("vm0-state");
+            vmm.write(stateFd, ("ioas=" + ioas + " hwpt=" + hwpt + " devids=" + ids(devIds)).getBytes(StandardCharsets.UTF_8));
+            preserve(vmm);
+            return String.format("guest RAM memfd:vm0-ram (%s, sealed) at IOVA %s, iommufd with HWPT %d marked, devices bound "
+                    + "(dev_id %s) and running; session vm0: state, RAM, iommufd and devices preserved", size(ramBytes),
+                    regions.size() == 1 ? "0" : "0 and 4G (q35 hole below 4 GiB)", hwpt, ids(devIds));
+        }
+
+        private void preserve(final KernelClient vmm) {
+            final LiveupdateHandle luo = LiveupdateHandle.open(vmm);
+            final SessionHandle session = luo.createSession("vm0");
+            luo.close(); // the session fd stays open, through the kexec
+            session.preserveFd(stateFd, STATE_TOKEN);
+            session.preserveFd(ram.fd(), RAM_TOKEN);
+            session.preserveFd(iommufdFd, IOMMUFD_TOKEN);
+            for (int i = 0; i < deviceFds.length; i++) {
+                session.preserveFd(deviceFds[i], DEVICE_TOKEN + i);
+            }
+        }
+
+        public String afterKexec(final KernelClient vmm) {
+            final LiveupdateHandle luo = LiveupdateHandle.open(vmm);
+            final SessionHandle session = luo.retrieveSession("vm0");
+            luo.close();
+            stateFd = session.retrieveFd(STATE_TOKEN);
+            vmm.lseek(stateFd, 0, 0);
+            final String state = new String(vmm.read(stateFd, 256), StandardCharsets.UTF_8);
+            problems += state.endsWith("devids=" + ids(devIds)) ? 0 : 1;
+            for (int i = 0; i < deviceFds.length; i++) {
+                deviceFds[i] = session.retrieveFd(DEVICE_TOKEN + i); // bound and attached already
+            }
+            iommufdFd = session.retrieveFd(IOMMUFD_TOKEN);
+            ram = GuestRam.ofMemfd(vmm, session.retrieveFd(RAM_TOKEN));
+            session.finish();
+            session.close();
+            return "retrieved session vm0 (" + state + "): devices bound and attached, iommufd, guest RAM; finished";
+        }
+
+        public String check(final KernelClient vmm) {
+            preserve(vmm); // for the next update, the guest running
+            return "state, RAM, iommufd and devices preserved again in a new session vm0";
+        }
+
+        int[] devIds() {
+            return devIds.clone();
+        }
+
+        public GuestRam ram() {
+            return ram;
+        }
+
+        public int problems() {
+            final int p = problems;
+            problems = 0;
+            return p;
+        }
+    }
+
+    private static String ids(final int[] ids) {
+        final StringBuilder b = new StringBuilder();
+        for (int i = 0; i < ids.length; i++) {
+            b.append(i == 0 ? "" : ", ").append(ids[i]);
+        }
+        return b.toString();
+    }
+
     /** The kernel checks the adopted tables leaf by leaf after the rebind, in the background: its verdict. */
     private static String awaitScrub(final KernelClient vmm, final int pid) throws InterruptedException {
         final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
@@ -640,7 +807,7 @@ final class Demo implements Callable<Integer> {
         return "still " + s + " after 60 s";
     }
 
-    private static String size(final long bytes) {
+    static String size(final long bytes) {
         return bytes % (1L << 40) == 0 ? (bytes >> 40) + " TiB" : bytes % (1L << 30) == 0 ? (bytes >> 30) + " GiB" : (bytes >> 20) + " MiB";
     }
 

@@ -11,7 +11,8 @@ import java.util.Map;
  *
  * @param schema   always {@link #SCHEMA}
  * @param version  the report format's version, {@link #VERSION}; a field added keeps it, one changed or removed bumps it
- * @param flow     how userspace got its iommufd back: {@code "rfc"} (the seed RFC's sysfs reopen); {@code "luo"} is reserved
+ * @param flow     how userspace got its iommufd back: {@code "rfc"} (the seed RFC's sysfs reopen) or {@code "luo"} (a
+ *                 /dev/liveupdate session, retrieved by token)
  * @param ok       no faults, no corruption, every record in place, every id kept, every scrub ok
  * @param problems how many of those checks failed
  */
@@ -20,7 +21,6 @@ public record DemoReport(String schema, int version, String flow, boolean ok, in
                          List<Device> devices, Timeline timeline, Files files) {
     public static final String SCHEMA = "iopersist-demo-report";
     public static final int VERSION = 1;
-    public static final String FLOW_RFC = "rfc";
 
     /**
      * The versions of every format the run used.

@@ -16,6 +16,7 @@ package org.iopersist.uapi;
 public enum Errno {
     EPERM(1),
     ENOENT(2),
+    ESRCH(3),
     EINTR(4),
     EIO(5),
     ENXIO(6),

@@ -44,6 +44,12 @@ public final class Iommufd {
     public static final int IOMMU_FAULT_QUEUE_ALLOC = io(IOMMUFD_TYPE, 0x8e);
     public static final int IOMMU_IOAS_MAP_FILE = io(IOMMUFD_TYPE, 0x8f);
     public static final int IOMMU_IOAS_CHANGE_PROCESS = io(IOMMUFD_TYPE, 0x92);
+    /**
+     * The IOMMU live-update series' HWPT mark (not in mainline): {@code IOMMUFD_CMD_HWPT_LU_MARK_PRESERVE = 0x95}
+     * in samikhawaja/linux, the number its later postings kept under the name
+     * {@code IOMMU_HWPT_LIVEUPDATE_MARK_PRESERVE}; see {@link IommuHwptLiveupdateMarkPreserve}.
+     */
+    public static final int IOMMU_HWPT_LIVEUPDATE_MARK_PRESERVE = io(IOMMUFD_TYPE, 0x95);
 
     // IOAS_MAP / MAP_FILE / COPY flags
     public static final int IOMMU_IOAS_MAP_FIXED_IOVA = 1;

@@ -15,6 +15,10 @@ public final class Syscall {
     public static final int STAT = 4;
     public static final int FSTAT = 5;
     public static final int LSEEK = 8;
+    public static final int FCNTL = 72;
+    public static final int GETRLIMIT = 97;
+    public static final int SETRLIMIT = 160;
+    public static final int PRLIMIT64 = 302;
     public static final int MMAP = 9;
     public static final int MUNMAP = 11;
     public static final int IOCTL = 16;
@@ -42,6 +46,10 @@ public final class Syscall {
             case FSTAT -> "fstat";
             case STATFS -> "statfs";
             case LSEEK -> "lseek";
+            case FCNTL -> "fcntl";
+            case GETRLIMIT -> "getrlimit";
+            case SETRLIMIT -> "setrlimit";
+            case PRLIMIT64 -> "prlimit64";
             case MMAP -> "mmap";
             case MUNMAP -> "munmap";
             case IOCTL -> "ioctl";
@@ -97,7 +105,27 @@ public final class Syscall {
     public static final int MAP_POPULATE = 0x8000;
 
     // memfd_create(2)
-    public static final int MFD_CLOEXEC = 1;
+    public static final int MFD_CLOEXEC = 0x0001;
+    public static final int MFD_ALLOW_SEALING = 0x0002;
+    public static final int MFD_HUGETLB = 0x0004;
+    public static final int MFD_NOEXEC_SEAL = 0x0008;
+    public static final int MFD_EXEC = 0x0010;
+    /** NAME_MAX minus the "memfd:" prefix: the longest name memfd_create takes. */
+    public static final int MFD_NAME_MAX_LEN = 255 - 6;
+
+    // fcntl(2): file sealing (F_LINUX_SPECIFIC_BASE + 9, + 10) and the seals of include/uapi/linux/fcntl.h
+    public static final int F_ADD_SEALS = 1033;
+    public static final int F_GET_SEALS = 1034;
+    public static final int F_SEAL_SEAL = 0x0001;
+    public static final int F_SEAL_SHRINK = 0x0002;
+    public static final int F_SEAL_GROW = 0x0004;
+    public static final int F_SEAL_WRITE = 0x0008;
+    public static final int F_SEAL_FUTURE_WRITE = 0x0010;
+    public static final int F_SEAL_EXEC = 0x0020;
+
+    // getrlimit(2) / setrlimit(2) / prlimit64(2): struct rlimit is {u64 rlim_cur; u64 rlim_max}
+    public static final int RLIMIT_NOFILE = 7;
+    public static final int RLIMIT_SIZE = 16;
 
     // reboot(2)
     public static final int LINUX_REBOOT_MAGIC1 = 0xfee1dead;

@@ -6,19 +6,24 @@ import java.util.List;
 import org.iopersist.uapi.Syscall;
 
 /**
- * Guest RAM as a VMM keeps it for live update: a guestmemfs file, mapped shared into the VMM, so
- * it survives a kexec and a persistent iommufd may map it.
+ * Guest RAM as a VMM keeps it for live update, mapped shared into the VMM: a guestmemfs file (the
+ * RFC's way: it survives a kexec as a file, and a persistent iommufd maps it by VA), or a sealed
+ * memfd (LUO's way: preserved in a session, and mapped for DMA with IOMMU_IOAS_MAP_FILE).
  *
  * <p>The guest-physical layout is QEMU's q35: the first 3 GiB of the file at GPA 0, and the rest
  * from GPA 4 GiB, leaving the hole below 4 GiB to MMIO and the interrupt window. Devices see guest
  * RAM at IOVA = GPA, so {@link #mapForDma} makes one IOAS area per region.
  */
 public final class GuestRam implements AutoCloseable {
+    /** F_SEAL_SEAL | F_SEAL_GROW | F_SEAL_SHRINK: what the IOMMU series asks of a memfd it preserves DMA into. */
+    public static final int MEMFD_SEALS = Syscall.F_SEAL_SEAL | Syscall.F_SEAL_GROW | Syscall.F_SEAL_SHRINK;
+
     private final KernelClient client;
     private final String path;
     private final int fd;
     private final long va;
     private final long size;
+    private final boolean memfd;
 
     /** Where q35 stops low RAM: the rest of RAM continues at {@link #HIGH_RAM_START}. */
     public static final long LOW_RAM_END = 3L << 30;
@@ -28,12 +33,14 @@ public final class GuestRam implements AutoCloseable {
     public record Region(long gpa, long fileOffset, long length) {
     }
 
-    private GuestRam(final KernelClient client, final String path, final int fd, final long va, final long size) {
+    private GuestRam(final KernelClient client, final String path, final int fd, final long va, final long size,
+            final boolean memfd) {
         this.client = client;
         this.path = path;
         this.fd = fd;
         this.va = va;
         this.size = size;
+        this.memfd = memfd;
     }
 
     /** Creates {@code /guestmemfs/<name>} of {@code size} bytes (2 MiB multiples are best) and maps it. */
@@ -41,7 +48,22 @@ public final class GuestRam implements AutoCloseable {
         final String path = "/guestmemfs/" + name;
         final int fd = client.open(path, Syscall.O_RDWR | Syscall.O_CREAT | Syscall.O_EXCL);
         client.ftruncate(fd, size);
-        return new GuestRam(client, path, fd, map(client, fd, size), size);
+        return new GuestRam(client, path, fd, map(client, fd, size), size, false);
+    }
+
+    /** A sealable memfd {@code name} of {@code size} bytes, sealed against growing, shrinking and new seals, mapped. */
+    public static GuestRam createMemfd(final KernelClient client, final String name, final long size) {
+        final int fd = client.memfdCreate(name, Syscall.MFD_ALLOW_SEALING);
+        client.ftruncate(fd, size);
+        client.fcntl(fd, Syscall.F_ADD_SEALS, MEMFD_SEALS);
+        return new GuestRam(client, "memfd:" + name, fd, map(client, fd, size), size, true);
+    }
+
+    /** The memfd {@code fd} this process holds (one retrieved from a LUO session after a live update), mapped. */
+    public static GuestRam ofMemfd(final KernelClient client, final int fd) {
+        final long size = client.lseek(fd, 0, 2);
+        client.lseek(fd, 0, 0);
+        return new GuestRam(client, "memfd", fd, map(client, fd, size), size, true);
     }
 
     /** Opens and maps an existing file (after a live update, the RAM is still there). */
@@ -49,7 +71,7 @@ public final class GuestRam implements AutoCloseable {
         final String path = "/guestmemfs/" + name;
         final int fd = client.open(path, Syscall.O_RDWR);
         final long size = client.stat(path)[1];
-        return new GuestRam(client, path, fd, map(client, fd, size), size);
+        return new GuestRam(client, path, fd, map(client, fd, size), size, false);
     }
 
     private static long map(final KernelClient client, final int fd, final long size) {
@@ -109,11 +131,24 @@ public final class GuestRam implements AutoCloseable {
         return out;
     }
 
-    /** Maps all of guest RAM for DMA in {@code ioas} at IOVA = GPA, in {@code pieces} areas (or one more). */
+    /** Whether the RAM is a memfd (else a guestmemfs file). */
+    public boolean memfd() {
+        return memfd;
+    }
+
+    /**
+     * Maps all of guest RAM for DMA in {@code ioas} at IOVA = GPA, in {@code pieces} areas (or one
+     * more): a guestmemfs file by its mapping's VA (IOMMU_IOAS_MAP), a memfd by fd and offset
+     * (IOMMU_IOAS_MAP_FILE), so the mapping does not depend on this process's address space.
+     */
     public List<Region> mapForDma(final IommufdHandle iommufd, final int ioas, final int pieces) {
         final List<Region> regions = regions(pieces);
         for (Region r : regions) {
-            iommufd.mapFixed(ioas, va + r.fileOffset(), r.length(), r.gpa());
+            if (memfd) {
+                iommufd.mapFileFixed(ioas, fd, r.fileOffset(), r.length(), r.gpa());
+            } else {
+                iommufd.mapFixed(ioas, va + r.fileOffset(), r.length(), r.gpa());
+            }
         }
         return regions;
     }

@@ -6,6 +6,7 @@ import java.util.List;
 import org.iopersist.uapi.ErrnoException;
 import org.iopersist.uapi.IommuDestroy;
 import org.iopersist.uapi.IommuHwptAlloc;
+import org.iopersist.uapi.IommuHwptLiveupdateMarkPreserve;
 import org.iopersist.uapi.IommuIoasAlloc;
 import org.iopersist.uapi.IommuIoasAllowIovas;
 import org.iopersist.uapi.IommuIoasCopy;
@@ -193,6 +194,15 @@ public final class IommufdHandle implements AutoCloseable {
         IommuHwptAlloc.devId(s, devId);
         IommuHwptAlloc.ptId(s, ioas);
         return IommuHwptAlloc.outHwptId(call(Iommufd.IOMMU_HWPT_ALLOC, s, "IOMMU_HWPT_ALLOC"));
+    }
+
+    /** IOMMU_HWPT_LIVEUPDATE_MARK_PRESERVE: {@code hwpt} is preserved under {@code token} when this iommufd is. */
+    public void markPreserve(final int hwpt, final long token) {
+        final MemorySegment s = struct(IommuHwptLiveupdateMarkPreserve.SIZE);
+        IommuHwptLiveupdateMarkPreserve.hwptId(s, hwpt);
+        IommuHwptLiveupdateMarkPreserve.hwptToken(s, token);
+        call(Iommufd.IOMMU_HWPT_LIVEUPDATE_MARK_PRESERVE, s, String.format("IOMMU_HWPT_LIVEUPDATE_MARK_PRESERVE hwpt %d token 0x%x",
+                hwpt, token));
     }
 
     @Override

@@ -188,7 +188,47 @@ public final class KernelClient implements AutoCloseable {
     }
 
     public int memfdCreate(final String name) {
-        return (int) check(syscall(Syscall.MEMFD_CREATE, putString(scratch(), name), 0), "memfd_create");
+        return memfdCreate(name, 0);
+    }
+
+    /** memfd_create(2) with {@code flags} (MFD_ALLOW_SEALING, ...). */
+    public int memfdCreate(final String name, final int flags) {
+        return (int) check(syscall(Syscall.MEMFD_CREATE, putString(scratch(), name), flags), "memfd_create");
+    }
+
+    /** fcntl(2); its answer (F_GET_SEALS: the seals). */
+    public long fcntl(final int fd, final int cmd, final long arg) {
+        return check(syscall(Syscall.FCNTL, fd, cmd, arg), "fcntl " + cmd);
+    }
+
+    /** write(2) of {@code data} at the file's position; returns the bytes written. */
+    public long write(final int fd, final byte[] data) {
+        final long bufVa = scratch() + 4096;
+        if (data.length > 8192) {
+            throw new IllegalArgumentException("write of more than 8 KiB through the scratch page");
+        }
+        memory.writeBytes(bufVa, data);
+        return check(syscall(Syscall.WRITE, fd, bufVa, data.length), "write " + fd);
+    }
+
+    /** read(2) of up to {@code count} bytes (at most 8 KiB) at the file's position. */
+    public byte[] read(final int fd, final int count) {
+        final long bufVa = scratch() + 4096;
+        final long n = check(syscall(Syscall.READ, fd, bufVa, Math.min(count, 8192)), "read " + fd);
+        return memory.readBytes(bufVa, (int) n);
+    }
+
+    /** lseek(2); returns the new position. */
+    public long lseek(final int fd, final long offset, final int whence) {
+        return check(syscall(Syscall.LSEEK, fd, offset, whence), "lseek " + fd);
+    }
+
+    /** setrlimit(RLIMIT_NOFILE, {cur, max}). */
+    public void setNofileLimit(final long cur, final long max) {
+        final long va = scratch() + 4096;
+        memory.writeLong(va, cur);
+        memory.writeLong(va + 8, max);
+        check(syscall(Syscall.SETRLIMIT, Syscall.RLIMIT_NOFILE, va), "setrlimit(RLIMIT_NOFILE)");
     }
 
     public void ftruncate(final int fd, final long length) {

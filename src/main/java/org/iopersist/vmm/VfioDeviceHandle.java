@@ -21,6 +21,17 @@ public final class VfioDeviceHandle implements AutoCloseable {
         this.fd = fd;
     }
 
+    /** Wraps a device fd this process holds (one retrieved from a LUO session, already bound as {@code devId}). */
+    public static VfioDeviceHandle of(final KernelClient client, final int index, final int fd, final int devId) {
+        final VfioDeviceHandle h = new VfioDeviceHandle(client, index, fd);
+        h.devId = devId;
+        return h;
+    }
+
+    public int fd() {
+        return fd;
+    }
+
     /** Opens {@code /dev/vfio/devices/vfio<index>}. */
     public static VfioDeviceHandle open(final KernelClient client, final int index) {
         return new VfioDeviceHandle(client, index, client.open(Vfio.cdevPath(index), Syscall.O_RDWR));

@@ -202,17 +202,36 @@ final class BenchReport {
         b.append("guestmemfs (2 MiB blocks), mapped as the number of areas given, with devices at 10 k records/s\n");
         b.append("each. \"Rebuild\" is what pinning and mapping all of it again costs a warm kernel (p50 of 7): the\n");
         b.append("work an update that did not keep the tables would put between the kexec and the first DMA.\n\n");
-        b.append("| guest RAM, areas | updates | blackout p50 / p90 / max ms | finalize | kexec | boot | reopen | rebuild ms | handover: KHO tree / iommufd blob | DMA faults, corrupt | longest DMA gap |\n");
-        b.append("|---|---|---|---|---|---|---|---|---|---|---|\n");
+        b.append("| guest RAM, areas | updates | blackout p50 / p90 / max ms | LUO blackout p50 ms | finalize | kexec | boot | reopen | rebuild ms | handover: KHO tree / iommufd blob | DMA faults, corrupt | longest DMA gap |\n");
+        b.append("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (LiveUpdateBench.Result x : r.liveUpdates()) {
             b.append("| ").append(x.scenario().label()).append(" | ").append(x.updates()).append(" | ")
                     .append(ms(x.blackout().p50Ms())).append(" / ").append(ms(x.blackout().p90Ms())).append(" / ")
-                    .append(ms(x.blackout().maxMs())).append(" | ").append(ms(x.finalizing().p50Ms())).append(" | ")
+                    .append(ms(x.blackout().maxMs())).append(" | ").append(ms(x.luo().blackout().p50Ms())).append(" | ")
+                    .append(ms(x.finalizing().p50Ms())).append(" | ")
                     .append(ms(x.kexec().p50Ms())).append(" | ").append(ms(x.boot().p50Ms())).append(" | ")
                     .append(ms(x.reopen().p50Ms())).append(" | ").append(ms(x.rebuildMapMs())).append(" | ")
                     .append(x.khoTreeBytes()).append(" B / ").append(x.iommufdBlobBytes()).append(" B | ")
                     .append(x.faults()).append(", ").append(x.corrupt()).append(x.recordsInPlace() ? "" : " (records missing)")
                     .append(" | ").append(ms(x.longestDmaGapMs())).append(" ms |\n");
+        }
+        b.append("\nThe same scenarios the LUO way (`/dev/liveupdate`): guest RAM in a memfd sealed against growing,\n");
+        b.append("shrinking and new seals, mapped with `IOMMU_IOAS_MAP_FILE`, the HWPT marked, and the memfd, the iommufd\n");
+        b.append("and both device files preserved in a session. There is no finalize: the reboot freezes and serializes\n");
+        b.append("the session (kexec). The restarted VMM retrieves the session, the device files (bound and attached\n");
+        b.append("already), the iommufd and the RAM memfd, and finishes (retrieve). Blackout is the reboot to the finish;\n");
+        b.append("preserving everything in a new session for the next update happens after it, the guest running.\n\n");
+        b.append("| guest RAM, areas | updates | LUO blackout p50 / p90 / max ms | kexec (freeze) | boot | retrieve + finish | preserve (off the blackout) | handover: KHO tree / LUO blob | DMA faults, corrupt |\n");
+        b.append("|---|---|---|---|---|---|---|---|---|\n");
+        for (LiveUpdateBench.Result x : r.liveUpdates()) {
+            final LiveUpdateBench.Luo l = x.luo();
+            b.append("| ").append(x.scenario().label()).append(" | ").append(x.updates()).append(" | ")
+                    .append(ms(l.blackout().p50Ms())).append(" / ").append(ms(l.blackout().p90Ms())).append(" / ")
+                    .append(ms(l.blackout().maxMs())).append(" | ").append(ms(l.kexec().p50Ms())).append(" | ")
+                    .append(ms(l.boot().p50Ms())).append(" | ").append(ms(l.retrieve().p50Ms())).append(" | ")
+                    .append(ms(l.preserve().p50Ms())).append(" | ").append(l.khoTreeBytes()).append(" B / ")
+                    .append(l.luoBlobBytes()).append(" B | ").append(l.faults()).append(", ").append(l.corrupt())
+                    .append(l.recordsInPlace() ? "" : " (records missing)").append(" |\n");
         }
         b.append("\nPhases are p50 in ms. The longest DMA gap is the longest time between two completed records of a\n");
         b.append("device over the whole run: scheduling noise on a small machine, not an IOMMU blackout.\n\n");

@@ -29,6 +29,7 @@ class BenchSmokeTest {
                 && md.contains("| 4 GiB, 1 GiB leaves | 4 x 1G |"), md);
         assertTrue(md.contains("| 8 (4) | 2 |"), md);
         assertTrue(md.contains("| 64 MiB, 64 areas | 2 |") && md.contains("IOMMU_IOAS_MAP 64 MiB"), md);
+        assertTrue(md.contains("| guest RAM, areas | updates | LUO blackout p50 / p90 / max ms |"), "the LUO flow's table");
         assertTrue(md.contains("| the demo in separate processes | every run ends 'demo: ok' | all 1 ok | yes |"), md);
         assertTrue(Files.size(dir.resolve("docs").resolve("bench").resolve("live-update.png")) > 1000);
         assertTrue(Files.size(dir.resolve("docs").resolve("bench").resolve("scaling.png")) > 1000);

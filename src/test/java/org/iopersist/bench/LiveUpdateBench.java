@@ -25,10 +25,19 @@ final class LiveUpdateBench {
         }
     }
 
-    /** Milliseconds at p50 and max of each phase, and what held. */
+    /** Milliseconds at p50 and max of each phase, and what held; {@code luo}: the same scenario the LUO way. */
     record Result(Scenario scenario, int updates, double rebuildMapMs, Phase finalizing, Phase kexec, Phase boot,
                   Phase reopen, Phase blackout, long khoTreeBytes, long iommufdBlobBytes, long faults, long corrupt,
-                  boolean recordsInPlace, double longestDmaGapMs) {
+                  boolean recordsInPlace, double longestDmaGapMs, Luo luo) {
+    }
+
+    /**
+     * The LUO flow's phases: kexec (kexec_load and the reboot, which freezes and serializes the
+     * session), boot, retrieve (session, device files, iommufd, RAM, finish), their sum the
+     * blackout; and, off it, preserve (a new session for the next update).
+     */
+    record Luo(Phase kexec, Phase boot, Phase retrieve, Phase blackout, Phase preserve, long khoTreeBytes, long luoBlobBytes,
+               long faults, long corrupt, boolean recordsInPlace) {
     }
 
     record Phase(double p50Ms, double p90Ms, double maxMs) {
@@ -70,9 +79,42 @@ final class LiveUpdateBench {
             // With the devices stopped: what rebuilding the mappings would cost a warm kernel (the
             // alternative to adopting them), as the p50 of a few full map-and-unmap cycles.
             final double rebuildMs = rig.remapWarm(7);
+            final Luo luo = runLuo(work.resolve("luo"), s, warmup, measured);
             return new Result(s, measured, rebuildMs, Phase.of(finalize), Phase.of(kexec), Phase.of(boot),
                     Phase.of(reopen), Phase.of(blackout), treeBytes, blobBytes, dma.faults(), dma.corrupt(),
-                    dma.recordsInPlace(), dma.longestGapMs());
+                    dma.recordsInPlace(), dma.longestGapMs(), luo);
+        }
+    }
+
+    /** The same scenario the LUO way: guest RAM in a sealed memfd, preserved in a session with the iommufd and devices. */
+    static Luo runLuo(final Path work, final Scenario s, final int warmup, final int measured) throws Exception {
+        final long guestBytes = s.guestRamMib() * MIB;
+        final MachineConfig config = MachineConfig.small().withMemorySize(guestBytes + 1024 * MIB);
+        final Histogram kexec = new Histogram(3);
+        final Histogram boot = new Histogram(3);
+        final Histogram retrieve = new Histogram(3);
+        final Histogram blackout = new Histogram(3);
+        final Histogram preserve = new Histogram(3);
+        long treeBytes = 0;
+        long blobBytes = 0;
+        try (UpdateRig rig = UpdateRig.start(Files.createDirectories(work), config, guestBytes, s.areas(), 0, UpdateRig.Flow.LUO)) {
+            for (int u = 0; u < warmup + measured; u++) {
+                final UpdateRig.Update up = rig.liveUpdate();
+                if (u >= warmup) {
+                    kexec.recordValue(up.kexecNanos());
+                    boot.recordValue(up.bootNanos());
+                    retrieve.recordValue(up.reopenNanos());
+                    blackout.recordValue(up.blackoutNanos());
+                    preserve.recordValue(up.preserveNanos());
+                }
+                if (u == 0) {
+                    blobBytes = Handovers.subtree(rig.machine().board(), "LUO").segment().byteSize();
+                    treeBytes = rig.kernel().liveUpdate().incoming().setup().fdtSize();
+                }
+            }
+            final UpdateRig.Dma dma = rig.stopDevices();
+            return new Luo(Phase.of(kexec), Phase.of(boot), Phase.of(retrieve), Phase.of(blackout), Phase.of(preserve), treeBytes,
+                    blobBytes, dma.faults(), dma.corrupt(), dma.recordsInPlace());
         }
     }
 
@@ -83,8 +125,9 @@ final class LiveUpdateBench {
             final Path dir = Files.createDirectories(work.resolve("lu-" + s.guestRamMib() + "-" + s.areas()));
             System.out.printf("live update: %s ...%n", s.label());
             final Result r = run(dir, s, warmup, measured);
-            System.out.printf("live update: %s: blackout p50 %.1f ms, boot p50 %.1f ms, %d faults%n", s.label(),
-                    r.blackout().p50Ms(), r.boot().p50Ms(), r.faults());
+            System.out.printf("live update: %s: blackout p50 %.1f ms (LUO %.1f ms), boot p50 %.1f ms (LUO %.1f ms), %d faults"
+                    + " (LUO %d)%n", s.label(), r.blackout().p50Ms(), r.luo().blackout().p50Ms(), r.boot().p50Ms(),
+                    r.luo().boot().p50Ms(), r.faults(), r.luo().faults());
             out.add(r);
             Bench.deleteTree(dir);
         }

@@ -17,6 +17,8 @@ import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.GuestRam;
 import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
+import org.iopersist.vmm.LiveupdateHandle;
+import org.iopersist.vmm.SessionHandle;
 import org.iopersist.vmm.VfioDeviceHandle;
 
 /**
@@ -41,7 +43,8 @@ final class UpdateRig implements AutoCloseable {
      * leaf-by-leaf check of the adopted tables after the rebind ({@code scrubNanos} as the kernel
      * reports it; {@code scrub} its sysfs line).
      */
-    record Update(long finalizeNanos, long kexecNanos, long bootNanos, long reopenNanos, long scrubNanos, String scrub) {
+    record Update(long finalizeNanos, long kexecNanos, long bootNanos, long reopenNanos, long scrubNanos, String scrub,
+            long preserveNanos) {
         long blackoutNanos() {
             return finalizeNanos + kexecNanos + bootNanos + reopenNanos;
         }
@@ -51,7 +54,19 @@ final class UpdateRig implements AutoCloseable {
     record Dma(long faults, long corrupt, boolean recordsInPlace, double longestGapMs) {
     }
 
+    /**
+     * How the VMM hands its state over: the RFC's (guestmemfs RAM, a persistent iommufd, finalize,
+     * sysfs reopen and rebind) or LUO's (a sealed memfd, the HWPT marked, memfd, iommufd and device
+     * files preserved in a session; no finalize, the reboot freezes; retrieve by token, finish).
+     */
+    enum Flow { RFC, LUO }
+
+    private static final long MEMFD_TOKEN = 1;
+    private static final long IOMMUFD_TOKEN = 2;
+    private static final long CDEV_TOKEN = 16;
+
     private final Path work;
+    private final Flow flow;
     private final Machine machine;
     private final long guestBytes;
     private final int areas;
@@ -68,12 +83,14 @@ final class UpdateRig implements AutoCloseable {
     private int boots;
 
     private UpdateRig(final Path work, final Machine machine, final long guestBytes, final int areas,
-            final long carveOutBytes) {
+            final long carveOutBytes, final Flow flow) {
         this.work = work;
+        this.flow = flow;
         this.machine = machine;
         this.guestBytes = guestBytes;
         this.areas = areas;
-        this.cmdline = "guestmemfs=" + (carveOutBytes / MIB) + "M liveupdate.finish_timeout=0";
+        this.cmdline = flow == Flow.LUO ? "liveupdate.finish_timeout=0"
+                : "guestmemfs=" + (carveOutBytes / MIB) + "M liveupdate.finish_timeout=0";
         this.bars = new DeviceBar[machine.devices().size()];
     }
 
@@ -101,8 +118,14 @@ final class UpdateRig implements AutoCloseable {
      */
     static UpdateRig start(final Path work, final MachineConfig config, final long guestBytes, final int areas,
             final long carveOutBytes) throws IOException {
+        return start(work, config, guestBytes, areas, carveOutBytes, Flow.RFC);
+    }
+
+    /** As {@link #start}, the VMM following {@code flow} (LUO: guest RAM in a memfd, no carve-out). */
+    static UpdateRig start(final Path work, final MachineConfig config, final long guestBytes, final int areas,
+            final long carveOutBytes, final Flow flow) throws IOException {
         final Machine machine = Machine.create(work.resolve("m"), config).start();
-        final UpdateRig rig = new UpdateRig(work, machine, guestBytes, areas, carveOutBytes);
+        final UpdateRig rig = new UpdateRig(work, machine, guestBytes, areas, carveOutBytes, flow);
         try {
             rig.setUp();
             return rig;
@@ -116,17 +139,29 @@ final class UpdateRig implements AutoCloseable {
         Files.writeString(work.resolve("m").resolve("boot").resolve("cmdline"), cmdline);
         kernel = Kernel.boot(machine.board());
         connect();
-        ram = GuestRam.create(vmm, RAM, guestBytes);
+        ram = flow == Flow.LUO ? GuestRam.createMemfd(vmm, RAM, guestBytes) : GuestRam.create(vmm, RAM, guestBytes);
         iommufd = IommufdHandle.open(vmm);
-        pid = (int) iommufd.makePersistent();
-        node = Iommufd.persistedNode(pid);
+        if (flow == Flow.RFC) {
+            pid = (int) iommufd.makePersistent();
+            node = Iommufd.persistedNode(pid);
+        }
         final int ioas = iommufd.ioasAlloc();
+        final java.util.Set<Integer> hwpts = new java.util.TreeSet<>();
+        final int[] devFds = new int[bars.length];
         for (int i = 0; i < bars.length; i++) {
             final VfioDeviceHandle dev = VfioDeviceHandle.open(vmm, i);
             dev.bind(iommufd);
-            dev.attach(ioas);
+            hwpts.add(dev.attach(ioas));
+            devFds[i] = dev.fd();
         }
         ram.mapForDma(iommufd, ioas, areas);
+        if (flow == Flow.LUO) {
+            for (int h : hwpts) {
+                iommufd.markPreserve(h, 0x1000 + h);
+            }
+            cdevFds = devFds;
+            preserve();
+        }
         final long pace = 1_000_000_000L * bars.length / RECORDS_PER_SECOND;
         for (int i = 0; i < bars.length; i++) {
             bars[i] = new DeviceBar(machine.board().deviceBar(i));
@@ -135,6 +170,24 @@ final class UpdateRig implements AutoCloseable {
         for (DeviceBar bar : bars) {
             bar.awaitSeq(50);
         }
+    }
+
+    private int[] cdevFds;
+    private LiveupdateHandle luo;
+
+    /** LUO: a session with the RAM memfd, the iommufd and every device file; it stays open through the kexec. */
+    private long preserve() {
+        final long t0 = System.nanoTime();
+        if (luo == null) {
+            luo = LiveupdateHandle.open(vmm);
+        }
+        final SessionHandle session = luo.createSession(RAM);
+        session.preserveFd(ram.fd(), MEMFD_TOKEN);
+        session.preserveFd(iommufd.fd(), IOMMUFD_TOKEN);
+        for (int i = 0; i < cdevFds.length; i++) {
+            session.preserveFd(cdevFds[i], CDEV_TOKEN + i);
+        }
+        return System.nanoTime() - t0;
     }
 
     private void connect() throws IOException {
@@ -164,6 +217,9 @@ final class UpdateRig implements AutoCloseable {
      * device again and reopens guest RAM.
      */
     Update liveUpdate() throws IOException, InterruptedException {
+        if (flow == Flow.LUO) {
+            return liveUpdateLuo();
+        }
         final Kernel old = kernel;
         final long t0 = System.nanoTime();
         vmm.writeFile("/sys/kernel/kho/finalize", "1");
@@ -195,7 +251,42 @@ final class UpdateRig implements AutoCloseable {
         }
         final java.util.regex.Matcher m = SCRUB_MS.matcher(scrub);
         final long scrubNanos = m.find() ? (long) (Double.parseDouble(m.group(1)) * 1e6) : -1;
-        return new Update(t1 - t0, t2 - t1, t3 - t2, t4 - t3, scrubNanos, scrub);
+        return new Update(t1 - t0, t2 - t1, t3 - t2, t4 - t3, scrubNanos, scrub, 0);
+    }
+
+    /**
+     * One live update the LUO way: kexec_load and reboot(KEXEC), which freezes and serializes the
+     * session (no finalize); the next kernel boots from the handover; the restarted VMM retrieves
+     * its session, device files (bound and attached already), iommufd and RAM memfd, and finishes.
+     * Then, off the blackout, it preserves them in a new session for the next update.
+     */
+    private Update liveUpdateLuo() throws IOException, InterruptedException {
+        final Kernel old = kernel;
+        final long t0 = System.nanoTime();
+        vmm.kexecLoad(cmdline);
+        vmm.rebootKexec();
+        if (!old.liveUpdate().awaitKexec(60, TimeUnit.SECONDS)) {
+            throw new IllegalStateException("update " + boots + ": the kexec did not happen");
+        }
+        final long t1 = System.nanoTime();
+        kernel = Kernel.boot(machine.board());
+        final long t2 = System.nanoTime();
+        if (kernel.bootKind() != Kernel.BootKind.LIVE_UPDATE) {
+            throw new IllegalStateException("update " + boots + " cold-booted: " + kernel.coldBootReason());
+        }
+        vmm.close();
+        luo = null;
+        connect();
+        luo = LiveupdateHandle.open(vmm);
+        final SessionHandle s = luo.retrieveSession(RAM);
+        for (int i = 0; i < cdevFds.length; i++) {
+            cdevFds[i] = s.retrieveFd(CDEV_TOKEN + i);
+        }
+        iommufd = IommufdHandle.of(vmm, s.retrieveFd(IOMMUFD_TOKEN));
+        ram = GuestRam.ofMemfd(vmm, s.retrieveFd(MEMFD_TOKEN));
+        s.finish();
+        final long t3 = System.nanoTime();
+        return new Update(0, t1 - t0, t2 - t1, t3 - t2, 0, "none", preserve());
     }
 
     /** Stops every device and checks the records each left in guest RAM. */

@@ -39,6 +39,33 @@ class DemoReportTest {
     Path dir;
 
     @Test
+    void theLuoFlowsReportMatchesTheSchemaToo() throws Exception {
+        final Path out = dir.resolve("luo-out");
+        final PrintStream stdout = System.out;
+        final ByteArrayOutputStream outBuf = new ByteArrayOutputStream();
+        System.setOut(new PrintStream(outBuf, true, StandardCharsets.UTF_8));
+        final int exit;
+        try {
+            exit = new CommandLine(new Main()).execute("demo", "--flow", "luo", "--seconds", "0.2", "--out", out.toString(),
+                    "--dir", dir.resolve("luo-m").toString());
+        } finally {
+            System.setOut(stdout);
+        }
+        final String summary = outBuf.toString(StandardCharsets.UTF_8);
+        assertEquals(0, exit, summary);
+        assertTrue(summary.endsWith("demo: ok\n"), summary);
+        final JsonNode report = new ObjectMapper().readTree(out.resolve("report.json").toFile());
+        final Schema schema = SchemaRegistry.withDefaultDialect(SpecificationVersion.DRAFT_2020_12).getSchema(Files.readString(SCHEMA));
+        assertEquals(List.of(), schema.validate(report), "report.json against " + SCHEMA);
+        assertEquals("luo", report.get("flow").asText());
+        assertTrue(report.get("ok").asBoolean(), report.toString());
+        final JsonNode update = report.get("updates").get(0);
+        assertTrue(update.get("handover").isNull() && update.get("scrub").isNull(), update.toString());
+        assertEquals(0.0, update.get("phases").get("finalizeMs").asDouble(), "no finalize in the LUO flow");
+        assertTrue(update.get("devIdsKept").asBoolean());
+    }
+
+    @Test
     void theDemoWritesAReportThatMatchesItsSchemaATimelineAndTheLogs() throws Exception {
         final Path out = dir.resolve("out");
         final Path machine = dir.resolve("m");

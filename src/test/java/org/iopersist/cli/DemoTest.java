@@ -48,6 +48,25 @@ class DemoTest {
     }
 
     @Test
+    void theLuoFlowRunsTheSameDevicesAndChecksThroughSessions() {
+        final String out = run(0, "demo", "--flow", "luo", "--seconds", "0.2", "--updates", "2", "--dir", dir.resolve("m").toString());
+        assertTrue(out.contains("kernel 1 booted (cold)") && out.contains("cmdline \"liveupdate.finish_timeout=30\""), out);
+        assertTrue(out.contains("vmm 1    guest RAM memfd:vm0-ram (64 MiB, sealed) at IOVA 0, iommufd with HWPT 3 marked, devices bound "
+                + "(dev_id 2, 4) and running; session vm0: state, RAM, iommufd and devices preserved"), out);
+        assertTrue(out.contains("kexec 1   reboot (freeze + serialize) + kexec ") && out.contains("kexec 2   reboot"), out);
+        assertTrue(out.contains("vmm 3    retrieved session vm0 (ioas=1 hwpt=3 devids=2, 4): devices bound and attached, iommufd, "
+                + "guest RAM; finished"), out);
+        assertTrue(out.contains("vfio1: ") && out.contains(", 0 faults, 0 corrupt") && out.contains("checker: every record in place"), out);
+        assertTrue(out.endsWith("demo: ok\n"), out);
+    }
+
+    @Test
+    void theLuoFlowRefusesAGuestItsMemfdCannotHold() {
+        assertEquals("iopersist: --flow luo keeps guest RAM in a memfd of 4 KiB pages: at most 4G\n",
+                run(1, "demo", "--flow", "luo", "--guest-ram", "8G"));
+    }
+
+    @Test
     void aDirectoryThatHoldsAMachineIsRefused() throws Exception {
         java.nio.file.Files.createDirectories(dir.resolve("m"));
         java.nio.file.Files.writeString(dir.resolve("m").resolve("machine.properties"), "memory.size=1\n");

@@ -15,12 +15,14 @@ import java.util.function.Consumer;
 import org.iopersist.hw.Board;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.KernelLog;
+import org.iopersist.kernel.fs.DevNull;
 import org.iopersist.kernel.fs.Sysfs;
 import org.iopersist.kernel.fs.SysfsAttribute;
 import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.kernel.fs.Vfs;
 import org.iopersist.kernel.guestmemfs.Guestmemfs;
 import org.iopersist.kernel.guestmemfs.GuestmemfsLiveUpdate;
+import org.iopersist.kernel.guestmemfs.GuestmemfsLuoHandler;
 import org.iopersist.kernel.guestmemfs.GuestmemfsMount;
 import org.iopersist.kernel.iommu.IommuCore;
 import org.iopersist.kernel.iommu.IommuDevice;
@@ -29,9 +31,13 @@ import org.iopersist.kernel.iommu.intel.IntelIommuLiveUpdate;
 import org.iopersist.kernel.iommufd.IommufdCtx;
 import org.iopersist.kernel.iommufd.IommufdFile;
 import org.iopersist.kernel.iommufd.persist.IommufdLiveUpdate;
+import org.iopersist.kernel.iommufd.persist.IommufdLuoHandler;
 import org.iopersist.kernel.liveupdate.IncomingBoot;
 import org.iopersist.kernel.liveupdate.LiveUpdate;
 import org.iopersist.kernel.liveupdate.LiveUpdateHandler;
+import org.iopersist.kernel.liveupdate.luo.Luo;
+import org.iopersist.kernel.liveupdate.luo.LuoFileHandler;
+import org.iopersist.kernel.liveupdate.luo.MemfdLuoHandler;
 import org.iopersist.kernel.mm.EarlyFrames;
 import org.iopersist.kernel.mm.FrameAllocator;
 import org.iopersist.kernel.mm.FrameRefs;
@@ -40,9 +46,10 @@ import org.iopersist.kernel.syscall.LiveUpdateControl;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.kernel.syscall.Syscalls;
 import org.iopersist.kernel.vfio.VfioDevice;
-import org.iopersist.kernel.vfio.VfioDeviceFile;
+import org.iopersist.kernel.vfio.VfioLuoHandler;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.Iommufd;
+import org.iopersist.uapi.Liveupdate;
 import org.iopersist.uapi.Vfio;
 
 /**
@@ -78,6 +85,7 @@ public final class Kernel {
     private final String coldBootReason;
     private final Sysfs sysfs = new Sysfs();
     private final IommufdLiveUpdate persisted;
+    private final Luo luo;
     private final FrameRefs refs;
     private final Vfs vfs;
     private final Syscalls syscalls;
@@ -87,9 +95,10 @@ public final class Kernel {
     private final List<SyscallServer> servers = new CopyOnWriteArrayList<>();
 
     /** The preserving subsystems, in the order the live-update core runs their steps. */
-    private record Handlers(IntelIommuLiveUpdate vtd, GuestmemfsLiveUpdate guestmemfs, IommufdLiveUpdate iommufd) {
+    private record Handlers(IntelIommuLiveUpdate vtd, GuestmemfsLiveUpdate guestmemfs, IommufdLiveUpdate iommufd, Luo luo,
+            List<VfioDevice> vfio) {
         List<LiveUpdateHandler<?>> inOrder() {
-            return List.of(vtd, guestmemfs, iommufd);
+            return List.of(vtd, guestmemfs, iommufd, luo);
         }
     }
 
@@ -112,8 +121,8 @@ public final class Kernel {
         vfs.registerDevice(Iommufd.DEV_PATH, (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persisted.contexts(), p.uid())));
         final List<IommuDevice> devs = iommu.devices();
         for (int i = 0; i < devs.size(); i++) {
-            final VfioDevice vd = new VfioDevice(i, devs.get(i));
-            vfs.registerDevice(vd.cdevPath(), (p, path, flags) -> new VfioDeviceFile(vd));
+            final VfioDevice vd = handlers.vfio().get(i);
+            vfs.registerDevice(vd.cdevPath(), (p, path, flags) -> vd.open());
             final String dir = Vfio.vfioDevSysfsDir(devs.get(i).bdf().toString(), i);
             sysfs.mkdirs(dir);
             final int minor = i;
@@ -135,6 +144,10 @@ public final class Kernel {
             liveUpdate.register(handlers.guestmemfs()); // without guestmemfs= the handover has no guestmemfs node
         }
         liveUpdate.register(persisted);
+        this.luo = handlers.luo();
+        liveUpdate.register(luo); // last: its file handlers read the plans of all the others
+        vfs.registerDevice(Liveupdate.DEV_PATH, (p, path, flags) -> luo.openDevice(p));
+        vfs.registerDevice(DevNull.PATH, (p, path, flags) -> new DevNull());
         liveUpdate.onKexec(handedOver -> stopServers());
         persisted.publish(sysfs, (pid, ctx) -> vfs.registerDevice(Iommufd.persistedNode(pid),
                 (p, path, flags) -> new IommufdFile(persisted.reopen(pid, p))));
@@ -214,6 +227,11 @@ public final class Kernel {
         return server;
     }
 
+    /** The Live Update Orchestrator: /dev/liveupdate and its sessions. */
+    public Luo luo() {
+        return luo;
+    }
+
     public IommufdLiveUpdate persistedContexts() {
         return persisted;
     }
@@ -253,6 +271,16 @@ public final class Kernel {
      * every device blocked, never a partial one.
      */
     public static Kernel boot(final Board board, final Consumer<String> consoleOrNull) {
+        return boot(board, consoleOrNull, List.of());
+    }
+
+    /**
+     * As {@link #boot(Board, Consumer)}, with file handlers of modules loaded before the live-update
+     * core validates (each {@code liveupdate_register_file_handler}s at its init, as a built-in
+     * handler does): {@code luoModules} make them from the orchestrator.
+     */
+    public static Kernel boot(final Board board, final Consumer<String> consoleOrNull,
+            final List<java.util.function.Function<Luo, LuoFileHandler>> luoModules) {
         final KernelLog log = new KernelLog(consoleOrNull);
         final String cmdline = readBootFile(board, CMDLINE_FILE);
         final BootParams params = BootParams.parse(cmdline == null ? "" : cmdline);
@@ -275,7 +303,21 @@ public final class Kernel {
         final IntelIommuLiveUpdate vtd = new IntelIommuLiveUpdate(intel, iommu, log);
         final GuestmemfsLiveUpdate gmfs = new GuestmemfsLiveUpdate(board.memory(),
                 handedScratch -> carveGuestmemfs(params, memSize, handedScratch, null), log);
-        final Handlers handlers = new Handlers(vtd, gmfs, new IommufdLiveUpdate(log, board.memory(), refs, iommu, gmfs, vtd));
+        final IommufdLiveUpdate rfc = new IommufdLiveUpdate(log, board.memory(), refs, iommu, gmfs, vtd);
+        final List<VfioDevice> vfio = new java.util.ArrayList<>();
+        for (int i = 0; i < iommu.devices().size(); i++) {
+            vfio.add(new VfioDevice(i, iommu.devices().get(i))); // cdevs in BDF order, the same N every boot
+        }
+        // The orchestrator's file handlers, in dependency order: a file's record follows those it names.
+        final Luo luo = new Luo(log);
+        luo.register(new MemfdLuoHandler(luo, board.memory(), frames, refs));
+        luo.register(new GuestmemfsLuoHandler(gmfs));
+        luo.register(new IommufdLuoHandler(log, board.memory(), refs, iommu, rfc, vtd));
+        luo.register(new VfioLuoHandler(log, iommu, vfio));
+        for (java.util.function.Function<Luo, LuoFileHandler> module : luoModules) {
+            luo.register(module.apply(luo));
+        }
+        final Handlers handlers = new Handlers(vtd, gmfs, rfc, luo, List.copyOf(vfio));
 
         final IncomingBoot incoming = IncomingBoot.validate(board.memory(), readBootBytes(board, SETUP_DATA_FILE), params.kho(),
                 handlers.inOrder(), log);

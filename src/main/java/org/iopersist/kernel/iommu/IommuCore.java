@@ -152,6 +152,16 @@ public final class IommuCore {
         return restoredByKey.get(key);
     }
 
+    /** iommu_domain_preserve / _unpreserve (the IOMMU series): see {@link IommuDriver#setDomainPreserved}. */
+    public void preserveDomain(final IommuDomain domain, final boolean on) {
+        driver.setDomainPreserved(domain.ops(), on);
+    }
+
+    /** iommu_preserve_device / _unpreserve_device: see {@link IommuDriver#setDevicePreserved}. */
+    public void preserveDevice(final IommuDevice dev, final boolean on) {
+        driver.setDevicePreserved(dev, on);
+    }
+
     /** Frees a paging domain; EBUSY while any device is attached to it. */
     public synchronized void free(final IommuDomain domain) {
         if (domain == blocked) {

@@ -31,6 +31,19 @@ public interface IommuDriver {
      */
     void setDomain(IommuDevice dev, DomainOps domainOrNull);
 
+    /**
+     * LUO preserves {@code domain} (on) or stops (off): its tables go into the next handover, and
+     * only the devices {@link #setDevicePreserved} names keep translating through it at the kexec.
+     */
+    default void setDomainPreserved(final DomainOps domain, final boolean on) {
+        throw new org.iopersist.kernel.KernelException(org.iopersist.uapi.Errno.EOPNOTSUPP, name() + " cannot preserve a domain");
+    }
+
+    /** LUO preserves {@code dev} (on) or stops (off): with its domain preserved, it keeps translating at the kexec. */
+    default void setDevicePreserved(final IommuDevice dev, final boolean on) {
+        throw new org.iopersist.kernel.KernelException(org.iopersist.uapi.Errno.EOPNOTSUPP, name() + " cannot preserve a device");
+    }
+
     /** IOMMU_GET_HW_INFO's answer for {@code dev}. */
     HwInfo hwInfo(IommuDevice dev);
 

@@ -7,6 +7,7 @@ import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommu.IommuDomain;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.IommuHwptAlloc;
+import org.iopersist.uapi.IommuHwptLiveupdateMarkPreserve;
 import org.iopersist.uapi.Iommufd;
 
 /**
@@ -22,6 +23,11 @@ public final class HwptPaging extends IommufdObject implements IoasDomain {
     private final IommuCore iommu;
     /** Devices attached, guarded by the context's attach lock. */
     int devices;
+    /** IOMMUFD_OBJ_LIVEUPDATE_MARK: marked for preservation under {@link #liveupdateToken}; guarded by the attach lock. */
+    private boolean liveupdateMarked;
+    private long liveupdateToken;
+    /** liveupdate_preserved: its iommufd is preserved in a session (or it was restored by one); guarded by the attach lock. */
+    private boolean liveupdatePreserved;
 
     private HwptPaging(final Ioas ioas, final IommuDomain domain, final boolean auto, final IommuCore iommu) {
         super(ObjectType.HWPT_PAGING);
@@ -165,6 +171,73 @@ public final class HwptPaging extends IommufdObject implements IoasDomain {
             u.ctx.objects.finalizeObject(h.id(), h);
             return 0;
         }
+    }
+
+    /**
+     * IOMMU_HWPT_LIVEUPDATE_MARK_PRESERVE (iommufd_hwpt_liveupdate_mark_preserve): the HWPT_PAGING
+     * {@code hwpt_id} (ENOENT) is marked with {@code hwpt_token}, which no marked HWPT of this
+     * iommufd may hold already, this one included (EADDRINUSE). There is no unmark. Then, marking in
+     * an iommufd preserved in a session (or restored from one, until it finishes) is EBUSY: the
+     * series leaves it a TODO, and a mark made after the preserve would not be preserved.
+     */
+    static long liveupdateMarkPreserve(final Ucmd u) {
+        final HwptPaging target = u.ctx.objects.getObject(IommuHwptLiveupdateMarkPreserve.hwptId(u.cmd), ObjectType.HWPT_PAGING,
+                HwptPaging.class);
+        try {
+            final long token = IommuHwptLiveupdateMarkPreserve.hwptToken(u.cmd);
+            synchronized (u.ctx.attachLock) {
+                for (IommufdObject o : u.ctx.objects.objects()) {
+                    if (o instanceof HwptPaging h && h.liveupdateMarked && h.liveupdateToken == token) {
+                        throw new KernelException(Errno.EADDRINUSE, "hwpt_token 0x" + Long.toHexString(token) + " marks hwpt " + h.id());
+                    }
+                }
+                if (u.ctx.liveupdatePreserved()) {
+                    throw new KernelException(Errno.EBUSY, "iommufd is preserved in a live-update session: mark before preserving it");
+                }
+                target.liveupdateMarked = true;
+                target.liveupdateToken = token;
+            }
+            return 0;
+        } finally {
+            u.ctx.objects.putObject(target);
+        }
+    }
+
+    /** Whether the HWPT is marked for preservation (attach lock). */
+    public boolean liveupdateMarked() {
+        return liveupdateMarked;
+    }
+
+    /** Its token, if marked. */
+    public long liveupdateToken() {
+        return liveupdateToken;
+    }
+
+    /** Whether it is preserved now (its iommufd preserved in a session, or restored by one). */
+    public boolean liveupdatePreserved() {
+        return liveupdatePreserved;
+    }
+
+    /**
+     * Its iommufd is preserved (on) or not (off) any more: while preserved the object is locked, so
+     * DESTROY answers EBUSY (iommufd_lock_obj, put at unpreserve).
+     */
+    public void liveupdatePreserved(final boolean on) {
+        if (on == liveupdatePreserved) {
+            return;
+        }
+        liveupdatePreserved = on;
+        if (on) {
+            users.incrementAndGet(); // the preservation's, released by liveupdatePreserved(false)
+        } else {
+            users.decrementAndGet();
+        }
+    }
+
+    /** A restored HWPT takes back its mark and token. */
+    public void liveupdateMark(final long token) {
+        liveupdateMarked = true;
+        liveupdateToken = token;
     }
 
     // ------------------------------------------------------------------ IoasDomain

@@ -41,6 +41,11 @@ final class IoPagetable {
 
     /** domains_rwsem: written to attach or detach a domain, read to map into the domains. */
     final ReentrantReadWriteLock domainsLock = new ReentrantReadWriteLock();
+    /**
+     * iopt::liveupdate_immutable: a HWPT over this IOAS is preserved for a live update, so its
+     * mappings must stay as the domain holds them: map and unmap answer EBUSY.
+     */
+    volatile boolean liveupdateImmutable;
     /** iova_rwsem: the interval sets, the alignment and the access list. */
     final ReentrantReadWriteLock iovaLock = new ReentrantReadWriteLock();
 

@@ -186,6 +186,7 @@ public final class Ioas extends IommufdObject {
         final int prot = iommuProt(flags);
         final Ioas ioas = get(u.ctx, IommuIoasMap.ioasId(u.cmd));
         try {
+            ioas.checkLiveupdateMutable("IOAS_MAP");
             final long uptr = IommuIoasMap.userVa(u.cmd);
             final AddressSpace.FileRange backing = u.process.mm().fileRange(uptr, length);
             final IoptPages pages;
@@ -217,6 +218,7 @@ public final class Ioas extends IommufdObject {
         final int prot = iommuProt(flags);
         final Ioas ioas = get(u.ctx, IommuIoasMapFile.ioasId(u.cmd));
         try {
+            ioas.checkLiveupdateMutable("IOAS_MAP_FILE");
             final int fd = IommuIoasMapFile.fd(u.cmd);
             if (fd < 0) {
                 throw new KernelException(Errno.EBADF, "fd " + fd);
@@ -224,7 +226,7 @@ public final class Ioas extends IommufdObject {
             final KernelFile f = u.process.fds().get(fd);
             final IoptPages pages;
             if (f instanceof GuestmemFile g) {
-                pages = IoptPages.ofGuestmem(u.process, g, start, length, u.ctx.refs());
+                pages = IoptPages.ofGuestmem(u.process, g, start, length, u.ctx.refs()).mappedByFile();
             } else if (u.ctx.persistent()) {
                 throw new KernelException(Errno.EINVAL, "persistent iommufd " + u.ctx.persistentId() + ": " + f.describe()
                         + " is not a guestmemfs file");
@@ -272,6 +274,10 @@ public final class Ioas extends IommufdObject {
             throw e;
         }
         try {
+            if (dst.iopt.liveupdateImmutable) {
+                pagesList.forEach(p -> p.pages().put()); // iopt_free_pages_list
+                dst.checkLiveupdateMutable("IOAS_COPY");
+            }
             final IoPagetable.PagesList first = pagesList.get(0);
             IommuIoasCopy.dstIova(u.cmd, dst.iopt.mapPages(pagesList, length, dstIova, allocIova(flags), prot,
                     first.pages().addressOf(first.startByte())));
@@ -287,6 +293,7 @@ public final class Ioas extends IommufdObject {
         u.ctx.checkMutable("IOAS_UNMAP");
         final Ioas ioas = get(u.ctx, IommuIoasUnmap.ioasId(u.cmd));
         try {
+            ioas.checkLiveupdateMutable("IOAS_UNMAP");
             final long iova = IommuIoasUnmap.iova(u.cmd);
             final long length = IommuIoasUnmap.length(u.cmd);
             final long unmapped;
@@ -365,6 +372,28 @@ public final class Ioas extends IommufdObject {
     }
 
     // ------------------------------------------------------------------ live update
+
+    /** EBUSY while a HWPT over this IOAS is preserved for a live update (the IOAS is immutable). */
+    void checkLiveupdateMutable(final String what) {
+        if (iopt.liveupdateImmutable) {
+            throw new KernelException(Errno.EBUSY, what + " on IOAS " + id() + ": a preserved HWPT makes it immutable");
+        }
+    }
+
+    /** Whether a preserved HWPT makes this IOAS immutable. */
+    public boolean liveupdateImmutable() {
+        return iopt.liveupdateImmutable;
+    }
+
+    /** ioas_set_immutable. */
+    public void liveupdateImmutable(final boolean on) {
+        iopt.domainsLock.writeLock().lock();
+        try {
+            iopt.liveupdateImmutable = on;
+        } finally {
+            iopt.domainsLock.writeLock().unlock();
+        }
+    }
 
     /** What an IOAS holds, read at once under iova_rwsem: what a live update hands over. */
     public record State(long iovaAlignment, boolean hugePages, List<IovaInterval> allowed, List<IoptArea> areas) {

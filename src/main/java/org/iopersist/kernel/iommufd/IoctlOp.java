@@ -3,6 +3,7 @@ package org.iopersist.kernel.iommufd;
 import org.iopersist.uapi.IommuDestroy;
 import org.iopersist.uapi.IommuHwInfo;
 import org.iopersist.uapi.IommuHwptAlloc;
+import org.iopersist.uapi.IommuHwptLiveupdateMarkPreserve;
 import org.iopersist.uapi.IommuIoasAlloc;
 import org.iopersist.uapi.IommuIoasAllowIovas;
 import org.iopersist.uapi.IommuIoasCopy;
@@ -29,7 +30,9 @@ enum IoctlOp {
     IOAS_MAP_FILE(Iommufd.IOMMU_IOAS_MAP_FILE, IommuIoasMapFile.SIZE, IommuIoasMapFile.MIN_SIZE, Ioas::mapFile),
     OPTION(Iommufd.IOMMU_OPTION, IommuOption.SIZE, IommuOption.MIN_SIZE, IommufdCtx::option),
     HWPT_ALLOC(Iommufd.IOMMU_HWPT_ALLOC, IommuHwptAlloc.SIZE, IommuHwptAlloc.MIN_SIZE, HwptPaging::allocIoctl),
-    GET_HW_INFO(Iommufd.IOMMU_GET_HW_INFO, IommuHwInfo.SIZE, IommuHwInfo.MIN_SIZE, IommufdDevice::getHwInfo);
+    GET_HW_INFO(Iommufd.IOMMU_GET_HW_INFO, IommuHwInfo.SIZE, IommuHwInfo.MIN_SIZE, IommufdDevice::getHwInfo),
+    HWPT_LIVEUPDATE_MARK_PRESERVE(Iommufd.IOMMU_HWPT_LIVEUPDATE_MARK_PRESERVE, IommuHwptLiveupdateMarkPreserve.SIZE,
+            IommuHwptLiveupdateMarkPreserve.MIN_SIZE, HwptPaging::liveupdateMarkPreserve);
 
     /** A command's handler; returns the ioctl's return value (0) or throws with the errno. */
     @FunctionalInterface

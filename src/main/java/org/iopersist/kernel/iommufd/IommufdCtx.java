@@ -44,6 +44,8 @@ public final class IommufdCtx {
     /** The open file plus every bound device and access (iommufd_ctx_get), as the file's refcount. */
     private final AtomicInteger fileRefs = new AtomicInteger(1);
     private volatile int accountMode = ACCOUNT_USER;
+    /** Preserved in a LUO session (outgoing), or restored from one and not finished; guarded by attachLock. */
+    private boolean liveupdatePreserved;
 
     /** iommufd_fops_open: the context a process gets by opening {@code /dev/iommu}, owned by {@code ownerUid}. */
     public IommufdCtx(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommu,
@@ -149,6 +151,21 @@ public final class IommufdCtx {
                 ioas.iopt.changeProcess(next);
             }
         }
+    }
+
+    /** Whether this context is preserved in a LUO session (or restored from one and not finished). Attach lock. */
+    public boolean liveupdatePreserved() {
+        return liveupdatePreserved;
+    }
+
+    /** Set by the iommufd file handler under the attach lock ({@link #attachLock()}). */
+    public void liveupdatePreserved(final boolean on) {
+        liveupdatePreserved = on;
+    }
+
+    /** The lock that orders attach, detach, HWPT marks and their preservation. */
+    public Object attachLock() {
+        return attachLock;
     }
 
     // ------------------------------------------------------------------ references

@@ -25,6 +25,8 @@ public final class IommufdDevice extends IommufdObject {
     volatile HwptPaging hwpt;
     /** Re-hydrated after a live update and not yet adopted by a VFIO bind; guarded by the attach lock. */
     boolean restored;
+    /** Its VFIO cdev is preserved in a LUO session (or restored by one, not finished): attachments are frozen. */
+    private volatile boolean liveupdatePreserved;
 
     private IommufdDevice(final IommufdCtx ctx, final IommuDevice dev) {
         super(ObjectType.DEVICE);
@@ -116,6 +118,7 @@ public final class IommufdDevice extends IommufdObject {
     public static int attach(final IommufdDevice idev, final int ptId) {
         final IommufdCtx ctx = idev.ctx;
         ctx.checkMutable("attach");
+        idev.checkLiveupdateMutable("attach");
         synchronized (ctx.attachLock) {
             final IommufdObject pt = ctx.objects.getObject(ptId, ObjectType.ANY, IommufdObject.class);
             try {
@@ -219,6 +222,7 @@ public final class IommufdDevice extends IommufdObject {
     /** iommufd_device_detach: blocks the device and drops what its attach held. */
     public static void detach(final IommufdDevice idev) {
         idev.ctx.checkMutable("detach");
+        idev.checkLiveupdateMutable("detach");
         synchronized (idev.ctx.attachLock) {
             detachLocked(idev);
         }
@@ -283,6 +287,39 @@ public final class IommufdDevice extends IommufdObject {
     }
 
     // ------------------------------------------------------------------ live update
+
+    private void checkLiveupdateMutable(final String what) {
+        if (liveupdatePreserved) {
+            throw new KernelException(Errno.EBUSY, what + " of " + dev + ": its VFIO device is preserved for a live update");
+        }
+    }
+
+    /** The context it is bound to. */
+    public IommufdCtx ctx() {
+        return ctx;
+    }
+
+    /** Whether its VFIO device is preserved in a LUO session (or restored by one, not finished). */
+    public boolean liveupdatePreserved() {
+        return liveupdatePreserved;
+    }
+
+    public void liveupdatePreserved(final boolean on) {
+        liveupdatePreserved = on;
+    }
+
+    /**
+     * A device restored by LUO: as {@link #restore(IommufdCtx, int, IommuDevice, HwptPaging)}, but the
+     * binding belongs to the VFIO file handler, which hands it to the retrieved device file (or
+     * unbinds it at finish), not to a later VFIO bind.
+     */
+    public static IommufdDevice restoreForRetrieve(final IommufdCtx ctx, final int id, final IommuDevice dev, final HwptPaging h) {
+        final IommufdDevice idev = restore(ctx, id, dev, h);
+        synchronized (ctx.attachLock) {
+            idev.restored = false;
+        }
+        return idev;
+    }
 
     /**
      * A device re-hydrated from a handover into {@code ctx} under its old {@code id}, still attached

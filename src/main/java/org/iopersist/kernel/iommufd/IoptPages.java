@@ -25,6 +25,10 @@ public final class IoptPages {
     private UserProcess owner; // guarded by this; null while the kernel holds restored pages
     private final long uptrAligned;
     private final MemFd file;
+    /** The memfd's seals when it was mapped (iopt_pages::seals): what a live update asks of it. */
+    private final int seals;
+    /** Made by IOMMU_IOAS_MAP_FILE (IOPT_ADDRESS_FILE), not by a user address; set once, before publication. */
+    private boolean byFile;
     private final long fileStart;
     /** Guest memory: a guestmemfs file's blocks, never FrameRefs-counted; each area pins its range. */
     private final GuestmemFile guestmem;
@@ -47,6 +51,7 @@ public final class IoptPages {
         this.uptrAligned = uptrAligned;
         this.guestmem = guestmem;
         this.file = file;
+        this.seals = file == null ? 0 : file.seals();
         this.fileStart = fileStart;
         this.npages = npages;
         this.writable = writable;
@@ -74,7 +79,25 @@ public final class IoptPages {
         }
         final long first = start & ~(IoPagetable.PAGE_SIZE - 1);
         final long npages = ((start + length + IoPagetable.PAGE_SIZE - 1) >>> 12) - (first >>> 12);
-        return new IoptPages(owner, 0, file, first, npages, true, file.refs());
+        final IoptPages p = new IoptPages(owner, 0, file, first, npages, true, file.refs());
+        p.byFile = true;
+        return p;
+    }
+
+    /** Pages of a memfd handed over by the previous kernel: nobody is charged until a retrieve moves them. */
+    public static IoptPages restoreFile(final MemFd file, final long start, final long length) {
+        return ofFile(null, file, start, length);
+    }
+
+    /** Whether IOMMU_IOAS_MAP_FILE made these pages (IOPT_ADDRESS_FILE), rather than a user address. */
+    public boolean byFile() {
+        return byFile;
+    }
+
+    /** Marks guestmemfs pages as made by IOMMU_IOAS_MAP_FILE. */
+    IoptPages mappedByFile() {
+        byFile = true;
+        return this;
     }
 
     /** Pages of guestmemfs file {@code file} from byte {@code start} (by fd, or behind a shared mapping). */
@@ -100,6 +123,12 @@ public final class IoptPages {
         return ofGuestmem(null, file, start, length, refs);
     }
 
+    /** As {@link #restoreGuestmem}, pages that IOMMU_IOAS_MAP_FILE made. */
+    public static IoptPages restoreGuestmemByFile(final GuestmemFile file, final long start, final long length,
+            final FrameRefs refs) {
+        return ofGuestmem(null, file, start, length, refs).mappedByFile();
+    }
+
     /** Moves the pinned-page accounting to {@code next} (IOMMU_IOAS_CHANGE_PROCESS, or a reopen). */
     synchronized void changeOwner(final UserProcess next) {
         if (pinUsers > 0) {
@@ -113,6 +142,16 @@ public final class IoptPages {
         owner = next;
     }
 
+    /** The memfd behind these pages, or null. */
+    public MemFd memfd() {
+        return file;
+    }
+
+    /** The memfd's seals at map time (0 for other pages). */
+    public int seals() {
+        return seals;
+    }
+
     /** The guestmemfs file behind these pages, or null. */
     public GuestmemFile guestmem() {
         return guestmem;
@@ -123,7 +162,7 @@ public final class IoptPages {
         return npages;
     }
 
-    /** Byte offset in the guestmemfs file of byte {@code startByte} of these pages. */
+    /** Byte offset in the backing file (guestmemfs file or memfd) of byte {@code startByte} of these pages. */
     public long fileOffset(final long startByte) {
         return fileStart + startByte;
     }

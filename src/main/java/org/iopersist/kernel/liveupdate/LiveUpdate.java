@@ -105,6 +105,9 @@ public final class LiveUpdate {
         if (state == State.FINALIZED) {
             throw new KernelException(Errno.EBUSY, "KHO is already finalized");
         }
+        for (LiveUpdateHandler<?> h : handlers) {
+            h.beforeFreeze();
+        }
         setup = kho.finalizeHandover();
         state = State.FINALIZED;
         return setup;
@@ -133,6 +136,10 @@ public final class LiveUpdate {
      * if the handover is finalized; without one the next kernel cold-boots), runs the kexec hooks
      * (which block every device that is not preserved), and marks the boot gone. Nothing of this
      * kernel runs afterwards.
+     *
+     * <p>A handler with something to hand over and no finalize yet (LUO's sessions) makes the kexec
+     * finalize first, the reboot being LUO's freeze point; if that fails, the kexec fails with the
+     * same errno and this boot goes on.
      */
     public void kexec(final String cmdline) {
         final boolean handedOver;
@@ -140,6 +147,14 @@ public final class LiveUpdate {
         final List<KexecHook> toRun;
         synchronized (this) {
             requireAlive();
+            if (state == State.NORMAL) {
+                for (LiveUpdateHandler<?> h : handlers) {
+                    if (h.wantsHandover()) {
+                        finalizeHandover();
+                        break;
+                    }
+                }
+            }
             handedOver = state == State.FINALIZED;
             writeBootRecord(cmdline, handedOver ? setup : null);
             state = State.GONE;
@@ -206,6 +221,30 @@ public final class LiveUpdate {
             log.info("liveupdate: finished: %d unclaimed preserved frames freed", freed);
         }
         return freed;
+    }
+
+    /**
+     * Finishes once no handler is pending (the last context reopened, the last session finished),
+     * if this boot came from a handover that is not finished yet; otherwise does nothing.
+     */
+    public void finishIfIdle() {
+        if (incoming == null || incoming.finished()) {
+            return;
+        }
+        final List<LiveUpdateHandler<?>> all;
+        synchronized (this) {
+            if (state == State.GONE) {
+                return;
+            }
+            all = List.copyOf(handlers);
+        }
+        for (LiveUpdateHandler<?> h : all) {
+            if (h.pending()) {
+                return;
+            }
+        }
+        log.info("liveupdate: nothing restored is pending any more: finishing the live update");
+        finish();
     }
 
     /** Starts the finish timeout ({@code liveupdate.finish_timeout=}); 0 disables it. */

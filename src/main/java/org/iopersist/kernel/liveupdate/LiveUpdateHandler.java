@@ -45,6 +45,26 @@ public interface LiveUpdateHandler<P> extends KhoSubsystem {
     default void finish() {
     }
 
+    /**
+     * Whether this handler has something to hand over without an explicit finalize (LUO's
+     * sessions): {@code reboot(KEXEC)} then finalizes by itself, as {@code liveupdate_reboot} does.
+     */
+    default boolean wantsHandover() {
+        return false;
+    }
+
+    /**
+     * Whether restored state still waits for its owner (a context not reopened, a session not
+     * finished): {@link LiveUpdate#finishIfIdle} finishes only when no handler is pending.
+     */
+    default boolean pending() {
+        return false;
+    }
+
+    /** A finalize is about to serialize every handler: runs for all of them before the first serialize. */
+    default void beforeFreeze() {
+    }
+
     /** The core this handler reports to, given at registration (a handler may ask it to finish or abort). */
     default void bind(final LiveUpdate core) {
     }

@@ -91,8 +91,9 @@ public final class AddressSpace {
                 throw e;
             }
         } else {
+            file.mmapCheck(prot);
             file.mmapRuns(offset >>> Vma.PAGE_SHIFT, pages, backing);
-            file.mapped(offset >>> Vma.PAGE_SHIFT, pages, true);
+            file.mapped(offset >>> Vma.PAGE_SHIFT, pages, true, (prot & Syscall.PROT_WRITE) != 0);
         }
         vmas.put(start, new Vma(start, len, prot, anonymous ? null : file, offset >>> Vma.PAGE_SHIFT, backing.build()));
         return start;
@@ -153,7 +154,7 @@ public final class AddressSpace {
         if (v.anonymous()) {
             v.frames().forEachFrame(refs::put);
         } else {
-            v.file().mapped(v.pgoff(), v.frames().pages(), false);
+            v.file().mapped(v.pgoff(), v.frames().pages(), false, (v.prot() & Syscall.PROT_WRITE) != 0);
         }
     }
 

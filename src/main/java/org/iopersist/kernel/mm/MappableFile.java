@@ -32,5 +32,17 @@ public interface MappableFile {
     default void mapped(final long pageIndex, final long pages, final boolean map) {
     }
 
+    /**
+     * As {@link #mapped(long, long, boolean)}, saying whether the mapping may write: a memfd counts
+     * its writable mappings, which {@code F_SEAL_WRITE} must not find.
+     */
+    default void mapped(final long pageIndex, final long pages, final boolean map, final boolean writable) {
+        mapped(pageIndex, pages, map);
+    }
+
+    /** A shared mapping with {@code prot} is about to be made: EPERM if the file forbids it (a write seal). */
+    default void mmapCheck(final int prot) {
+    }
+
     String describe();
 }

@@ -1,6 +1,6 @@
 package org.iopersist.kernel.syscall;
 
-import org.iopersist.kernel.fs.KernelFile;
+import org.iopersist.kernel.fs.OpenFile;
 import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.kernel.mm.AddressSpace;
 import org.iopersist.kernel.mm.FrameRuns;
@@ -158,11 +158,11 @@ public final class SyscallServer implements AutoCloseable {
 
     /** Process exit: close every descriptor, then unmap everything. */
     public void exit(final UserProcess p) {
-        for (KernelFile f : p.fds().clear()) {
+        for (OpenFile f : p.fds().clear()) {
             try {
-                f.release();
+                f.put();
             } catch (KernelException e) {
-                log.accept("syscall: release of " + f.describe() + " failed: " + e.getMessage());
+                log.accept("syscall: release of " + f.file().describe() + " failed: " + e.getMessage());
             }
         }
         p.mm().teardown();

@@ -1,7 +1,7 @@
 package org.iopersist.kernel.syscall;
 
 import org.iopersist.kernel.fs.DirectoryFile;
-import org.iopersist.kernel.fs.FdTable;
+import org.iopersist.kernel.fs.OpenFile;
 import org.iopersist.kernel.fs.KernelFile;
 import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.kernel.fs.Vfs;
@@ -68,11 +68,11 @@ public final class Syscalls {
                 yield p.fds().install(vfs.open(p, path, (int) a1));
             }
             case Syscall.CLOSE -> {
-                p.fds().remove(fd(a0)).release();
+                p.fds().remove(fd(a0)).put();
                 yield 0;
             }
             case Syscall.READ, Syscall.WRITE -> {
-                final FdTable.Entry e = p.fds().entry(fd(a0));
+                final OpenFile e = p.fds().entry(fd(a0));
                 checkCount(a2);
                 final long n = nr == Syscall.READ ? e.file().read(p, a1, a2, e.position()) : e.file().write(p, a1, a2, e.position());
                 if (e.file().seekable()) {
@@ -89,7 +89,7 @@ public final class Syscalls {
                 yield nr == Syscall.PREAD64 ? f.read(p, a1, a2, a3) : f.write(p, a1, a2, a3);
             }
             case Syscall.LSEEK -> {
-                final FdTable.Entry e = p.fds().entry(fd(a0));
+                final OpenFile e = p.fds().entry(fd(a0));
                 final long base = switch ((int) a2) {
                     case 0 -> 0;
                     case 1 -> e.position();
@@ -112,13 +112,11 @@ public final class Syscalls {
                 p.mm().munmap(a0, a1);
                 yield 0;
             }
-            case Syscall.MEMFD_CREATE -> {
-                final String name = p.mm().copyStringFromUser(a0, 250);
-                if ((a1 & ~Syscall.MFD_CLOEXEC) != 0) {
-                    throw new KernelException(Errno.EINVAL, "memfd_create flags 0x" + Long.toHexString(a1));
-                }
-                yield p.fds().install(new MemFd(name, memory, frames, refs));
-            }
+            case Syscall.MEMFD_CREATE -> memfdCreate(p, a0, (int) a1);
+            case Syscall.FCNTL -> fcntl(p, fd(a0), (int) a1, a2);
+            case Syscall.GETRLIMIT -> rlimit(p, 0, (int) a0, 0, a1);
+            case Syscall.SETRLIMIT -> rlimit(p, 0, (int) a0, a1, 0);
+            case Syscall.PRLIMIT64 -> rlimit(p, (int) a0, (int) a1, a2, a3);
             case Syscall.FTRUNCATE -> {
                 if (a1 < 0) {
                     throw new KernelException(Errno.EINVAL, "negative length");
@@ -172,6 +170,92 @@ public final class Syscalls {
             }
             default -> throw new KernelException(Errno.ENOSYS, Syscall.name(nr));
         };
+    }
+
+    private static final int MFD_ALL_FLAGS = Syscall.MFD_CLOEXEC | Syscall.MFD_ALLOW_SEALING | Syscall.MFD_HUGETLB
+            | Syscall.MFD_NOEXEC_SEAL | Syscall.MFD_EXEC;
+
+    /**
+     * memfd_create(2) in mm/memfd.c's order: unknown flags, then MFD_EXEC with MFD_NOEXEC_SEAL
+     * (EINVAL), then the name (EFAULT; longer than 249 bytes EINVAL), then a descriptor (EMFILE).
+     * Hugetlb memfds are not modelled (EINVAL).
+     */
+    private long memfdCreate(final UserProcess p, final long nameVa, final int flags) {
+        if ((flags & ~MFD_ALL_FLAGS) != 0 || (flags & Syscall.MFD_HUGETLB) != 0) {
+            throw new KernelException(Errno.EINVAL, "memfd_create flags 0x" + Integer.toHexString(flags));
+        }
+        if ((flags & Syscall.MFD_EXEC) != 0 && (flags & Syscall.MFD_NOEXEC_SEAL) != 0) {
+            throw new KernelException(Errno.EINVAL, "memfd_create with both MFD_EXEC and MFD_NOEXEC_SEAL");
+        }
+        final String name;
+        try {
+            name = p.mm().copyStringFromUser(nameVa, Syscall.MFD_NAME_MAX_LEN + 1);
+        } catch (KernelException e) {
+            throw e.errno() == Errno.ENAMETOOLONG ? new KernelException(Errno.EINVAL, "memfd name longer than "
+                    + Syscall.MFD_NAME_MAX_LEN + " bytes") : e;
+        }
+        return p.fds().install(new MemFd(name, memory, frames, refs, (flags & Syscall.MFD_ALLOW_SEALING) != 0,
+                (flags & Syscall.MFD_NOEXEC_SEAL) != 0));
+    }
+
+    /**
+     * fcntl(2), its file-sealing commands (memfd_fcntl): F_ADD_SEALS (arg above UINT_MAX, an unknown
+     * seal or a file that is not a memfd: EINVAL) and F_GET_SEALS (not a memfd: EINVAL). Other
+     * commands are not modelled (EINVAL).
+     */
+    private static long fcntl(final UserProcess p, final int fd, final int cmd, final long arg) {
+        final KernelFile f = p.fds().get(fd);
+        switch (cmd) {
+            case Syscall.F_ADD_SEALS -> {
+                if (Long.compareUnsigned(arg, 0xFFFF_FFFFL) > 0) {
+                    throw new KernelException(Errno.EINVAL, "F_ADD_SEALS arg above UINT_MAX");
+                }
+                if ((arg & ~MemFd.F_ALL_SEALS) != 0) {
+                    throw new KernelException(Errno.EINVAL, "unknown seals 0x" + Long.toHexString(arg));
+                }
+                if (!(f instanceof MemFd m)) {
+                    throw new KernelException(Errno.EINVAL, f.describe() + " cannot be sealed");
+                }
+                m.addSeals((int) arg);
+                return 0;
+            }
+            case Syscall.F_GET_SEALS -> {
+                if (!(f instanceof MemFd m)) {
+                    throw new KernelException(Errno.EINVAL, f.describe() + " has no seals");
+                }
+                return m.seals();
+            }
+            default -> throw new KernelException(Errno.EINVAL, "fcntl cmd " + cmd + " is not modelled");
+        }
+    }
+
+    /**
+     * getrlimit / setrlimit / prlimit64 ({@code pid} 0: the caller), for RLIMIT_NOFILE, the one limit
+     * the model keeps: {@code struct rlimit {u64 rlim_cur; u64 rlim_max}}. Others: EINVAL.
+     */
+    private static long rlimit(final UserProcess p, final int pid, final int resource, final long newVa, final long oldVa) {
+        if (pid != 0 && pid != p.pid()) {
+            throw new KernelException(Errno.ESRCH, "prlimit64 of another process");
+        }
+        if (resource != Syscall.RLIMIT_NOFILE) {
+            throw new KernelException(Errno.EINVAL, "resource " + resource + " is not modelled");
+        }
+        long[] next = null;
+        if (newVa != 0) {
+            final java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(Syscall.RLIMIT_SIZE).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            p.mm().copyFromUser(newVa, java.lang.foreign.MemorySegment.ofArray(b.array()), 0, Syscall.RLIMIT_SIZE);
+            next = new long[] {b.getLong(0), b.getLong(8)};
+        }
+        final long[] old = p.fds().nofileLimit();
+        if (next != null) {
+            p.fds().nofileLimit(next[0], next[1], p.root());
+        }
+        if (oldVa != 0) { // do_prlimit's old value, copied out once the new one is set
+            final java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(Syscall.RLIMIT_SIZE).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            b.putLong(0, old[0]).putLong(8, old[1]);
+            p.mm().copyToUser(oldVa, java.lang.foreign.MemorySegment.ofArray(b.array()), 0, Syscall.RLIMIT_SIZE);
+        }
+        return 0;
     }
 
     /** getdents64(2): as many linux_dirent64 records as fit; 0 at the end; EINVAL if none fits. */

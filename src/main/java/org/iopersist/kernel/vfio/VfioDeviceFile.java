@@ -26,6 +26,25 @@ public final class VfioDeviceFile implements KernelFile {
         this.device = device;
     }
 
+    /**
+     * vfio_device_liveupdate_cdev_open: the device file a live update restored, already bound to
+     * {@code idev} and attached as it was.
+     */
+    static VfioDeviceFile restored(final VfioDevice device, final IommufdDevice idev) {
+        final VfioDeviceFile f = new VfioDeviceFile(device);
+        if (!device.claim(f)) {
+            throw new KernelException(Errno.EBUSY, device.cdevPath() + " is bound through another open file");
+        }
+        synchronized (f) {
+            f.idev = idev;
+        }
+        return f;
+    }
+
+    VfioDevice vfioDevice() {
+        return device;
+    }
+
     @Override
     public long ioctl(final UserProcess p, final int cmd, final long arg) {
         try (Arena arena = Arena.ofConfined()) {

@@ -41,6 +41,8 @@ final class DmarDomain implements DomainOps {
     // Reused under the lock so the unmap path allocates nothing in steady state.
     private final PageTableWalker.Gather gather = new PageTableWalker.Gather();
     private boolean freed;
+    /** Its tables go into the next handover: allocated so (the RFC), or preserved later by LUO. */
+    private volatile boolean persistent;
 
     DmarDomain(final IntelIommuDriver driver, final IntelIommu home, final int flags) {
         this(driver, home, flags, home.levels, -1, null);
@@ -61,6 +63,7 @@ final class DmarDomain implements DomainOps {
         this.users = new int[driver.unitCount()];
         this.pgd = pgdOrNew >= 0 ? pgdOrNew : pages.allocZeroedPage();
         this.walker = new PageTableWalker(driver.memory(), pages, pgd, levels, leaf2M, leaf1G);
+        this.persistent = (flags & org.iopersist.kernel.iommu.IommuDomain.PERSISTENT) != 0;
     }
 
     /**
@@ -76,7 +79,12 @@ final class DmarDomain implements DomainOps {
     }
 
     boolean persistent() {
-        return (flags & org.iopersist.kernel.iommu.IommuDomain.PERSISTENT) != 0;
+        return persistent;
+    }
+
+    /** Set by the driver when LUO preserves (or stops preserving) this domain after its allocation. */
+    void persistent(final boolean on) {
+        persistent = on;
     }
 
     /** EBUSY while a finalized handover describes this domain's tables. */

@@ -33,6 +33,13 @@ public final class IntelIommuDriver implements IommuDriver {
     private final List<IommuDevice> devices;
     private final Map<IommuDevice, DmarDomain> current = new HashMap<>();
     private final java.util.Set<DmarDomain> persistent = new java.util.LinkedHashSet<>(); // guarded by this
+    /**
+     * Persistent domains preserved device by device (LUO: a HWPT of a preserved iommufd), not for
+     * every device attached (the RFC: every domain of a persistent context); guarded by this.
+     */
+    private final java.util.Set<DmarDomain> byDevice = new java.util.HashSet<>();
+    /** Devices preserved by LUO (their VFIO cdev is in a session); guarded by this. */
+    private final java.util.Set<IommuDevice> preservedDevices = new java.util.HashSet<>();
     private final Board board;
     private volatile boolean frozen;
 
@@ -126,6 +133,47 @@ public final class IntelIommuDriver implements IommuDriver {
 
     synchronized void forget(final DmarDomain d) {
         persistent.remove(d);
+        byDevice.remove(d);
+    }
+
+    /**
+     * LUO's preservation of one domain: its tables go into the next handover, and only the devices
+     * {@link #setDevicePreserved} names keep translating through it at the kexec. Off: an ordinary
+     * domain again (a session closed, or finished after the update).
+     */
+    @Override
+    public synchronized void setDomainPreserved(final DomainOps domain, final boolean on) {
+        final DmarDomain d = (DmarDomain) domain;
+        if (on) {
+            if (frozen) {
+                throw new KernelException(Errno.EBUSY, "no new persistent domains while frozen for live update");
+            }
+            persistent.add(d);
+            byDevice.add(d);
+        } else {
+            persistent.remove(d);
+            byDevice.remove(d);
+        }
+        d.persistent(on);
+    }
+
+    /** LUO's preservation of one device: with its domain preserved, it keeps translating through the kexec. */
+    @Override
+    public synchronized void setDevicePreserved(final IommuDevice dev, final boolean on) {
+        if (on) {
+            preservedDevices.add(dev);
+        } else {
+            preservedDevices.remove(dev);
+        }
+    }
+
+    /**
+     * Whether {@code dev} keeps translating through a kexec: its domain is persistent, and either
+     * preserved whole (the RFC's) or with this device named (LUO's).
+     */
+    synchronized boolean keeps(final IommuDevice dev) {
+        final DmarDomain d = current.get(dev);
+        return d != null && d.persistent() && (!byDevice.contains(d) || preservedDevices.contains(dev));
     }
 
     boolean frozen() {

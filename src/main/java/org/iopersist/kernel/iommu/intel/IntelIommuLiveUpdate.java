@@ -81,7 +81,7 @@ public final class IntelIommuLiveUpdate implements LiveUpdateHandler<IommuDriver
                 }
                 final List<Long> devices = new ArrayList<>();
                 for (IommuDevice dev : driver.devices()) {
-                    if (driver.domainOf(dev) == d) {
+                    if (driver.domainOf(dev) == d && driver.keeps(dev)) {
                         devices.add(dev.handoverKey());
                     }
                 }
@@ -135,8 +135,7 @@ public final class IntelIommuLiveUpdate implements LiveUpdateHandler<IommuDriver
         final MachineConfig platform = driver.board().config();
         int blocked = 0;
         for (IommuDevice dev : driver.devices()) {
-            final DmarDomain d = driver.domainOf(dev);
-            if (handedOver && d != null && d.persistent()) {
+            if (handedOver && driver.keeps(dev)) {
                 continue; // preserved: it keeps translating through the kexec
             }
             driver.unit(dev.unit()).setContext(dev, -1, 0, 0, driver.frames());

@@ -98,25 +98,7 @@ final class HandoverValidator {
                             pid, h.id(), h.domainKey()));
                 }
                 hwptById.put(h.id(), h);
-                // What the restore will reserve must be free: areas and allowed ranges inside the
-                // aperture, and clear of the interrupt window the attached devices reserve.
-                final long last = apertures.getOrDefault(h.domainKey(), -1L);
-                final IoasPlan ip = ioas.get(h.ioas());
-                for (AreaPlan a : ip.areas()) {
-                    final long end = a.iova() + a.length() - 1;
-                    if (Long.compareUnsigned(end, last) > 0 || ReservedRegion.INTERRUPT_WINDOW.intersects(a.iova(), end)) {
-                        throw new HandoverFormatException(String.format("ctx %d ioas %d: area at 0x%x outside what hwpt %d may map",
-                                pid, ip.id(), a.iova(), h.id()));
-                    }
-                }
-                // Whether the domain maps exactly these areas, leaf by leaf, is the scrub's job
-                // after the devices are rebound (TableScrub): it is O(leaves), and the devices
-                // were translating through these tables before this kernel ran.
-                for (IovaInterval r : ip.allowed()) {
-                    if (Long.compareUnsigned(r.last(), last) > 0 || ReservedRegion.INTERRUPT_WINDOW.intersects(r.start(), r.last())) {
-                        throw new HandoverFormatException("ctx " + pid + " ioas " + ip.id() + ": allowed range over a reserved one");
-                    }
-                }
+                checkFits("ctx " + pid, ioas.get(h.ioas()), h.id(), apertures.getOrDefault(h.domainKey(), -1L));
             }
             for (DevicePlan d : devices) {
                 final HwptPlan h = hwptById.get(d.hwpt());
@@ -130,24 +112,60 @@ final class HandoverValidator {
         return new Plan(out);
     }
 
+    /**
+     * What the restore will reserve must be free: every area and allowed range of {@code ip} inside
+     * the aperture ({@code last}) of HWPT {@code hwpt}, and clear of the interrupt window the
+     * attached devices reserve. Whether the domain maps exactly these areas, leaf by leaf, is the
+     * scrub's job after the devices are rebound (TableScrub): it is O(leaves), and the devices were
+     * translating through these tables before this kernel ran.
+     */
+    static void checkFits(final String where, final IoasPlan ip, final int hwpt, final long last) throws HandoverFormatException {
+        for (AreaPlan a : ip.areas()) {
+            final long end = a.iova() + a.length() - 1;
+            if (Long.compareUnsigned(end, last) > 0 || ReservedRegion.INTERRUPT_WINDOW.intersects(a.iova(), end)) {
+                throw new HandoverFormatException(String.format("%s ioas %d: area at 0x%x outside what hwpt %d may map",
+                        where, ip.id(), a.iova(), hwpt));
+            }
+        }
+        for (IovaInterval r : ip.allowed()) {
+            if (Long.compareUnsigned(r.last(), last) > 0 || ReservedRegion.INTERRUPT_WINDOW.intersects(r.start(), r.last())) {
+                throw new HandoverFormatException(where + " ioas " + ip.id() + ": allowed range over a reserved one");
+            }
+        }
+    }
+
     private static IoasPlan readIoas(final FdtReader blob, final int on, final int id, final int pid, final Guestmemfs fs)
             throws HandoverFormatException {
+        final Map<Long, Guestmemfs.Stat> stats = new HashMap<>(); // a VMM's areas name few files
+        return readIoas(blob, on, id, "ctx " + pid, ino -> {
+            final Guestmemfs.Stat st = stats.computeIfAbsent(ino, i -> statIno(fs, i));
+            return st == null ? -1 : st.size();
+        }, "inode");
+    }
+
+    /**
+     * One {@code ioas@N} node: its pages and areas, each inside the file {@code fileSize} sizes (-1:
+     * no such file; {@code fileWord} names the file reference in messages), areas not overlapping,
+     * every pages entry used, allowed ranges in order, a power-of-two alignment.
+     */
+    static IoasPlan readIoas(final FdtReader blob, final int on, final int id, final String where,
+            final java.util.function.LongUnaryOperator fileSize, final String fileWord) throws HandoverFormatException {
         final long[] raw = blob.u64Array(on, "areas");
         final long[] pagesRaw = blob.u64Array(on, "pages");
         final long[] allowedRaw = blob.u64Array(on, "allowed");
         if (raw.length % IommufdHandover.AREA_CELLS != 0 || pagesRaw.length % IommufdHandover.PAGES_CELLS != 0
                 || allowedRaw.length % 2 != 0) {
-            throw new HandoverFormatException("ctx " + pid + " ioas " + id + ": malformed arrays");
+            throw new HandoverFormatException(where + " ioas " + id + ": malformed arrays");
         }
-        final Map<Long, Guestmemfs.Stat> stats = new HashMap<>(); // a VMM's areas name few files
         final List<PagesPlan> pages = new ArrayList<>();
         for (int k = 0; k < pagesRaw.length; k += IommufdHandover.PAGES_CELLS) {
             final PagesPlan p = new PagesPlan(pagesRaw[k], pagesRaw[k + 1], pagesRaw[k + 2]);
-            final Guestmemfs.Stat st = stats.computeIfAbsent(p.ino(), ino -> statIno(fs, ino));
+            final long size = fileSize.applyAsLong(p.ino());
+            // A memfd's last page may be partial: its pages end at the page-aligned end of the file.
             if (p.length() <= 0 || p.offset() < 0 || ((p.offset() | p.length()) & 0xfff) != 0
-                    || st == null || p.offset() + p.length() > st.size()) {
-                throw new HandoverFormatException(String.format("ctx %d ioas %d: pages %d lie past the end of inode %d",
-                        pid, id, k / IommufdHandover.PAGES_CELLS, p.ino()));
+                    || size < 0 || p.offset() + p.length() > ((size + 0xfff) & ~0xfffL)) {
+                throw new HandoverFormatException(String.format("%s ioas %d: pages %d lie past the end of %s 0x%x",
+                        where, id, k / IommufdHandover.PAGES_CELLS, fileWord, p.ino()));
             }
             pages.add(p);
         }
@@ -158,21 +176,21 @@ final class HandoverValidator {
             if (a.length() <= 0 || a.offset() < 0 || (a.prot() & ~3) != 0 || a.prot() == 0
                     || Long.compareUnsigned(a.iova() + a.length() - 1, a.iova()) < 0
                     || raw[k + 5] < 0 || raw[k + 5] >= pages.size()) {
-                throw new HandoverFormatException("ctx " + pid + " ioas " + id + ": malformed area at 0x" + Long.toHexString(a.iova()));
+                throw new HandoverFormatException(where + " ioas " + id + ": malformed area at 0x" + Long.toHexString(a.iova()));
             }
-            final Guestmemfs.Stat st = stats.computeIfAbsent(a.ino(), ino -> statIno(fs, ino));
-            if (st == null || a.offset() + a.length() > st.size()) {
-                throw new HandoverFormatException(String.format("ctx %d ioas %d: area at 0x%x lies past the end of inode %d",
-                        pid, id, a.iova(), a.ino()));
+            final long size = fileSize.applyAsLong(a.ino());
+            if (size < 0 || a.offset() + a.length() > size) {
+                throw new HandoverFormatException(String.format("%s ioas %d: area at 0x%x lies past the end of %s 0x%x",
+                        where, id, a.iova(), fileWord, a.ino()));
             }
             final PagesPlan p = pages.get(a.pages());
             if (p.ino() != a.ino() || a.offset() < p.offset() || a.offset() + a.length() > p.offset() + p.length()) {
-                throw new HandoverFormatException(String.format("ctx %d ioas %d: area at 0x%x lies outside its pages %d",
-                        pid, id, a.iova(), a.pages()));
+                throw new HandoverFormatException(String.format("%s ioas %d: area at 0x%x lies outside its pages %d",
+                        where, id, a.iova(), a.pages()));
             }
             final Map.Entry<Long, Long> before = spans.floorEntry(a.iova() + a.length() - 1);
             if (before != null && Long.compareUnsigned(before.getValue(), a.iova()) >= 0) {
-                throw new HandoverFormatException(String.format("ctx %d ioas %d: areas overlap at 0x%x", pid, id, a.iova()));
+                throw new HandoverFormatException(String.format("%s ioas %d: areas overlap at 0x%x", where, id, a.iova()));
             }
             spans.put(a.iova(), a.iova() + a.length() - 1);
             areas.add(a);
@@ -187,19 +205,19 @@ final class HandoverValidator {
             }
         }
         if (distinct != pages.size()) {
-            throw new HandoverFormatException("ctx " + pid + " ioas " + id + ": pages no area uses");
+            throw new HandoverFormatException(where + " ioas " + id + ": pages no area uses");
         }
         final List<IovaInterval> allowed = new ArrayList<>();
         for (int k = 0; k < allowedRaw.length; k += 2) {
             if (Long.compareUnsigned(allowedRaw[k], allowedRaw[k + 1]) > 0
                     || (k > 0 && Long.compareUnsigned(allowedRaw[k], allowedRaw[k - 1]) <= 0)) {
-                throw new HandoverFormatException("ctx " + pid + " ioas " + id + ": allowed ranges out of order");
+                throw new HandoverFormatException(where + " ioas " + id + ": allowed ranges out of order");
             }
             allowed.add(new IovaInterval(allowedRaw[k], allowedRaw[k + 1]));
         }
         final long alignment = blob.u64(on, "alignment");
         if (alignment < 1 || Long.bitCount(alignment) != 1) {
-            throw new HandoverFormatException("ctx " + pid + " ioas " + id + ": alignment " + alignment);
+            throw new HandoverFormatException(where + " ioas " + id + ": alignment " + alignment);
         }
         return new IoasPlan(id, alignment, blob.u32(on, "huge-pages") != 0, allowed, pages, areas);
     }

@@ -6,7 +6,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.SortedMap;
 import org.iopersist.kernel.KernelException;
-import org.iopersist.kernel.guestmemfs.GuestmemFile;
 import org.iopersist.kernel.iommufd.Access;
 import org.iopersist.kernel.iommufd.HwptPaging;
 import org.iopersist.kernel.iommufd.Ioas;
@@ -45,7 +44,7 @@ final class HandoverWriter {
                 .propertyU32("account-mode", ctx.accountMode());
         for (IommufdObject o : ctx.objects()) {
             switch (o) {
-                case Ioas ioas -> writeIoas(w, ioas);
+                case Ioas ioas -> writeIoas(w, ioas, pages -> pages.guestmem().ino());
                 case HwptPaging h -> w.beginNode("hwpt@" + o.id()).propertyU32("reg", o.id()).propertyU32("id", o.id()).propertyU32("ioas", h.ioas().id())
                         .propertyU32("auto", h.auto() ? 1 : 0).propertyU64("domain", h.domain().ops().handoverKey()).endNode();
                 case IommufdDevice d -> {
@@ -60,7 +59,11 @@ final class HandoverWriter {
         w.endNode();
     }
 
-    private static void writeIoas(final FdtWriter w, final Ioas ioas) {
+    /**
+     * One {@code ioas@N} node: its state, each area's pages named by {@code fileRef} (the RFC: the
+     * guestmemfs inode; LUO: the session token of the file).
+     */
+    static void writeIoas(final FdtWriter w, final Ioas ioas, final java.util.function.ToLongFunction<IoptPages> fileRef) {
         final Ioas.State state = ioas.state();
         // Areas that share an iopt_pages (a copy, a split) share it again after the update, so the
         // opener is charged what the VMM was charged before.
@@ -68,18 +71,18 @@ final class HandoverWriter {
         final List<Long> pages = new ArrayList<>();
         final List<Long> areas = new ArrayList<>();
         for (IoptArea a : state.areas()) {
-            final GuestmemFile f = a.pages().guestmem();
+            final long file = fileRef.applyAsLong(a.pages());
             final Integer known = pagesIndex.get(a.pages());
             final int index = known != null ? known : pagesIndex.size();
             if (known == null) {
                 pagesIndex.put(a.pages(), index);
-                pages.add(f.ino());
+                pages.add(file);
                 pages.add(a.pages().fileOffset(0));
                 pages.add(a.pages().npages() << 12);
             }
             areas.add(a.start());
             areas.add(a.length());
-            areas.add(f.ino());
+            areas.add(file);
             areas.add(a.pages().fileOffset(a.startByte()));
             areas.add((long) a.prot());
             areas.add((long) index);

@@ -124,6 +124,12 @@ public final class IommufdLiveUpdate implements LiveUpdateHandler<Plan> {
         return sysfs.reopen(pid, opener);
     }
 
+    /** Restored contexts not reopened yet keep the live update unfinished. */
+    @Override
+    public boolean pending() {
+        return !contexts.restoredContexts().isEmpty();
+    }
+
     /**
      * Finish: every context nobody reopened goes. Its devices are detached (blocked), its domains
      * freed, its areas unpinned; its persistent id is free again.

@@ -74,8 +74,8 @@ final class PersistedSysfs {
             scrub.start(pid, r.ctx()); // no device to wait for
         }
         if (r.last() && contexts.core() != null) {
-            log.info("iommufd: every persisted context was reopened: finishing the live update");
-            contexts.core().finish();
+            log.info("iommufd: every persisted context was reopened");
+            contexts.core().finishIfIdle(); // a LUO session still waiting keeps the update unfinished
         }
         return r.ctx();
     }

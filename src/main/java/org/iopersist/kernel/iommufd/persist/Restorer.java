@@ -69,9 +69,14 @@ final class Restorer {
 
     /** The IOAS as planned: its pages opened on the guestmemfs inodes, each area over its pages. */
     private Ioas.State ioasState(final IoasPlan ip, final Guestmemfs fs) {
+        return ioasState(ip, pp -> IoptPages.restoreGuestmem(fs.openInode(pp.ino()), pp.offset(), pp.length(), refs));
+    }
+
+    /** The IOAS as planned, its pages made by {@code open} (from guestmemfs inodes, or a session's files). */
+    static Ioas.State ioasState(final IoasPlan ip, final java.util.function.Function<PagesPlan, IoptPages> open) {
         final List<IoptPages> pages = new ArrayList<>();
         for (PagesPlan pp : ip.pages()) {
-            pages.add(IoptPages.restoreGuestmem(fs.openInode(pp.ino()), pp.offset(), pp.length(), refs));
+            pages.add(open.apply(pp));
         }
         final List<IoptArea> areas = new ArrayList<>();
         for (AreaPlan ap : ip.areas()) {

@@ -147,7 +147,9 @@ public final class Kho {
             for (KhoSubsystem s : subsystems.values()) {
                 final byte[] blob = s.serialize(this);
                 done.add(s);
-                subtreePhys.put(s.name(), storeBlob(blob));
+                if (blob != null) { // null: nothing to hand over this time
+                    subtreePhys.put(s.name(), storeBlob(blob));
+                }
             }
             if (carriedOver != null) {
                 carriedOver.carryInto(tracker, subtreePhys);

@@ -10,7 +10,7 @@ public interface KhoSubsystem {
 
     /**
      * Freezes the subsystem's preserved state, preserves its memory through {@code kho}, and returns
-     * its blob. Throwing a {@link org.iopersist.kernel.KernelException} fails the whole finalize,
+     * its blob, or null when it has nothing to hand over this time (no subtree is written). Throwing a {@link org.iopersist.kernel.KernelException} fails the whole finalize,
      * which then aborts every subsystem already serialized.
      */
     byte[] serialize(Kho kho);

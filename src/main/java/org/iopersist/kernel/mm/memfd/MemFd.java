@@ -11,29 +11,81 @@ import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.mm.FrameSource;
 import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.Syscall;
 
 /**
- * A memfd: anonymous file memory, sized by ftruncate, one frame per page. Its pages are counted in
+ * A memfd: anonymous shmem file memory ({@code mm/memfd.c}, {@code mm/shmem.c}), sized by
+ * ftruncate or by writing past its end, one frame per page. Its pages are counted in
  * {@link FrameRefs} (the file holds one reference), so a page pinned by IOAS_MAP_FILE outlives both
  * the file and its mappings.
+ *
+ * <p><b>Seals</b> ({@code F_ADD_SEALS}, {@code F_GET_SEALS}) as Linux has them: a memfd made without
+ * {@code MFD_ALLOW_SEALING} starts with {@code F_SEAL_SEAL}, so nothing can be added (EPERM);
+ * {@code F_SEAL_SHRINK} and {@code F_SEAL_GROW} refuse size changes (EPERM, in ftruncate and in a
+ * write past the end); {@code F_SEAL_WRITE} and {@code F_SEAL_FUTURE_WRITE} refuse writes and new
+ * writable shared mappings (EPERM), and {@code F_SEAL_WRITE} cannot be added while one exists
+ * (EBUSY). <b>Frozen</b> for a live update ({@code shmem_freeze}): while preserved in a LUO session
+ * its size cannot change (EPERM), so the preserved frames stay exactly the file's.
  *
  * <p>Lock: this object's monitor.
  */
 public final class MemFd implements KernelFile {
+    public static final int F_SEAL_SEAL = 0x0001;
+    public static final int F_SEAL_SHRINK = 0x0002;
+    public static final int F_SEAL_GROW = 0x0004;
+    public static final int F_SEAL_WRITE = 0x0008;
+    public static final int F_SEAL_FUTURE_WRITE = 0x0010;
+    public static final int F_SEAL_EXEC = 0x0020;
+    /** F_ALL_SEALS of mm/memfd.c. */
+    public static final int F_ALL_SEALS = F_SEAL_SEAL | F_SEAL_EXEC | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE
+            | F_SEAL_FUTURE_WRITE;
+    /** What a file may grow to here: a page array indexed by int. */
+    private static final long MAX_SIZE = 1L << 40;
+
     private final String name;
     private final PhysicalMemory memory;
     private final FrameSource frames;
     private final FrameRefs refs;
     private long[] pages = new long[0];
     private long size;
+    private int seals;
+    /** The inode's exec bits: set unless created with MFD_NOEXEC_SEAL. */
+    private final boolean executable;
     private long mappedPages;
+    private long writableMappedPages;
+    private boolean frozen;
     private boolean closed;
 
-    public MemFd(final String name, final PhysicalMemory memory, final FrameSource frames, final FrameRefs refs) {
+    /**
+     * memfd_create's file: sealable only with {@code allowSealing} (else F_SEAL_SEAL is set);
+     * {@code noexecSeal} (MFD_NOEXEC_SEAL) makes it sealable, not executable, and F_SEAL_EXEC'd.
+     */
+    public MemFd(final String name, final PhysicalMemory memory, final FrameSource frames, final FrameRefs refs,
+            final boolean allowSealing, final boolean noexecSeal) {
         this.name = name;
         this.memory = memory;
         this.frames = frames;
         this.refs = refs;
+        this.executable = !noexecSeal;
+        this.seals = noexecSeal ? F_SEAL_EXEC : allowSealing ? 0 : F_SEAL_SEAL;
+    }
+
+    /** An unsealable memfd, as {@code memfd_create(name, 0)}. */
+    public MemFd(final String name, final PhysicalMemory memory, final FrameSource frames, final FrameRefs refs) {
+        this(name, memory, frames, refs, false, false);
+    }
+
+    /**
+     * A memfd re-made by a live update around frames that were preserved in place: page {@code i}
+     * is {@code framesByPage[i]}, whose one reference (the file's) the caller has just set up.
+     */
+    public static MemFd restore(final String name, final PhysicalMemory memory, final FrameSource frames, final FrameRefs refs,
+            final long[] framesByPage, final long size, final int seals) {
+        final MemFd m = new MemFd(name, memory, frames, refs, true, false);
+        m.seals = seals;
+        m.pages = framesByPage.clone();
+        m.size = size;
+        return m;
     }
 
     @Override
@@ -49,15 +101,67 @@ public final class MemFd implements KernelFile {
         return pages[(int) index];
     }
 
+    /** The frame of every page, in file order: what a live update preserves in place. */
+    public synchronized long[] framesByPage() {
+        return pages.clone();
+    }
+
     public FrameRefs refs() {
         return refs;
     }
 
+    /** F_GET_SEALS. */
+    public synchronized int seals() {
+        return seals;
+    }
+
+    /**
+     * memfd_add_seals: EINVAL for an unknown seal, EPERM once F_SEAL_SEAL is set, EBUSY for
+     * F_SEAL_WRITE while a writable shared mapping exists; F_SEAL_EXEC on an executable file implies
+     * the write and size seals (a memfd is created executable unless MFD_NOEXEC_SEAL).
+     */
+    public synchronized void addSeals(final int add) {
+        if ((add & ~F_ALL_SEALS) != 0) {
+            throw new KernelException(Errno.EINVAL, "unknown seals 0x" + Integer.toHexString(add));
+        }
+        if ((seals & F_SEAL_SEAL) != 0) {
+            throw new KernelException(Errno.EPERM, describe() + " is sealed against new seals");
+        }
+        if ((add & F_SEAL_WRITE) != 0 && (seals & F_SEAL_WRITE) == 0 && writableMappedPages > 0) {
+            throw new KernelException(Errno.EBUSY, describe() + " has writable shared mappings");
+        }
+        int s = add;
+        if ((add & F_SEAL_EXEC) != 0 && executable) {
+            // As Linux: implied after the writable-mapping check, which looked at the asked seals only.
+            s |= F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
+        }
+        seals |= s;
+    }
+
+    /** shmem_freeze: while preserved for a live update, the size (and so the frames) cannot change. */
+    public synchronized void freezeSize(final boolean on) {
+        frozen = on;
+    }
+
+    public synchronized boolean sizeFrozen() {
+        return frozen;
+    }
+
     @Override
     public synchronized void truncate(final long length) {
-        if (length < 0 || length > (1L << 40)) {
+        if (length < 0 || length > MAX_SIZE) {
             throw new KernelException(Errno.EINVAL, "ftruncate length=" + length);
         }
+        if (length != size && frozen) {
+            throw new KernelException(Errno.EPERM, describe() + " is preserved for a live update: its size is frozen");
+        }
+        if ((length < size && (seals & F_SEAL_SHRINK) != 0) || (length > size && (seals & F_SEAL_GROW) != 0)) {
+            throw new KernelException(Errno.EPERM, describe() + ": F_SEAL_" + (length < size ? "SHRINK" : "GROW"));
+        }
+        resize(length);
+    }
+
+    private void resize(final long length) {
         final int want = (int) ((length + Vma.PAGE_SIZE - 1) >>> Vma.PAGE_SHIFT);
         if (want < pages.length) {
             if (mappedPages > 0) {
@@ -92,9 +196,25 @@ public final class MemFd implements KernelFile {
         return frame(pageIndex);
     }
 
+    /** A writable shared mapping of a write-sealed memfd is EPERM (shmem_mmap_prepare / seal_check_write). */
+    @Override
+    public synchronized void mmapCheck(final int prot) {
+        if ((prot & Syscall.PROT_WRITE) != 0 && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) != 0) {
+            throw new KernelException(Errno.EPERM, describe() + " is write-sealed");
+        }
+    }
+
     @Override
     public synchronized void mapped(final long pageIndex, final long count, final boolean map) {
+        mapped(pageIndex, count, map, false);
+    }
+
+    @Override
+    public synchronized void mapped(final long pageIndex, final long count, final boolean map, final boolean writable) {
         mappedPages += map ? count : -count;
+        if (writable) {
+            writableMappedPages += map ? count : -count;
+        }
         maybeFree();
     }
 
@@ -103,6 +223,10 @@ public final class MemFd implements KernelFile {
         return transfer(process, bufVa, count, offset, false);
     }
 
+    /**
+     * shmem's write: EPERM under a write seal, or past the end under F_SEAL_GROW or while frozen;
+     * a write past the end grows the file.
+     */
     @Override
     public long write(final UserProcess process, final long bufVa, final long count, final long offset) {
         return transfer(process, bufVa, count, offset, true);
@@ -110,10 +234,21 @@ public final class MemFd implements KernelFile {
 
     private synchronized long transfer(final UserProcess process, final long bufVa, final long count, final long offset,
                                        final boolean toFile) {
-        if (offset >= size) {
-            if (toFile) {
-                throw new KernelException(Errno.EFBIG, "memfd writes do not grow the file; ftruncate first");
+        if (toFile) {
+            if ((seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) != 0) {
+                throw new KernelException(Errno.EPERM, describe() + " is write-sealed");
             }
+            if (count > 0 && offset + count > size) {
+                if ((seals & F_SEAL_GROW) != 0 || frozen) {
+                    throw new KernelException(Errno.EPERM, describe() + " cannot grow (" + (frozen ? "preserved" : "F_SEAL_GROW") + ")");
+                }
+                if (offset + count > MAX_SIZE) {
+                    throw new KernelException(Errno.EFBIG, "memfd write past " + MAX_SIZE);
+                }
+                resize(offset + count);
+            }
+        }
+        if (offset >= size) {
             return 0;
         }
         final long n = Math.min(count, size - offset);

@@ -1,0 +1,129 @@
+package org.iopersist.kernel.liveupdate.luo;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.iopersist.hw.Machine;
+import org.iopersist.hw.MachineConfig;
+import org.iopersist.hw.pci.DeviceBar;
+import org.iopersist.hw.pci.DeviceCounters;
+import org.iopersist.hw.pci.RecordChecker;
+import org.iopersist.hw.pci.WorkloadSettings;
+import org.iopersist.kernel.init.Kernel;
+import org.iopersist.kernel.syscall.SyscallServer;
+import org.iopersist.testing.Handovers;
+import org.iopersist.uapi.Errno;
+import org.iopersist.uapi.ErrnoException;
+import org.iopersist.uapi.Syscall;
+import org.iopersist.vmm.GuestRam;
+import org.iopersist.vmm.IommufdHandle;
+import org.iopersist.vmm.KernelClient;
+import org.iopersist.vmm.LiveupdateHandle;
+import org.iopersist.vmm.SessionHandle;
+import org.iopersist.vmm.VfioDeviceHandle;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * memfd preservation ({@code memfd-v2}): the pages stay in their frames through the kexec, and
+ * RETRIEVE_FD gives a memfd with the same contents, size, position and seals. Guest RAM can be such
+ * a memfd, mapped for DMA by file.
+ */
+class MemfdLuoTest {
+    private static final long MIB = 1L << 20;
+    private static final long PAGE = 4096;
+    private static final String CMDLINE = "liveupdate.finish_timeout=0";
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void aPreservedMemfdComesBackInTheSameFramesWithItsSizePositionAndSeals() throws Exception {
+        final Path at = dir.resolve("m");
+        try (Machine m = Machine.create(at, MachineConfig.small()).start()) {
+            Files.writeString(at.resolve("boot").resolve("cmdline"), CMDLINE);
+            final Kernel a = Kernel.boot(m.board());
+            final SyscallServer sa = a.serve(dir.resolve("a.sock"));
+            final KernelClient vmm = KernelClient.connect(sa.path(), at.resolve("memory"));
+            final int fd = vmm.memfdCreate("ram", Syscall.MFD_ALLOW_SEALING);
+            final long size = 40 * PAGE + 123;
+            vmm.ftruncate(fd, size);
+            final long va = vmm.mmap(0, 41 * PAGE, Syscall.PROT_READ | Syscall.PROT_WRITE, Syscall.MAP_SHARED, fd, 0);
+            final long[] phys = new long[41];
+            final byte[] pattern = new byte[(int) PAGE];
+            for (int i = 0; i < 41; i++) {
+                java.util.Arrays.fill(pattern, (byte) (i * 7 + 1));
+                vmm.memory().writeBytes(va + i * PAGE, pattern);
+                phys[i] = vmm.memory().physOf(va + i * PAGE);
+            }
+            vmm.munmap(va, 41 * PAGE);
+            vmm.fcntl(fd, Syscall.F_ADD_SEALS, GuestRam.MEMFD_SEALS | Syscall.F_SEAL_FUTURE_WRITE);
+            vmm.lseek(fd, 4321, 0);
+            final SessionHandle s = LiveupdateHandle.open(vmm).createSession("vm0");
+            s.preserveFd(fd, 0x42);
+            vmm.kexecLoad(CMDLINE);
+            vmm.rebootKexec();
+            assertTrue(Handovers.checkWithDtc(m.board()).get("LUO").contains("compatible = \"memfd-v2\""));
+
+            final Kernel b = Kernel.boot(m.board());
+            assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind(), b.coldBootReason());
+            final SyscallServer sb = b.serve(dir.resolve("b.sock"));
+            try (KernelClient v2 = KernelClient.connect(sb.path(), at.resolve("memory"))) {
+                final SessionHandle r = LiveupdateHandle.open(v2).retrieveSession("vm0");
+                final int fd2 = r.retrieveFd(0x42);
+                assertEquals(GuestRam.MEMFD_SEALS | Syscall.F_SEAL_FUTURE_WRITE, v2.fcntl(fd2, Syscall.F_GET_SEALS, 0), "the seals");
+                assertEquals(4321, v2.lseek(fd2, 0, 1), "the position");
+                assertEquals(size, v2.lseek(fd2, 0, 2), "the size");
+                final int again = r.retrieveFd(0x42);
+                assertEquals(size, v2.lseek(again, 0, 1), "retrieving it again gives the same open file (one position)");
+                v2.close(again);
+                final long va2 = v2.mmap(0, 41 * PAGE, Syscall.PROT_READ, Syscall.MAP_SHARED, fd2, 0);
+                for (int i = 0; i < 41; i++) {
+                    java.util.Arrays.fill(pattern, (byte) (i * 7 + 1));
+                    assertArrayEquals(pattern, v2.memory().readBytes(va2 + i * PAGE, (int) PAGE), "page " + i);
+                    assertEquals(phys[i], v2.memory().physOf(va2 + i * PAGE), "page " + i + " never moved");
+                }
+                assertEquals(Errno.EPERM.number, org.junit.jupiter.api.Assertions.assertThrows(ErrnoException.class,
+                        () -> v2.ftruncate(fd2, 0)).errno(), "still F_SEAL_SHRINK");
+                r.finish();
+                assertEquals(1, b.frameRefs().count(phys[3]), "the retrieved memfd holds its frames");
+            }
+            assertEquals(0, b.frameRefs().count(phys[3]), "the last user closed it: the frame is free");
+            sb.close();
+        }
+    }
+
+    @Test
+    void guestRamCanBeAMemfdMappedForDmaByFile() throws Exception {
+        final Path at = dir.resolve("m");
+        try (Machine m = Machine.create(at, MachineConfig.small()).start()) {
+            Files.writeString(at.resolve("boot").resolve("cmdline"), CMDLINE);
+            final Kernel k = Kernel.boot(m.board());
+            final SyscallServer s = k.serve(dir.resolve("k.sock"));
+            try (KernelClient vmm = KernelClient.connect(s.path(), at.resolve("memory"))) {
+                final GuestRam ram = GuestRam.createMemfd(vmm, "vm0-ram", 8 * MIB);
+                assertTrue(ram.memfd());
+                assertEquals(GuestRam.MEMFD_SEALS, vmm.fcntl(ram.fd(), Syscall.F_GET_SEALS, 0));
+                final IommufdHandle iommufd = IommufdHandle.open(vmm);
+                final int ioas = iommufd.ioasAlloc();
+                ram.mapForDma(iommufd, ioas, 1); // IOMMU_IOAS_MAP_FILE: by fd and offset
+                final VfioDeviceHandle d = VfioDeviceHandle.open(vmm, 0);
+                d.bind(iommufd);
+                d.attach(ioas);
+                final DeviceBar bar = new DeviceBar(m.board().deviceBar(0));
+                bar.start(WorkloadSettings.writeVerify(MIB, MIB, 512, 1));
+                bar.awaitSeq(500);
+                bar.stop();
+                final DeviceCounters c = bar.counters();
+                assertEquals(0, c.faults() + c.corrupt(), c.toString());
+                final RecordChecker.Report r = new RecordChecker(m.board().memory()).check(bar.window(), ram::physOf);
+                assertTrue(r.clean(), r.toString());
+            }
+            s.close();
+        }
+    }
+}
