@@ -9,8 +9,6 @@ import org.HdrHistogram.Histogram;
 import org.iopersist.hw.MachineConfig;
 import org.iopersist.hw.pci.Bdf;
 import org.iopersist.hw.vtd.UnitConfig;
-import org.iopersist.kernel.iommufd.persist.IommufdHandover;
-import org.iopersist.testing.Handovers;
 
 /**
  * The device-count axis (issue 20): restore should grow with devices, not with memory. One guest
@@ -74,7 +72,7 @@ final class DeviceBench {
                     blackout.recordValue(up.blackoutNanos());
                 }
                 if (u == 0) {
-                    blobBytes = Handovers.subtree(rig.machine().board(), IommufdHandover.NAME).segment().byteSize();
+                    blobBytes = up.blobBytes();
                 }
             }
             final UpdateRig.Dma dma = rig.stopDevices();

@@ -6,8 +6,6 @@ import java.util.ArrayList;
 import java.util.List;
 import org.HdrHistogram.Histogram;
 import org.iopersist.hw.MachineConfig;
-import org.iopersist.kernel.iommufd.persist.IommufdHandover;
-import org.iopersist.testing.Handovers;
 
 /**
  * Live updates back to back on one machine, as the demo does them ({@link UpdateRig#liveUpdate}).
@@ -71,7 +69,7 @@ final class LiveUpdateBench {
                     blackout.recordValue(up.blackoutNanos());
                 }
                 if (u == 0) {
-                    blobBytes = Handovers.subtree(rig.machine().board(), IommufdHandover.NAME).segment().byteSize();
+                    blobBytes = up.blobBytes();
                     treeBytes = rig.kernel().liveUpdate().incoming().setup().fdtSize();
                 }
             }
@@ -108,7 +106,7 @@ final class LiveUpdateBench {
                     preserve.recordValue(up.preserveNanos());
                 }
                 if (u == 0) {
-                    blobBytes = Handovers.subtree(rig.machine().board(), "LUO").segment().byteSize();
+                    blobBytes = up.blobBytes();
                     treeBytes = rig.kernel().liveUpdate().incoming().setup().fdtSize();
                 }
             }

@@ -11,7 +11,9 @@ import org.iopersist.hw.pci.DeviceCounters;
 import org.iopersist.hw.pci.RecordChecker;
 import org.iopersist.hw.pci.WorkloadSettings;
 import org.iopersist.kernel.init.Kernel;
+import org.iopersist.kernel.iommufd.persist.IommufdHandover;
 import org.iopersist.kernel.syscall.SyscallServer;
+import org.iopersist.testing.Handovers;
 import org.iopersist.uapi.Iommufd;
 import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.GuestRam;
@@ -44,7 +46,7 @@ final class UpdateRig implements AutoCloseable {
      * reports it; {@code scrub} its sysfs line).
      */
     record Update(long finalizeNanos, long kexecNanos, long bootNanos, long reopenNanos, long scrubNanos, String scrub,
-            long preserveNanos) {
+            long preserveNanos, long blobBytes) {
         long blackoutNanos() {
             return finalizeNanos + kexecNanos + bootNanos + reopenNanos;
         }
@@ -230,6 +232,8 @@ final class UpdateRig implements AutoCloseable {
             throw new IllegalStateException("update " + boots + ": the kexec did not happen");
         }
         final long t2 = System.nanoTime();
+        final long blob = blobBytes(IommufdHandover.NAME);
+        final long t2b = System.nanoTime();
         kernel = Kernel.boot(machine.board());
         final long t3 = System.nanoTime();
         if (kernel.bootKind() != Kernel.BootKind.LIVE_UPDATE) {
@@ -251,7 +255,7 @@ final class UpdateRig implements AutoCloseable {
         }
         final java.util.regex.Matcher m = SCRUB_MS.matcher(scrub);
         final long scrubNanos = m.find() ? (long) (Double.parseDouble(m.group(1)) * 1e6) : -1;
-        return new Update(t1 - t0, t2 - t1, t3 - t2, t4 - t3, scrubNanos, scrub, 0);
+        return new Update(t1 - t0, t2 - t1, t3 - t2b, t4 - t3, scrubNanos, scrub, 0, blob);
     }
 
     /**
@@ -269,6 +273,8 @@ final class UpdateRig implements AutoCloseable {
             throw new IllegalStateException("update " + boots + ": the kexec did not happen");
         }
         final long t1 = System.nanoTime();
+        final long blob = blobBytes("LUO");
+        final long t1b = System.nanoTime();
         kernel = Kernel.boot(machine.board());
         final long t2 = System.nanoTime();
         if (kernel.bootKind() != Kernel.BootKind.LIVE_UPDATE) {
@@ -286,7 +292,15 @@ final class UpdateRig implements AutoCloseable {
         ram = GuestRam.ofMemfd(vmm, s.retrieveFd(MEMFD_TOKEN));
         s.finish();
         final long t3 = System.nanoTime();
-        return new Update(0, t1 - t0, t2 - t1, t3 - t2, 0, "none", preserve());
+        return new Update(0, t1 - t0, t2 - t1b, t3 - t2, 0, "none", preserve(), blob);
+    }
+
+    /**
+     * The size of the flow's blob in the handover just written, read between the kexec and the
+     * boot (off the timed phases): after the next kernel's finish its frames are free and reused.
+     */
+    private long blobBytes(final String name) {
+        return Handovers.subtree(machine.board(), name).totalSize();
     }
 
     /** Stops every device and checks the records each left in guest RAM. */

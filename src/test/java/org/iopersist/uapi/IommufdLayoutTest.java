@@ -44,6 +44,7 @@ class IommufdLayoutTest {
             new Linux(IommuHwptAlloc.class, 48, "__reserved", 24),
             new Linux(IommuHwInfo.class, 40, "__reserved", 32),
             new Linux(IommuHwInfoVtd.class, 24, null, 0),
+            new Linux(IommuHwptLiveupdateMarkPreserve.class, 16, "hwpt_token", 16),
             new Linux(VfioDeviceBindIommufd.class, 16, "out_devid", 16),
             new Linux(VfioDeviceAttachIommufdPt.class, 12, "pt_id", 12),
             new Linux(VfioDeviceDetachIommufdPt.class, 8, "flags", 8));
@@ -59,6 +60,7 @@ class IommufdLayoutTest {
         assertEquals(0x3b89, Iommufd.IOMMU_HWPT_ALLOC);
         assertEquals(0x3b8a, Iommufd.IOMMU_GET_HW_INFO);
         assertEquals(0x3b8f, Iommufd.IOMMU_IOAS_MAP_FILE);
+        assertEquals(0x3b95, Iommufd.IOMMU_HWPT_LIVEUPDATE_MARK_PRESERVE);
         assertEquals(0x3b76, Vfio.VFIO_DEVICE_BIND_IOMMUFD);
         assertEquals(0x3b77, Vfio.VFIO_DEVICE_ATTACH_IOMMUFD_PT);
         assertEquals(0x3b78, Vfio.VFIO_DEVICE_DETACH_IOMMUFD_PT);

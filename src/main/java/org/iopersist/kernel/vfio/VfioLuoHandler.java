@@ -158,7 +158,12 @@ public final class VfioLuoHandler implements LuoFileHandler {
             throw new HandoverFormatException(String.format("%s in session '%s' is not translating through a preserved HWPT of its"
                     + " iommufd", vd.device(), session.name()));
         }
-        return new In(vd, iommufd, hwptToken, blob.u32(node, "dev-id"));
+        final int devId = blob.u32(node, "dev-id");
+        if (!iommufd.claimDeviceId(devId)) {
+            throw new HandoverFormatException(String.format("%s in session '%s': object id %d is invalid or taken in its iommufd",
+                    vd.device(), session.name(), devId));
+        }
+        return new In(vd, iommufd, hwptToken, devId);
     }
 
     /** A device handed over: held by the session, bound and attached, until retrieve or finish. */

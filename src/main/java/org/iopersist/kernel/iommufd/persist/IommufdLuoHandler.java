@@ -314,6 +314,8 @@ public final class IommufdLuoHandler implements LuoFileHandler {
         private final Map<Long, java.util.Set<IommuDevice>> servedBy;
         private final Map<Long, HwptPaging> hwpts = new HashMap<>();
         private final List<Ioas> ioases = new ArrayList<>();
+        /** Device ids the VFIO records took (validate only). */
+        private final Set<Integer> deviceIds = new HashSet<>();
         private IommufdCtx ctx;
         private boolean preserved;
 
@@ -325,6 +327,27 @@ public final class IommufdLuoHandler implements LuoFileHandler {
             this.ioasPlans = ioasPlans;
             this.hwptPlans = hwptPlans;
             this.servedBy = servedBy;
+        }
+
+        /**
+         * Validate only: takes {@code id} for a device record of this iommufd, if it is a valid
+         * object id (≥ 1) no IOAS, HWPT or other device of the context holds.
+         */
+        public boolean claimDeviceId(final int id) {
+            if (id < 1 || !deviceIds.add(id)) {
+                return false;
+            }
+            for (IoasPlan ip : ioasPlans) {
+                if (ip.id() == id) {
+                    return false;
+                }
+            }
+            for (HwptPlan hp : hwptPlans.values()) {
+                if (hp.id() == id) {
+                    return false;
+                }
+            }
+            return true;
         }
 
         /** Whether the HWPT under {@code hwptToken} was handed over and its domain serves {@code dev}. */

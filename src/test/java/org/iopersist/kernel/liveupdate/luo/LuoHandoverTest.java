@@ -1,0 +1,171 @@
+package org.iopersist.kernel.liveupdate.luo;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.iopersist.hw.Machine;
+import org.iopersist.hw.MachineConfig;
+import org.iopersist.kernel.init.Kernel;
+import org.iopersist.kernel.iommu.IommuDevice;
+import org.iopersist.kernel.liveupdate.kho.FdtReader;
+import org.iopersist.kernel.syscall.SyscallServer;
+import org.iopersist.testing.Handovers;
+import org.iopersist.vmm.GuestRam;
+import org.iopersist.vmm.IommufdHandle;
+import org.iopersist.vmm.KernelClient;
+import org.iopersist.vmm.LiveupdateHandle;
+import org.iopersist.vmm.SessionHandle;
+import org.iopersist.vmm.VfioDeviceHandle;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The {@code LUO} blob read by dtc, and broken on purpose: every break ends in a cold boot with
+ * every device blocked and no session to retrieve, never in a half-restored machine.
+ */
+class LuoHandoverTest {
+    private static final long MIB = 1L << 20;
+    private static final String CMDLINE = "guestmemfs=64M liveupdate.finish_timeout=0";
+    private static final ValueLayout.OfLong BE64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+    private static final ValueLayout.OfInt BE32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+
+    @TempDir
+    Path dir;
+
+    /** What kernel A handed over: session vm0 (memfd RAM, iommufd, device 0) and session aux (a memfd). */
+    private record Handed(Machine machine, int hwpt) {
+    }
+
+    private Handed handOver() throws Exception {
+        final Path at = dir.resolve("m");
+        final Machine m = Machine.create(at, MachineConfig.small().withMemorySize(256 * MIB)).start();
+        Files.writeString(at.resolve("boot").resolve("cmdline"), CMDLINE);
+        final Kernel a = Kernel.boot(m.board());
+        final SyscallServer server = a.serve(at.resolve("k.sock"));
+        final KernelClient vmm = KernelClient.connect(server.path(), at.resolve("memory"));
+        final GuestRam ram = GuestRam.createMemfd(vmm, "ram", 8 * MIB);
+        final IommufdHandle iommufd = IommufdHandle.open(vmm);
+        final VfioDeviceHandle dev = VfioDeviceHandle.open(vmm, 0);
+        final int devId = dev.bind(iommufd);
+        final int ioas = iommufd.ioasAlloc();
+        final int hwpt = iommufd.hwptAlloc(devId, ioas);
+        dev.attach(hwpt);
+        ram.mapForDma(iommufd, ioas, 1);
+        iommufd.markPreserve(hwpt, 7);
+        final LiveupdateHandle luo = LiveupdateHandle.open(vmm);
+        final SessionHandle vm0 = luo.createSession("vm0");
+        vm0.preserveFd(ram.fd(), 1);
+        vm0.preserveFd(iommufd.fd(), 2);
+        vm0.preserveFd(dev.fd(), 3);
+        final SessionHandle aux = luo.createSession("aux");
+        LuoTestUtils.createAndPreserveMemfd(vmm, aux, 1, "aux data");
+        vmm.kexecLoad(CMDLINE);
+        vmm.rebootKexec();
+        return new Handed(m, hwpt);
+    }
+
+    private static FdtReader luo(final Machine m) {
+        return Handovers.subtree(m.board(), "LUO");
+    }
+
+    private static int node(final FdtReader b, final String path) {
+        int n = b.root();
+        for (String part : path.split("/")) {
+            n = b.subnode(n, part);
+        }
+        return n;
+    }
+
+    /** Reseals the edited blob, boots, and expects a cold boot for {@code reason}. */
+    private static void assertCold(final Machine m, final String reason) {
+        Handovers.reseal(m.board(), "LUO");
+        final Kernel b = Kernel.boot(m.board());
+        assertEquals(Kernel.BootKind.COLD, b.bootKind(), reason);
+        assertTrue(b.coldBootReason().contains(reason), b.coldBootReason());
+        for (IommuDevice d : b.iommu().devices()) {
+            assertEquals(b.iommu().blockedDomain(), b.iommu().domainOf(d), "blocked: " + d);
+        }
+    }
+
+    @Test
+    void dtcReadsTheBlobAndTheUntouchedHandoverRestores() throws Exception {
+        final Handed h = handOver();
+        try (Machine m = h.machine()) {
+            final String dts = Handovers.checkWithDtc(m.board()).get("LUO");
+            assertTrue(dts.contains("compatible = \"luo-v1\"") && dts.contains("session-name = \"vm0\"")
+                    && dts.contains("session-name = \"aux\"") && dts.contains("\"memfd-v2\"") && dts.contains("\"iommufd-v1\"")
+                    && dts.contains("\"vfio-pci-v1\"") && dts.contains("liveupdate-number = <0x00 0x01>"), dts);
+            final Kernel b = Kernel.boot(m.board());
+            assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind(), b.coldBootReason());
+        }
+    }
+
+    @Test
+    void twoSessionsOfOneNameColdBoot() throws Exception {
+        final Handed h = handOver();
+        try (Machine m = h.machine()) {
+            final FdtReader b = luo(m);
+            MemorySegment.copy(MemorySegment.ofArray("vm0".getBytes(StandardCharsets.US_ASCII)), 0,
+                    b.value(b.property(node(b, "session@1"), LuoHandover.PROP_SESSION_NAME)), 0, 3);
+            assertCold(m, "session 'vm0' appears twice");
+        }
+    }
+
+    @Test
+    void aFileNoHandlerKnowsColdBoots() throws Exception {
+        final Handed h = handOver();
+        try (Machine m = h.machine()) {
+            final FdtReader b = luo(m);
+            b.value(b.property(node(b, "session@1/file@0"), "compatible")).set(ValueLayout.JAVA_BYTE, 7, (byte) '9');
+            assertCold(m, "no handler for 'memfd-v9'");
+        }
+    }
+
+    @Test
+    void aMemfdPageOutsideTheTrackerColdBoots() throws Exception {
+        final Handed h = handOver();
+        try (Machine m = h.machine()) {
+            final FdtReader b = luo(m);
+            b.value(b.property(node(b, "session@1/file@0"), "runs")).set(BE64, 8, 0L); // run 0's first frame
+            assertCold(m, "is not preserved");
+        }
+    }
+
+    @Test
+    void anIommufdAreaOnAFileTheSessionLacksColdBoots() throws Exception {
+        final Handed h = handOver();
+        try (Machine m = h.machine()) {
+            final FdtReader b = luo(m);
+            final int file = node(b, "session@0/file@1");
+            final int ioas = b.children(file).stream().filter(n -> b.nodeName(n).startsWith("ioas@")).findFirst().orElseThrow();
+            b.value(b.property(ioas, "pages")).set(BE64, 0, 0xdeadL); // its file token
+            assertCold(m, "past the end of file token 0xdead");
+        }
+    }
+
+    @Test
+    void aDeviceIdTheIommufdUsesColdBoots() throws Exception {
+        final Handed h = handOver();
+        try (Machine m = h.machine()) {
+            final FdtReader b = luo(m);
+            b.value(b.property(node(b, "session@0/file@2"), "dev-id")).set(BE32, 0, h.hwpt());
+            assertCold(m, "object id " + h.hwpt() + " is invalid or taken in its iommufd");
+        }
+    }
+
+    @Test
+    void aDeviceWhoseIommufdIsNotInItsSessionColdBoots() throws Exception {
+        final Handed h = handOver();
+        try (Machine m = h.machine()) {
+            final FdtReader b = luo(m);
+            b.value(b.property(node(b, "session@0/file@2"), "iommufd")).set(BE64, 0, 1L); // the memfd's token
+            assertCold(m, "is not translating through a preserved HWPT of its iommufd");
+        }
+    }
+}
