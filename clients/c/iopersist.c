@@ -432,6 +432,22 @@ long iop_write_file(struct iop_conn *c, const char *path, const char *value)
 	return n;
 }
 
+long iop_pread(struct iop_conn *c, int fd, void *buf, size_t len, uint64_t offset)
+{
+	long n;
+	if (len > SCRATCH_BUF_LEN)
+		return -E2BIG;
+	n = iop_syscall(c, IOP_NR_PREAD64, (uint64_t)fd, c->stack_va + SCRATCH_BUF, len, offset, 0, 0);
+	if (n > 0)
+		stack_read(c, SCRATCH_BUF, buf, (size_t)n);
+	return n;
+}
+
+long iop_lseek(struct iop_conn *c, int fd, int64_t offset, int whence)
+{
+	return iop_syscall(c, IOP_NR_LSEEK, (uint64_t)fd, (uint64_t)offset, (uint64_t)whence, 0, 0, 0);
+}
+
 int iop_stat(struct iop_conn *c, const char *path, uint64_t *size, uint64_t *ino)
 {
 	unsigned char st[IOP_STAT_SIZE];

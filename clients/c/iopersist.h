@@ -18,7 +18,8 @@
  *     if (iop_ioctl(&c, fd, IOMMU_IOAS_ALLOC, &alloc, sizeof(alloc)) < 0) ...;
  *     iop_exit(&c);   // closes every fd the process holds, as exit(2) does
  *
- * The Linux uAPI structs and ioctl numbers come from <linux/iommufd.h> and <linux/vfio.h> when
+ * The Linux uAPI structs and ioctl numbers come from <linux/iommufd.h>, <linux/vfio.h> and
+ * <linux/liveupdate.h> (the LUO's /dev/liveupdate sessions, Linux 6.19) when
  * the installed headers have everything used here (Linux 6.13 or later for iommufd; the iommufd
  * cdev ioctls of VFIO since 6.6); otherwise this header defines them exactly as Linux does, under
  * Linux's own include guard, so a later #include of the system header is harmless. Building with
@@ -262,6 +263,80 @@ struct vfio_device_detach_iommufd_pt {
 #endif
 
 /*
+ * include/uapi/linux/liveupdate.h, the Live Update Orchestrator (Linux 6.19): the system's when
+ * installed, else Linux's own definitions under its include guard.
+ */
+#if !defined(IOP_OWN_UAPI) && defined(__has_include)
+#if __has_include(<linux/liveupdate.h>)
+#include <linux/liveupdate.h>
+#endif
+#endif
+#ifndef _UAPI_LIVEUPDATE_H
+#define _UAPI_LIVEUPDATE_H
+
+#define LIVEUPDATE_IOCTL_TYPE		0xBA
+#define LIVEUPDATE_SESSION_NAME_LENGTH 64
+
+enum {
+	LIVEUPDATE_CMD_BASE = 0x00,
+	LIVEUPDATE_CMD_CREATE_SESSION = LIVEUPDATE_CMD_BASE,
+	LIVEUPDATE_CMD_RETRIEVE_SESSION = 0x01,
+};
+
+enum {
+	LIVEUPDATE_CMD_SESSION_BASE = 0x40,
+	LIVEUPDATE_CMD_SESSION_PRESERVE_FD = LIVEUPDATE_CMD_SESSION_BASE,
+	LIVEUPDATE_CMD_SESSION_RETRIEVE_FD = 0x41,
+	LIVEUPDATE_CMD_SESSION_FINISH = 0x42,
+};
+
+struct liveupdate_ioctl_create_session {
+	__u32 size;
+	__s32 fd;
+	__u8 name[LIVEUPDATE_SESSION_NAME_LENGTH];
+};
+#define LIVEUPDATE_IOCTL_CREATE_SESSION _IO(LIVEUPDATE_IOCTL_TYPE, LIVEUPDATE_CMD_CREATE_SESSION)
+
+struct liveupdate_ioctl_retrieve_session {
+	__u32 size;
+	__s32 fd;
+	__u8 name[LIVEUPDATE_SESSION_NAME_LENGTH];
+};
+#define LIVEUPDATE_IOCTL_RETRIEVE_SESSION _IO(LIVEUPDATE_IOCTL_TYPE, LIVEUPDATE_CMD_RETRIEVE_SESSION)
+
+struct liveupdate_session_preserve_fd {
+	__u32 size;
+	__s32 fd;
+	__aligned_u64 token;
+};
+#define LIVEUPDATE_SESSION_PRESERVE_FD _IO(LIVEUPDATE_IOCTL_TYPE, LIVEUPDATE_CMD_SESSION_PRESERVE_FD)
+
+struct liveupdate_session_retrieve_fd {
+	__u32 size;
+	__s32 fd;
+	__aligned_u64 token;
+};
+#define LIVEUPDATE_SESSION_RETRIEVE_FD _IO(LIVEUPDATE_IOCTL_TYPE, LIVEUPDATE_CMD_SESSION_RETRIEVE_FD)
+
+struct liveupdate_session_finish {
+	__u32 size;
+	__u32 reserved;
+};
+#define LIVEUPDATE_SESSION_FINISH _IO(LIVEUPDATE_IOCTL_TYPE, LIVEUPDATE_CMD_SESSION_FINISH)
+
+#endif /* _UAPI_LIVEUPDATE_H */
+
+/* GET_NAME came after 6.19 (the next free session command); this kernel implements it. */
+#ifndef LIVEUPDATE_SESSION_GET_NAME
+struct liveupdate_session_get_name {
+	__u32 size;
+	__u32 reserved;
+	__u8 name[LIVEUPDATE_SESSION_NAME_LENGTH];
+};
+#define LIVEUPDATE_SESSION_GET_NAME _IO(LIVEUPDATE_IOCTL_TYPE, 0x43)
+#endif
+
+/*
  * The persistence option of the RFC (docs/uapi.md, "Persistent contexts"): IOMMU_OPTION with
  * OP_SET on an empty context makes it persistent and returns its persistent id in val64; OP_GET
  * returns it (0 if not persistent). This project's one addition to the uAPI, so not in Linux.
@@ -375,6 +450,10 @@ long iop_munmap(struct iop_conn *c, uint64_t va, uint64_t length);
 long iop_read_file(struct iop_conn *c, const char *path, char *buf, size_t size);
 /* Writes value to a file (sysfs) in one write. */
 long iop_write_file(struct iop_conn *c, const char *path, const char *value);
+/* pread(2) of up to 16 KiB into buf (C memory): the bytes read. */
+long iop_pread(struct iop_conn *c, int fd, void *buf, size_t len, uint64_t offset);
+/* lseek(2): the new offset. */
+long iop_lseek(struct iop_conn *c, int fd, int64_t offset, int whence);
 /* stat(2): size and inode of a file of a mounted filesystem (/guestmemfs/NAME). */
 int iop_stat(struct iop_conn *c, const char *path, uint64_t *size, uint64_t *ino);
 

@@ -15,6 +15,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
+import java.util.function.LongUnaryOperator;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.iopersist.hw.Board;
@@ -90,7 +91,9 @@ final class Demo implements Callable<Integer> {
 
     @Option(names = "--vmm-command", paramLabel = "CMD",
             description = "after each kexec, run CMD --socket S --memory M --hold as the restarted VMM (e.g. "
-                    + "clients/c/build/example-vmm); it must print 'rebound N devices' and keep its iommufd until stdin ends")
+                    + "clients/c/build/example-vmm), with --luo --session vm0 added in the luo flow; it must print 'rebound N "
+                    + "devices' (luo: 'retrieved N devices', after preserving everything again in a new session vm0) and keep "
+                    + "its iommufd until stdin ends")
     private String vmmCommand;
 
     /** The two designs the model runs: the seed RFC's, and Linux's Live Update Orchestrator. */
@@ -127,9 +130,6 @@ final class Demo implements Callable<Integer> {
         }
         if (flow == Flow.luo && guestRamBytes > 4L << 30) {
             throw new IllegalArgumentException("--flow luo keeps guest RAM in a memfd of 4 KiB pages: at most 4G");
-        }
-        if (flow == Flow.luo && vmmCommand != null) {
-            throw new IllegalArgumentException("--vmm-command runs a VMM of the rfc flow: give --flow rfc");
         }
         if (dir != null && Files.exists(dir.resolve(MachineConfig.FILE))) {
             throw new IllegalArgumentException(dir + " already holds a machine; give a new directory");
@@ -318,6 +318,10 @@ final class Demo implements Callable<Integer> {
                     before[i] = bars[i].counters().ops();
                 }
                 GuestRam current = ram;
+                // Where the checker finds guest RAM: through the VMM's own mapping, or (the LUO flow with an
+                // external VMM, which alone holds the memfd) the frames noted before the first kexec, which the
+                // memfd keeps in place.
+                LongUnaryOperator ramPhys = luo != null && vmmCommand != null ? framesOf(ram, bars) : ram::physOf;
                 Role external = null;
                 for (int u = 1; u <= updates; u++) {
                     final String step = "update " + u + "/" + updates + ": ";
@@ -372,6 +376,40 @@ final class Demo implements Callable<Integer> {
                     kernels.add(new DemoReport.Kernel(u + 1, kernel.process.pid(), ready.group(1),
                             Double.parseDouble(ready.group(2)), out != null ? "kernel" + (u + 1) + ".log" : null));
 
+                    if (luo != null && vmmCommand != null) {
+                        // Another program retrieves the session (and preserves everything again for the next update).
+                        progress.phase(step + "vmm " + (u + 1) + " retrieving");
+                        if (external != null) {
+                            external.stop(); // the VMM of the kernel before: its connection ended with the kexec
+                        }
+                        final List<String> cmd = new ArrayList<>(List.of(vmmCommand.trim().split("\\s+")));
+                        cmd.addAll(List.of("--socket", sock.toString(), "--memory", machineDir.resolve("memory").toString(),
+                                "--luo", "--session", "vm0", "--hold"));
+                        external = new Role(machineDir.resolve("vmm" + (u + 1) + ".log"), cmd);
+                        external.await(".*retrieved \\d+ devices.*", 60);
+                        final long t3 = System.nanoTime();
+                        final int[] again = new int[nDevices];
+                        externalIds(external.log, "", again);
+                        final boolean kept = java.util.Arrays.equals(again, devIds);
+                        final boolean preserved = Files.readString(external.log).contains("preserved again in a new session vm0");
+                        vmm = KernelClient.connect(sock, machineDir.resolve("memory"));
+                        say.printf("vmm %-4d %s (process %d) retrieved session vm0: devices bound with dev_id %s, RAM, iommufd; "
+                                + "finished (%.1f ms)%n", u + 1, Path.of(cmd.get(0)).getFileName(), external.process.pid(), ids(again),
+                                (t3 - t2) / 1e6);
+                        say.printf("session %-3d %s%n", u + 1, preserved ? "state, RAM, iommufd and devices preserved again in a "
+                                + "new session vm0 by the external VMM" : "not preserved again: see " + external.log);
+                        final int p = (kept ? 0 : 1) + (preserved ? 0 : 1);
+                        problems += p;
+                        final Timing timing = new Timing(t0, tf, tk0, t1, t2, t3, Double.parseDouble(ready.group(2)));
+                        updateReports.add(new DemoReport.Update(u, phases(timing), null,
+                                java.util.Arrays.stream(again).boxed().toList(), p == 0, null));
+                        marks.add(mark("kexec", u, t1, devicesStart));
+                        marks.add(mark("boot", u, t2, devicesStart));
+                        marks.add(mark("reopen", u, t3, devicesStart));
+                        progress.phase(u < updates ? "devices running, " + (updates - u) + " more to go" : "devices running, all updates done");
+                        Thread.sleep((long) (seconds * 1000));
+                        continue;
+                    }
                     if (luo != null) {
                         // The restarted VMM retrieves its session: the devices come back bound and attached.
                         progress.phase(step + "vmm " + (u + 1) + " retrieving");
@@ -379,6 +417,7 @@ final class Demo implements Callable<Integer> {
                         final String back = luo.afterKexec(vmm);
                         final long t3 = System.nanoTime();
                         current = luo.ram();
+                        ramPhys = current::physOf;
                         say.printf("vmm %-4d %s (%.1f ms)%n", u + 1, back, (t3 - t2) / 1e6);
                         say.printf("session %-3d %s%n", u + 1, luo.check(vmm));
                         final int p = luo.problems();
@@ -428,6 +467,7 @@ final class Demo implements Callable<Integer> {
                     }
                     problems += kept ? 0 : 1;
                     current = GuestRam.open(vmm, "vm0-ram");
+                    ramPhys = current::physOf;
                     say.printf("vmm %-4d %sreopened %s (persistent id %d), devices rebound with dev_id %d, %d%n", u + 1,
                             external != null ? Path.of(vmmCommand.trim().split("\\s+")[0]).getFileName() + " (process "
                                     + external.process.pid() + ") " : "", node, persistentId, again[0], again[1]);
@@ -462,7 +502,7 @@ final class Demo implements Callable<Integer> {
                     final DeviceCounters c = bars[i].counters();
                     finals[i] = c;
                     trace.counts(i, startBin, counts[i]);
-                    final RecordChecker.Report r = checker.check(bars[i].window(), current::physOf);
+                    final RecordChecker.Report r = checker.check(bars[i].window(), ramPhys);
                     say.printf("device   vfio%d: %d records (%d after the first update), %d faults, %d corrupt, "
                             + "longest DMA gap %.2f ms; checker: %s%n", i, c.ops(), c.ops() - before[i], c.faults(),
                             c.corrupt(), c.maxGapNanos() / 1e6, r.clean() ? "every record in place" : r);
@@ -783,6 +823,21 @@ final class Demo implements Callable<Integer> {
             problems = 0;
             return p;
         }
+    }
+
+    /** Each device window's page frames in guest RAM now, as a lookup (-1 outside them). */
+    private static LongUnaryOperator framesOf(final GuestRam ram, final DeviceBar[] bars) {
+        final Map<Long, Long> frames = new java.util.HashMap<>();
+        for (DeviceBar bar : bars) {
+            final RecordChecker.Expectation e = RecordChecker.Expectation.fromBar(bar.window());
+            for (long gpa = e.iovaBase() & ~4095L; gpa < e.iovaBase() + e.length(); gpa += 4096) {
+                frames.put(gpa, ram.physOf(gpa));
+            }
+        }
+        return gpa -> {
+            final Long frame = frames.get(gpa & ~4095L);
+            return frame == null ? -1 : frame + (gpa & 4095);
+        };
     }
 
     private static String ids(final int[] ids) {

@@ -72,7 +72,12 @@ class CClientTest {
                 org.iopersist.uapi.IommuIoasUnmap.LAYOUT, org.iopersist.uapi.IommuOption.LAYOUT,
                 org.iopersist.uapi.IommuHwptAlloc.LAYOUT, org.iopersist.uapi.IommuHwInfo.LAYOUT,
                 org.iopersist.uapi.IommuHwInfoVtd.LAYOUT, org.iopersist.uapi.VfioDeviceBindIommufd.LAYOUT,
-                org.iopersist.uapi.VfioDeviceAttachIommufdPt.LAYOUT, org.iopersist.uapi.VfioDeviceDetachIommufdPt.LAYOUT);
+                org.iopersist.uapi.VfioDeviceAttachIommufdPt.LAYOUT, org.iopersist.uapi.VfioDeviceDetachIommufdPt.LAYOUT,
+                org.iopersist.uapi.LiveupdateIoctlSession.LAYOUT, org.iopersist.uapi.LiveupdateSessionFd.LAYOUT,
+                org.iopersist.uapi.LiveupdateSessionFinish.LAYOUT, org.iopersist.uapi.LiveupdateSessionGetName.LAYOUT,
+                // Linux names the retrieve structs apart; their layouts are the create and preserve ones.
+                org.iopersist.uapi.LiveupdateIoctlSession.LAYOUT.withName("liveupdate_ioctl_retrieve_session"),
+                org.iopersist.uapi.LiveupdateSessionFd.LAYOUT.withName("liveupdate_session_retrieve_fd"));
         final Map<String, Long> expected = new LinkedHashMap<>();
         final StringBuilder c = new StringBuilder("#include \"iopersist.h\"\n#include <stddef.h>\n#include <stdio.h>\n"
                 + "#define P(name, value) printf(\"%s %lu\\n\", name, (unsigned long)(value))\nint main(void)\n{\n");
@@ -110,6 +115,14 @@ class CClientTest {
         numbers.put("VFIO_DEVICE_BIND_IOMMUFD", (long) Vfio.VFIO_DEVICE_BIND_IOMMUFD);
         numbers.put("VFIO_DEVICE_ATTACH_IOMMUFD_PT", (long) Vfio.VFIO_DEVICE_ATTACH_IOMMUFD_PT);
         numbers.put("VFIO_DEVICE_DETACH_IOMMUFD_PT", (long) Vfio.VFIO_DEVICE_DETACH_IOMMUFD_PT);
+        numbers.put("LIVEUPDATE_IOCTL_CREATE_SESSION", (long) org.iopersist.uapi.Liveupdate.LIVEUPDATE_IOCTL_CREATE_SESSION);
+        numbers.put("LIVEUPDATE_IOCTL_RETRIEVE_SESSION", (long) org.iopersist.uapi.Liveupdate.LIVEUPDATE_IOCTL_RETRIEVE_SESSION);
+        numbers.put("LIVEUPDATE_SESSION_PRESERVE_FD", (long) org.iopersist.uapi.Liveupdate.LIVEUPDATE_SESSION_PRESERVE_FD);
+        numbers.put("LIVEUPDATE_SESSION_RETRIEVE_FD", (long) org.iopersist.uapi.Liveupdate.LIVEUPDATE_SESSION_RETRIEVE_FD);
+        numbers.put("LIVEUPDATE_SESSION_FINISH", (long) org.iopersist.uapi.Liveupdate.LIVEUPDATE_SESSION_FINISH);
+        numbers.put("LIVEUPDATE_SESSION_GET_NAME", (long) org.iopersist.uapi.Liveupdate.LIVEUPDATE_SESSION_GET_NAME);
+        numbers.put("LIVEUPDATE_SESSION_NAME_LENGTH", (long) org.iopersist.uapi.Liveupdate.LIVEUPDATE_SESSION_NAME_LENGTH);
+        numbers.put("IOP_NR_LSEEK", (long) Syscall.LSEEK);
         numbers.put("IOP_NR_OPEN", (long) Syscall.OPEN);
         numbers.put("IOP_NR_IOCTL", (long) Syscall.IOCTL);
         numbers.put("IOP_NR_MMAP", (long) Syscall.MMAP);
@@ -280,6 +293,158 @@ class CClientTest {
             final String log = Files.readString(out.resolve("vmm" + k + ".log"));
             assertTrue(log.contains("example-vmm: rebound 2 devices"), log);
         }
+        assertTrue(said.endsWith("demo: ok\n"), said);
+    }
+
+    @Test
+    void inLuoModeTheExampleRetrievesTheSessionAfterARealKexecAndFindsTheDevicesBound() throws Exception {
+        final Path exe = gcc(dir.resolve("example-vmm"), CLIENT.resolve("example-vmm.c").toString(),
+                CLIENT.resolve("iopersist.c").toString());
+        final String cmdline = "liveupdate.finish_timeout=0";
+        final Path m = dir.resolve("machine");
+        final Path sock = dir.resolve("k.sock");
+        try (ChildJvm machine = ChildJvm.start(dir.resolve("machine.log"), MachineMain.class, m.toString())) {
+            await(machine, "machine ready");
+            Files.writeString(m.resolve("boot").resolve("cmdline"), cmdline);
+            final int[] devIds = new int[2];
+            final DeviceBar[] bars = new DeviceBar[2];
+            final Map<Long, Long> frames = new java.util.HashMap<>();
+            final int hwpt;
+            try (Board board = Board.open(m)) {
+                // Kernel 1 and the Java VMM before the update, as the demo's LUO flow sets it up.
+                try (ChildJvm kernel1 = ChildJvm.start(dir.resolve("kernel1.log"), Main.class, "kernel", m.toString(),
+                        "--socket", sock.toString())) {
+                    await(kernel1, "kernel ready " + sock + " cold");
+                    final KernelClient vmm = KernelClient.connect(sock, m.resolve("memory"));
+                    final GuestRam ram = GuestRam.createMemfd(vmm, "vm0-ram", 32 * MIB);
+                    final IommufdHandle iommufd = IommufdHandle.open(vmm);
+                    final int ioas = iommufd.ioasAlloc();
+                    ram.mapForDma(iommufd, ioas, 1);
+                    final int[] deviceFds = new int[2];
+                    int attached = 0;
+                    for (int i = 0; i < 2; i++) {
+                        final VfioDeviceHandle d = VfioDeviceHandle.open(vmm, i);
+                        devIds[i] = d.bind(iommufd);
+                        attached = d.attach(ioas);
+                        deviceFds[i] = d.fd();
+                        bars[i] = new DeviceBar(board.deviceBar(i));
+                        bars[i].start(WorkloadSettings.writeVerify((1 + i) * MIB, MIB, 512, 1 + i).withPace(20_000));
+                        bars[i].awaitSeq(200);
+                    }
+                    hwpt = attached;
+                    iommufd.markPreserve(hwpt, 0x4857_5054);
+                    final int state = vmm.memfdCreate("vm0-state");
+                    vmm.write(state, ("ioas=" + ioas + " hwpt=" + hwpt + " devids=" + devIds[0] + ", " + devIds[1])
+                            .getBytes(StandardCharsets.UTF_8));
+                    final LiveupdateHandle luo = LiveupdateHandle.open(vmm);
+                    final SessionHandle session = luo.createSession("vm0");
+                    luo.close();
+                    session.preserveFd(state, 0);
+                    session.preserveFd(ram.fd(), 1);
+                    session.preserveFd(iommufd.fd(), 2);
+                    session.preserveFd(deviceFds[0], 16);
+                    session.preserveFd(deviceFds[1], 17);
+                    // The memfd keeps its frames through the kexec: where the checker will look after it.
+                    for (long gpa = MIB; gpa < 3 * MIB; gpa += 4096) {
+                        frames.put(gpa, ram.physOf(gpa));
+                    }
+                    vmm.kexecLoad(cmdline);
+                    vmm.rebootKexec();
+                    assertEquals(0, kernel1.waitFor(30), kernel1.output());
+                }
+                try (ChildJvm kernel2 = ChildJvm.start(dir.resolve("kernel2.log"), Main.class, "kernel", m.toString(),
+                        "--socket", sock.toString())) {
+                    await(kernel2, "kernel ready " + sock + " live_update");
+                    final Process c = new ProcessBuilder(exe.toString(), "--socket", sock.toString(), "--memory",
+                            m.resolve("memory").toString(), "--luo", "--session", "vm0", "--hold").redirectErrorStream(true).start();
+                    final List<String> lines = new ArrayList<>();
+                    try {
+                        final BufferedReader out = new BufferedReader(new InputStreamReader(c.getInputStream(), StandardCharsets.UTF_8));
+                        String line;
+                        while ((line = out.readLine()) != null) {
+                            lines.add(line);
+                            if (line.startsWith("example-vmm: retrieved ") && line.endsWith(" devices")) {
+                                break;
+                            }
+                        }
+                        final String said = String.join("\n", lines);
+                        assertTrue(said.contains("example-vmm: retrieved session vm0 as fd "), said);
+                        assertTrue(said.contains(": \"ioas=1 hwpt=" + hwpt + " devids=" + devIds[0] + ", " + devIds[1] + "\""), said);
+                        assertTrue(said.contains("example-vmm: ioas 1: allowed [0x0, 0xfedfffff]"), said);
+                        for (int i = 0; i < 2; i++) {
+                            assertTrue(said.matches("(?s).*example-vmm: vfio" + i + " \\(token " + (16 + i) + "\\) retrieved as fd \\d+: "
+                                    + "bound, dev_id " + devIds[i] + " \\(IOMMU_GET_HW_INFO type 1, bind again EINVAL\\).*"), said);
+                        }
+                        // Through its own mapping of the retrieved memfd: device 0's record, on the frame it had before.
+                        assertTrue(said.matches("(?s).*example-vmm: guest RAM memfd \\(32 MiB\\) mapped at va 0x[0-9a-f]+; offset 0x100000 "
+                                + "is phys 0x" + Long.toHexString(frames.get(MIB)) + ": record seq \\d+ from sid 0x0010, iova 0x100000, "
+                                + "generation 1\n.*"), said);
+                        assertTrue(said.contains("example-vmm: session vm0 finished"), said);
+                        assertTrue(said.contains("example-vmm: state, RAM, iommufd and 2 devices preserved again in a new session vm0"),
+                                said);
+                        assertTrue(said.endsWith("example-vmm: retrieved 2 devices"), said);
+
+                        // The session is finished (no incoming vm0 is left) and DMA goes on, every record in place.
+                        try (KernelClient look = KernelClient.connect(sock, m.resolve("memory"))) {
+                            final LiveupdateHandle luo = LiveupdateHandle.open(look);
+                            final org.iopersist.uapi.ErrnoException gone = org.junit.jupiter.api.Assertions.assertThrows(
+                                    org.iopersist.uapi.ErrnoException.class, () -> luo.retrieveSession("vm0"));
+                            luo.close();
+                            assertEquals(2, gone.errno(), "ENOENT once finished (EINVAL if only retrieved): " + gone.getMessage());
+                            final long seq = bars[1].counters().nextSeq();
+                            bars[1].awaitSeq(seq + 500);
+                            final RecordChecker checker = new RecordChecker(board.memory());
+                            for (int i = 0; i < 2; i++) {
+                                bars[i].stop();
+                                final DeviceCounters counters = bars[i].counters();
+                                assertEquals(0, counters.faults(), "device " + i + ": " + counters);
+                                assertEquals(0, counters.corrupt(), "device " + i + ": " + counters);
+                                final RecordChecker.Report r = checker.check(bars[i].window(), iova -> {
+                                    final Long frame = frames.get(iova & ~4095L);
+                                    return frame == null ? -1 : frame + (iova & 4095);
+                                });
+                                assertTrue(r.clean(), r.toString());
+                            }
+                        }
+                        c.getOutputStream().close(); // stdin ends: the C VMM exits
+                        assertTrue(c.waitFor(30, TimeUnit.SECONDS));
+                        assertEquals(0, c.exitValue(), said);
+                    } finally {
+                        c.destroyForcibly();
+                    }
+                    kernel2.process().getOutputStream().close();
+                    assertEquals(0, kernel2.waitFor(30), kernel2.output());
+                }
+            }
+            machine.process().getOutputStream().close();
+            assertEquals(0, machine.waitFor(30), machine.output());
+        }
+    }
+
+    @Test
+    void theDemoRunsTheCExampleInLuoModeAcrossTwoKexecs() throws Exception {
+        final Path exe = gcc(dir.resolve("example-vmm"), CLIENT.resolve("example-vmm.c").toString(),
+                CLIENT.resolve("iopersist.c").toString());
+        final Path out = dir.resolve("out");
+        final java.io.PrintStream stdout = System.out;
+        final java.io.ByteArrayOutputStream buf = new java.io.ByteArrayOutputStream();
+        System.setOut(new java.io.PrintStream(buf, true, StandardCharsets.UTF_8));
+        final int exit;
+        try {
+            exit = new picocli.CommandLine(new Main()).execute("demo", "--flow", "luo", "--seconds", "0.2", "--updates", "2",
+                    "--vmm-command", exe.toString(), "--out", out.toString(), "--dir", dir.resolve("m").toString());
+        } finally {
+            System.setOut(stdout);
+        }
+        final String said = buf.toString(StandardCharsets.UTF_8);
+        assertEquals(0, exit, said);
+        for (int k = 2; k <= 3; k++) {
+            assertTrue(said.matches("(?s).*\nvmm " + k + " +example-vmm \\(process \\d+\\) retrieved session vm0: devices bound "
+                    + "with dev_id 2, 4, RAM, iommufd; finished .*"), said);
+            final String log = Files.readString(out.resolve("vmm" + k + ".log"));
+            assertTrue(log.contains("example-vmm: session vm0 finished") && log.endsWith("example-vmm: retrieved 2 devices\n"), log);
+        }
+        assertTrue(said.matches("(?s).*device   vfio0: \\d+ records \\(\\d+ after the first update\\), 0 faults, 0 corrupt.*"), said);
         assertTrue(said.endsWith("demo: ok\n"), said);
     }
 
