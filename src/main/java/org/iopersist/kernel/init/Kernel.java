@@ -1,5 +1,6 @@
 package org.iopersist.kernel.init;
 
+import org.iopersist.kernel.FaultInjection;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.KernelLog;
 
@@ -186,8 +187,11 @@ public final class Kernel {
     }
 
     private void stopServers() {
-        // The caller may be a syscall worker of one of these servers: stop them from elsewhere.
         final List<SyscallServer> all = List.copyOf(servers);
+        for (SyscallServer s : all) {
+            s.cutOff(); // now, before the kexec returns: no release may run on this kernel any more
+        }
+        // The caller may be a syscall worker of one of these servers: join them from elsewhere.
         Thread.ofPlatform().name("kexec-stop").start(() -> {
             for (SyscallServer s : all) {
                 s.stop(false);
@@ -212,6 +216,18 @@ public final class Kernel {
         final SyscallServer server = new SyscallServer(socket, syscalls, log::info);
         servers.add(server);
         return server;
+    }
+
+    /**
+     * The books now ({@link Accounting}): what this kernel has handed out, and whether each process
+     * of every server is charged what its contexts pin.
+     */
+    public Accounting accounting() {
+        final List<UserProcess> processes = new java.util.ArrayList<>();
+        for (SyscallServer s : servers) {
+            processes.addAll(s.processes());
+        }
+        return Accounting.of(this, processes);
     }
 
     public IommufdLiveUpdate persistedContexts() {
@@ -268,7 +284,7 @@ public final class Kernel {
         log.info("Memory: %d MiB, %d remapping units, %d devices", memSize >> 20, board.config().units().size(),
                 board.config().devices().size());
 
-        final FrameAllocator frames = new FrameAllocator(board.memory(), memSize, params.pagePoison());
+        final FrameAllocator frames = new FrameAllocator(board.memory(), memSize, params.pagePoison(), new FaultInjection(log::info));
         final IntelIommuDriver intel = new IntelIommuDriver(board, frames, log);
         final IommuCore iommu = new IommuCore(intel, log);
         final FrameRefs refs = new FrameRefs(frames);
@@ -355,6 +371,11 @@ public final class Kernel {
 
     public FrameAllocator frames() {
         return frames;
+    }
+
+    /** This boot's fault injection ({@code /proc/thread-self/fail-nth}). */
+    public FaultInjection faults() {
+        return frames.faults();
     }
 
     public IommuCore iommu() {

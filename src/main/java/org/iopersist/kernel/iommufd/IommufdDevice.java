@@ -32,6 +32,11 @@ public final class IommufdDevice extends IommufdObject {
         this.dev = dev;
     }
 
+    /** The context the device is bound to. */
+    public IommufdCtx ctx() {
+        return ctx;
+    }
+
     public IommuDevice device() {
         return dev;
     }

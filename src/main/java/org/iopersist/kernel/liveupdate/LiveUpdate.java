@@ -40,7 +40,10 @@ import org.iopersist.uapi.Errno;
 public final class LiveUpdate {
     public enum State { NORMAL, FINALIZED, GONE }
 
-    /** Runs at kexec after every handler's shutdown: the end of userspace. */
+    /**
+     * Runs at kexec before anything else: the end of userspace, so that no process, not even one
+     * exiting right then, changes what the handover describes while it is written and shut down.
+     */
     @FunctionalInterface
     public interface KexecHook {
         void kexec(boolean handedOver);
@@ -140,18 +143,21 @@ public final class LiveUpdate {
         final List<KexecHook> toRun;
         synchronized (this) {
             requireAlive();
+            toRun = List.copyOf(hooks);
+        }
+        for (KexecHook h : toRun) {
+            h.kexec(finalized());
+        }
+        synchronized (this) {
+            requireAlive();
             handedOver = state == State.FINALIZED;
             writeBootRecord(cmdline, handedOver ? setup : null);
             state = State.GONE;
             toShut = List.copyOf(handlers);
-            toRun = List.copyOf(hooks);
         }
         stopFinishTimer();
         for (LiveUpdateHandler<?> h : toShut) {
             h.shutdown(handedOver);
-        }
-        for (KexecHook h : toRun) {
-            h.kexec(handedOver);
         }
         log.info("kexec: %s; the next kernel takes over", handedOver ? "handover in boot/setup_data"
                 : "no finalized handover, the next kernel cold-boots");

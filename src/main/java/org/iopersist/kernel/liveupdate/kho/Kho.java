@@ -117,6 +117,11 @@ public final class Kho {
         tracker.unpreserveRange(phys, length);
     }
 
+    /** The tracker's bitmap frames (kept once touched; see {@link PreservedMemoryMap#bitmapFrames}). */
+    public synchronized long trackerBitmapFrames() {
+        return tracker.bitmapFrames();
+    }
+
     /** Frames currently preserved (blocks, not the tracker's own metadata). */
     public synchronized long preservedFrames() {
         return tracker.preservedFrames();
