@@ -218,7 +218,7 @@ public final class IommufdCtx {
     /** Whether a device restored into this context still waits for its VMM to bind it again. */
     public boolean hasRestoredDevices() {
         for (IommufdObject o : objects.objects()) {
-            if (o instanceof IommufdDevice d && d.restored) {
+            if (o instanceof IommufdDevice d && (d.restored || d.adopting)) {
                 return true;
             }
         }
