@@ -213,6 +213,7 @@ public final class Kernel {
         if (liveUpdate.state() == LiveUpdate.State.GONE) {
             throw new IllegalStateException("this kernel has kexec'd");
         }
+        liveUpdate.consumeBootRecord(); // processes may change what the handover describes from now on
         final SyscallServer server = new SyscallServer(socket, syscalls, log::info);
         servers.add(server);
         return server;
@@ -293,8 +294,16 @@ public final class Kernel {
                 handedScratch -> carveGuestmemfs(params, memSize, handedScratch, null), log);
         final Handlers handlers = new Handlers(vtd, gmfs, new IommufdLiveUpdate(log, board.memory(), refs, iommu, gmfs, vtd));
 
-        final IncomingBoot incoming = IncomingBoot.validate(board.memory(), readBootBytes(board, SETUP_DATA_FILE), params.kho(),
-                handlers.inOrder(), log);
+        final org.iopersist.kernel.liveupdate.Breakpoint breakpoint = new org.iopersist.kernel.liveupdate.Breakpoint(
+                params.breakAt(), log);
+        final byte[] setupData = readBootBytes(board, SETUP_DATA_FILE);
+        final IncomingBoot incoming = setupData != null && Files.exists(board.bootDirectory().resolve(LiveUpdate.SETUP_DATA_USED))
+                ? IncomingBoot.cold(handlers.inOrder(), "the handover in the boot record was used by an earlier boot ("
+                        + LiveUpdate.SETUP_DATA_USED + ")", log)
+                : IncomingBoot.validate(board.memory(), setupData, params.kho(), handlers.inOrder(), log);
+        if (incoming.restoring()) {
+            breakpoint.at("validate");
+        }
         final PhysRange scratch = incoming.scratch(new PhysRange(LOW_MEMORY.end(), params.khoScratchSize()));
         if (scratch.end() > memSize) {
             throw new KernelException(Errno.ENOMEM, "KHO scratch " + scratch + " does not fit in memory");
@@ -307,7 +316,7 @@ public final class Kernel {
         }
         if (incoming.restoring()) {
             incoming.reserve(frames, board.memory());
-            incoming.adopt();
+            incoming.adopt(breakpoint);
         } else {
             intel.init(new EarlyFrames(board.memory(), scratch, scratch.start()));
             log.info("DMAR: cold boot (%s): every device blocked", incoming.coldReason());
@@ -319,6 +328,7 @@ public final class Kernel {
         log.info("Memory: %d frames free, %d reserved%s", s.freeFrames(), s.reservedFrames(),
                 params.pagePoison() ? ", page poisoning on" : "");
         final Kernel k = new Kernel(board, log, params, scratch, guestmemfs, frames, intel, iommu, refs, incoming, handlers);
+        k.liveUpdate.breakpoint(breakpoint);
         k.liveUpdate.startFinishTimer(params.finishTimeoutSec());
         return k;
     }

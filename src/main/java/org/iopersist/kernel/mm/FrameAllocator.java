@@ -299,6 +299,11 @@ public final class FrameAllocator implements FrameSource {
         return open && phys >= 0 && (phys >>> SHIFT) < limitFrames && testAllocated(phys >>> SHIFT);
     }
 
+    /** True if the frame at {@code phys} is on a free list: anyone may be handed it next. */
+    public synchronized boolean isFree(final long phys) {
+        return open && phys >= 0 && (phys >>> SHIFT) < limitFrames && overlapsFreeBlock(phys >>> SHIFT, 0);
+    }
+
     /** Heap bytes of this allocator's own bookkeeping: it follows what is managed, not memory's size. */
     public synchronized long metadataBytes() {
         if (!open) {
