@@ -122,6 +122,17 @@ public final class FdTable {
         return out;
     }
 
+    /** The open files, in descriptor order (one per descriptor; a shared file appears once per fd). */
+    public synchronized List<KernelFile> files() {
+        final List<KernelFile> out = new ArrayList<>();
+        for (OpenFile e : fds.values()) {
+            if (e != reserved) {
+                out.add(e.file());
+            }
+        }
+        return out;
+    }
+
     public synchronized int size() {
         return fds.size();
     }

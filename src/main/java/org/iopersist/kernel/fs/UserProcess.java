@@ -1,5 +1,6 @@
 package org.iopersist.kernel.fs;
 
+import org.iopersist.kernel.FaultInjection;
 import org.iopersist.kernel.mm.AddressSpace;
 
 import java.util.concurrent.atomic.AtomicLong;
@@ -17,6 +18,7 @@ public final class UserProcess {
     private final AtomicLong pinnedPages = new AtomicLong();
     private final long stackVa;
     private final long stackLength;
+    private final FaultInjection.Task failNth = new FaultInjection.Task();
 
     public UserProcess(final int pid, final int uid, final int gid, final AddressSpace mm, final long stackVa, final long stackLength) {
         this.pid = pid;
@@ -62,6 +64,11 @@ public final class UserProcess {
     /** Pages pinned on this process's account (moves with IOMMU_IOAS_CHANGE_PROCESS). */
     public long pinnedPages() {
         return pinnedPages.get();
+    }
+
+    /** This process's {@code fail_nth} (one task per process: a process's syscalls run one at a time). */
+    public FaultInjection.Task failNth() {
+        return failNth;
     }
 
     public void accountPinned(final long pages) {

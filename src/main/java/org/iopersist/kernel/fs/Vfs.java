@@ -111,6 +111,9 @@ public final class Vfs {
         if (path.equals("/proc/self/pagemap")) {
             return new PagemapFile(process);
         }
+        if (path.equals("/proc/thread-self/fail-nth") || path.equals("/proc/self/task/" + process.pid() + "/fail-nth")) {
+            return new FailNthFile(process); // a process is one task here: its tid is its pid
+        }
         final Opener dev = devices.get(path);
         if (dev != null) {
             return dev.open(process, path, flags);

@@ -885,6 +885,17 @@ public final class Guestmemfs {
         return map.get(indexOf(map, offset >>> BLOCK_SHIFT)).pins;
     }
 
+    /** Pins summed over every block of every file: 0 once nothing maps guest memory for DMA. */
+    public synchronized long pinnedBlocks() {
+        long n = 0;
+        for (List<Extent> map : files.values()) {
+            for (Extent e : map) {
+                n += (long) e.pins * e.count;
+            }
+        }
+        return n;
+    }
+
     /** Extents in use, all files together (for tests and sysfs). */
     public synchronized int extents() {
         return slots.size();

@@ -1,5 +1,6 @@
 package org.iopersist.kernel.init;
 
+import org.iopersist.kernel.FaultInjection;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.KernelLog;
 
@@ -199,9 +200,19 @@ public final class Kernel {
     }
 
     private void stopServers() {
-        // The caller may be a syscall worker of one of these servers: stop them from elsewhere.
         final List<SyscallServer> all = List.copyOf(servers);
+        for (SyscallServer s : all) {
+            s.cutOff(); // now, before the kexec returns: no release may run on this kernel any more
+        }
+        // The caller may be a syscall worker of one of these servers: join them from elsewhere, and
+        // only once the boot record is written, so that no process sees its connection end (its
+        // reboot "return") before the next kernel's record is whole.
         Thread.ofPlatform().name("kexec-stop").start(() -> {
+            try {
+                liveUpdate.awaitKexec(30, java.util.concurrent.TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
             for (SyscallServer s : all) {
                 s.stop(false);
             }
@@ -222,6 +233,7 @@ public final class Kernel {
         if (liveUpdate.state() == LiveUpdate.State.GONE) {
             throw new IllegalStateException("this kernel has kexec'd");
         }
+        liveUpdate.consumeBootRecord(); // processes may change what the handover describes from now on
         final SyscallServer server = new SyscallServer(socket, syscalls, log::info);
         servers.add(server);
         return server;
@@ -230,6 +242,18 @@ public final class Kernel {
     /** The Live Update Orchestrator: /dev/liveupdate and its sessions. */
     public Luo luo() {
         return luo;
+    }
+
+    /**
+     * The books now ({@link Accounting}): what this kernel has handed out, and whether each process
+     * of every server is charged what its contexts pin.
+     */
+    public Accounting accounting() {
+        final List<UserProcess> processes = new java.util.ArrayList<>();
+        for (SyscallServer s : servers) {
+            processes.addAll(s.processes());
+        }
+        return Accounting.of(this, processes);
     }
 
     public IommufdLiveUpdate persistedContexts() {
@@ -296,7 +320,7 @@ public final class Kernel {
         log.info("Memory: %d MiB, %d remapping units, %d devices", memSize >> 20, board.config().units().size(),
                 board.config().devices().size());
 
-        final FrameAllocator frames = new FrameAllocator(board.memory(), memSize, params.pagePoison());
+        final FrameAllocator frames = new FrameAllocator(board.memory(), memSize, params.pagePoison(), new FaultInjection(log::info));
         final IntelIommuDriver intel = new IntelIommuDriver(board, frames, log);
         final IommuCore iommu = new IommuCore(intel, log);
         final FrameRefs refs = new FrameRefs(frames);
@@ -319,8 +343,16 @@ public final class Kernel {
         }
         final Handlers handlers = new Handlers(vtd, gmfs, rfc, luo, List.copyOf(vfio));
 
-        final IncomingBoot incoming = IncomingBoot.validate(board.memory(), readBootBytes(board, SETUP_DATA_FILE), params.kho(),
-                handlers.inOrder(), log);
+        final org.iopersist.kernel.liveupdate.Breakpoint breakpoint = new org.iopersist.kernel.liveupdate.Breakpoint(
+                params.breakAt(), log);
+        final byte[] setupData = readBootBytes(board, SETUP_DATA_FILE);
+        final IncomingBoot incoming = setupData != null && Files.exists(board.bootDirectory().resolve(LiveUpdate.SETUP_DATA_USED))
+                ? IncomingBoot.cold(handlers.inOrder(), "the handover in the boot record was used by an earlier boot ("
+                        + LiveUpdate.SETUP_DATA_USED + ")", log)
+                : IncomingBoot.validate(board.memory(), setupData, params.kho(), handlers.inOrder(), log);
+        if (incoming.restoring()) {
+            breakpoint.at("validate");
+        }
         final PhysRange scratch = incoming.scratch(new PhysRange(LOW_MEMORY.end(), params.khoScratchSize()));
         if (scratch.end() > memSize) {
             throw new KernelException(Errno.ENOMEM, "KHO scratch " + scratch + " does not fit in memory");
@@ -333,7 +365,7 @@ public final class Kernel {
         }
         if (incoming.restoring()) {
             incoming.reserve(frames, board.memory());
-            incoming.adopt();
+            incoming.adopt(breakpoint);
         } else {
             intel.init(new EarlyFrames(board.memory(), scratch, scratch.start()));
             log.info("DMAR: cold boot (%s): every device blocked", incoming.coldReason());
@@ -345,6 +377,7 @@ public final class Kernel {
         log.info("Memory: %d frames free, %d reserved%s", s.freeFrames(), s.reservedFrames(),
                 params.pagePoison() ? ", page poisoning on" : "");
         final Kernel k = new Kernel(board, log, params, scratch, guestmemfs, frames, intel, iommu, refs, incoming, handlers);
+        k.liveUpdate.breakpoint(breakpoint);
         k.liveUpdate.startFinishTimer(params.finishTimeoutSec());
         return k;
     }
@@ -397,6 +430,11 @@ public final class Kernel {
 
     public FrameAllocator frames() {
         return frames;
+    }
+
+    /** This boot's fault injection ({@code /proc/thread-self/fail-nth}). */
+    public FaultInjection faults() {
+        return frames.faults();
     }
 
     public IommuCore iommu() {

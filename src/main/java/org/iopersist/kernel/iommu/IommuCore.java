@@ -92,6 +92,20 @@ public final class IommuCore {
         }
     }
 
+    /** Devices whose DMA an iommufd context owns now. */
+    public synchronized int dmaOwned() {
+        return dmaOwners.size();
+    }
+
+    /** Devices translating through a paging domain now (the rest are blocked). */
+    public synchronized int devicesAttached() {
+        int n = 0;
+        for (IommuDomain d : attached.values()) {
+            n += d == blocked ? 0 : 1;
+        }
+        return n;
+    }
+
     public synchronized IommuDomain domainOf(final IommuDevice dev) {
         return attached.get(dev);
     }

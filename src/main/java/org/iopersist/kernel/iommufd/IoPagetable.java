@@ -912,6 +912,26 @@ final class IoPagetable {
     // ------------------------------------------------------------------ live update
 
     /** The pages accounting moves to {@code next} (IOMMU_IOAS_CHANGE_PROCESS, or a reopen). */
+    /**
+     * The accounting check's sum: pages charged to each process by the pinned pages of this
+     * table's areas, each shared {@code iopt_pages} counted once across {@code seen}.
+     */
+    void sumPinned(final java.util.Map<UserProcess, Long> byOwner, final java.util.Set<Object> seen) {
+        iovaLock.readLock().lock();
+        try {
+            for (IoptArea a : areas.values()) {
+                if (seen.add(a.pages())) {
+                    final UserProcess owner = a.pages().chargedTo();
+                    if (owner != null) {
+                        byOwner.merge(owner, a.pages().npages(), Long::sum);
+                    }
+                }
+            }
+        } finally {
+            iovaLock.readLock().unlock();
+        }
+    }
+
     void changeProcess(final UserProcess next) {
         iovaLock.readLock().lock();
         try {

@@ -168,6 +168,22 @@ public final class IommufdCtx {
         return attachLock;
     }
 
+    /**
+     * The accounting check: adds, per process, the pages its IOASes' pinned areas charge it, each
+     * shared pages range once across {@code seen} (a context may be reached twice: by its fd and by
+     * a device bound to it).
+     */
+    public void sumPinned(final java.util.Map<UserProcess, Long> byOwner, final java.util.Set<Object> seen) {
+        if (!seen.add(this)) {
+            return;
+        }
+        for (IommufdObject o : objects.objects()) {
+            if (o instanceof Ioas ioas) {
+                ioas.iopt.sumPinned(byOwner, seen);
+            }
+        }
+    }
+
     // ------------------------------------------------------------------ references
 
     /** iommufd_ctx_get: a device bind or an access keeps the context alive after its fd is closed. */
@@ -219,7 +235,7 @@ public final class IommufdCtx {
     /** Whether a device restored into this context still waits for its VMM to bind it again. */
     public boolean hasRestoredDevices() {
         for (IommufdObject o : objects.objects()) {
-            if (o instanceof IommufdDevice d && d.restored) {
+            if (o instanceof IommufdDevice d && (d.restored || d.adopting)) {
                 return true;
             }
         }

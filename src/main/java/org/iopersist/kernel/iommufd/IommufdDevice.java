@@ -27,11 +27,18 @@ public final class IommufdDevice extends IommufdObject {
     boolean restored;
     /** Its VFIO cdev is preserved in a LUO session (or restored by one, not finished): attachments are frozen. */
     private volatile boolean liveupdatePreserved;
+    /** Adopted by a bind whose answer has not reached the process yet; guarded by ctx.attachLock. */
+    boolean adopting;
 
     private IommufdDevice(final IommufdCtx ctx, final IommuDevice dev) {
         super(ObjectType.DEVICE);
         this.ctx = ctx;
         this.dev = dev;
+    }
+
+    /** The context the device is bound to. */
+    public IommufdCtx ctx() {
+        return ctx;
     }
 
     public IommuDevice device() {
@@ -55,27 +62,22 @@ public final class IommufdDevice extends IommufdObject {
 
     // ------------------------------------------------------------------ bind
 
-    /** iommufd_device_bind: a new DEVICE object; the context stays alive until unbind. */
+    /**
+     * iommufd_device_bind: a new DEVICE object; the context stays alive until unbind. A device
+     * restored by a live update is adopted instead, still attached. The caller ends the bind with
+     * {@link #bindDone} once its answer reached the process, or {@link #abortBind} if it did not.
+     */
     public static IommufdDevice bind(final IommufdCtx ctx, final IommuDevice dev) {
         ctx.iommu();
-        IommufdDevice adopted = null;
-        boolean last = false;
         synchronized (ctx.attachLock) {
             for (IommufdObject o : ctx.objects.objects()) {
                 if (o instanceof IommufdDevice d && d.restored && d.dev.equals(dev)) {
                     // The restarted VMM binds its device again: it gets the restored object, still attached.
                     d.restored = false;
-                    adopted = d;
-                    last = !ctx.hasRestoredDevices();
-                    break;
+                    d.adopting = true;
+                    return d;
                 }
             }
-        }
-        if (adopted != null) {
-            if (last) {
-                ctx.restoredDevicesRebound(); // outside the attach lock: it starts the scrub
-            }
-            return adopted;
         }
         // A device restored into another context (held by the kernel, or reopened but not yet
         // bound again) is that context's until it is bound there or finish frees it.
@@ -92,6 +94,42 @@ public final class IommufdDevice extends IommufdObject {
         ctx.objects.finalizeObject(id, idev);
         ctx.get(); // iommufd_ctx_get, released by unbind
         return idev;
+    }
+
+    /**
+     * The bind's answer reached the process: an adopted device is its VMM's from now on, and the
+     * last of a context's restored devices to be adopted starts the deferred checks (the scrub).
+     */
+    public static void bindDone(final IommufdDevice idev) {
+        final IommufdCtx ctx = idev.ctx;
+        final boolean last;
+        synchronized (ctx.attachLock) {
+            if (!idev.adopting) {
+                return;
+            }
+            idev.adopting = false;
+            last = !ctx.hasRestoredDevices();
+        }
+        if (last) {
+            ctx.restoredDevicesRebound(); // outside the attach lock: it starts the scrub
+        }
+    }
+
+    /**
+     * The bind succeeded here but its answer could not reach the process (its copy to user
+     * failed): a new binding is undone (unbind), while an adopted device goes back to waiting for
+     * its VMM, still attached. A restarted VMM whose bind fails must not block the device it is
+     * taking over.
+     */
+    public static void abortBind(final IommufdDevice idev) {
+        synchronized (idev.ctx.attachLock) {
+            if (idev.adopting) {
+                idev.adopting = false;
+                idev.restored = true;
+                return;
+            }
+        }
+        unbind(idev);
     }
 
     /**
@@ -292,11 +330,6 @@ public final class IommufdDevice extends IommufdObject {
         if (liveupdatePreserved) {
             throw new KernelException(Errno.EBUSY, what + " of " + dev + ": its VFIO device is preserved for a live update");
         }
-    }
-
-    /** The context it is bound to. */
-    public IommufdCtx ctx() {
-        return ctx;
     }
 
     /** Whether its VFIO device is preserved in a LUO session (or restored by one, not finished). */

@@ -255,6 +255,11 @@ public final class IoptPages {
         return pinUsers > 0;
     }
 
+    /** The process charged for these pages now: the owner while pinned, else null (the accounting check). */
+    synchronized UserProcess chargedTo() {
+        return pinUsers > 0 ? owner : null;
+    }
+
     /** Frame of page {@code index} while pinned. */
     synchronized long frame(final long index) {
         if (pinUsers == 0) {

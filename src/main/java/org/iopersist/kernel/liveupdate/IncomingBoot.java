@@ -110,11 +110,17 @@ public final class IncomingBoot {
         step = Step.RESERVED;
     }
 
-    /** Adopt-all, in registration order. */
-    public void adopt() {
+    /** A cold boot decided before the handover is read, with its reason. */
+    public static IncomingBoot cold(final List<LiveUpdateHandler<?>> handlers, final String reason, final KernelLog log) {
+        return new IncomingBoot(List.copyOf(handlers), null, reason, log);
+    }
+
+    /** Adopt-all, in registration order; {@code breakpoint} is offered {@code adopt:<name>} after each. */
+    public void adopt(final Breakpoint breakpoint) {
         requireRestoring(Step.RESERVED);
         for (LiveUpdateHandler<?> h : handlers) {
             adoptOne(h);
+            breakpoint.at("adopt:" + h.name());
         }
         step = Step.ADOPTED;
         log.info("KHO: live update: %d preserved frames reserved", handover.kho().unclaimedFrames());

@@ -40,7 +40,15 @@ import org.iopersist.uapi.Errno;
 public final class LiveUpdate {
     public enum State { NORMAL, FINALIZED, GONE }
 
-    /** Runs at kexec after every handler's shutdown: the end of userspace. */
+    /** The boot record's handover ({@code struct kho_data}): written at a kexec, whole or not at all. */
+    public static final String SETUP_DATA = "setup_data";
+    /** Next to {@link #SETUP_DATA}: the kernel booted from it has let processes run; no boot takes it again. */
+    public static final String SETUP_DATA_USED = "setup_data.used";
+
+    /**
+     * Runs at kexec before anything else: the end of userspace, so that no process, not even one
+     * exiting right then, changes what the handover describes while it is written and shut down.
+     */
     @FunctionalInterface
     public interface KexecHook {
         void kexec(boolean handedOver);
@@ -57,6 +65,8 @@ public final class LiveUpdate {
     private State state = State.NORMAL; // guarded by this
     private SetupData setup; // guarded by this
     private Thread finishTimer;
+    private Breakpoint breakpoint = new Breakpoint("", null);
+    private boolean bootRecordUsed; // guarded by this
 
     public LiveUpdate(final Board board, final FrameAllocator frames, final KernelLog log, final PhysRange scratch,
             final KhoIncoming incomingOrNull) {
@@ -72,6 +82,12 @@ public final class LiveUpdate {
 
     public Kho kho() {
         return kho;
+    }
+
+    /** {@code liveupdate.break=}: where this boot stops for good, if anywhere. */
+    public void breakpoint(final Breakpoint b) {
+        this.breakpoint = b;
+        kho.onStep(b::at);
     }
 
     /** The handover this boot came from, or null after a cold boot. */
@@ -155,38 +171,72 @@ public final class LiveUpdate {
                     }
                 }
             }
+            toRun = List.copyOf(hooks);
+        }
+        for (KexecHook h : toRun) {
+            h.kexec(finalized());
+        }
+        synchronized (this) {
+            requireAlive();
             handedOver = state == State.FINALIZED;
             writeBootRecord(cmdline, handedOver ? setup : null);
             state = State.GONE;
             toShut = List.copyOf(handlers);
-            toRun = List.copyOf(hooks);
         }
         stopFinishTimer();
         for (LiveUpdateHandler<?> h : toShut) {
             h.shutdown(handedOver);
-        }
-        for (KexecHook h : toRun) {
-            h.kexec(handedOver);
         }
         log.info("kexec: %s; the next kernel takes over", handedOver ? "handover in boot/setup_data"
                 : "no finalized handover, the next kernel cold-boots");
         gone.countDown();
     }
 
+    /**
+     * The next boot's record. A kexec that dies part way (a kill, a power loss) must leave either
+     * the new record whole or none: the old {@code setup_data} goes first, then the mark that it
+     * was used, and the new one appears whole by a rename.
+     */
     private void writeBootRecord(final String cmdline, final SetupData next) {
         final Path bootDir = board.bootDirectory();
         try {
             Files.createDirectories(bootDir);
             Files.writeString(bootDir.resolve("cmdline"), cmdline, StandardCharsets.UTF_8);
-            final Path sd = bootDir.resolve("setup_data");
+            final Path sd = bootDir.resolve(SETUP_DATA);
+            Files.deleteIfExists(sd);
+            Files.deleteIfExists(bootDir.resolve(SETUP_DATA_USED));
+            breakpoint.at("kexec");
             if (next != null) {
-                Files.write(sd, next.encode());
-            } else {
-                Files.deleteIfExists(sd);
+                final Path tmp = bootDir.resolve(SETUP_DATA + ".new");
+                Files.write(tmp, next.encode());
+                Files.move(tmp, sd, java.nio.file.StandardCopyOption.ATOMIC_MOVE, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
             }
         } catch (IOException e) {
             throw new UncheckedIOException("kexec: cannot write the boot record in " + bootDir + ": " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * The first process is about to run: from here on this boot changes what its handover
+     * describes (and a cold boot, memory the handover named), so the boot record it came from must
+     * never be booted from again: a kernel that dies from now on leaves the next boot cold, as a
+     * reset after a crash would. Marks {@code boot/setup_data}, if any, used; once.
+     */
+    public synchronized void consumeBootRecord() {
+        if (bootRecordUsed) {
+            return;
+        }
+        if (incoming != null) {
+            breakpoint.at("serve");
+        }
+        try {
+            if (Files.exists(board.bootDirectory().resolve(SETUP_DATA))) {
+                Files.write(board.bootDirectory().resolve(SETUP_DATA_USED), new byte[0]);
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot mark the boot record used: " + e.getMessage(), e);
+        }
+        bootRecordUsed = true;
     }
 
     /** Waits until a kexec ended this boot; true if it did within the timeout. */

@@ -7,6 +7,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.kernel.FaultInjection;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.mm.FrameSource;
 import org.iopersist.uapi.Errno;
@@ -203,11 +204,13 @@ public final class AddressSpace {
 
     /** copy_from_user: {@code length} bytes at {@code va} into {@code dst}. @throws KernelException EFAULT */
     public void copyFromUser(final long va, final MemorySegment dst, final long dstOffset, final long length) {
+        FaultInjection.check(frames.faults(), FaultInjection.Site.USER_COPY);
         copy(va, dst, dstOffset, length, false);
     }
 
     /** copy_to_user. @throws KernelException EFAULT */
     public void copyToUser(final long va, final MemorySegment src, final long srcOffset, final long length) {
+        FaultInjection.check(frames.faults(), FaultInjection.Site.USER_COPY);
         copy(va, src, srcOffset, length, true);
     }
 
@@ -233,10 +236,12 @@ public final class AddressSpace {
 
     /** A NUL-terminated string at {@code va} of at most {@code max} bytes. @throws KernelException EFAULT, ENAMETOOLONG */
     public String copyStringFromUser(final long va, final int max) {
+        // strncpy_from_user is one fail_usercopy site, however long the string.
+        FaultInjection.check(frames.faults(), FaultInjection.Site.USER_COPY);
         final byte[] buf = new byte[max];
         final MemorySegment seg = MemorySegment.ofArray(buf);
         for (int i = 0; i < max; i++) {
-            copyFromUser(va + i, seg, i, 1);
+            copy(va + i, seg, i, 1, false);
             if (buf[i] == 0) {
                 return new String(buf, 0, i, java.nio.charset.StandardCharsets.UTF_8);
             }

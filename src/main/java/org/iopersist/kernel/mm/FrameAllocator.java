@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import org.iopersist.hw.memory.PhysicalMemory;
+import org.iopersist.kernel.FaultInjection;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.mm.FrameSource;
 import org.iopersist.uapi.Errno;
@@ -45,6 +46,7 @@ public final class FrameAllocator implements FrameSource {
     private final PhysicalMemory memory;
     private final long limitFrames;
     private final boolean poison;
+    private final FaultInjection faults;
     private final List<Reservation> early = new ArrayList<>();
     private final SparseBitmap[] freeHead = new SparseBitmap[MAX_ORDER + 1]; // bit: a free block of this order starts here
     private final long[][] stack = new long[MAX_ORDER + 1][];
@@ -58,12 +60,23 @@ public final class FrameAllocator implements FrameSource {
 
     /** An allocator for frames {@code [0, limit)} of {@code memory}. */
     public FrameAllocator(final PhysicalMemory memory, final long limit, final boolean poison) {
+        this(memory, limit, poison, new FaultInjection());
+    }
+
+    /** As above, with the boot's fault injection: every allocation is a {@code fail_nth} site. */
+    public FrameAllocator(final PhysicalMemory memory, final long limit, final boolean poison, final FaultInjection faults) {
         if (limit <= 0 || limit > memory.size() || (limit & PhysicalMemory.FRAME_MASK) != 0) {
             throw new IllegalArgumentException(String.format("allocator limit 0x%x outside memory of 0x%x", limit, memory.size()));
         }
         this.memory = memory;
         this.limitFrames = limit >>> SHIFT;
         this.poison = poison;
+        this.faults = faults;
+    }
+
+    @Override
+    public FaultInjection faults() {
+        return faults;
     }
 
     public boolean poisoning() {
@@ -182,6 +195,7 @@ public final class FrameAllocator implements FrameSource {
         if (!open) {
             throw new IllegalStateException("frame allocation before the allocator opened");
         }
+        faults.check(FaultInjection.Site.FRAME);
         int o = order;
         long pfn = -1;
         while (o <= MAX_ORDER && (pfn = popFree(o)) < 0) {
@@ -283,6 +297,11 @@ public final class FrameAllocator implements FrameSource {
     /** True if the frame at {@code phys} is handed out (not free, not reserved). */
     public synchronized boolean isAllocated(final long phys) {
         return open && phys >= 0 && (phys >>> SHIFT) < limitFrames && testAllocated(phys >>> SHIFT);
+    }
+
+    /** True if the frame at {@code phys} is on a free list: anyone may be handed it next. */
+    public synchronized boolean isFree(final long phys) {
+        return open && phys >= 0 && (phys >>> SHIFT) < limitFrames && overlapsFreeBlock(phys >>> SHIFT, 0);
     }
 
     /** Heap bytes of this allocator's own bookkeeping: it follows what is managed, not memory's size. */

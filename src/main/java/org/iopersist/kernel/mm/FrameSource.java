@@ -1,5 +1,7 @@
 package org.iopersist.kernel.mm;
 
+import org.iopersist.kernel.FaultInjection;
+
 /** Where the kernel gets zeroed frames (KHO's metadata and blobs, anonymous memory), and gives them back. */
 public interface FrameSource {
     /** A zeroed 4 KiB frame's physical address. */
@@ -23,5 +25,10 @@ public interface FrameSource {
      */
     default long freeFrames() {
         return Long.MAX_VALUE;
+    }
+
+    /** This kernel's fault injection ({@code fail_nth}), or null where nothing is injectable (boot-time frames). */
+    default FaultInjection faults() {
+        return null;
     }
 }

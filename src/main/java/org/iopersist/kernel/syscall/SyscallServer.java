@@ -126,6 +126,9 @@ public final class SyscallServer implements AutoCloseable {
             }
             Wire.writeHello(ch, buf, new Wire.Hello(p.pid(), p.uid(), p.gid(), p.stackVa(), p.stackLength(), stackFrames));
             while (running && Wire.readRequest(ch, buf)) {
+                if (!running) {
+                    break; // the kernel kexec'd while this process was writing its request: nobody answers
+                }
                 final long ret = syscalls.call(p, Wire.requestNumber(buf), Wire.requestArg(buf, 0), Wire.requestArg(buf, 1),
                         Wire.requestArg(buf, 2), Wire.requestArg(buf, 3), Wire.requestArg(buf, 4), Wire.requestArg(buf, 5));
                 Wire.writeReply(ch, buf, ret);
@@ -144,6 +147,11 @@ public final class SyscallServer implements AutoCloseable {
                 closeQuietly(ch);
             }
         }
+    }
+
+    /** Every connected process (as /proc lists them). */
+    public java.util.List<UserProcess> processes() {
+        return connections.stream().map(Connection::process).toList();
     }
 
     /** The connected process with {@code pid}, or null: the kernel's view of a client (as /proc/<pid>). */
@@ -169,11 +177,25 @@ public final class SyscallServer implements AutoCloseable {
     }
 
     /**
+     * The kexec's first step, synchronous: from now on no request is served and no process exit
+     * runs a release, so nothing of this kernel changes the machine after the handover is written
+     * (a VMM whose connection closes right after its reboot must not tear down what was handed
+     * over). {@link #stop} then cuts the connections and waits for the workers.
+     */
+    public void cutOff() {
+        releaseOnClose = false;
+        running = false;
+    }
+
+    /**
      * Stops serving. {@code releaseFiles = false} models a kexec: connections are cut and no close
      * handler runs.
      */
     public void stop(final boolean releaseFiles) {
-        releaseOnClose = releaseFiles;
+        if (!releaseFiles) {
+            cutOff();
+        }
+        releaseOnClose = releaseOnClose && releaseFiles;
         running = false;
         closeQuietly(server);
         for (Connection c : connections) {

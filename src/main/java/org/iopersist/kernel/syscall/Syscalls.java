@@ -9,6 +9,7 @@ import org.iopersist.kernel.mm.AddressSpace;
 import org.iopersist.kernel.mm.FrameRefs;
 import org.iopersist.kernel.mm.memfd.MemFd;
 
+import org.iopersist.kernel.FaultInjection;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.mm.FrameSource;
 import org.iopersist.hw.memory.PhysicalMemory;
@@ -54,7 +55,12 @@ public final class Syscalls {
     public long call(final UserProcess p, final int nr, final long a0, final long a1, final long a2,
                      final long a3, final long a4, final long a5) {
         try {
-            return dispatch(p, nr, a0, a1, a2, a3, a4, a5);
+            final FaultInjection faults = frames.faults();
+            if (faults == null) {
+                return dispatch(p, nr, a0, a1, a2, a3, a4, a5);
+            }
+            // The syscall runs as its process: the fail_nth sites it reaches count down that task's.
+            return faults.callAs(p.failNth(), () -> dispatch(p, nr, a0, a1, a2, a3, a4, a5));
         } catch (KernelException e) {
             return -e.errno().number;
         }

@@ -104,11 +104,12 @@ public final class VfioDeviceFile implements KernelFile {
         try {
             p.mm().copyToUser(arg, s, 0, VfioDeviceBindIommufd.MIN_SIZE);
         } catch (KernelException e) {
-            IommufdDevice.unbind(bound);
+            IommufdDevice.abortBind(bound);
             device.unclaim(this);
             throw e;
         }
         idev = bound;
+        IommufdDevice.bindDone(bound);
         return 0;
     }
 

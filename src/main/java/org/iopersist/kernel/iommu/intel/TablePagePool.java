@@ -62,8 +62,11 @@ final class TablePagePool {
         return chunkPhys[i] | chunkOrder[i];
     }
 
-    /** A zeroed table page. */
+    /** A zeroed table page. @throws org.iopersist.kernel.KernelException ENOMEM */
     long allocZeroedPage() {
+        // iommu_alloc_pages: a fail_nth site whether or not the pool must grow (growing is another).
+        org.iopersist.kernel.FaultInjection.check(frames == null ? null : frames.faults(),
+                org.iopersist.kernel.FaultInjection.Site.TABLE_PAGE);
         int c = cursor < chunks && inUse[cursor] < 1 << chunkOrder[cursor] ? cursor : findRoom();
         if (c < 0) {
             c = grow();

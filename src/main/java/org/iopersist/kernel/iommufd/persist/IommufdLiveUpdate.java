@@ -61,6 +61,11 @@ public final class IommufdLiveUpdate implements LiveUpdateHandler<Plan> {
         contexts.onRebound(scrub::start);
     }
 
+    /** Every persistent context the kernel knows: made persistent or reopened in this boot, or restored and held. */
+    public List<IommufdCtx> persistentContexts() {
+        return contexts.all();
+    }
+
     /** What every iommufd context of this kernel reports to: the persistent ones' registry. */
     public PersistentIommufds contexts() {
         return contexts;

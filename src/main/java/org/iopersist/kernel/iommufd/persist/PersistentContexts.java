@@ -73,6 +73,12 @@ final class PersistentContexts implements PersistentIommufds {
         }
     }
 
+    synchronized java.util.List<IommufdCtx> all() {
+        final java.util.List<IommufdCtx> out = new java.util.ArrayList<>(live.values());
+        out.addAll(restored.values());
+        return out;
+    }
+
     @Override
     public synchronized boolean frozen() {
         return frozen;

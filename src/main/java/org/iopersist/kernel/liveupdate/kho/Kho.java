@@ -40,6 +40,7 @@ public final class Kho {
     private final Map<String, KhoSubsystem> subsystems = new LinkedHashMap<>();
     private final List<long[]> blobs = new ArrayList<>(); // {phys, order} of finalize's blob runs
     private KhoIncoming carriedOver;
+    private java.util.function.Consumer<String> step = name -> { };
     private boolean finalized;
     private byte[] tree;
 
@@ -71,6 +72,11 @@ public final class Kho {
     /** Hands an incoming handover's unclaimed blocks and subtrees to the next finalize, so nothing is lost. */
     public synchronized void carryOver(final KhoIncoming incoming) {
         this.carriedOver = incoming;
+    }
+
+    /** Called with {@code finalize:<subsystem>} as each subsystem has serialized (the boot's breakpoint). */
+    public synchronized void onStep(final java.util.function.Consumer<String> hook) {
+        this.step = hook;
     }
 
     public synchronized void register(final KhoSubsystem subsystem) {
@@ -117,6 +123,11 @@ public final class Kho {
         tracker.unpreserveRange(phys, length);
     }
 
+    /** The tracker's bitmap frames (kept once touched; see {@link PreservedMemoryMap#bitmapFrames}). */
+    public synchronized long trackerBitmapFrames() {
+        return tracker.bitmapFrames();
+    }
+
     /** Frames currently preserved (blocks, not the tracker's own metadata). */
     public synchronized long preservedFrames() {
         return tracker.preservedFrames();
@@ -150,6 +161,7 @@ public final class Kho {
                 if (blob != null) { // null: nothing to hand over this time
                     subtreePhys.put(s.name(), storeBlob(blob));
                 }
+                step.accept("finalize:" + s.name());
             }
             if (carriedOver != null) {
                 carriedOver.carryInto(tracker, subtreePhys);

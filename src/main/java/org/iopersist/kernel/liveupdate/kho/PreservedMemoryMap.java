@@ -143,6 +143,15 @@ public final class PreservedMemoryMap {
     }
 
     /** Frames the tracker itself occupies (bitmaps and chunks). */
+    /** Bitmap frames: once a range and order are touched its bitmap stays, empty or not, as mainline's do. */
+    public synchronized long bitmapFrames() {
+        long n = 0;
+        for (TreeMap<Long, Long> m : bitmaps) {
+            n += m.size();
+        }
+        return n;
+    }
+
     public synchronized long metadataFrames() {
         long n = chunks.size();
         for (TreeMap<Long, Long> m : bitmaps) {
