@@ -13,7 +13,7 @@ import java.lang.foreign.StructLayout;
  * {@link IommuDestroy}, {@link IommuIoasAlloc}, {@link IommuIoasAllowIovas}, {@link IommuIoasCopy},
  * {@link IommuIoasIovaRanges} with {@link IommuIovaRange}, {@link IommuIoasMap}, {@link IommuIoasUnmap},
  * {@link IommuOption}, {@link IommuHwptAlloc}, {@link IommuHwInfo} with {@link IommuHwInfoVtd}, and
- * {@link IommuIoasMapFile}.
+ * {@link IommuIoasMapFile}, {@link IommuVfioIoas}.
  */
 public final class Iommufd {
     private Iommufd() {
@@ -44,6 +44,11 @@ public final class Iommufd {
     public static final int IOMMU_FAULT_QUEUE_ALLOC = io(IOMMUFD_TYPE, 0x8e);
     public static final int IOMMU_IOAS_MAP_FILE = io(IOMMUFD_TYPE, 0x8f);
     public static final int IOMMU_IOAS_CHANGE_PROCESS = io(IOMMUFD_TYPE, 0x92);
+
+    // IOMMU_VFIO_IOAS ops
+    public static final int IOMMU_VFIO_IOAS_GET = 0;
+    public static final int IOMMU_VFIO_IOAS_SET = 1;
+    public static final int IOMMU_VFIO_IOAS_CLEAR = 2;
 
     // IOAS_MAP / MAP_FILE / COPY flags
     public static final int IOMMU_IOAS_MAP_FIXED_IOVA = 1;

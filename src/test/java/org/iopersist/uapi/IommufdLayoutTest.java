@@ -46,7 +46,15 @@ class IommufdLayoutTest {
             new Linux(IommuHwInfoVtd.class, 24, null, 0),
             new Linux(VfioDeviceBindIommufd.class, 16, "out_devid", 16),
             new Linux(VfioDeviceAttachIommufdPt.class, 12, "pt_id", 12),
-            new Linux(VfioDeviceDetachIommufdPt.class, 8, "flags", 8));
+            new Linux(VfioDeviceDetachIommufdPt.class, 8, "flags", 8),
+            new Linux(IommuVfioIoas.class, 12, "__reserved", 12),
+            new Linux(VfioIommuType1Info.class, 24, "iova_pgsizes", 16),
+            new Linux(VfioIommuType1DmaMap.class, 32, "size", 32),
+            new Linux(VfioIommuType1DmaUnmap.class, 24, "size", 24),
+            new Linux(VfioInfoCapHeader.class, 8, null, 0),
+            new Linux(VfioIommuType1InfoCapIovaRange.class, 16, null, 0),
+            new Linux(VfioIovaRange.class, 16, null, 0),
+            new Linux(VfioIommuType1InfoDmaAvail.class, 12, null, 0));
 
     @Test
     void ioctlNumbersAreIoSemicolonNr() {
@@ -62,6 +70,14 @@ class IommufdLayoutTest {
         assertEquals(0x3b76, Vfio.VFIO_DEVICE_BIND_IOMMUFD);
         assertEquals(0x3b77, Vfio.VFIO_DEVICE_ATTACH_IOMMUFD_PT);
         assertEquals(0x3b78, Vfio.VFIO_DEVICE_DETACH_IOMMUFD_PT);
+        assertEquals(0x3b88, Iommufd.IOMMU_VFIO_IOAS);
+        assertEquals(0x3b64, Vfio.VFIO_GET_API_VERSION);
+        assertEquals(0x3b65, Vfio.VFIO_CHECK_EXTENSION);
+        assertEquals(0x3b66, Vfio.VFIO_SET_IOMMU);
+        assertEquals(0x3b70, Vfio.VFIO_IOMMU_GET_INFO);
+        assertEquals(0x3b71, Vfio.VFIO_IOMMU_MAP_DMA);
+        assertEquals(0x3b72, Vfio.VFIO_IOMMU_UNMAP_DMA);
+        assertEquals(0x3b75, Vfio.VFIO_IOMMU_DIRTY_PAGES);
     }
 
     @Test

@@ -110,6 +110,8 @@ public final class Kernel {
         this.persisted = handlers.iommufd();
         this.vfs = new Vfs(sysfs);
         vfs.registerDevice(Iommufd.DEV_PATH, (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persisted.contexts(), p.uid())));
+        vfs.registerDevice(Vfio.CONTAINER_PATH, (p, path, flags) -> new IommufdFile(IommufdCtx.openVfioContainer(board.memory(), refs,
+                iommu, persisted.contexts(), p.uid())));
         final List<IommuDevice> devs = iommu.devices();
         for (int i = 0; i < devs.size(); i++) {
             final VfioDevice vd = new VfioDevice(i, devs.get(i));

@@ -9,8 +9,13 @@ import java.util.List;
  * pages it emptied are back in the allocator.
  */
 public interface DomainOps {
-    /** Last IOVA the domain can translate (the aperture starts at 0). */
+    /** Last IOVA the domain can translate. */
     long apertureLast();
+
+    /** First IOVA the domain can translate (geometry.aperture_start). */
+    default long apertureStart() {
+        return 0;
+    }
 
     /** Bit n set: the domain can map 2^n-byte leaves. */
     long pgsizeBitmap();

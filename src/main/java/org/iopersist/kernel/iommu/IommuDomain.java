@@ -57,6 +57,10 @@ public final class IommuDomain {
         return ops().apertureLast();
     }
 
+    public long apertureStart() {
+        return ops().apertureStart();
+    }
+
     public long pgsizeBitmap() {
         return ops().pgsizeBitmap();
     }

@@ -180,14 +180,23 @@ public final class HwptPaging extends IommufdObject implements IoasDomain {
     }
 
     @Override
-    public long minPageSize() {
-        return Long.lowestOneBit(domain.pgsizeBitmap());
+    public long pgsizeBitmap() {
+        return domain.pgsizeBitmap();
     }
 
+    /** What lies outside the domain's aperture, as iopt_table_add_domain reserves it. */
     @Override
     public List<IovaInterval> reservedRanges() {
+        final List<IovaInterval> out = new java.util.ArrayList<>(2);
+        final long start = domain.apertureStart();
+        if (start != 0) {
+            out.add(new IovaInterval(0, start - 1));
+        }
         final long last = domain.apertureLast();
-        return last == -1L ? List.of() : List.of(new IovaInterval(last + 1, -1L));
+        if (last != -1L) {
+            out.add(new IovaInterval(last + 1, -1L));
+        }
+        return out;
     }
 
     // ------------------------------------------------------------------ live update

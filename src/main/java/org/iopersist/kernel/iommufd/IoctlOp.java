@@ -11,6 +11,7 @@ import org.iopersist.uapi.IommuIoasMap;
 import org.iopersist.uapi.IommuIoasMapFile;
 import org.iopersist.uapi.IommuIoasUnmap;
 import org.iopersist.uapi.IommuOption;
+import org.iopersist.uapi.IommuVfioIoas;
 import org.iopersist.uapi.Iommufd;
 
 /**
@@ -29,7 +30,21 @@ enum IoctlOp {
     IOAS_MAP_FILE(Iommufd.IOMMU_IOAS_MAP_FILE, IommuIoasMapFile.SIZE, IommuIoasMapFile.MIN_SIZE, Ioas::mapFile),
     OPTION(Iommufd.IOMMU_OPTION, IommuOption.SIZE, IommuOption.MIN_SIZE, IommufdCtx::option),
     HWPT_ALLOC(Iommufd.IOMMU_HWPT_ALLOC, IommuHwptAlloc.SIZE, IommuHwptAlloc.MIN_SIZE, HwptPaging::allocIoctl),
-    GET_HW_INFO(Iommufd.IOMMU_GET_HW_INFO, IommuHwInfo.SIZE, IommuHwInfo.MIN_SIZE, IommufdDevice::getHwInfo);
+    GET_HW_INFO(Iommufd.IOMMU_GET_HW_INFO, IommuHwInfo.SIZE, IommuHwInfo.MIN_SIZE, IommufdDevice::getHwInfo),
+    VFIO_IOAS(Iommufd.IOMMU_VFIO_IOAS, IommuVfioIoas.SIZE, IommuVfioIoas.MIN_SIZE, VfioCompat::vfioIoas);
+
+    /**
+     * The ioctl numbers iommufd_ioctl_ops spans, {@code [0x80, 0x80 + TABLE_SIZE)}, as in a kernel
+     * built with CONFIG_IOMMUFD_TEST (its last entry is IOMMU_TEST_CMD, 0x80 + 32). A number outside
+     * goes to the VFIO compatibility ioctls; one inside with no command is ENOTTY once its size reads.
+     */
+    static final int TABLE_SIZE = 33;
+
+    /** Whether {@code cmd}'s number falls in iommufd's own table (else: VFIO compatibility). */
+    static boolean inTable(final int cmd) {
+        final int nr = cmd & 0xff;
+        return nr >= Iommufd.CMD_BASE && nr - Iommufd.CMD_BASE < TABLE_SIZE;
+    }
 
     /** A command's handler; returns the ioctl's return value (0) or throws with the errno. */
     @FunctionalInterface

@@ -14,11 +14,12 @@ import org.junit.jupiter.api.Test;
 /**
  * The ledger of {@code tools/testing/selftests/iommu/iommufd.c} (the v6.10-era TEST_F cases): each
  * case is either a test method of that name in this suite or skipped here with its reason. Only
- * nesting, dirty tracking, VFIO type1 compatibility and what needs fork(2) may be skipped.
+ * nesting, dirty tracking and what needs fork(2) may be skipped.
  */
 class IommufdSelftestCoverageTest {
     static final List<Class<?>> SUITE = List.of(IommufdSelftestPart1Test.class, IommufdSelftestAreaTest.class,
-            IommufdSelftestDomainTest.class, IommufdSelftestAccessTest.class);
+            IommufdSelftestDomainTest.class, IommufdSelftestAccessTest.class, IommufdSelftestVfioTest.class,
+            VfioCompatDomainCases.class);
 
     static final List<String> CASES = List.of(
             // FIXTURE(iommufd)
@@ -41,11 +42,6 @@ class IommufdSelftestCoverageTest {
     static final Map<String, String> SKIPPED = new LinkedHashMap<>();
 
     static {
-        final String type1 = "VFIO type1 compatibility (/dev/vfio/vfio container ioctls on an iommufd) is not modelled";
-        for (String c : List.of("simple_ioctls", "unmap_cmd", "map_cmd", "info_cmd", "set_iommu_cmd", "vfio_ioas",
-                "option_huge_pages", "get_info", "map", "huge_map")) {
-            SKIPPED.put(c, type1);
-        }
         SKIPPED.put("alloc_hwpt_nested", "nesting (HWPT_NESTED, IOMMU_HWPT_INVALIDATE) is not modelled; "
                 + "HWPT_ALLOC with NEST_PARENT answers EOPNOTSUPP (see alloc_hwpt)");
         final String dirty = "VT-d second-level dirty tracking (SSADS) is not modelled; DIRTY_TRACKING answers EOPNOTSUPP";
