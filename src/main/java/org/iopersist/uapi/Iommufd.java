@@ -13,7 +13,8 @@ import java.lang.foreign.StructLayout;
  * {@link IommuDestroy}, {@link IommuIoasAlloc}, {@link IommuIoasAllowIovas}, {@link IommuIoasCopy},
  * {@link IommuIoasIovaRanges} with {@link IommuIovaRange}, {@link IommuIoasMap}, {@link IommuIoasUnmap},
  * {@link IommuOption}, {@link IommuHwptAlloc}, {@link IommuHwInfo} with {@link IommuHwInfoVtd}, and
- * {@link IommuIoasMapFile}, {@link IommuVfioIoas}.
+ * {@link IommuIoasMapFile}, {@link IommuVfioIoas}, {@link IommuHwptSetDirtyTracking},
+ * {@link IommuHwptGetDirtyBitmap}; and {@link IommuTestCmd} for the selftest interface.
  */
 public final class Iommufd {
     private Iommufd() {
@@ -70,6 +71,10 @@ public final class Iommufd {
     public static final int IOMMU_HWPT_ALLOC_PASID = 1 << 3;
     public static final int IOMMU_HWPT_DATA_NONE = 0;
     public static final int IOMMU_HWPT_DATA_VTD_S1 = 1;
+
+    // HWPT_SET_DIRTY_TRACKING / HWPT_GET_DIRTY_BITMAP flags
+    public static final int IOMMU_HWPT_DIRTY_TRACKING_ENABLE = 1;
+    public static final int IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR = 1;
 
     // GET_HW_INFO
     public static final int IOMMU_HW_INFO_TYPE_NONE = 0;

@@ -28,6 +28,7 @@ import org.iopersist.kernel.iommu.intel.IntelIommuDriver;
 import org.iopersist.kernel.iommu.intel.IntelIommuLiveUpdate;
 import org.iopersist.kernel.iommufd.IommufdCtx;
 import org.iopersist.kernel.iommufd.IommufdFile;
+import org.iopersist.kernel.iommufd.MockIommu;
 import org.iopersist.kernel.iommufd.persist.IommufdLiveUpdate;
 import org.iopersist.kernel.liveupdate.IncomingBoot;
 import org.iopersist.kernel.liveupdate.LiveUpdate;
@@ -273,6 +274,10 @@ public final class Kernel {
         final FrameAllocator frames = new FrameAllocator(board.memory(), memSize, params.pagePoison());
         final IntelIommuDriver intel = new IntelIommuDriver(board, frames, log);
         final IommuCore iommu = new IommuCore(intel, log);
+        if (params.iommufdSelftest()) {
+            new MockIommu(log).register(iommu); // iommufd_test_init: the mock IOMMU's bus
+            log.info("iommufd: selftest interface on (IOMMU_TEST_CMD, mock IOMMU)");
+        }
         final FrameRefs refs = new FrameRefs(frames);
         final IntelIommuLiveUpdate vtd = new IntelIommuLiveUpdate(intel, iommu, log);
         final GuestmemfsLiveUpdate gmfs = new GuestmemfsLiveUpdate(board.memory(),

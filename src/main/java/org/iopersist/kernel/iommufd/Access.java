@@ -114,6 +114,52 @@ public final class Access extends IommufdObject {
         }
     }
 
+    /**
+     * iommufd_access_replace: moves an attached access (ENOENT if it is not) to IOAS {@code ioasId}
+     * (ENOENT if none). The driver is asked to unpin everything in the old IOAS first (its unmap
+     * callback over the whole IOVA space); what it keeps is dropped. EADDRINUSE if the new IOAS has
+     * an area the access's alignment cannot take.
+     */
+    public static void replace(final Access a, final int ioasId) {
+        synchronized (a) {
+            if (a.ioas == null) {
+                throw new KernelException(Errno.ENOENT, "access " + a.id() + " is not attached");
+            }
+        }
+        final Ioas next = Ioas.get(a.ctx, ioasId);
+        try {
+            final Ioas cur;
+            synchronized (a) {
+                cur = a.ioas;
+                if (cur == null) {
+                    throw new KernelException(Errno.ENOENT, "access " + a.id() + " was detached");
+                }
+                if (cur == next) {
+                    return;
+                }
+                next.iopt.addAccess(a);
+                next.users.incrementAndGet(); // the attach's, released by detach
+                a.ioas = null; // no pin from here until the move is done
+            }
+            a.ops.unmap(0, -1L); // outside the lock: the driver's unpins take it
+            final List<Pin> left;
+            synchronized (a) {
+                synchronized (a.pins) {
+                    left = new ArrayList<>(a.pins);
+                    a.pins.clear();
+                }
+                a.ioas = next;
+            }
+            for (Pin p : left) {
+                release(p);
+            }
+            cur.iopt.removeAccess(a);
+            cur.users.decrementAndGet();
+        } finally {
+            a.ctx.objects.putObject(next);
+        }
+    }
+
     /** iommufd_access_detach: every pin must be gone (EBUSY). */
     public static void detach(final Access a) {
         synchronized (a.pins) {
@@ -221,7 +267,7 @@ public final class Access extends IommufdObject {
     public static void rw(final Access a, final long iova, final MemorySegment buf, final boolean write) {
         final long length = buf.byteSize();
         if (length == 0) {
-            return;
+            throw new KernelException(Errno.EINVAL, "access rw of zero bytes");
         }
         final long last = IovaMath.lastOf(iova, length);
         final Ioas ioas = attached(a);
@@ -255,10 +301,15 @@ public final class Access extends IommufdObject {
         }
     }
 
+    /** The IOAS the access is attached to, or null. */
+    synchronized Ioas attachedIoas() {
+        return ioas;
+    }
+
     private static Ioas attached(final Access a) {
         synchronized (a) {
             if (a.ioas == null) {
-                throw new KernelException(Errno.EINVAL, "access " + a.id() + " is not attached");
+                throw new KernelException(Errno.ENOENT, "access " + a.id() + " is not attached");
             }
             return a.ioas;
         }

@@ -3,6 +3,9 @@ package org.iopersist.kernel.iommufd;
 import org.iopersist.uapi.IommuDestroy;
 import org.iopersist.uapi.IommuHwInfo;
 import org.iopersist.uapi.IommuHwptAlloc;
+import org.iopersist.uapi.IommuHwptGetDirtyBitmap;
+import org.iopersist.uapi.IommuHwptSetDirtyTracking;
+import org.iopersist.uapi.IommuTestCmd;
 import org.iopersist.uapi.IommuIoasAlloc;
 import org.iopersist.uapi.IommuIoasAllowIovas;
 import org.iopersist.uapi.IommuIoasCopy;
@@ -31,7 +34,12 @@ enum IoctlOp {
     OPTION(Iommufd.IOMMU_OPTION, IommuOption.SIZE, IommuOption.MIN_SIZE, IommufdCtx::option),
     HWPT_ALLOC(Iommufd.IOMMU_HWPT_ALLOC, IommuHwptAlloc.SIZE, IommuHwptAlloc.MIN_SIZE, HwptPaging::allocIoctl),
     GET_HW_INFO(Iommufd.IOMMU_GET_HW_INFO, IommuHwInfo.SIZE, IommuHwInfo.MIN_SIZE, IommufdDevice::getHwInfo),
-    VFIO_IOAS(Iommufd.IOMMU_VFIO_IOAS, IommuVfioIoas.SIZE, IommuVfioIoas.MIN_SIZE, VfioCompat::vfioIoas);
+    VFIO_IOAS(Iommufd.IOMMU_VFIO_IOAS, IommuVfioIoas.SIZE, IommuVfioIoas.MIN_SIZE, VfioCompat::vfioIoas),
+    HWPT_SET_DIRTY_TRACKING(Iommufd.IOMMU_HWPT_SET_DIRTY_TRACKING, IommuHwptSetDirtyTracking.SIZE,
+            IommuHwptSetDirtyTracking.MIN_SIZE, HwptPaging::setDirtyTracking),
+    HWPT_GET_DIRTY_BITMAP(Iommufd.IOMMU_HWPT_GET_DIRTY_BITMAP, IommuHwptGetDirtyBitmap.SIZE, IommuHwptGetDirtyBitmap.MIN_SIZE,
+            HwptPaging::getDirtyBitmap),
+    TEST_CMD(IommuTestCmd.IOMMU_TEST_CMD, IommuTestCmd.SIZE, IommuTestCmd.MIN_SIZE, Selftest::test);
 
     /**
      * The ioctl numbers iommufd_ioctl_ops spans, {@code [0x80, 0x80 + TABLE_SIZE)}, as in a kernel
