@@ -205,6 +205,13 @@ public final class Access extends IommufdObject {
         ioas.iopt.iovaLock.readLock().lock();
         try {
             final List<IoptArea> areas = covering(ioas, iova, last, write);
+            for (IoptArea area : areas) {
+                // iopt_area_contig_is_aligned: pages are handed out whole, so each area's IOVA must
+                // sit at the same offset in its page as its bytes do.
+                if (((area.start() - area.startByte()) & (PAGE - 1)) != 0) {
+                    throw new KernelException(Errno.EINVAL, String.format("the area at 0x%x is not page aligned", area.start()));
+                }
+            }
             final List<IoptArea> pinned = new ArrayList<>();
             try {
                 for (IoptArea area : areas) {
@@ -282,8 +289,13 @@ public final class Access extends IommufdObject {
                 long done = 0;
                 while (done < length) {
                     final long at = iova + done;
-                    final long chunk = Math.min(length - done, PAGE - (at & (PAGE - 1)));
-                    final long phys = frameOf(areas, at & -PAGE) + (at & (PAGE - 1));
+                    final IoptArea area = areaOf(areas, at);
+                    // The byte's place in the area's pages: an area need not start at the page
+                    // offset of its IOVA (no pinning access, no domain wider than its alignment).
+                    final long index = area.startByte() + (at - area.start());
+                    final long inPage = index & (PAGE - 1);
+                    final long chunk = Math.min(Math.min(length - done, PAGE - inPage), area.last() - at + 1);
+                    final long phys = area.pages().frame(index >>> 12) + inPage;
                     if (write) {
                         MemorySegment.copy(buf, done, memory.segment(), phys, chunk);
                     } else {
@@ -335,6 +347,16 @@ public final class Access extends IommufdObject {
             next = area.last() + 1;
         }
         throw new KernelException(Errno.ENOENT, String.format("[0x%x, 0x%x] is not covered by areas", iova, last));
+    }
+
+    /** The area holding {@code iova}. */
+    private static IoptArea areaOf(final List<IoptArea> areas, final long iova) {
+        for (IoptArea area : areas) {
+            if (IovaMath.le(area.start(), iova) && IovaMath.le(iova, area.last())) {
+                return area;
+            }
+        }
+        throw new IllegalStateException("no area holds 0x" + Long.toHexString(iova));
     }
 
     /** Frame behind the page at {@code pageIova} (pinned by the caller). */
