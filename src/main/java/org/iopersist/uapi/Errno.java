@@ -44,6 +44,7 @@ public enum Errno {
     ENAMETOOLONG(36),
     ENOSYS(38),
     ENOTEMPTY(39),
+    EBADE(52),
     EOVERFLOW(75),
     EBADFD(77),
     EMSGSIZE(90),

@@ -13,7 +13,8 @@ import java.lang.foreign.StructLayout;
  * {@link IommuDestroy}, {@link IommuIoasAlloc}, {@link IommuIoasAllowIovas}, {@link IommuIoasCopy},
  * {@link IommuIoasIovaRanges} with {@link IommuIovaRange}, {@link IommuIoasMap}, {@link IommuIoasUnmap},
  * {@link IommuOption}, {@link IommuHwptAlloc}, {@link IommuHwInfo} with {@link IommuHwInfoVtd}, and
- * {@link IommuIoasMapFile}.
+ * {@link IommuIoasMapFile}, {@link IommuVfioIoas}, {@link IommuHwptSetDirtyTracking},
+ * {@link IommuHwptGetDirtyBitmap}; and {@link IommuTestCmd} for the selftest interface.
  */
 public final class Iommufd {
     private Iommufd() {
@@ -51,6 +52,11 @@ public final class Iommufd {
      */
     public static final int IOMMU_HWPT_LIVEUPDATE_MARK_PRESERVE = io(IOMMUFD_TYPE, 0x95);
 
+    // IOMMU_VFIO_IOAS ops
+    public static final int IOMMU_VFIO_IOAS_GET = 0;
+    public static final int IOMMU_VFIO_IOAS_SET = 1;
+    public static final int IOMMU_VFIO_IOAS_CLEAR = 2;
+
     // IOAS_MAP / MAP_FILE / COPY flags
     public static final int IOMMU_IOAS_MAP_FIXED_IOVA = 1;
     public static final int IOMMU_IOAS_MAP_WRITEABLE = 1 << 1;
@@ -71,6 +77,10 @@ public final class Iommufd {
     public static final int IOMMU_HWPT_ALLOC_PASID = 1 << 3;
     public static final int IOMMU_HWPT_DATA_NONE = 0;
     public static final int IOMMU_HWPT_DATA_VTD_S1 = 1;
+
+    // HWPT_SET_DIRTY_TRACKING / HWPT_GET_DIRTY_BITMAP flags
+    public static final int IOMMU_HWPT_DIRTY_TRACKING_ENABLE = 1;
+    public static final int IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR = 1;
 
     // GET_HW_INFO
     public static final int IOMMU_HW_INFO_TYPE_NONE = 0;

@@ -103,6 +103,9 @@ public final class Syscall {
     public static final int MAP_FIXED = 0x10;
     public static final int MAP_ANONYMOUS = 0x20;
     public static final int MAP_POPULATE = 0x8000;
+    public static final int MAP_HUGETLB = 0x40000;
+    /** The huge page MAP_HUGETLB maps with (x86-64's default hugepagesz). */
+    public static final long HUGE_PAGE_SIZE = 2L << 20;
 
     // memfd_create(2)
     public static final int MFD_CLOEXEC = 0x0001;

@@ -47,7 +47,53 @@ class IommufdLayoutTest {
             new Linux(IommuHwptLiveupdateMarkPreserve.class, 16, "hwpt_token", 16),
             new Linux(VfioDeviceBindIommufd.class, 16, "out_devid", 16),
             new Linux(VfioDeviceAttachIommufdPt.class, 12, "pt_id", 12),
-            new Linux(VfioDeviceDetachIommufdPt.class, 8, "flags", 8));
+            new Linux(VfioDeviceDetachIommufdPt.class, 8, "flags", 8),
+            new Linux(IommuVfioIoas.class, 12, "__reserved", 12),
+            new Linux(VfioIommuType1Info.class, 24, "iova_pgsizes", 16),
+            new Linux(VfioIommuType1DmaMap.class, 32, "size", 32),
+            new Linux(VfioIommuType1DmaUnmap.class, 24, "size", 24),
+            new Linux(VfioInfoCapHeader.class, 8, null, 0),
+            new Linux(VfioIommuType1InfoCapIovaRange.class, 16, null, 0),
+            new Linux(VfioIovaRange.class, 16, null, 0),
+            new Linux(VfioIommuType1InfoDmaAvail.class, 12, null, 0),
+            new Linux(IommuHwptSetDirtyTracking.class, 16, "__reserved", 16),
+            new Linux(IommuHwptGetDirtyBitmap.class, 48, "data", 48));
+
+    /**
+     * struct iommu_test_cmd's union: each member's offset constant against the layout's path
+     * ({@code u.<member>.<field>}), the size and the minimum (offsetofend of {@code last}).
+     */
+    @Test
+    void iommuTestCmdIsIommufdTestH() throws Exception {
+        assertEquals(72, IommuTestCmd.LAYOUT.byteSize());
+        assertEquals(72, IommuTestCmd.SIZE);
+        assertEquals(68, IommuTestCmd.MIN_SIZE);
+        assertEquals(Iommufd.offsetofend(IommuTestCmd.LAYOUT, "last"), IommuTestCmd.MIN_SIZE);
+        assertEquals(0x3ba0, IommuTestCmd.IOMMU_TEST_CMD);
+        final String[][] members = {
+            {"ADD_RESERVED_START", "add_reserved", "start"}, {"ADD_RESERVED_LENGTH", "add_reserved", "length"},
+            {"MOCK_DOMAIN_OUT_STDEV_ID", "mock_domain", "out_stdev_id"}, {"MOCK_DOMAIN_OUT_HWPT_ID", "mock_domain", "out_hwpt_id"},
+            {"MOCK_DOMAIN_OUT_IDEV_ID", "mock_domain", "out_idev_id"}, {"MOCK_DOMAIN_FLAGS_DEV_FLAGS", "mock_domain_flags", "dev_flags"},
+            {"MOCK_DOMAIN_REPLACE_PT_ID", "mock_domain_replace", "pt_id"}, {"CHECK_MAP_IOVA", "check_map", "iova"},
+            {"CHECK_MAP_LENGTH", "check_map", "length"}, {"CHECK_MAP_UPTR", "check_map", "uptr"},
+            {"CHECK_REFS_LENGTH", "check_refs", "length"}, {"CHECK_REFS_UPTR", "check_refs", "uptr"},
+            {"CHECK_REFS_REFS", "check_refs", "refs"}, {"CREATE_ACCESS_OUT_ACCESS_FD", "create_access", "out_access_fd"},
+            {"CREATE_ACCESS_FLAGS", "create_access", "flags"}, {"DESTROY_ACCESS_PAGES_ACCESS_PAGES_ID", "destroy_access_pages",
+                "access_pages_id"}, {"ACCESS_PAGES_FLAGS", "access_pages", "flags"},
+            {"ACCESS_PAGES_OUT_ACCESS_PAGES_ID", "access_pages", "out_access_pages_id"}, {"ACCESS_PAGES_IOVA", "access_pages", "iova"},
+            {"ACCESS_PAGES_LENGTH", "access_pages", "length"}, {"ACCESS_PAGES_UPTR", "access_pages", "uptr"},
+            {"ACCESS_RW_IOVA", "access_rw", "iova"}, {"ACCESS_RW_LENGTH", "access_rw", "length"}, {"ACCESS_RW_UPTR", "access_rw", "uptr"},
+            {"ACCESS_RW_FLAGS", "access_rw", "flags"}, {"MEMORY_LIMIT_LIMIT", "memory_limit", "limit"},
+            {"ACCESS_REPLACE_IOAS_IOAS_ID", "access_replace_ioas", "ioas_id"}, {"DIRTY_FLAGS", "dirty", "flags"},
+            {"DIRTY_IOVA", "dirty", "iova"}, {"DIRTY_LENGTH", "dirty", "length"}, {"DIRTY_PAGE_SIZE", "dirty", "page_size"},
+            {"DIRTY_UPTR", "dirty", "uptr"}, {"DIRTY_OUT_NR_DIRTY", "dirty", "out_nr_dirty"}, {"CHECK_IOTLB_ID", "check_iotlb", "id"},
+            {"CHECK_IOTLB_IOTLB", "check_iotlb", "iotlb"}};
+        for (String[] m : members) {
+            final long want = IommuTestCmd.LAYOUT.byteOffset(groupElement("u"), groupElement(m[1]), groupElement(m[2]));
+            assertEquals(want, constant(IommuTestCmd.class, m[0] + "_OFFSET"), m[0]);
+        }
+        assertEquals(64, IommuTestCmd.LAYOUT.byteOffset(groupElement("last")));
+    }
 
     @Test
     void ioctlNumbersAreIoSemicolonNr() {
@@ -64,6 +110,14 @@ class IommufdLayoutTest {
         assertEquals(0x3b76, Vfio.VFIO_DEVICE_BIND_IOMMUFD);
         assertEquals(0x3b77, Vfio.VFIO_DEVICE_ATTACH_IOMMUFD_PT);
         assertEquals(0x3b78, Vfio.VFIO_DEVICE_DETACH_IOMMUFD_PT);
+        assertEquals(0x3b88, Iommufd.IOMMU_VFIO_IOAS);
+        assertEquals(0x3b64, Vfio.VFIO_GET_API_VERSION);
+        assertEquals(0x3b65, Vfio.VFIO_CHECK_EXTENSION);
+        assertEquals(0x3b66, Vfio.VFIO_SET_IOMMU);
+        assertEquals(0x3b70, Vfio.VFIO_IOMMU_GET_INFO);
+        assertEquals(0x3b71, Vfio.VFIO_IOMMU_MAP_DMA);
+        assertEquals(0x3b72, Vfio.VFIO_IOMMU_UNMAP_DMA);
+        assertEquals(0x3b75, Vfio.VFIO_IOMMU_DIRTY_PAGES);
     }
 
     @Test

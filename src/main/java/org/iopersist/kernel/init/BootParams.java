@@ -16,9 +16,11 @@ import java.util.List;
  * @param finishTimeoutSec {@code liveupdate.finish_timeout=<seconds>} (0: wait for an explicit finish)
  * @param pagePoison       {@code page_poison=on|off}: fill freed frames and check them on reuse
  * @param breakAt          {@code liveupdate.break=<point>}: stop for good there ({@code Breakpoint}); empty: none
+ * @param iommufdSelftest  {@code iommufd.selftest=1}: the kernel answers IOMMU_TEST_CMD and has the
+ *                         selftest's mock IOMMU, as one built with CONFIG_IOMMUFD_TEST
  */
 public record BootParams(String cmdline, long guestmemfsSize, boolean kho, long khoScratchSize, int finishTimeoutSec,
-        boolean pagePoison, String breakAt, List<String> unknown, List<String> malformed) {
+        boolean pagePoison, String breakAt, boolean iommufdSelftest, List<String> unknown, List<String> malformed) {
     public static final long DEFAULT_KHO_SCRATCH = 16L << 20;
     public static final int DEFAULT_FINISH_TIMEOUT = 60;
 
@@ -34,6 +36,7 @@ public record BootParams(String cmdline, long guestmemfsSize, boolean kho, long 
         int timeout = DEFAULT_FINISH_TIMEOUT;
         boolean poison = false;
         String breakAt = "";
+        boolean selftest = false;
         final List<String> unknown = new ArrayList<>();
         final List<String> malformed = new ArrayList<>();
         for (String token : cmdline.trim().split("\\s+")) {
@@ -56,13 +59,14 @@ public record BootParams(String cmdline, long guestmemfsSize, boolean kho, long 
                     case "liveupdate.finish_timeout" -> timeout = Integer.parseInt(value);
                     case "page_poison" -> poison = onOff(value);
                     case "liveupdate.break" -> breakAt = value;
+                    case "iommufd.selftest" -> selftest = onOff(value);
                     default -> unknown.add(token);
                 }
             } catch (IllegalArgumentException e) {
                 malformed.add(token + " (" + e.getMessage() + ")");
             }
         }
-        return new BootParams(cmdline.trim(), guestmemfs, kho, scratch, timeout, poison, breakAt, unknown, malformed);
+        return new BootParams(cmdline.trim(), guestmemfs, kho, scratch, timeout, poison, breakAt, selftest, unknown, malformed);
     }
 
     /** Linux's memparse: a number with an optional K, M, G or T suffix. */

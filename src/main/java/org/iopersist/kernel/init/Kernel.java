@@ -31,6 +31,7 @@ import org.iopersist.kernel.iommu.intel.IntelIommuDriver;
 import org.iopersist.kernel.iommu.intel.IntelIommuLiveUpdate;
 import org.iopersist.kernel.iommufd.IommufdCtx;
 import org.iopersist.kernel.iommufd.IommufdFile;
+import org.iopersist.kernel.iommufd.MockIommu;
 import org.iopersist.kernel.iommufd.persist.IommufdLiveUpdate;
 import org.iopersist.kernel.iommufd.persist.IommufdLuoHandler;
 import org.iopersist.kernel.liveupdate.IncomingBoot;
@@ -120,6 +121,8 @@ public final class Kernel {
         this.persisted = handlers.iommufd();
         this.vfs = new Vfs(sysfs);
         vfs.registerDevice(Iommufd.DEV_PATH, (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persisted.contexts(), p.uid())));
+        vfs.registerDevice(Vfio.CONTAINER_PATH, (p, path, flags) -> new IommufdFile(IommufdCtx.openVfioContainer(board.memory(), refs,
+                iommu, persisted.contexts(), p.uid())));
         final List<IommuDevice> devs = iommu.devices();
         for (int i = 0; i < devs.size(); i++) {
             final VfioDevice vd = handlers.vfio().get(i);
@@ -323,6 +326,10 @@ public final class Kernel {
         final FrameAllocator frames = new FrameAllocator(board.memory(), memSize, params.pagePoison(), new FaultInjection(log::info));
         final IntelIommuDriver intel = new IntelIommuDriver(board, frames, log);
         final IommuCore iommu = new IommuCore(intel, log);
+        if (params.iommufdSelftest()) {
+            new MockIommu(log).register(iommu); // iommufd_test_init: the mock IOMMU's bus
+            log.info("iommufd: selftest interface on (IOMMU_TEST_CMD, mock IOMMU)");
+        }
         final FrameRefs refs = new FrameRefs(frames);
         final IntelIommuLiveUpdate vtd = new IntelIommuLiveUpdate(intel, iommu, log);
         final GuestmemfsLiveUpdate gmfs = new GuestmemfsLiveUpdate(board.memory(),

@@ -9,8 +9,13 @@ import java.util.List;
  * pages it emptied are back in the allocator.
  */
 public interface DomainOps {
-    /** Last IOVA the domain can translate (the aperture starts at 0). */
+    /** Last IOVA the domain can translate. */
     long apertureLast();
+
+    /** First IOVA the domain can translate (geometry.aperture_start). */
+    default long apertureStart() {
+        return 0;
+    }
 
     /** Bit n set: the domain can map 2^n-byte leaves. */
     long pgsizeBitmap();
@@ -47,6 +52,33 @@ public interface DomainOps {
      * adopted tables after a live update; concurrent maps may or may not be seen.
      */
     void forEachLeaf(LeafVisitor visitor);
+
+    /** domain->dirty_ops: the domain's dirty tracking, or null if it was not allocated with it. */
+    default DirtyOps dirtyOps() {
+        return null;
+    }
+
+    /**
+     * What a domain allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING offers (Linux's
+     * {@code iommu_dirty_ops}): switch tracking, and read (and clear) the dirty bits of its IOPTEs.
+     */
+    interface DirtyOps {
+        /** set_dirty_tracking. */
+        void setDirtyTracking(boolean enable);
+
+        /**
+         * read_and_clear_dirty over {@code [iova, iova + size)}: each dirty IOPTE's range goes to
+         * {@code recorder} (null: only clear), cleared unless {@code noClear}. EINVAL if tracking is
+         * off and a recorder asks.
+         */
+        void readAndClearDirty(long iova, long size, boolean noClear, DirtyRecorder recorder);
+    }
+
+    /** iommu_dirty_bitmap_record: {@code [iova, iova + length)} is dirty. */
+    @FunctionalInterface
+    interface DirtyRecorder {
+        void record(long iova, long length);
+    }
 
     /** What identifies this domain in the driver's handover (VT-d: its pgd), or -1. */
     default long handoverKey() {

@@ -19,9 +19,13 @@ import org.iopersist.uapi.Errno;
 public final class IommuCore {
     private final IommuDriver driver;
     private final KernelLog log;
-    private final IommuDomain blocked = new IommuDomain(IommuDomain.Type.BLOCKED, 0, null);
+    private final IommuDomain blocked = new IommuDomain(IommuDomain.Type.BLOCKED, 0, null, null);
     private final Map<Bdf, IommuDevice> devices = new HashMap<>();
-    private final Map<IommuDevice, IommuDomain> attached = new HashMap<>();
+    private final Map<IommuDevice, IommuDomain> attached = new HashMap<>(); // guarded by this
+    /** dev_iommu_ops: the driver of every device, the PCI ones' and those probed on another bus. */
+    private final Map<IommuDevice, IommuDriver> drivers = new HashMap<>(); // guarded by this
+    /** Drivers of non-PCI buses (iommu_device_register_bus), by class; guarded by this. */
+    private final List<IommuDriver> busDrivers = new java.util.ArrayList<>();
     private final Map<IommuDevice, DmaOwner> dmaOwners = new HashMap<>(); // guarded by this
     private final Map<Long, IommuDomain> restoredByKey = new HashMap<>(); // guarded by this
 
@@ -35,7 +39,57 @@ public final class IommuCore {
         for (IommuDevice d : driver.devices()) {
             devices.put(d.bdf(), d);
             attached.put(d, blocked);
+            drivers.put(d, driver);
         }
+    }
+
+    /**
+     * iommu_device_register_bus: a driver for the devices of another bus, probed one by one as they
+     * appear ({@link #probeDevice}). The selftest's mock IOMMU is one.
+     */
+    public synchronized void registerBusDriver(final IommuDriver busDriver) {
+        busDrivers.add(busDriver);
+    }
+
+    /** The bus driver of class {@code type}, or null if none is registered. */
+    public synchronized <T extends IommuDriver> T busDriver(final Class<T> type) {
+        for (IommuDriver d : busDrivers) {
+            if (type.isInstance(d)) {
+                return type.cast(d);
+            }
+        }
+        return null;
+    }
+
+    /** iommu_probe_device: {@code dev} appeared on a bus {@code busDriver} serves; it starts blocked. */
+    public synchronized void probeDevice(final IommuDevice dev, final IommuDriver busDriver) {
+        if (drivers.putIfAbsent(dev, busDriver) != null) {
+            throw new KernelException(Errno.EEXIST, dev + " is already probed");
+        }
+        attached.put(dev, blocked);
+    }
+
+    /** iommu_release_device: the device went away; it must be blocked and owned by nobody. */
+    public synchronized void releaseDevice(final IommuDevice dev) {
+        if (attached.get(dev) != blocked || dmaOwners.containsKey(dev)) {
+            throw new IllegalStateException(dev + " removed while attached or owned");
+        }
+        attached.remove(dev);
+        drivers.remove(dev);
+    }
+
+    /** dev_iommu_ops: the driver {@code dev} belongs to. */
+    public synchronized IommuDriver driverOf(final IommuDevice dev) {
+        final IommuDriver d = drivers.get(dev);
+        if (d == null) {
+            throw new KernelException(Errno.ENODEV, "no iommu driver for " + dev);
+        }
+        return d;
+    }
+
+    /** IOMMU_GET_HW_INFO's answer for {@code dev}, from its own driver. */
+    public HwInfo hwInfo(final IommuDevice dev) {
+        return driverOf(dev).hwInfo(dev);
     }
 
     public IommuDriver driver() {
@@ -64,7 +118,17 @@ public final class IommuCore {
         if ((flags & ~IommuDomain.PERSISTENT) != 0) {
             throw new KernelException(Errno.EOPNOTSUPP, "domain flags 0x" + Integer.toHexString(flags));
         }
-        return new IommuDomain(IommuDomain.Type.PAGING, flags, driver.allocPaging(dev, flags));
+        final IommuDriver d = driverOf(dev);
+        return new IommuDomain(IommuDomain.Type.PAGING, flags, d.allocPaging(dev, flags), d);
+    }
+
+    /**
+     * ops->domain_alloc_user: a paging domain for {@code dev} with the uAPI's IOMMU_HWPT_ALLOC_*
+     * {@code hwptFlags}; a driver that takes none answers EOPNOTSUPP for any.
+     */
+    public IommuDomain allocUser(final IommuDevice dev, final int hwptFlags) {
+        final IommuDriver d = driverOf(dev);
+        return new IommuDomain(IommuDomain.Type.PAGING, 0, d.allocUser(dev, hwptFlags), d);
     }
 
     /**
@@ -112,6 +176,7 @@ public final class IommuCore {
 
     /** Attaches a blocked device; EBUSY if it already translates through another domain. */
     public synchronized void attach(final IommuDevice dev, final IommuDomain domain) {
+        checkOwner(dev, domain);
         final IommuDomain old = attached.get(dev);
         if (old != blocked && old != domain) {
             throw new KernelException(Errno.EBUSY, dev + " is attached to another domain");
@@ -123,6 +188,7 @@ public final class IommuCore {
 
     /** Moves a device to {@code domain} whatever it was attached to. */
     public synchronized void replace(final IommuDevice dev, final IommuDomain domain) {
+        checkOwner(dev, domain);
         final IommuDomain old = attached.get(dev);
         if (old != domain) {
             set(dev, old, domain);
@@ -134,8 +200,15 @@ public final class IommuCore {
         replace(dev, blocked);
     }
 
+    /** __iommu_attach_group: a domain attaches only to devices of the driver that made it (EINVAL). */
+    private void checkOwner(final IommuDevice dev, final IommuDomain domain) {
+        if (domain != blocked && domain.owner() != driverOf(dev)) {
+            throw new KernelException(Errno.EINVAL, dev + " is not served by the driver of this domain");
+        }
+    }
+
     private void set(final IommuDevice dev, final IommuDomain old, final IommuDomain domain) {
-        driver.setDomain(dev, domain == blocked ? null : domain.ops());
+        driverOf(dev).setDomain(dev, domain == blocked ? null : domain.ops());
         attached.put(dev, domain);
         if (old != blocked) {
             old.removeUser();
@@ -150,7 +223,7 @@ public final class IommuCore {
     public synchronized java.util.List<IommuDomain> restore(final java.util.List<RestoredDomain> restored) {
         final java.util.List<IommuDomain> out = new java.util.ArrayList<>();
         for (RestoredDomain r : restored) {
-            final IommuDomain d = new IommuDomain(IommuDomain.Type.PAGING, r.flags(), r.ops());
+            final IommuDomain d = new IommuDomain(IommuDomain.Type.PAGING, r.flags(), r.ops(), driver);
             for (IommuDevice dev : r.devices()) {
                 attached.put(dev, d);
                 d.addUser();

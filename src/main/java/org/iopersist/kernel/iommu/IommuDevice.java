@@ -2,8 +2,27 @@ package org.iopersist.kernel.iommu;
 
 import org.iopersist.hw.pci.Bdf;
 
-/** A PCI device as the iommu core knows it: its address and the remapping unit it sits behind. */
+/**
+ * A device as the iommu core knows it: a PCI function, its address and the remapping unit it sits
+ * behind; or a device on another bus the core probes at run time (the selftest's
+ * {@code iommufd_mock} bus), with no unit ({@link #NO_UNIT}) and a name of its own.
+ */
 public record IommuDevice(Bdf bdf, int unit) implements Comparable<IommuDevice> {
+    /** The unit of a device no remapping unit translates for. */
+    public static final int NO_UNIT = -1;
+    /** The PCI segment the iommu core's non-PCI devices are numbered in (no PCI segment uses it). */
+    private static final int VIRTUAL_SEGMENT = 0xFFFF;
+
+    /** Device {@code n} of a non-PCI bus, {@code <bus>n} ({@code iommufd_mock3}); n below 65536. */
+    public static IommuDevice virtual(final int n) {
+        return new IommuDevice(new Bdf(VIRTUAL_SEGMENT, (n >> 8) & 0xFF, (n >> 3) & 0x1F, n & 7), NO_UNIT);
+    }
+
+    /** Whether a remapping unit translates for this device (a PCI function), or it is a virtual one. */
+    public boolean pci() {
+        return unit != NO_UNIT;
+    }
+
     public int sourceId() {
         return bdf.sourceId();
     }
@@ -24,6 +43,6 @@ public record IommuDevice(Bdf bdf, int unit) implements Comparable<IommuDevice> 
 
     @Override
     public String toString() {
-        return bdf.toString();
+        return pci() ? bdf.toString() : "iommufd_mock" + (bdf.bus() << 8 | bdf.devfn());
     }
 }

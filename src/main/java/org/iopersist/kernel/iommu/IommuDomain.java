@@ -20,13 +20,21 @@ public final class IommuDomain {
     private final Type type;
     private final int flags;
     private final DomainOps ops;
+    /** The driver that made it (domain->owner): only its devices may attach. Null for the blocking domain. */
+    private final IommuDriver owner;
     private int users;
     private boolean freed;
 
-    IommuDomain(final Type type, final int flags, final DomainOps opsOrNull) {
+    IommuDomain(final Type type, final int flags, final DomainOps opsOrNull, final IommuDriver owner) {
         this.type = type;
         this.flags = flags;
         this.ops = opsOrNull;
+        this.owner = owner;
+    }
+
+    /** The driver that allocated this domain; null for the blocking domain. */
+    public IommuDriver owner() {
+        return owner;
     }
 
     public Type type() {
@@ -55,6 +63,10 @@ public final class IommuDomain {
 
     public long apertureLast() {
         return ops().apertureLast();
+    }
+
+    public long apertureStart() {
+        return ops().apertureStart();
     }
 
     public long pgsizeBitmap() {

@@ -26,6 +26,18 @@ public interface IommuDriver {
     DomainOps allocPaging(IommuDevice dev, int flags);
 
     /**
+     * ops->domain_alloc_user: a paging domain with the uAPI's IOMMU_HWPT_ALLOC_* {@code hwptFlags}
+     * (dirty tracking, nest parent). A driver that takes no flags answers EOPNOTSUPP for any.
+     */
+    default DomainOps allocUser(final IommuDevice dev, final int hwptFlags) {
+        if (hwptFlags != 0) {
+            throw new org.iopersist.kernel.KernelException(org.iopersist.uapi.Errno.EOPNOTSUPP,
+                    name() + ": HWPT_ALLOC flags 0x" + Integer.toHexString(hwptFlags));
+        }
+        return allocPaging(dev, 0);
+    }
+
+    /**
      * Points {@code dev} at {@code domainOrNull} (null blocks it), invalidating what the old
      * setting left in the unit's caches before the new one is published.
      */

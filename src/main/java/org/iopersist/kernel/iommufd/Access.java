@@ -114,6 +114,52 @@ public final class Access extends IommufdObject {
         }
     }
 
+    /**
+     * iommufd_access_replace: moves an attached access (ENOENT if it is not) to IOAS {@code ioasId}
+     * (ENOENT if none). The driver is asked to unpin everything in the old IOAS first (its unmap
+     * callback over the whole IOVA space); what it keeps is dropped. EADDRINUSE if the new IOAS has
+     * an area the access's alignment cannot take.
+     */
+    public static void replace(final Access a, final int ioasId) {
+        synchronized (a) {
+            if (a.ioas == null) {
+                throw new KernelException(Errno.ENOENT, "access " + a.id() + " is not attached");
+            }
+        }
+        final Ioas next = Ioas.get(a.ctx, ioasId);
+        try {
+            final Ioas cur;
+            synchronized (a) {
+                cur = a.ioas;
+                if (cur == null) {
+                    throw new KernelException(Errno.ENOENT, "access " + a.id() + " was detached");
+                }
+                if (cur == next) {
+                    return;
+                }
+                next.iopt.addAccess(a);
+                next.users.incrementAndGet(); // the attach's, released by detach
+                a.ioas = null; // no pin from here until the move is done
+            }
+            a.ops.unmap(0, -1L); // outside the lock: the driver's unpins take it
+            final List<Pin> left;
+            synchronized (a) {
+                synchronized (a.pins) {
+                    left = new ArrayList<>(a.pins);
+                    a.pins.clear();
+                }
+                a.ioas = next;
+            }
+            for (Pin p : left) {
+                release(p);
+            }
+            cur.iopt.removeAccess(a);
+            cur.users.decrementAndGet();
+        } finally {
+            a.ctx.objects.putObject(next);
+        }
+    }
+
     /** iommufd_access_detach: every pin must be gone (EBUSY). */
     public static void detach(final Access a) {
         synchronized (a.pins) {
@@ -159,6 +205,13 @@ public final class Access extends IommufdObject {
         ioas.iopt.iovaLock.readLock().lock();
         try {
             final List<IoptArea> areas = covering(ioas, iova, last, write);
+            for (IoptArea area : areas) {
+                // iopt_area_contig_is_aligned: pages are handed out whole, so each area's IOVA must
+                // sit at the same offset in its page as its bytes do.
+                if (((area.start() - area.startByte()) & (PAGE - 1)) != 0) {
+                    throw new KernelException(Errno.EINVAL, String.format("the area at 0x%x is not page aligned", area.start()));
+                }
+            }
             final List<IoptArea> pinned = new ArrayList<>();
             try {
                 for (IoptArea area : areas) {
@@ -221,7 +274,7 @@ public final class Access extends IommufdObject {
     public static void rw(final Access a, final long iova, final MemorySegment buf, final boolean write) {
         final long length = buf.byteSize();
         if (length == 0) {
-            return;
+            throw new KernelException(Errno.EINVAL, "access rw of zero bytes");
         }
         final long last = IovaMath.lastOf(iova, length);
         final Ioas ioas = attached(a);
@@ -236,8 +289,13 @@ public final class Access extends IommufdObject {
                 long done = 0;
                 while (done < length) {
                     final long at = iova + done;
-                    final long chunk = Math.min(length - done, PAGE - (at & (PAGE - 1)));
-                    final long phys = frameOf(areas, at & -PAGE) + (at & (PAGE - 1));
+                    final IoptArea area = areaOf(areas, at);
+                    // The byte's place in the area's pages: an area need not start at the page
+                    // offset of its IOVA (no pinning access, no domain wider than its alignment).
+                    final long index = area.startByte() + (at - area.start());
+                    final long inPage = index & (PAGE - 1);
+                    final long chunk = Math.min(Math.min(length - done, PAGE - inPage), area.last() - at + 1);
+                    final long phys = area.pages().frame(index >>> 12) + inPage;
                     if (write) {
                         MemorySegment.copy(buf, done, memory.segment(), phys, chunk);
                     } else {
@@ -255,10 +313,15 @@ public final class Access extends IommufdObject {
         }
     }
 
+    /** The IOAS the access is attached to, or null. */
+    synchronized Ioas attachedIoas() {
+        return ioas;
+    }
+
     private static Ioas attached(final Access a) {
         synchronized (a) {
             if (a.ioas == null) {
-                throw new KernelException(Errno.EINVAL, "access " + a.id() + " is not attached");
+                throw new KernelException(Errno.ENOENT, "access " + a.id() + " is not attached");
             }
             return a.ioas;
         }
@@ -284,6 +347,16 @@ public final class Access extends IommufdObject {
             next = area.last() + 1;
         }
         throw new KernelException(Errno.ENOENT, String.format("[0x%x, 0x%x] is not covered by areas", iova, last));
+    }
+
+    /** The area holding {@code iova}. */
+    private static IoptArea areaOf(final List<IoptArea> areas, final long iova) {
+        for (IoptArea area : areas) {
+            if (IovaMath.le(area.start(), iova) && IovaMath.le(iova, area.last())) {
+                return area;
+            }
+        }
+        throw new IllegalStateException("no area holds 0x" + Long.toHexString(iova));
     }
 
     /** Frame behind the page at {@code pageIova} (pinned by the caller). */

@@ -2,12 +2,15 @@ package org.iopersist.kernel.iommufd;
 
 import java.util.List;
 import org.iopersist.kernel.KernelException;
+import org.iopersist.kernel.iommu.DomainOps;
 import org.iopersist.kernel.iommu.IommuCore;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommu.IommuDomain;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.IommuHwptAlloc;
 import org.iopersist.uapi.IommuHwptLiveupdateMarkPreserve;
+import org.iopersist.uapi.IommuHwptGetDirtyBitmap;
+import org.iopersist.uapi.IommuHwptSetDirtyTracking;
 import org.iopersist.uapi.Iommufd;
 
 /**
@@ -20,6 +23,8 @@ public final class HwptPaging extends IommufdObject implements IoasDomain {
     final Ioas ioas;
     final IommuDomain domain;
     final boolean auto;
+    /** Allocated with IOMMU_HWPT_ALLOC_NEST_PARENT (hwpt_paging->nest_parent). */
+    boolean nestParent;
     private final IommuCore iommu;
     /** Devices attached, guarded by the context's attach lock. */
     int devices;
@@ -82,17 +87,29 @@ public final class HwptPaging extends IommufdObject implements IoasDomain {
      * ({@link ObjectTable#abortAndDestroy}). Takes a reference on the IOAS, released by {@link #destroy}.
      */
     static HwptPaging alloc(final IommufdCtx ctx, final Ioas ioas, final IommuDevice dev, final int flags,
-            final boolean auto) {
+            final int hwptFlags, final boolean auto) {
+        if (hwptFlags != 0) {
+            // iommufd_hwpt_paging_alloc's checks before the driver sees the flags.
+            if ((hwptFlags & ~(Iommufd.IOMMU_HWPT_ALLOC_NEST_PARENT | Iommufd.IOMMU_HWPT_ALLOC_DIRTY_TRACKING)) != 0) {
+                throw Ucmd.unsupported("HWPT_ALLOC flags 0x" + Integer.toHexString(hwptFlags));
+            }
+            if ((hwptFlags & Iommufd.IOMMU_HWPT_ALLOC_DIRTY_TRACKING) != 0
+                    && (ctx.iommu().hwInfo(dev).capabilities() & MockIommu.IOMMU_HW_CAP_DIRTY_TRACKING) == 0) {
+                throw Ucmd.unsupported(dev + " cannot track dirty pages");
+            }
+        }
         final int id = ctx.objects.reserve();
         final IommuDomain domain;
         try {
             // Every HWPT of a persistent context is a persistent domain (tracked per domain by the driver).
-            domain = ctx.iommu().allocPaging(dev, flags | (ctx.persistent() ? IommuDomain.PERSISTENT : 0));
+            domain = hwptFlags != 0 ? ctx.iommu().allocUser(dev, hwptFlags)
+                    : ctx.iommu().allocPaging(dev, flags | (ctx.persistent() ? IommuDomain.PERSISTENT : 0));
         } catch (RuntimeException e) {
             ctx.objects.abort(id);
             throw e;
         }
         final HwptPaging h = new HwptPaging(ioas, domain, auto, ctx.iommu());
+        h.nestParent = (hwptFlags & Iommufd.IOMMU_HWPT_ALLOC_NEST_PARENT) != 0;
         h.setId(id);
         try {
             ioas.iopt.addDomain(h);
@@ -145,22 +162,27 @@ public final class HwptPaging extends IommufdObject implements IoasDomain {
 
     private static long alloc(final Ucmd u, final IommufdDevice idev, final IommufdObject pt) {
         final int flags = IommuHwptAlloc.flags(u.cmd);
-        final int dataType = IommuHwptAlloc.dataType(u.cmd);
+        final int dataLen = IommuHwptAlloc.dataLen(u.cmd);
         u.ctx.checkMutable("HWPT_ALLOC");
         synchronized (u.ctx.attachLock) {
-            if (pt instanceof HwptPaging) {
-                throw new KernelException(Errno.EINVAL, "nested HWPTs need a NEST_PARENT parent; none exist here");
+            if (pt instanceof HwptPaging parent) {
+                // iommufd_hwpt_nested_alloc: a nested HWPT needs driver data and a NEST_PARENT parent
+                // made by hand; no driver here builds nested domains (no VT-d unit of the model nests).
+                if (flags != 0 || dataLen == 0) {
+                    throw Ucmd.unsupported("a nested HWPT needs data and no flags");
+                }
+                if (parent.auto || !parent.nestParent) {
+                    throw new KernelException(Errno.EINVAL, "HWPT " + parent.id() + " is not a NEST_PARENT");
+                }
+                throw Ucmd.unsupported("nested HWPTs are not modelled");
             }
             if (!(pt instanceof Ioas ioas)) {
                 throw new KernelException(Errno.EINVAL, pt.type() + " is not an IOAS or HWPT");
             }
-            if (flags != 0) {
-                throw Ucmd.unsupported("HWPT_ALLOC flags 0x" + Integer.toHexString(flags) + " (no nesting, no dirty tracking)");
+            if (dataLen != 0) {
+                throw Ucmd.unsupported("HWPT_ALLOC driver data for a paging HWPT (data_type " + IommuHwptAlloc.dataType(u.cmd) + ")");
             }
-            if (dataType != Iommufd.IOMMU_HWPT_DATA_NONE) {
-                throw Ucmd.unsupported("HWPT_ALLOC data_type " + dataType);
-            }
-            final HwptPaging h = alloc(u.ctx, ioas, idev.dev, 0, false);
+            final HwptPaging h = alloc(u.ctx, ioas, idev.dev, 0, flags, false);
             IommuHwptAlloc.outHwptId(u.cmd, h.id());
             try {
                 u.respond();
@@ -240,6 +262,116 @@ public final class HwptPaging extends IommufdObject implements IoasDomain {
         liveupdateToken = token;
     }
 
+    /** iommufd_get_hwpt_paging: the HWPT_PAGING {@code id} with a short-term reference. @throws KernelException ENOENT */
+    static HwptPaging get(final IommufdCtx ctx, final int id) {
+        return ctx.objects.getObject(id, ObjectType.HWPT_PAGING, HwptPaging.class);
+    }
+
+    /**
+     * iommufd_hwpt_set_dirty_tracking (IOMMU_HWPT_SET_DIRTY_TRACKING): EOPNOTSUPP for an unknown flag
+     * or a domain without dirty tracking. Turning it on first clears every area's dirty bits, so
+     * the next read starts from a clean snapshot (iopt_set_dirty_tracking).
+     */
+    static long setDirtyTracking(final Ucmd u) {
+        final int flags = IommuHwptSetDirtyTracking.flags(u.cmd);
+        if ((flags & ~Iommufd.IOMMU_HWPT_DIRTY_TRACKING_ENABLE) != 0) {
+            throw Ucmd.unsupported("HWPT_SET_DIRTY_TRACKING flags 0x" + Integer.toHexString(flags));
+        }
+        final HwptPaging h = get(u.ctx, IommuHwptSetDirtyTracking.hwptId(u.cmd));
+        try {
+            final DomainOps.DirtyOps ops = h.domain.ops().dirtyOps();
+            if (ops == null) {
+                throw Ucmd.unsupported("HWPT " + h.id() + " was not allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING");
+            }
+            final boolean enable = (flags & Iommufd.IOMMU_HWPT_DIRTY_TRACKING_ENABLE) != 0;
+            h.ioas.iopt.iovaLock.readLock().lock();
+            try {
+                if (enable) {
+                    for (IoptArea a : h.ioas.iopt.areas().values()) {
+                        ops.readAndClearDirty(a.start(), a.length(), false, null);
+                    }
+                }
+                ops.setDirtyTracking(enable);
+            } finally {
+                h.ioas.iopt.iovaLock.readLock().unlock();
+            }
+            return 0;
+        } finally {
+            u.ctx.objects.putObject(h);
+        }
+    }
+
+    /**
+     * iommufd_hwpt_get_dirty_bitmap (IOMMU_HWPT_GET_DIRTY_BITMAP): checks the range
+     * (iommufd_check_iova_range: EOVERFLOW on a wrap; EINVAL unless iova and end are aligned to the
+     * IOAS and to page_size), then walks the areas covering it (EINVAL for a hole) through the
+     * domain's read_and_clear_dirty, setting a bit per dirty page_size in the user's bitmap.
+     */
+    static long getDirtyBitmap(final Ucmd u) {
+        final int flags = IommuHwptGetDirtyBitmap.flags(u.cmd);
+        if ((flags & ~Iommufd.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) != 0 || IommuHwptGetDirtyBitmap.reserved(u.cmd) != 0) {
+            throw Ucmd.unsupported("HWPT_GET_DIRTY_BITMAP flags or __reserved");
+        }
+        final HwptPaging h = get(u.ctx, IommuHwptGetDirtyBitmap.hwptId(u.cmd));
+        try {
+            final long iova = IommuHwptGetDirtyBitmap.iova(u.cmd);
+            final long length = IommuHwptGetDirtyBitmap.length(u.cmd);
+            final long pageSize = IommuHwptGetDirtyBitmap.pageSize(u.cmd);
+            final long last = iova + length - 1;
+            if (Long.compareUnsigned(last, iova) < 0) {
+                throw new KernelException(Errno.EOVERFLOW, String.format("iova=0x%x length=0x%x wraps", iova, length));
+            }
+            final IoPagetable iopt = h.ioas.iopt;
+            iopt.iovaLock.readLock().lock();
+            try {
+                final long align = iopt.iovaAlignment();
+                if (((iova & (align - 1)) | ((last + 1) & (align - 1))) != 0 || pageSize == 0
+                        || ((iova & (pageSize - 1)) | ((last + 1) & (pageSize - 1))) != 0) {
+                    throw new KernelException(Errno.EINVAL, String.format("iova=0x%x length=0x%x page_size=0x%x misaligned",
+                            iova, length, pageSize));
+                }
+                final DomainOps.DirtyOps ops = h.domain.ops().dirtyOps();
+                if (ops == null) {
+                    throw Ucmd.unsupported("HWPT " + h.id() + " has no dirty tracking");
+                }
+                // iopt_for_each_contig_area: the areas must cover the range without a hole.
+                final List<IoptArea> areas = iopt.areasIn(iova, last);
+                long next = iova;
+                boolean covered = false;
+                for (IoptArea a : areas) {
+                    if (Long.compareUnsigned(a.start(), next) > 0) {
+                        break;
+                    }
+                    if (Long.compareUnsigned(a.last(), last) >= 0) {
+                        covered = true;
+                        break;
+                    }
+                    next = a.last() + 1;
+                }
+                if (!covered) {
+                    throw new KernelException(Errno.EINVAL, String.format("[0x%x, 0x%x] is not covered by areas", iova, last));
+                }
+                final IovaBitmap bitmap = new IovaBitmap(iova, length, pageSize);
+                final boolean noClear = (flags & Iommufd.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) != 0;
+                long cur = iova;
+                for (IoptArea a : areas) {
+                    final long end = Long.compareUnsigned(a.last(), last) < 0 ? a.last() : last;
+                    ops.readAndClearDirty(cur, end - cur + 1, noClear, bitmap::set);
+                    if (end == last) {
+                        break;
+                    }
+                    cur = end + 1;
+                }
+                bitmap.writeTo(u.process, IommuHwptGetDirtyBitmap.data(u.cmd));
+                return 0;
+            } finally {
+                iopt.iovaLock.readLock().unlock();
+            }
+        } finally {
+            u.ctx.objects.putObject(h);
+        }
+    }
+
     // ------------------------------------------------------------------ IoasDomain
 
     @Override
@@ -253,14 +385,23 @@ public final class HwptPaging extends IommufdObject implements IoasDomain {
     }
 
     @Override
-    public long minPageSize() {
-        return Long.lowestOneBit(domain.pgsizeBitmap());
+    public long pgsizeBitmap() {
+        return domain.pgsizeBitmap();
     }
 
+    /** What lies outside the domain's aperture, as iopt_table_add_domain reserves it. */
     @Override
     public List<IovaInterval> reservedRanges() {
+        final List<IovaInterval> out = new java.util.ArrayList<>(2);
+        final long start = domain.apertureStart();
+        if (start != 0) {
+            out.add(new IovaInterval(0, start - 1));
+        }
         final long last = domain.apertureLast();
-        return last == -1L ? List.of() : List.of(new IovaInterval(last + 1, -1L));
+        if (last != -1L) {
+            out.add(new IovaInterval(last + 1, -1L));
+        }
+        return out;
     }
 
     // ------------------------------------------------------------------ live update

@@ -493,6 +493,28 @@ final class IoPagetable {
         iovaAlignment = alignment;
     }
 
+    /** iopt_disable_large_pages, taking the locks: VFIO_SET_IOMMU(VFIO_TYPE1_IOMMU). @see #setLargePages */
+    void disableLargePages() {
+        domainsLock.writeLock().lock();
+        iovaLock.writeLock().lock();
+        try {
+            setLargePages(false);
+        } finally {
+            iovaLock.writeLock().unlock();
+            domainsLock.writeLock().unlock();
+        }
+    }
+
+    /** READ_ONCE(iopt->disable_large_pages), for a caller holding no lock. */
+    boolean largePagesDisabledNow() {
+        iovaLock.readLock().lock();
+        try {
+            return disableLargePages;
+        } finally {
+            iovaLock.readLock().unlock();
+        }
+    }
+
     /**
      * iopt_check_iova_alignment: the first area whose IOVA, length or page offset (where it starts
      * in its first page) is not aligned to {@code alignment}, or null. A page offset a domain cannot
@@ -623,7 +645,7 @@ final class IoPagetable {
         int filled = 0;
         try {
             for (; filled < domains.size(); filled++) {
-                a.fill(domains.get(filled));
+                a.fill(domains.get(filled), disableLargePages);
             }
         } catch (RuntimeException e) {
             // The failing domain may hold part of the area: unmap tolerates holes.
@@ -741,6 +763,114 @@ final class IoPagetable {
         }
     }
 
+    /**
+     * iopt_cut_iova: each IOVA in {@code iovas} that lies inside an area becomes the last IOVA of
+     * the left part of a split (VFIO type1's unmap in the middle of a mapping). Stops at the first
+     * split that fails.
+     *
+     * @throws KernelException EINVAL (see {@link #splitArea})
+     */
+    void cutIova(final long... iovas) {
+        iovaLock.writeLock().lock();
+        try {
+            for (long iova : iovas) {
+                final List<IoptArea> hit = areasIn(iova, iova);
+                if (!hit.isEmpty()) {
+                    splitArea(hit.get(0), iova);
+                }
+            }
+        } finally {
+            iovaLock.writeLock().unlock();
+        }
+    }
+
+    /**
+     * iopt_area_split: {@code area} becomes two areas over the same pages, the first ending at
+     * {@code iova}. Refused (EINVAL) where the cut is not aligned to the IOAS, an access pins the
+     * area, or a domain may hold it in large pages. Nothing in any domain changes: with large pages
+     * disabled every page was mapped on its own. Caller holds iovaLock for writing.
+     */
+    private void splitArea(final IoptArea area, final long iova) {
+        assertIovaWriteHeld();
+        if (iova == area.start() || iova == area.last()) {
+            return;
+        }
+        final long newStart = iova + 1;
+        final long mask = iovaAlignment - 1;
+        final long rhsStartByte = area.startByte() + (newStart - area.start());
+        if ((newStart & mask) != 0 || (rhsStartByte & mask) != 0) {
+            throw new KernelException(Errno.EINVAL, String.format("cut at 0x%x is not aligned to 0x%x", newStart, iovaAlignment));
+        }
+        if (!accessesPinning(area.start(), area.last()).isEmpty()) {
+            throw new KernelException(Errno.EINVAL, String.format("an access pins the area at 0x%x", area.start()));
+        }
+        if (!domains.isEmpty() && !disableLargePages) {
+            throw new KernelException(Errno.EINVAL, String.format("the area at 0x%x may be mapped with large pages", area.start()));
+        }
+        final IoptArea lhs = new IoptArea(area.start(), iova, area.prot(), area.pages(), area.startByte());
+        final IoptArea rhs = new IoptArea(newStart, area.last(), area.prot(), area.pages(), rhsStartByte);
+        area.pages().get(); // the second area's reference; dropped when rhs is unmapped
+        if (!domains.isEmpty()) {
+            area.pages().pin(); // each area holds one pin user while domains exist; released by unmapArea(rhs)
+        }
+        final GuestmemPin g = GuestmemPin.of(area);
+        if (g != null) {
+            g.pin(lhs);
+            g.pin(rhs);
+            g.unpin(area);
+        }
+        removeArea(area);
+        insertArea(lhs);
+        insertArea(rhs);
+    }
+
+    /** The guestmemfs file range an area pins (each area pins exactly its own), or null for other pages. */
+    private record GuestmemPin(org.iopersist.kernel.guestmemfs.GuestmemFile file) {
+        static GuestmemPin of(final IoptArea a) {
+            return a.pages().guestmem() == null ? null : new GuestmemPin(a.pages().guestmem());
+        }
+
+        void pin(final IoptArea a) {
+            file.pin(a.pages().fileOffset(a.startByte()), a.length());
+        }
+
+        void unpin(final IoptArea a) {
+            file.unpin(a.pages().fileOffset(a.startByte()), a.length());
+        }
+    }
+
+    /**
+     * iommufd_get_pagesizes (VFIO_IOMMU_GET_INFO's iova_pgsizes): the page sizes every domain
+     * supports, with those below PAGE_SIZE folded into PAGE_SIZE, and never below the IOAS's
+     * alignment.
+     */
+    long pagesizes() {
+        domainsLock.readLock().lock();
+        try {
+            long bitmap = -1L;
+            for (IoasDomain d : domains) {
+                bitmap &= d.pgsizeBitmap();
+            }
+            if ((bitmap & (PAGE_SIZE - 1)) != 0) {
+                bitmap &= ~(PAGE_SIZE - 1);
+                bitmap |= PAGE_SIZE;
+            }
+            iovaLock.readLock().lock();
+            try {
+                return Long.compareUnsigned(bitmap, iovaAlignment) >= 0 ? bitmap : iovaAlignment;
+            } finally {
+                iovaLock.readLock().unlock();
+            }
+        } finally {
+            domainsLock.readLock().unlock();
+        }
+    }
+
+    /** Every domain attached (the HWPTs over this IOAS); caller holds domainsLock. */
+    List<IoasDomain> domains() {
+        return List.copyOf(domains);
+    }
+
     /** iopt_destroy_table: every area goes, its pages are unpinned and released. Never fails. */
     void destroyTable() {
         domainsLock.writeLock().lock();
@@ -780,7 +910,7 @@ final class IoPagetable {
                         a.pages().pin();
                     }
                     filled.add(a);
-                    a.fill(d);
+                    a.fill(d, disableLargePages);
                 }
             } catch (RuntimeException e) {
                 for (IoptArea a : filled) {

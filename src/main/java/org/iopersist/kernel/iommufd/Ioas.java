@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.Set;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.fs.KernelFile;
+import org.iopersist.kernel.fs.UserProcess;
 import org.iopersist.kernel.guestmemfs.GuestmemFile;
 import org.iopersist.kernel.mm.AddressSpace;
 import org.iopersist.kernel.mm.memfd.MemFd;
@@ -187,23 +188,33 @@ public final class Ioas extends IommufdObject {
         final Ioas ioas = get(u.ctx, IommuIoasMap.ioasId(u.cmd));
         try {
             ioas.checkLiveupdateMutable("IOAS_MAP");
-            final long uptr = IommuIoasMap.userVa(u.cmd);
-            final AddressSpace.FileRange backing = u.process.mm().fileRange(uptr, length);
-            final IoptPages pages;
-            if (backing != null && backing.file() instanceof GuestmemFile g) {
-                pages = IoptPages.ofGuestmem(u.process, g, backing.offset(), length, u.ctx.refs());
-            } else if (u.ctx.persistent()) {
-                throw new KernelException(Errno.EINVAL, String.format(
-                        "persistent iommufd %d: [0x%x, +0x%x) is not all one guestmemfs mapping", u.ctx.persistentId(), uptr, length));
-            } else {
-                pages = IoptPages.ofUser(u.process, uptr, length, true, u.ctx.refs());
-            }
-            IommuIoasMap.iova(u.cmd, ioas.iopt.mapCommon(pages, uptr, length, iova, allocIova(flags), prot));
+            IommuIoasMap.iova(u.cmd, mapUserPages(u.ctx, u.process, ioas, IommuIoasMap.userVa(u.cmd), length, iova,
+                    allocIova(flags), prot));
             u.respond();
             return 0;
         } finally {
             u.ctx.objects.putObject(ioas);
         }
+    }
+
+    /**
+     * iopt_map_user_pages: maps the caller's {@code [uptr, uptr + length)} at {@code iova} (or an IOVA
+     * the IOAS chooses) and returns it. A guestmemfs mapping becomes file pages; a persistent context
+     * maps nothing else (EINVAL). Shared by IOAS_MAP and VFIO_IOMMU_MAP_DMA.
+     */
+    static long mapUserPages(final IommufdCtx ctx, final UserProcess process, final Ioas ioas, final long uptr,
+            final long length, final long iova, final boolean allocIova, final int prot) {
+        final AddressSpace.FileRange backing = process.mm().fileRange(uptr, length);
+        final IoptPages pages;
+        if (backing != null && backing.file() instanceof GuestmemFile g) {
+            pages = IoptPages.ofGuestmem(process, g, backing.offset(), length, ctx.refs());
+        } else if (ctx.persistent()) {
+            throw new KernelException(Errno.EINVAL, String.format(
+                    "persistent iommufd %d: [0x%x, +0x%x) is not all one guestmemfs mapping", ctx.persistentId(), uptr, length));
+        } else {
+            pages = IoptPages.ofUser(process, uptr, length, (prot & IoasDomain.IOMMU_WRITE) != 0, ctx.refs());
+        }
+        return ioas.iopt.mapCommon(pages, uptr, length, iova, allocIova, prot);
     }
 
     /** iommufd_ioas_map_file: iopt_map_file_pages over a memfd or a guestmemfs file. */

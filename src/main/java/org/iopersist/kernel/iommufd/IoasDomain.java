@@ -14,8 +14,13 @@ interface IoasDomain {
     /** Unmaps whatever is mapped in {@code [iova, iova + length)}; holes are fine. Never fails. */
     void unmap(long iova, long length);
 
+    /** Bit n set: the domain maps 2^n-byte pages (pgsize_bitmap). */
+    long pgsizeBitmap();
+
     /** Smallest page size: the IOAS's alignment must reach it. */
-    long minPageSize();
+    default long minPageSize() {
+        return Long.lowestOneBit(pgsizeBitmap());
+    }
 
     /** IOVAs the domain cannot translate, reserved in the IOAS while it is attached. */
     java.util.List<IovaInterval> reservedRanges();

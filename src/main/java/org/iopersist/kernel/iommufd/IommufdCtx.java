@@ -19,8 +19,10 @@ import org.iopersist.uapi.Iommufd;
  * One open {@code /dev/iommu} ({@code main.c}): its objects, its accounting mode, its persistence,
  * and the ioctl dispatcher, which applies iommufd's framing rules before any handler runs:
  * <ol>
- *   <li>an unknown command is ENOTTY;</li>
+ *   <li>a number outside iommufd's table goes to the VFIO type1 compatibility ioctls
+ *       ({@link VfioCompat}), which answer ENOTTY for what they do not know;</li>
  *   <li>the {@code u32 size} at the argument must be readable (EFAULT);</li>
+ *   <li>a number in the table with no command is ENOTTY;</li>
  *   <li>a size below the command's minimum is EINVAL;</li>
  *   <li>a size above the kernel's struct must have an all-zero tail (else E2BIG); a shorter struct
  *       reads as zero-extended.</li>
@@ -55,6 +57,17 @@ public final class IommufdCtx {
         this.iommu = iommu;
         this.persistent = persistent;
         this.ownerUid = ownerUid;
+    }
+
+    /**
+     * iommufd_fops_open through {@code /dev/vfio/vfio} (CONFIG_IOMMUFD_VFIO_CONTAINER): the same
+     * context, accounting pinned pages to the mm as VFIO does.
+     */
+    public static IommufdCtx openVfioContainer(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommu,
+            final PersistentIommufds persistent, final int ownerUid) {
+        final IommufdCtx ctx = new IommufdCtx(memory, refs, iommu, persistent, ownerUid);
+        ctx.accountMode = ACCOUNT_MM;
+        return ctx;
     }
 
     /**
@@ -287,13 +300,16 @@ public final class IommufdCtx {
 
     /** iommufd_fops_ioctl: returns 0 or a value, or throws with the errno. */
     public long ioctl(final UserProcess p, final int cmd, final long argVa) {
-        final IoctlOp op = IoctlOp.of(cmd);
-        if (op == null) {
-            throw new KernelException(Errno.ENOTTY, "iommufd ioctl 0x" + Integer.toHexString(cmd));
+        if (!IoctlOp.inTable(cmd)) {
+            return VfioCompat.ioctl(this, p, cmd, argVa);
         }
         try (Arena arena = Arena.ofConfined()) {
             final MemorySegment sizeBuf = arena.allocate(4);
             p.mm().copyFromUser(argVa, sizeBuf, 0, 4);
+            final IoctlOp op = IoctlOp.of(cmd);
+            if (op == null) {
+                throw new KernelException(Errno.ENOTTY, "iommufd ioctl 0x" + Integer.toHexString(cmd));
+            }
             final long userSize = Integer.toUnsignedLong(Iommufd.size(sizeBuf));
             if (userSize < op.minSize) {
                 throw new KernelException(Errno.EINVAL, "size " + userSize + " below the minimum " + op.minSize);

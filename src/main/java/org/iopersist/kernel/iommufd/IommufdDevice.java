@@ -92,7 +92,11 @@ public final class IommufdDevice extends IommufdObject {
         final IommufdDevice idev = new IommufdDevice(ctx, dev);
         idev.users.incrementAndGet(); // the binding driver's reference, released by unbind
         ctx.objects.finalizeObject(id, idev);
-        ctx.get(); // iommufd_ctx_get, released by unbind
+        if (dev.pci()) {
+            // iommufd_ctx_get, released by unbind. Not for a selftest mock device: its binding is an
+            // object of the context itself, which would otherwise keep the context alive forever.
+            ctx.get();
+        }
         return idev;
     }
 
@@ -144,7 +148,9 @@ public final class IommufdDevice extends IommufdObject {
         }
         ctx.objects.destroyUser(idev); // drops the binding's reference
         ctx.iommu().releaseDmaOwner(idev.dev, ctx);
-        ctx.put();
+        if (idev.dev.pci()) {
+            ctx.put();
+        }
     }
 
     // ------------------------------------------------------------------ attach
@@ -201,7 +207,7 @@ public final class IommufdDevice extends IommufdObject {
                 }
             }
         }
-        final HwptPaging h = HwptPaging.alloc(ctx, ioas, idev.dev, 0, true);
+        final HwptPaging h = HwptPaging.alloc(ctx, ioas, idev.dev, 0, 0, true);
         try {
             setHwpt(idev, h);
         } catch (RuntimeException e) {
@@ -302,7 +308,7 @@ public final class IommufdDevice extends IommufdObject {
         }
         final IommufdDevice idev = get(u.ctx, IommuHwInfo.devId(u.cmd));
         try {
-            final HwInfo info = u.ctx.iommu().driver().hwInfo(idev.dev);
+            final HwInfo info = u.ctx.iommu().hwInfo(idev.dev);
             final long userLen = Integer.toUnsignedLong(IommuHwInfo.dataLen(u.cmd));
             final long uptr = IommuHwInfo.dataUptr(u.cmd);
             final byte[] data = info.data();

@@ -15,7 +15,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  *       (device unbind, access destroy) waits for these to drain instead of failing.</li>
  * </ul>
  */
-public abstract sealed class IommufdObject permits Ioas, HwptPaging, IommufdDevice, Access {
+public abstract sealed class IommufdObject permits Ioas, HwptPaging, IommufdDevice, Access, SelftestObject {
     private final ObjectType type;
     private int id;
     /** The table's reference is the first; see {@link ObjectTable#remove}. */

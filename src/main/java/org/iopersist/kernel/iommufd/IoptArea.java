@@ -16,23 +16,28 @@ public record IoptArea(long start, long last, int prot, IoptPages pages, long st
         return last - start + 1;
     }
 
-    /** iopt_area_fill_domain: maps the whole area into {@code d}, one call per physically contiguous run. */
-    void fill(final IoasDomain d) {
+    /**
+     * iopt_area_fill_domain: maps exactly the area's bytes into {@code d}, one call per physically
+     * contiguous run, or per page with {@code small} (batch_iommu_map_small, while the IOAS has large
+     * pages disabled, so a later split never cuts a leaf). A domain whose pages are smaller than
+     * PAGE_SIZE (the selftest's mock) sees the area's own start and page offset.
+     */
+    void fill(final IoasDomain d, final boolean small) {
         final long firstIndex = startByte >>> 12;
         final long lastIndex = (startByte + length() - 1) >>> 12;
-        final long iovaBase = start - (startByte & (IoPagetable.PAGE_SIZE - 1));
+        final long endByte = startByte + length();
         for (long i = firstIndex; i <= lastIndex; ) {
-            final long run = pages.contiguousPages(i, lastIndex - i + 1);
-            d.map(iovaBase + ((i - firstIndex) << 12), pages.frame(i), run << 12, prot);
+            final long run = small ? 1 : pages.contiguousPages(i, lastIndex - i + 1);
+            final long from = Math.max(i << 12, startByte);
+            final long to = Math.min((i + run) << 12, endByte);
+            d.map(start + (from - startByte), pages.frame(i) + (from - (i << 12)), to - from, prot);
             i += run;
         }
     }
 
-    /** iopt_area_unfill_domain: unmaps every page the area spans from {@code d}; never fails. */
+    /** iopt_area_unfill_domain: unmaps the area's IOVA range from {@code d}; never fails. */
     void unfill(final IoasDomain d) {
-        final long iovaBase = start - (startByte & (IoPagetable.PAGE_SIZE - 1));
-        final long pagesSpanned = ((startByte + length() - 1) >>> 12) - (startByte >>> 12) + 1;
-        d.unmap(iovaBase, pagesSpanned << 12);
+        d.unmap(start, length());
     }
 
     /** The frame behind the page at {@code pageIova}, which this area must hold; pages pinned by the caller. */

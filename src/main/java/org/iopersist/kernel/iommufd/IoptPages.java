@@ -213,14 +213,14 @@ public final class IoptPages {
                                     uptrAligned + ((long) done << 12)));
                         }
                     }
-                    if (!refs.get(phys)) {
+                    if (!refs.pin(phys)) {
                         throw new KernelException(Errno.EFAULT, "page at 0x" + Long.toHexString(phys) + " is not pinnable");
                     }
                     frames[done] = phys;
                 }
             } catch (KernelException e) {
                 for (int i = 0; i < done; i++) {
-                    refs.put(frames[i]);
+                    refs.unpin(frames[i]);
                 }
                 throw e;
             }
@@ -240,7 +240,7 @@ public final class IoptPages {
         if (--pinUsers == 0) {
             if (pinned != null) {
                 for (long f : pinned) {
-                    refs.put(f);
+                    refs.unpin(f);
                 }
             }
             pinned = null;

@@ -26,6 +26,8 @@ final class ObjectTable {
 
     private final TreeMap<Integer, IommufdObject> slots = new TreeMap<>(); // null value = reserved
     private int published;
+    /** ictx->vfio_ioas: the IOAS the VFIO type1 ioctls work on, or null; guarded by this (the xa lock). */
+    private Ioas vfioIoas;
 
     synchronized int reserve() {
         int id = 1;
@@ -174,6 +176,9 @@ final class ObjectTable {
             }
             slots.remove(id);
             published--;
+            if (obj == vfioIoas) {
+                vfioIoas = null; // as iommufd_object_remove: the compat IOAS goes with its object
+            }
         }
         // users is zero: a short-term user left can only be racing its putObject.
         if (!zeroedShortterm && !decrementAndWaitShortterm(obj)) {
@@ -219,9 +224,29 @@ final class ObjectTable {
             }
             slots.remove(o.id());
             published--;
+            if (o == vfioIoas) {
+                vfioIoas = null;
+            }
         }
         o.destroy();
         return true;
+    }
+
+    /**
+     * get_compat_ioas: the VFIO compatibility IOAS with a short-term reference (put by the caller).
+     *
+     * @throws KernelException ENODEV if there is none (or it is being destroyed)
+     */
+    synchronized Ioas compatIoas() {
+        if (vfioIoas == null || !vfioIoas.lock()) {
+            throw new KernelException(Errno.ENODEV, "no VFIO compatibility IOAS (IOMMU_VFIO_IOAS SET first)");
+        }
+        return vfioIoas;
+    }
+
+    /** IOMMU_VFIO_IOAS SET ({@code ioas} held by the caller) or CLEAR ({@code null}). */
+    synchronized void setCompatIoas(final Ioas ioas) {
+        vfioIoas = ioas;
     }
 
     synchronized List<IommufdObject> objects() {

@@ -7,5 +7,7 @@ public enum ObjectType {
     HWPT_PAGING,
     HWPT_NESTED,
     IOAS,
-    ACCESS
+    ACCESS,
+    /** IOMMUFD_OBJ_SELFTEST: a mock device of IOMMU_TEST_OP_MOCK_DOMAIN (iommufd.selftest=1 only). */
+    SELFTEST
 }

@@ -48,7 +48,9 @@ public final class AddressSpace {
         if (length > MMAP_TOP - MMAP_BOTTOM) {
             throw new KernelException(Errno.ENOMEM, "mmap length=0x" + Long.toHexString(length) + " exceeds the address space");
         }
-        final long len = (length + Vma.PAGE_SIZE - 1) & ~(Vma.PAGE_SIZE - 1);
+        final boolean huge = (flags & Syscall.MAP_HUGETLB) != 0;
+        final long unit = huge ? Syscall.HUGE_PAGE_SIZE : Vma.PAGE_SIZE;
+        final long len = (length + unit - 1) & ~(unit - 1);
         if ((prot & ~(Syscall.PROT_READ | Syscall.PROT_WRITE)) != 0
                 || ((flags & Syscall.MAP_SHARED) != 0) == ((flags & Syscall.MAP_PRIVATE) != 0)) {
             throw new KernelException(Errno.EINVAL, "mmap prot=0x" + Integer.toHexString(prot) + " flags=0x" + Integer.toHexString(flags));
@@ -63,14 +65,20 @@ public final class AddressSpace {
         if (!anonymous && (flags & Syscall.MAP_SHARED) == 0) {
             throw new KernelException(Errno.EINVAL, "private file mappings are not modelled; use MAP_SHARED");
         }
+        if (huge && !anonymous) {
+            throw new KernelException(Errno.EINVAL, "MAP_HUGETLB of a file (hugetlbfs is not modelled)");
+        }
         final long start;
         if ((flags & Syscall.MAP_FIXED) != 0) {
+            if (huge && (hint & (unit - 1)) != 0) {
+                throw new KernelException(Errno.EINVAL, String.format("MAP_HUGETLB|MAP_FIXED at 0x%x is not 2 MiB aligned", hint));
+            }
             if ((hint & (Vma.PAGE_SIZE - 1)) != 0 || hint < Vma.PAGE_SIZE || overlaps(hint, len)) {
                 throw new KernelException(Errno.EEXIST, String.format("MAP_FIXED at 0x%x+0x%x is taken or invalid", hint, len));
             }
             start = hint;
         } else {
-            start = findFree(len);
+            start = findFree(len, unit);
         }
         final long pages = len >>> Vma.PAGE_SHIFT;
         final FrameRuns.Builder backing = new FrameRuns.Builder();
@@ -80,7 +88,23 @@ public final class AddressSpace {
             throw new KernelException(Errno.ENOMEM, String.format("mmap of 0x%x bytes: %d pages wanted, %d free", len, pages,
                     frames.freeFrames()));
         }
-        if (anonymous) {
+        if (anonymous && huge) {
+            // Huge pages: physically contiguous, naturally aligned 2 MiB runs, each 4 KiB frame of
+            // them counted on its own, so pins and frees work frame by frame.
+            final int order = Long.numberOfTrailingZeros(unit) - Vma.PAGE_SHIFT;
+            try {
+                for (long done = 0; done < pages; done += 1L << order) {
+                    final long run = frames.allocZeroedRun(order);
+                    for (long f = 0; f < 1L << order; f++) {
+                        refs.init(run + (f << Vma.PAGE_SHIFT));
+                    }
+                    backing.add(run, 1L << order);
+                }
+            } catch (RuntimeException e) {
+                backing.build().forEachFrame(refs::put);
+                throw e;
+            }
+        } else if (anonymous) {
             try {
                 for (long done = 0; done < pages; done++) {
                     final long frame = frames.allocZeroedFrame();
@@ -105,17 +129,19 @@ public final class AddressSpace {
         return below != null && below.getValue().end() > start;
     }
 
-    private long findFree(final long len) {
+    /** The highest free range of {@code len} bytes whose start is a multiple of {@code align}. */
+    private long findFree(final long len, final long align) {
         long top = MMAP_TOP;
         for (Vma v : vmas.descendingMap().values()) {
             if (v.start() >= top) {
                 continue;
             }
-            if (v.end() <= top - len) {
+            if (v.end() <= ((top - len) & -align)) {
                 break;
             }
             top = v.start();
         }
+        top = ((top - len) & -align) + len;
         if (top - len < MMAP_BOTTOM) {
             throw new KernelException(Errno.ENOMEM, "no room for a mapping of 0x" + Long.toHexString(len));
         }

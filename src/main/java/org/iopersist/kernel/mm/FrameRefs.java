@@ -18,6 +18,8 @@ public final class FrameRefs {
      * at boot spent most of its time there).
      */
     private final Map<Long, Integer> counts = new HashMap<>(); // guarded by this
+    /** FOLL_PIN references among {@link #counts} (what page_ref_count / GUP_PIN_COUNTING_BIAS tells). */
+    private final Map<Long, Integer> pins = new HashMap<>(); // guarded by this
 
     public FrameRefs(final FrameSource frames) {
         this.frames = frames;
@@ -49,6 +51,34 @@ public final class FrameRefs {
         } else {
             counts.put(phys >>> 12, c - 1);
         }
+    }
+
+    /** pin_user_pages on one page: a reference that also counts as a pin. @return false if not a counted user frame */
+    public synchronized boolean pin(final long phys) {
+        if (!get(phys)) {
+            return false;
+        }
+        pins.merge(phys, 1, Integer::sum);
+        return true;
+    }
+
+    /** unpin_user_page: drops a pin and its reference (the frame goes with the last). */
+    public synchronized void unpin(final long phys) {
+        final Integer p = pins.get(phys);
+        if (p == null) {
+            throw new IllegalStateException("unpin of an unpinned frame 0x" + Long.toHexString(phys));
+        }
+        if (p == 1) {
+            pins.remove(phys);
+        } else {
+            pins.put(phys, p - 1);
+        }
+        put(phys);
+    }
+
+    /** The pins on a frame (the selftest's MD_CHECK_REFS reads this). */
+    public synchronized int pins(final long phys) {
+        return pins.getOrDefault(phys, 0);
     }
 
     public synchronized int count(final long phys) {

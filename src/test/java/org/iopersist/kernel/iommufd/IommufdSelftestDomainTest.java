@@ -247,7 +247,8 @@ class IommufdSelftestDomainTest extends IommufdDomainFixture {
                 "VT-d second-level dirty tracking is not modelled");
         assertEquals(Errno.ENOENT, err(hwptAlloc(ioasId, ioasId, 0)), "dev_id must be a device");
         assertEquals(Errno.EINVAL, err(hwptAlloc(deviceId, 999, 0)), "pt_id names nothing");
-        assertEquals(Errno.EINVAL, err(hwptAlloc(deviceId, hwptId, 0)), "nested on a non-parent");
+        assertEquals(Errno.EOPNOTSUPP, err(hwptAlloc(deviceId, hwptId, 0)),
+                "a nested HWPT without driver data (iommufd_hwpt_nested_alloc checks that before the parent)");
         final long hwpt = hwptAlloc(deviceId, ioasId, 0);
         assertEquals(hwpt, attachPt(devFd, (int) hwpt));
         assertEquals(Errno.EBUSY, err(destroy((int) hwpt)));

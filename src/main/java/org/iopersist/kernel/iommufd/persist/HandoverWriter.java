@@ -14,6 +14,7 @@ import org.iopersist.kernel.iommufd.IommufdDevice;
 import org.iopersist.kernel.iommufd.IommufdObject;
 import org.iopersist.kernel.iommufd.IoptArea;
 import org.iopersist.kernel.iommufd.IoptPages;
+import org.iopersist.kernel.iommufd.SelftestObject;
 import org.iopersist.kernel.iommufd.IovaInterval;
 import org.iopersist.kernel.liveupdate.kho.FdtWriter;
 import org.iopersist.uapi.Errno;
@@ -54,6 +55,8 @@ final class HandoverWriter {
                 }
                 case Access a -> throw new KernelException(Errno.EBUSY,
                         "persistent iommufd " + pid + " has an in-kernel access; accesses are not handed over");
+                case SelftestObject s -> throw new KernelException(Errno.EBUSY,
+                        "persistent iommufd " + pid + " has a selftest mock device; those are not handed over");
             }
         }
         w.endNode();

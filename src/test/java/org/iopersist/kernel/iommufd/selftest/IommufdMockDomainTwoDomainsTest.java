@@ -1,0 +1,9 @@
+package org.iopersist.kernel.iommufd.selftest;
+
+/** FIXTURE_VARIANT_ADD(iommufd_mock_domain, two_domains). */
+class IommufdMockDomainTwoDomainsTest extends IommufdMockDomainCases {
+    @Override
+    Variant variant() {
+        return new Variant(2, false);
+    }
+}
