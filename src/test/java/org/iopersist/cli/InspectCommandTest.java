@@ -297,7 +297,7 @@ class InspectCommandTest {
             assertTrue(b.get("compatible").asText().endsWith("-v1") || b.get("compatible").asText().endsWith("-v2"), b.toString());
         }
         assertEquals(List.of("kho", "intel-iommu", "guestmemfs", "iommufd"), names);
-        assertEquals("kho-v1", h.get("tree").get("compatible").asText());
+        assertEquals("kho-v2", h.get("tree").get("compatible").asText());
         final String all = inspect(dir.toString(), "handover").out();
         for (String name : names) {
             final Path dtb = raw.resolve(name + ".dtb");
