@@ -325,6 +325,10 @@ class InspectCommandTest {
     private static void trackerHolds(final Path dir, final JsonNode vtd, final boolean fresh) throws Exception {
         final JsonNode t = inspect(dir.toString(), "tracker", "--json").json();
         assertTrue(t.get("trackerBytes").asLong() >= 2 * 4096, t.toString());
+        // The radix tree: the root first (level 5), every leaf one order, trackerBytes all of it.
+        assertEquals(5, t.get("tables").get(0).get("level").asInt(), t.toString());
+        assertTrue(t.get("leaves").size() >= 1, t.toString());
+        assertEquals((t.get("tables").size() + t.get("leaves").size()) * 4096L, t.get("trackerBytes").asLong());
         assertTrue(Long.decode(t.get("scratch").get("phys").asText()) > 0);
         final long pgd = Long.decode(vtd.get("units").get(0).get("devices").get(0).get("pgd").asText());
         assertEquals(fresh, preserved(t, pgd), "the domain's pgd in the tracker: " + t);
