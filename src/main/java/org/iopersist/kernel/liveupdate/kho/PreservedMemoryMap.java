@@ -48,6 +48,8 @@ public final class PreservedMemoryMap {
     private final FrameSource frames;
     // guarded by "this"
     private final List<Long> nodes = new ArrayList<>();
+    // key >>> 15 -> leaf frame: the tree in memory is the record, this only spares the walk
+    private final java.util.HashMap<Long, Long> leaves = new java.util.HashMap<>();
     private long root;
     private long cachedPrefix = -1;
     private long cachedLeaf;
@@ -83,6 +85,12 @@ public final class PreservedMemoryMap {
         if (prefix == cachedPrefix) {
             return cachedLeaf;
         }
+        final Long known = leaves.get(prefix);
+        if (known != null) {
+            cachedPrefix = prefix;
+            cachedLeaf = known;
+            return known;
+        }
         if (root == 0) {
             if (!create) {
                 return 0;
@@ -102,6 +110,7 @@ public final class PreservedMemoryMap {
             }
             node = next;
         }
+        leaves.put(prefix, node);
         cachedPrefix = prefix;
         cachedLeaf = node;
         return node;
