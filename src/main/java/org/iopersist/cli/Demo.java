@@ -614,17 +614,22 @@ final class Demo implements Callable<Integer> {
                 blobs.add(new DemoReport.Blob(name, compatible, phys, size));
                 total += size;
             }
-            final List<PreservedMemoryMap.Bitmap> bitmaps = new ArrayList<>();
-            final List<Long> chunks = PreservedMemoryMap.readLayout(board.memory(), root.u64(root.root(), Kho.PROP_MEMORY_MAP), bitmaps);
+            final List<PreservedMemoryMap.Node> nodes = PreservedMemoryMap.readLayout(board.memory(),
+                    root.u64(root.root(), Kho.PROP_MEMORY_MAP));
             long frames = 0;
-            for (PreservedMemoryMap.Bitmap b : bitmaps) {
+            long leaves = 0;
+            for (PreservedMemoryMap.Node n : nodes) {
+                if (n.level() != 0) {
+                    continue;
+                }
+                leaves++;
                 for (long w = 0; w < 4096; w += 8) {
-                    frames += (long) Long.bitCount(board.memory().load64(b.bitmapPhys() + w)) << b.order();
+                    frames += (long) Long.bitCount(board.memory().load64(n.phys() + w)) << n.order();
                 }
             }
-            final long trackerBytes = 4096L * (chunks.size() + bitmaps.size());
+            final long trackerBytes = 4096L * nodes.size();
             return new DemoReport.Handover(root.totalSize(), blobs,
-                    new DemoReport.Tracker(chunks.size(), bitmaps.size(), trackerBytes, frames), total + trackerBytes);
+                    new DemoReport.Tracker(nodes.size(), leaves, trackerBytes, frames), total + trackerBytes);
         } catch (HandoverFormatException e) {
             throw new IllegalStateException("the handover finalize wrote does not read back: " + e.getMessage(), e);
         }

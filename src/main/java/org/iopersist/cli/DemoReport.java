@@ -97,12 +97,12 @@ public record DemoReport(String schema, int version, String flow, boolean ok, in
     /**
      * The preserved-memory tracker.
      *
-     * @param chunks          chunk frames
-     * @param bitmaps         bitmap frames
-     * @param bytes           (chunks + bitmaps) * 4096
-     * @param preservedFrames 4 KiB frames the bitmaps mark preserved
+     * @param nodes           frames of the radix tree (table nodes and leaves)
+     * @param leaves          of which leaves (bitmaps of 32768 blocks)
+     * @param bytes           nodes * 4096
+     * @param preservedFrames 4 KiB frames the leaves mark preserved
      */
-    public record Tracker(long chunks, long bitmaps, long bytes, long preservedFrames) {
+    public record Tracker(long nodes, long leaves, long bytes, long preservedFrames) {
     }
 
     /** The new kernel's leaf-by-leaf check of the adopted tables: its verdict as sysfs shows it. */

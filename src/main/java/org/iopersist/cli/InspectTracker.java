@@ -53,10 +53,15 @@ final class InspectTracker implements Callable<Integer> {
     record Order(int order, long blockBytes, long blocks, long bytes, List<Range> ranges) {
     }
 
-    record Bitmap(int order, String covers, String frame) {
+    /** A table node of the radix tree: level 5 is the root, 1 points at leaves; firstKey the lowest key under it. */
+    record Table(int level, String firstKey, String frame) {
     }
 
-    record View(String source, Region scratch, Region tree, String firstChunk, List<String> chunks, List<Bitmap> bitmaps,
+    /** A leaf: 32768 blocks of one order from {@code covers} on. */
+    record Leaf(int order, String covers, String frame) {
+    }
+
+    record View(String source, Region scratch, Region tree, String root, List<Table> tables, List<Leaf> leaves,
                 long trackerBytes, long preservedBlocks, long preservedBytes, List<Order> orders) {
     }
 
@@ -71,11 +76,10 @@ final class InspectTracker implements Callable<Integer> {
             } catch (HandoverFormatException e) {
                 throw new IllegalStateException("the KHO tree names no tracker: " + e.getMessage());
             }
-            final List<PreservedMemoryMap.Bitmap> bitmaps = new ArrayList<>();
-            final List<Long> chunks;
+            final List<PreservedMemoryMap.Node> nodes;
             final TreeMap<Integer, List<long[]>> ranges = new TreeMap<>(); // order -> {phys, blocks}
             try {
-                chunks = PreservedMemoryMap.readLayout(mem, first, bitmaps);
+                nodes = PreservedMemoryMap.readLayout(mem, first);
                 PreservedMemoryMap.deserialize(mem, first, new PreservedMemoryMap.Visitor() {
                     @Override
                     public void block(final long phys, final int order) {
@@ -112,16 +116,20 @@ final class InspectTracker implements Callable<Integer> {
                 blocks += n;
                 bytes += n * size;
             }
-            final List<Bitmap> bms = new ArrayList<>();
-            for (PreservedMemoryMap.Bitmap b : bitmaps) {
-                bms.add(new Bitmap(b.order(), hex(b.physStart()), hex(b.bitmapPhys())));
+            final List<Table> tables = new ArrayList<>();
+            final List<Leaf> leaves = new ArrayList<>();
+            for (PreservedMemoryMap.Node n : nodes) {
+                if (n.level() == 0) {
+                    leaves.add(new Leaf(n.order(), hex(n.physStart()), hex(n.phys())));
+                } else {
+                    tables.add(new Table(n.level(), hex(n.firstKey()), hex(n.phys())));
+                }
             }
             final var setup = image.setup();
             final View view = new View(image.source().file(),
                     new Region(hex(setup.scratchAddr()), hex(setup.scratchAddr() + setup.scratchSize() - 1), setup.scratchSize()),
                     new Region(hex(setup.fdtAddr()), hex(setup.fdtAddr() + image.tree().totalSize() - 1), image.tree().totalSize()),
-                    hex(first), chunks.stream().map(InspectCommand::hex).toList(), bms,
-                    (chunks.size() + bitmaps.size()) * PhysicalMemory.FRAME_SIZE, blocks, bytes, orders);
+                    hex(first), tables, leaves, nodes.size() * PhysicalMemory.FRAME_SIZE, blocks, bytes, orders);
             if (target.json) {
                 InspectCommand.printJson(spec, view);
             } else {
@@ -132,8 +140,8 @@ final class InspectTracker implements Callable<Integer> {
     }
 
     private void print(final PrintWriter out, final View v) {
-        out.printf("tracker of %s: first chunk %s; %d chunk%s + %d bitmap%s = %s of tracker%n", v.source(), v.firstChunk(),
-                v.chunks().size(), v.chunks().size() == 1 ? "" : "s", v.bitmaps().size(), v.bitmaps().size() == 1 ? "" : "s",
+        out.printf("tracker of %s: radix tree, root %s; %d table node%s + %d lea%s = %s of tracker%n", v.source(), v.root(),
+                v.tables().size(), v.tables().size() == 1 ? "" : "s", v.leaves().size(), v.leaves().size() == 1 ? "f" : "ves",
                 InspectCommand.bytes(v.trackerBytes()));
         out.printf("scratch region %s-%s (%s); the KHO tree in it at %s, %d bytes%n", v.scratch().phys(), v.scratch().last(),
                 InspectCommand.bytes(v.scratch().bytes()), v.tree().phys(), v.tree().bytes());
@@ -151,10 +159,13 @@ final class InspectTracker implements Callable<Integer> {
                 out.printf("      ... %d more (--all)%n", o.ranges().size() - shown);
             }
         }
-        for (Bitmap b : v.bitmaps()) {
-            out.printf("  bitmap order %2d covering from %-14s in frame %s%n", b.order(), b.covers(), b.frame());
+        for (Table t : v.tables()) {
+            out.printf("  table level %d from key %-18s in frame %s%n", t.level(), t.firstKey(), t.frame());
         }
-        out.println("(blocks still marked: a kernel booted from this handover clears a block's bit as it claims the block,"
+        for (Leaf l : v.leaves()) {
+            out.printf("  leaf order %2d covering from %-14s in frame %s%n", l.order(), l.covers(), l.frame());
+        }
+        out.println("(blocks still marked: a kernel booted from this handover clears a block's leaf bit as it claims the block,"
                 + " and frees the tracker at finish)");
         out.flush();
     }

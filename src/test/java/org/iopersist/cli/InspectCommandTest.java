@@ -297,7 +297,7 @@ class InspectCommandTest {
             assertTrue(b.get("compatible").asText().endsWith("-v1") || b.get("compatible").asText().endsWith("-v2"), b.toString());
         }
         assertEquals(List.of("kho", "intel-iommu", "guestmemfs", "iommufd"), names);
-        assertEquals("kho-v1", h.get("tree").get("compatible").asText());
+        assertEquals("kho-v2", h.get("tree").get("compatible").asText());
         final String all = inspect(dir.toString(), "handover").out();
         for (String name : names) {
             final Path dtb = raw.resolve(name + ".dtb");
@@ -325,6 +325,10 @@ class InspectCommandTest {
     private static void trackerHolds(final Path dir, final JsonNode vtd, final boolean fresh) throws Exception {
         final JsonNode t = inspect(dir.toString(), "tracker", "--json").json();
         assertTrue(t.get("trackerBytes").asLong() >= 2 * 4096, t.toString());
+        // The radix tree: the root first (level 5), every leaf one order, trackerBytes all of it.
+        assertEquals(5, t.get("tables").get(0).get("level").asInt(), t.toString());
+        assertTrue(t.get("leaves").size() >= 1, t.toString());
+        assertEquals((t.get("tables").size() + t.get("leaves").size()) * 4096L, t.get("trackerBytes").asLong());
         assertTrue(Long.decode(t.get("scratch").get("phys").asText()) > 0);
         final long pgd = Long.decode(vtd.get("units").get(0).get("devices").get(0).get("pgd").asText());
         assertEquals(fresh, preserved(t, pgd), "the domain's pgd in the tracker: " + t);

@@ -87,7 +87,7 @@ public final class Handovers {
             final FdtReader tree = khoTree(board);
             final Path work = Files.createTempDirectory("iopersist-dtc");
             try {
-                out.put("kho", check(work, "kho", tree, "kho-v1"));
+                out.put("kho", check(work, "kho", tree, "kho-v2"));
                 for (int child : tree.children(tree.root())) {
                     final String name = tree.nodeName(child);
                     final FdtReader blob = blobAt(board.memory(), tree.u64(child, Kho.PROP_FDT));

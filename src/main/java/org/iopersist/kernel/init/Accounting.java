@@ -77,7 +77,7 @@ public record Accounting(long allocatedFrames, long userFrames, long didsInUse, 
         for (int u = 0; u < k.board().config().units().size(); u++) {
             dids += k.intelIommu().domainIdsInUse(u);
         }
-        return new Accounting(k.frames().stats().allocatedFrames() - k.liveUpdate().kho().trackerBitmapFrames(),
+        return new Accounting(k.frames().stats().allocatedFrames() - k.liveUpdate().kho().trackerFrames(),
                 k.frameRefs().frames(), dids, k.iommu().dmaOwned(),
                 k.iommu().devicesAttached(), k.guestmemfs() == null ? 0 : k.guestmemfs().pinnedBlocks(),
                 k.persistedContexts().persistentContexts().size(), k.frames().stats().poisonViolations(),

@@ -127,7 +127,7 @@ class LiveUpdateTest {
         final Process p = new ProcessBuilder("dtc", "-I", "dtb", "-O", "dts", f.toString()).redirectErrorStream(true).start();
         final String out = new String(p.getInputStream().readAllBytes());
         assertEquals(0, p.waitFor(), out);
-        assertTrue(out.contains("compatible = \"kho-v1\""), out);
+        assertTrue(out.contains("compatible = \"kho-v2\""), out);
     }
 
     @Test
@@ -232,6 +232,43 @@ class LiveUpdateTest {
             assertTrue(b.coldBootReason().startsWith("handover rejected: "), b.coldBootReason());
             assertTrue(b.log().contains("DMAR: cold boot (handover rejected: "));
             assertEquals(b.coldBootReason(), b.sysfs().read("/sys/kernel/boot/cold_boot_reason").trim());
+        }
+    }
+
+    /**
+     * A damaged preserved-memory radix tree is refused before anything is reserved: a node pointer
+     * outside memory, a cycle back to the root, key bits 63:53 set. Each means a cold boot.
+     */
+    @Test
+    void aCorruptRadixTreeMeansAColdBoot() throws Exception {
+        final String[] damages = {"outside", "cycle", "topBits"};
+        for (String damage : damages) {
+            try (Machine m = Machine.create(dir.resolve("m-" + damage), MachineConfig.small().withMemorySize(256 * MIB)).start()) {
+                final Kernel a = Kernel.boot(m.board());
+                a.liveUpdate().register(new Payload(a, 3));
+                final var setup = a.liveUpdate().finalizeHandover();
+                a.kexecLoad(KernelRig.root(), "");
+                a.kexec();
+                final PhysicalMemory mem = m.board().memory();
+                final FdtReader tree = FdtReader.open(mem.slice(setup.fdtAddr(), setup.fdtSize()));
+                final long root = tree.u64(tree.root(), Kho.PROP_MEMORY_MAP);
+                final long level4 = mem.load64(root + 2 * 8); // order 0 sets key bit 52: root slot 2
+                assertTrue(level4 != 0, "order-0 blocks were preserved");
+                switch (damage) {
+                    case "outside" -> mem.store64(root + 2 * 8, 1L << 40);
+                    case "cycle" -> mem.store64(level4 + 511 * 8, root);
+                    default -> mem.store64(root + 4 * 8, level4);
+                }
+                final Kernel b = Kernel.boot(m.board());
+                assertEquals(Kernel.BootKind.COLD, b.bootKind(), damage);
+                final String why = switch (damage) {
+                    case "outside" -> "not a frame of memory";
+                    case "cycle" -> "reached twice";
+                    default -> "key bits 63:53";
+                };
+                assertTrue(b.coldBootReason().startsWith("handover rejected: ") && b.coldBootReason().contains(why),
+                        b.coldBootReason());
+            }
         }
     }
 

@@ -18,7 +18,7 @@ import java.util.List;
  *
  * /memreserve/	0x0000000000001000 0x0000000000002000;     (one per reservation)
  * / {
- * 	compatible = "kho-v1";                               string(s): printable, NUL-terminated
+ * 	compatible = "kho-v2";                               string(s): printable, NUL-terminated
  * 	preserved-memory-map = &lt;0x00 0x3ff000&gt;;              length a multiple of 4: u32 cells
  * 	odd = [01 02 03];                                    anything else: bytes
  * 	flag;                                                empty

@@ -25,7 +25,11 @@ import org.iopersist.uapi.Errno;
  * serialize and abort run under it, so they must not call back into other subsystems.
  */
 public final class Kho {
-    public static final String COMPATIBLE = "kho-v1";
+    /**
+     * v2: the tracker is one radix tree over all orders (mainline's radix_tree.h), not v1's
+     * per-order bitmaps behind a "KHOM" chunk list; a v1 kernel must not read it, nor v2 a v1 tree.
+     */
+    public static final String COMPATIBLE = "kho-v2";
     public static final String PROP_MEMORY_MAP = "preserved-memory-map";
     public static final String PROP_FDT = "fdt";
     /** CRC-32C of a subsystem blob's {@code totalsize} bytes: a flipped bit anywhere in it means a cold boot. */
@@ -123,9 +127,9 @@ public final class Kho {
         tracker.unpreserveRange(phys, length);
     }
 
-    /** The tracker's bitmap frames (kept once touched; see {@link PreservedMemoryMap#bitmapFrames}). */
-    public synchronized long trackerBitmapFrames() {
-        return tracker.bitmapFrames();
+    /** The tracker's own frames, its radix tree's nodes (kept once made; see {@link PreservedMemoryMap#metadataFrames}). */
+    public synchronized long trackerFrames() {
+        return tracker.metadataFrames();
     }
 
     /** Frames currently preserved (blocks, not the tracker's own metadata). */
@@ -166,7 +170,7 @@ public final class Kho {
             if (carriedOver != null) {
                 carriedOver.carryInto(tracker, subtreePhys);
             }
-            root.propertyU64(PROP_MEMORY_MAP, tracker.serialize());
+            root.propertyU64(PROP_MEMORY_MAP, tracker.rootPhys()); // the tree is already current
             for (Map.Entry<String, Long> e : subtreePhys.entrySet()) {
                 root.beginNode(e.getKey()).propertyU64(PROP_FDT, e.getValue())
                         .propertyU32(PROP_CRC, blobCrc(memory, e.getValue())).endNode();
@@ -206,7 +210,6 @@ public final class Kho {
             frames.freeRun(b[0], (int) b[1]);
         }
         blobs.clear();
-        tracker.discardChunks();
         if (carriedOver != null) {
             carriedOver.uncarry(tracker);
         }
@@ -216,7 +219,7 @@ public final class Kho {
     }
 
     /**
-     * Undoes finalize: frees the blobs and the tracker's chunk list, unfreezes every subsystem.
+     * Undoes finalize: frees the blobs, unfreezes every subsystem.
      *
      * @throws KernelException ENOENT if not finalized
      */

@@ -8,14 +8,13 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.TreeMap;
 import org.iopersist.hw.memory.PhysicalMemory;
 
 /**
  * Kexec HandOver, the incoming side: the handover a new kernel found in memory, validated whole
  * before anything uses it.
  *
- * <p>The incoming tracker's bitmaps are the set of blocks nobody has claimed yet: {@link #claim}
+ * <p>The incoming tracker's radix leaves are the set of blocks nobody has claimed yet: {@link #claim}
  * clears a block's bit, {@link #finish} frees every block whose bit is still set and then the
  * tracker's own frames. So an unclaimed TiB costs no Java objects.
  *
@@ -32,33 +31,30 @@ public final class KhoIncoming {
     private final PhysicalMemory memory;
     private final SetupData setup;
     private final FdtReader root;
-    private final List<Long> chunks;
-    private final List<PreservedMemoryMap.Bitmap> bitmaps;
-    // order -> (bitmap index -> bitmap frame)
-    private final List<TreeMap<Long, Long>> index = new ArrayList<>();
+    private final long treeRoot;
+    // per order: the last leaf looked up (prefix = key >>> 15, leaf 0 = absent), so runs of claims walk once
+    private final long[] cachedPrefix = new long[PreservedMemoryMap.MAX_ORDER + 1];
+    private final long[] cachedLeaf = new long[PreservedMemoryMap.MAX_ORDER + 1];
     private final Map<String, Long> subtrees = new LinkedHashMap<>();
     private final Set<String> retrieved = new HashSet<>();
     private final List<long[]> carried = new ArrayList<>();
     private long unclaimedFrames;
+    private long nodeFrames;
     private boolean finished;
 
-    private KhoIncoming(final PhysicalMemory memory, final SetupData setup, final FdtReader root,
-                        final List<Long> chunks, final List<PreservedMemoryMap.Bitmap> bitmaps) {
+    private KhoIncoming(final PhysicalMemory memory, final SetupData setup, final FdtReader root, final long treeRoot) {
         this.memory = memory;
         this.setup = setup;
         this.root = root;
-        this.chunks = chunks;
-        this.bitmaps = bitmaps;
-        for (int o = 0; o <= PreservedMemoryMap.MAX_ORDER; o++) {
-            index.add(new TreeMap<>());
-        }
+        this.treeRoot = treeRoot;
+        java.util.Arrays.fill(cachedPrefix, -1);
     }
 
     /**
      * Validates the handover {@code setup} points at: the tree (in the scratch region, version,
-     * {@code compatible = "kho-v1"}), the tracker, and every subsystem blob (a valid FDT lying in
-     * preserved memory). Nothing is reserved or changed; a handover that fails anywhere is refused
-     * whole.
+     * {@code compatible = "kho-v2"}), the tracker's radix tree, and every subsystem blob (a valid
+     * FDT lying in preserved memory). Nothing is reserved or changed; a handover that fails
+     * anywhere is refused whole.
      *
      * @throws HandoverFormatException with the first reason it does not validate
      */
@@ -79,16 +75,7 @@ public final class KhoIncoming {
         if (!Kho.COMPATIBLE.equals(compatible)) {
             throw new HandoverFormatException("handover is '" + compatible + "', not '" + Kho.COMPATIBLE + "'");
         }
-        final long first = root.u64(root.root(), Kho.PROP_MEMORY_MAP);
-        final List<PreservedMemoryMap.Bitmap> bitmaps = new ArrayList<>();
-        final List<Long> chunks = PreservedMemoryMap.readLayout(memory, first, bitmaps);
-        final KhoIncoming in = new KhoIncoming(memory, setup, root, chunks, bitmaps);
-        for (PreservedMemoryMap.Bitmap b : bitmaps) {
-            final long bitmapIndex = (b.physStart() >>> PhysicalMemory.FRAME_SHIFT >>> b.order()) >>> PreservedMemoryMap.BITMAP_SHIFT;
-            if (in.index.get(b.order()).put(bitmapIndex, b.bitmapPhys()) != null) {
-                throw new HandoverFormatException("tracker lists a bitmap twice");
-            }
-        }
+        final KhoIncoming in = new KhoIncoming(memory, setup, root, root.u64(root.root(), Kho.PROP_MEMORY_MAP));
         in.countAndCheckScratch();
         for (int node : root.children(root.root())) {
             final String name = root.nodeName(node);
@@ -114,23 +101,27 @@ public final class KhoIncoming {
         return in;
     }
 
+    /** Validates the radix tree whole, then counts its blocks and nodes: none may lie in the scratch region. */
     private void countAndCheckScratch() throws HandoverFormatException {
-        final long scratchEnd = setup.scratchAddr() + setup.scratchSize();
-        for (PreservedMemoryMap.Bitmap b : bitmaps) {
-            for (int w = 0; w < PreservedMemoryMap.BITS_PER_BITMAP / 64; w++) {
-                long bits = memory.load64(b.bitmapPhys() + w * 8L);
-                while (bits != 0) {
-                    final int bit = Long.numberOfTrailingZeros(bits);
-                    bits &= bits - 1;
-                    final long phys = b.physStart() + (((long) w * 64 + bit) << b.order() << PhysicalMemory.FRAME_SHIFT);
-                    final long end = phys + (PhysicalMemory.FRAME_SIZE << b.order());
-                    if (phys < scratchEnd && setup.scratchAddr() < end) {
-                        throw new HandoverFormatException(String.format("preserved block 0x%x lies in the scratch region", phys));
-                    }
-                    unclaimedFrames += 1L << b.order();
+        final long scratchStart = setup.scratchAddr();
+        final long scratchEnd = scratchStart + setup.scratchSize();
+        PreservedMemoryMap.deserialize(memory, treeRoot, new PreservedMemoryMap.Visitor() {
+            @Override
+            public void block(final long phys, final int order) throws HandoverFormatException {
+                if (phys < scratchEnd && scratchStart < phys + (PhysicalMemory.FRAME_SIZE << order)) {
+                    throw new HandoverFormatException(String.format("preserved block 0x%x lies in the scratch region", phys));
                 }
+                unclaimedFrames += 1L << order;
             }
-        }
+
+            @Override
+            public void metadata(final long phys) throws HandoverFormatException {
+                if (phys < scratchEnd && scratchStart <= phys) {
+                    throw new HandoverFormatException(String.format("tracker node 0x%x lies in the scratch region", phys));
+                }
+                nodeFrames++;
+            }
+        });
     }
 
     public SetupData setup() {
@@ -144,7 +135,7 @@ public final class KhoIncoming {
     /** Reports every preserved block and every tracker frame, for reservation before the allocator opens. */
     public void reserveAll(final PreservedMemoryMap.Visitor visitor) {
         try {
-            PreservedMemoryMap.deserialize(memory, chunks.isEmpty() ? 0 : chunks.get(0), visitor);
+            PreservedMemoryMap.deserialize(memory, treeRoot, visitor);
         } catch (HandoverFormatException e) {
             throw new IllegalStateException("tracker changed after validation", e);
         }
@@ -176,17 +167,19 @@ public final class KhoIncoming {
     }
 
     private long wordOf(final long phys, final int order) {
-        final long idx = (phys >>> PhysicalMemory.FRAME_SHIFT) >>> order;
-        final Long bitmap = index.get(order).get(idx >>> PreservedMemoryMap.BITMAP_SHIFT);
-        if (bitmap == null) {
-            return -1;
+        final long key = PreservedMemoryMap.key(phys, order);
+        final long prefix = key >>> PreservedMemoryMap.LEAF_SHIFT;
+        if (cachedPrefix[order] != prefix) { // the tree's shape never changes here: absent stays absent
+            cachedLeaf[order] = treeRoot == 0 ? 0 : PreservedMemoryMap.findLeaf(memory, treeRoot, key);
+            cachedPrefix[order] = prefix;
         }
-        return bitmap + ((idx & (PreservedMemoryMap.BITS_PER_BITMAP - 1)) >>> 6) * 8;
+        final long leaf = cachedLeaf[order];
+        return leaf == 0 ? -1 : leaf + ((key & (PreservedMemoryMap.BITS_PER_LEAF - 1)) >>> 6) * 8;
     }
 
     /** The bit of block {@code (phys, order)} within its tracker word. */
     private static long bitOf(final long phys, final int order) {
-        return 1L << (((phys >>> PhysicalMemory.FRAME_SHIFT) >>> order) & 63);
+        return 1L << (PreservedMemoryMap.key(phys, order) & 63);
     }
 
     /** Whether exactly the aligned block {@code (phys, order)} is preserved and unclaimed. */
@@ -243,23 +236,9 @@ public final class KhoIncoming {
         return unclaimedFrames;
     }
 
-    /** Frames of the preserved-memory tracker itself (bitmaps and their chunk list); finish frees them too. */
+    /** Frames of the preserved-memory tracker itself (its radix tree's nodes); finish frees them too. */
     public synchronized long trackerFrames() {
-        if (finished) {
-            return 0;
-        }
-        final long[] n = {0};
-        reserveAll(new PreservedMemoryMap.Visitor() {
-            @Override
-            public void block(final long phys, final int order) {
-            }
-
-            @Override
-            public void metadata(final long phys) {
-                n[0]++;
-            }
-        });
-        return n[0];
+        return finished ? 0 : nodeFrames;
     }
 
     public synchronized boolean finished() {

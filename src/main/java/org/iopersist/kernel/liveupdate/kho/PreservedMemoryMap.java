@@ -3,62 +3,71 @@ package org.iopersist.kernel.liveupdate.kho;
 import org.iopersist.kernel.mm.FrameSource;
 
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
-import java.util.Map;
-import java.util.TreeMap;
+import java.util.Set;
 import java.util.function.LongBinaryOperator;
 import org.iopersist.hw.memory.PhysicalMemory;
 
 /**
  * The preserved-memory tracker: which frames, at which allocation order, the next kernel must not
- * touch. As in mainline KHO (6.16 with page-sized bitmaps), it is a set of bitmaps per order, each
- * bitmap one 4 KiB frame of 32768 bits, bit {@code i} of bitmap {@code b} at order {@code o}
- * standing for the block of {@code 2^o} frames at pfn {@code (b * 32768 + i) << o}.
- *
- * <p>The bitmaps live in physical memory from the first preservation on, so serializing is only
- * writing a short list of chunk frames that point at them:
+ * touch. As mainline KHO keeps it (include/linux/kho/abi/radix_tree.h), one radix tree for all
+ * orders, every node one 4 KiB frame, kept current in memory as blocks are preserved, so
+ * finalize only names its root.
  *
  * <pre>
- *  chunk (4 KiB, little-endian)
- *  0x00  u64 next        physical address of the next chunk, 0 at the end
- *  0x08  u32 magic       0x4d4f484b ("KHOM")
- *  0x0c  u16 order       allocation order of every bitmap in this chunk
- *  0x0e  u16 count       entries used, at most 255
- *  0x10  entries[255]:   u64 phys_start (first byte the bitmap covers), u64 bitmap (its frame)
+ *  key = (1 &lt;&lt; (52 - order)) | (phys &gt;&gt; (12 + order))     order bit above the shifted address
+ *
+ *  bits 63:60  59:51    50:42    41:33    32:24    23:15    14:0
+ *       0      level 5  level 4  level 3  level 2  level 1  leaf bit
+ *              (root)
+ *  table node (levels 5..1): u64 table[512], physical address of the next level, 0 = none
+ *  leaf (struct kho_radix_leaf): 32768 bits as u64 LE words, bit i set = block preserved
  * </pre>
  *
- * Size: for each order {@code o}, every touched {@code 2^(15+o)}-frame range (128 MiB at order 0)
- * costs one 4 KiB bitmap and 16 bytes of chunk; a chunk holds 255 of them. Preserving a whole TiB
- * of 4 KiB frames costs 8192 bitmaps (32 MiB) and 33 chunks, never a record per frame.
+ * Bits 63:53 of a valid key are 0 (order 0 puts its bit at 52), so only root slots 0..3 are
+ * ever used. A leaf covers one order (the order bit lies above bit 15 for every order up to 30):
+ * {@code 2^(15+o)} frames, 128 MiB at order 0. Preserving a whole TiB of 4 KiB frames costs
+ * 8192 leaves plus 1 + 1 + 1 + 1 + 16 table nodes, never a record per frame.
  *
- * <p>The chunk and bitmap frames are not in the bitmaps: the next kernel reserves them as it walks
- * the list (see {@link #deserialize}).
+ * <p>The tree's own frames are not in the tree: the next kernel reserves them as it walks it
+ * (see {@link #deserialize}). Unpreserving leaves nodes in place, as mainline does.
  */
 public final class PreservedMemoryMap {
-    public static final int MAGIC = 0x4d4f484b;
     public static final int MAX_ORDER = 30;
-    static final int BITS_PER_BITMAP = (int) PhysicalMemory.FRAME_SIZE * 8;
-    static final int BITMAP_SHIFT = 15;
-    static final int ENTRIES_PER_CHUNK = 255;
-    static final long OFF_NEXT = 0;
-    static final long OFF_MAGIC = 8;
-    static final long OFF_ORDER = 12;
-    static final long OFF_COUNT = 14;
-    static final long OFF_ENTRIES = 16;
+    /** Table levels above the leaves (5), so a walk is 6 frames deep. */
+    public static final int TABLE_LEVELS = 5;
+    static final int LEAF_SHIFT = 15;
+    static final int BITS_PER_LEAF = 1 << LEAF_SHIFT;
+    static final int TABLE_SHIFT = 9;
+    static final int TABLE_ENTRIES = 1 << TABLE_SHIFT;
+    /** The order bit of order 0; key bits above it are 0. */
+    static final int ORDER0_BIT = 52;
 
     private final PhysicalMemory memory;
     private final FrameSource frames;
-    // order -> (bitmap index -> bitmap frame); guarded by "this"
-    private final List<TreeMap<Long, Long>> bitmaps = new ArrayList<>();
-    private final List<Long> chunks = new ArrayList<>();
+    // guarded by "this"
+    private final List<Long> nodes = new ArrayList<>();
+    // key >>> 15 -> leaf frame: the tree in memory is the record, this only spares the walk
+    private final java.util.HashMap<Long, Long> leaves = new java.util.HashMap<>();
+    private long root;
+    private long cachedPrefix = -1;
+    private long cachedLeaf;
     private long preservedFrames;
 
     public PreservedMemoryMap(final PhysicalMemory memory, final FrameSource frames) {
         this.memory = memory;
         this.frames = frames;
-        for (int o = 0; o <= MAX_ORDER; o++) {
-            bitmaps.add(new TreeMap<>());
-        }
+    }
+
+    /** The radix key of the {@code 2^order}-frame block at {@code phys}. */
+    public static long key(final long phys, final int order) {
+        return (1L << (ORDER0_BIT - order)) | (phys >>> (PhysicalMemory.FRAME_SHIFT + order));
+    }
+
+    /** Lowest key bit the table at {@code level} (1..5) indexes. */
+    static int shift(final int level) {
+        return LEAF_SHIFT + TABLE_SHIFT * (level - 1);
     }
 
     private static void checkBlock(final long phys, final int order) {
@@ -70,13 +79,55 @@ public final class PreservedMemoryMap {
         }
     }
 
+    /** The leaf holding {@code key}, made (with its path) if {@code create}; 0 if absent. */
+    private long leaf(final long key, final boolean create) {
+        final long prefix = key >>> LEAF_SHIFT;
+        if (prefix == cachedPrefix) {
+            return cachedLeaf;
+        }
+        final Long known = leaves.get(prefix);
+        if (known != null) {
+            cachedPrefix = prefix;
+            cachedLeaf = known;
+            return known;
+        }
+        if (root == 0) {
+            if (!create) {
+                return 0;
+            }
+            root = newNode();
+        }
+        long node = root;
+        for (int level = TABLE_LEVELS; level >= 1; level--) {
+            final long slot = node + ((key >>> shift(level)) & (TABLE_ENTRIES - 1)) * 8;
+            long next = memory.load64(slot);
+            if (next == 0) {
+                if (!create) {
+                    return 0; // not cached: a later preserve may make it
+                }
+                next = newNode();
+                memory.store64(slot, next);
+            }
+            node = next;
+        }
+        leaves.put(prefix, node);
+        cachedPrefix = prefix;
+        cachedLeaf = node;
+        return node;
+    }
+
+    private long newNode() {
+        final long n = frames.allocZeroedFrame();
+        nodes.add(n);
+        return n;
+    }
+
     /** Marks the {@code 2^order}-frame block at {@code phys}; returns false if it already was. */
     public synchronized boolean preserve(final long phys, final int order) {
         checkBlock(phys, order);
-        final long index = (phys >>> PhysicalMemory.FRAME_SHIFT) >>> order;
-        final long bitmap = bitmaps.get(order).computeIfAbsent(index >>> BITMAP_SHIFT, k -> frames.allocZeroedFrame());
-        final long word = bitmap + ((index & (BITS_PER_BITMAP - 1)) >>> 6) * 8;
-        final long bit = 1L << (index & 63);
+        final long key = key(phys, order);
+        final long word = leaf(key, true) + ((key & (BITS_PER_LEAF - 1)) >>> 6) * 8;
+        final long bit = 1L << (key & 63);
         final long old = memory.load64(word);
         if ((old & bit) != 0) {
             return false;
@@ -89,13 +140,13 @@ public final class PreservedMemoryMap {
     /** Clears a block preserved with the same order; returns false if it was not preserved. */
     public synchronized boolean unpreserve(final long phys, final int order) {
         checkBlock(phys, order);
-        final long index = (phys >>> PhysicalMemory.FRAME_SHIFT) >>> order;
-        final Long bitmap = bitmaps.get(order).get(index >>> BITMAP_SHIFT);
-        if (bitmap == null) {
+        final long key = key(phys, order);
+        final long leaf = leaf(key, false);
+        if (leaf == 0) {
             return false;
         }
-        final long word = bitmap + ((index & (BITS_PER_BITMAP - 1)) >>> 6) * 8;
-        final long bit = 1L << (index & 63);
+        final long word = leaf + ((key & (BITS_PER_LEAF - 1)) >>> 6) * 8;
+        final long bit = 1L << (key & 63);
         final long old = memory.load64(word);
         if ((old & bit) == 0) {
             return false;
@@ -142,175 +193,149 @@ public final class PreservedMemoryMap {
         return preservedFrames;
     }
 
-    /** Frames the tracker itself occupies (bitmaps and chunks). */
-    /** Bitmap frames: once a range and order are touched its bitmap stays, empty or not, as mainline's do. */
-    public synchronized long bitmapFrames() {
-        long n = 0;
-        for (TreeMap<Long, Long> m : bitmaps) {
-            n += m.size();
-        }
-        return n;
-    }
-
+    /** Frames the tree itself occupies (table nodes and leaves): once made, a node stays, empty or not. */
     public synchronized long metadataFrames() {
-        long n = chunks.size();
-        for (TreeMap<Long, Long> m : bitmaps) {
-            n += m.size();
+        return nodes.size();
+    }
+
+    /** Physical address of the root, what finalize hands over (0 if nothing was ever preserved). */
+    public synchronized long rootPhys() {
+        return root;
+    }
+
+    /** One node of an incoming tree: {@code level} 0 is a leaf; {@code firstKey} the lowest key under it. */
+    public record Node(int level, long firstKey, long phys) {
+        /** A leaf's order (its keys share the order bit). */
+        public int order() {
+            return ORDER0_BIT - (63 - Long.numberOfLeadingZeros(firstKey));
         }
-        return n;
-    }
 
-    /**
-     * Writes the chunk list and returns the physical address of its first chunk (0 if nothing is
-     * preserved). Replaces any list a previous call wrote.
-     */
-    public synchronized long serialize() {
-        discardChunks();
-        long first = 0;
-        long current = 0;
-        int count = 0;
-        for (int order = 0; order <= MAX_ORDER; order++) {
-            boolean chunkForOrder = false;
-            for (Map.Entry<Long, Long> e : bitmaps.get(order).entrySet()) {
-                if (!chunkForOrder || count == ENTRIES_PER_CHUNK) {
-                    final long chunk = frames.allocZeroedFrame();
-                    chunks.add(chunk);
-                    memory.store32Release(chunk + OFF_MAGIC, MAGIC);
-                    writeU16(chunk + OFF_ORDER, order);
-                    if (current == 0) {
-                        first = chunk;
-                    } else {
-                        memory.store64(current + OFF_NEXT, chunk);
-                    }
-                    current = chunk;
-                    count = 0;
-                    chunkForOrder = true;
-                }
-                final long entry = current + OFF_ENTRIES + count * 16L;
-                memory.store64(entry, (e.getKey() << BITMAP_SHIFT << order) << PhysicalMemory.FRAME_SHIFT);
-                memory.store64(entry + 8, e.getValue());
-                writeU16(current + OFF_COUNT, ++count);
-            }
+        /** The first byte a leaf covers. */
+        public long physStart() {
+            final int order = order();
+            return (firstKey & ~(1L << (ORDER0_BIT - order))) << (PhysicalMemory.FRAME_SHIFT + order);
         }
-        return first;
     }
 
-    /** Frees the chunk list written by {@link #serialize} (abort). The bitmaps stay. */
-    public synchronized void discardChunks() {
-        for (long c : chunks) {
-            frames.freeFrame(c);
-        }
-        chunks.clear();
+    /** Validates the tree at {@code root} (as {@link #deserialize}) and returns its nodes, root first, depth first. */
+    public static List<Node> readLayout(final PhysicalMemory memory, final long root) throws HandoverFormatException {
+        final List<Node> out = new ArrayList<>();
+        walk(memory, root, null, out);
+        return out;
     }
 
-    private void writeU16(final long phys, final int v) {
-        final long word = phys & ~7L;
-        final int shift = (int) (phys & 7) * 8;
-        final long old = memory.load64(word);
-        memory.store64(word, (old & ~(0xFFFFL << shift)) | ((long) (v & 0xFFFF) << shift));
-    }
-
-    private static int readU16(final PhysicalMemory memory, final long phys) {
-        return (int) (memory.load64(phys & ~7L) >>> ((phys & 7) * 8)) & 0xFFFF;
-    }
-
-    /** One bitmap of an incoming tracker: its order, the first byte it covers, and its frame. */
-    public record Bitmap(int order, long physStart, long bitmapPhys) {
-    }
-
-    /**
-     * Validates the tracker at {@code first} (as {@link #deserialize}) and returns its chunks and
-     * bitmaps, without reporting blocks.
-     */
-    public static List<Long> readLayout(final PhysicalMemory memory, final long first, final List<Bitmap> bitmapsOut)
-            throws HandoverFormatException {
-        walk(memory, first, null);
-        final List<Long> chunkList = new ArrayList<>();
-        for (long chunk = first; chunk != 0; chunk = memory.load64(chunk + OFF_NEXT)) {
-            chunkList.add(chunk);
-            final int order = readU16(memory, chunk + OFF_ORDER);
-            final int count = readU16(memory, chunk + OFF_COUNT);
-            for (int i = 0; i < count; i++) {
-                final long entry = chunk + OFF_ENTRIES + i * 16L;
-                bitmapsOut.add(new Bitmap(order, memory.load64(entry), memory.load64(entry + 8)));
-            }
-        }
-        return chunkList;
-    }
-
-    /** What a walk of an incoming tracker reports. */
+    /** What a walk of an incoming tree reports. */
     public interface Visitor {
         /** A preserved block. */
-        void block(long phys, int order);
+        void block(long phys, int order) throws HandoverFormatException;
 
-        /** A frame of the tracker itself (a chunk or a bitmap). */
-        void metadata(long phys);
+        /** A frame of the tree itself (a table node or a leaf). */
+        void metadata(long phys) throws HandoverFormatException;
     }
 
     /**
-     * Walks a tracker a previous kernel serialized at {@code first}, validating everything before
-     * use: magic, order, count, alignment, every address inside memory, no loops, blocks inside
-     * memory. Nothing is reported unless the whole
-     * tracker validates, so a bad one leaves nothing half-reserved.
+     * Walks a tree a previous kernel left at {@code root}, validating all of it before reporting
+     * anything: every node a 4 KiB-aligned frame of memory reached once (no cycles, no shared
+     * nodes), exactly five table levels over the leaves, key bits 63:53 zero, every key's order
+     * at most {@link #MAX_ORDER}, every block inside memory. A bad tree leaves nothing half-reserved.
      *
-     * @throws HandoverFormatException if it does not validate
+     * @throws HandoverFormatException if it does not validate, or if the visitor refuses something
      */
-    public static void deserialize(final PhysicalMemory memory, final long first, final Visitor visitor)
+    public static void deserialize(final PhysicalMemory memory, final long root, final Visitor visitor)
             throws HandoverFormatException {
-        walk(memory, first, null);
-        walk(memory, first, visitor);
+        walk(memory, root, null, null);
+        walk(memory, root, visitor, null);
     }
 
-    private static void walk(final PhysicalMemory memory, final long first, final Visitor visitor)
+    private static void walk(final PhysicalMemory memory, final long root, final Visitor visitor, final List<Node> layout)
             throws HandoverFormatException {
-        long chunk = first;
-        final java.util.Set<Long> seen = new java.util.HashSet<>();
-        while (chunk != 0) {
-            if ((chunk & PhysicalMemory.FRAME_MASK) != 0 || !memory.contains(chunk, PhysicalMemory.FRAME_SIZE)) {
-                throw new HandoverFormatException(String.format("tracker chunk 0x%x is not a frame of memory", chunk));
+        if (root == 0) {
+            return; // nothing was preserved
+        }
+        final Set<Long> seen = visitor == null ? new HashSet<>() : null; // the validating pass checks sharing
+        checkNode(memory, root, seen, "root");
+        table(memory, TABLE_LEVELS, root, 0, visitor, layout, seen);
+    }
+
+    private static void checkNode(final PhysicalMemory memory, final long phys, final Set<Long> seen, final String what)
+            throws HandoverFormatException {
+        if ((phys & PhysicalMemory.FRAME_MASK) != 0 || !memory.contains(phys, PhysicalMemory.FRAME_SIZE)) {
+            throw new HandoverFormatException(String.format("tracker %s 0x%x is not a frame of memory", what, phys));
+        }
+        if (seen != null && !seen.add(phys)) {
+            throw new HandoverFormatException(String.format("tracker node 0x%x is reached twice", phys));
+        }
+    }
+
+    private static void table(final PhysicalMemory memory, final int level, final long phys, final long prefix,
+                              final Visitor visitor, final List<Node> layout, final Set<Long> seen)
+            throws HandoverFormatException {
+        if (visitor != null) {
+            visitor.metadata(phys);
+        }
+        if (layout != null) {
+            layout.add(new Node(level, prefix, phys));
+        }
+        for (int i = 0; i < TABLE_ENTRIES; i++) {
+            final long next = memory.load64(phys + i * 8L);
+            if (next == 0) {
+                continue;
             }
-            if (!seen.add(chunk)) {
-                throw new HandoverFormatException("tracker chunk list loops");
+            final long key = prefix | ((long) i << shift(level));
+            if (level == TABLE_LEVELS && (key >>> (ORDER0_BIT + 1)) != 0) {
+                throw new HandoverFormatException(String.format("tracker root slot %d sets key bits 63:53", i));
             }
-            if (memory.load32(chunk + OFF_MAGIC) != MAGIC) {
-                throw new HandoverFormatException(String.format("tracker chunk 0x%x has a bad magic", chunk));
+            if (seen != null) {
+                checkNode(memory, next, seen, "level " + (level - 1) + " node");
             }
-            final int order = readU16(memory, chunk + OFF_ORDER);
-            final int count = readU16(memory, chunk + OFF_COUNT);
-            if (order > MAX_ORDER || count > ENTRIES_PER_CHUNK) {
-                throw new HandoverFormatException(String.format("tracker chunk 0x%x: order %d count %d out of range", chunk, order, count));
+            if (level > 1) {
+                table(memory, level - 1, next, key, visitor, layout, seen);
+            } else {
+                leaf(memory, next, key, visitor, layout);
             }
-            if (visitor != null) {
-                visitor.metadata(chunk);
-            }
-            final long coverage = (long) BITS_PER_BITMAP << order << PhysicalMemory.FRAME_SHIFT;
-            for (int i = 0; i < count; i++) {
-                final long entry = chunk + OFF_ENTRIES + i * 16L;
-                final long start = memory.load64(entry);
-                final long bitmap = memory.load64(entry + 8);
-                if (start < 0 || (start & (coverage - 1)) != 0 || (bitmap & PhysicalMemory.FRAME_MASK) != 0
-                        || !memory.contains(bitmap, PhysicalMemory.FRAME_SIZE) || start >= memory.size()) {
-                    throw new HandoverFormatException(String.format("tracker entry %d of chunk 0x%x is invalid", i, chunk));
+        }
+    }
+
+    private static void leaf(final PhysicalMemory memory, final long phys, final long prefix, final Visitor visitor,
+                             final List<Node> layout) throws HandoverFormatException {
+        final int order = ORDER0_BIT - (63 - Long.numberOfLeadingZeros(prefix));
+        if (prefix == 0 || order > MAX_ORDER) {
+            throw new HandoverFormatException(String.format("tracker leaf 0x%x at key 0x%x encodes no order", phys, prefix));
+        }
+        if (visitor != null) {
+            visitor.metadata(phys);
+        }
+        if (layout != null) {
+            layout.add(new Node(0, prefix, phys));
+        }
+        final long orderBit = 1L << (ORDER0_BIT - order);
+        final int shift = PhysicalMemory.FRAME_SHIFT + order;
+        for (int w = 0; w < BITS_PER_LEAF / 64; w++) {
+            long bits = memory.load64(phys + w * 8L);
+            while (bits != 0) {
+                final int b = Long.numberOfTrailingZeros(bits);
+                bits &= bits - 1;
+                final long index = ((prefix | ((long) w << 6) | b) & ~orderBit);
+                final long block = index << shift;
+                if ((block >>> shift) != index || block < 0 || !memory.contains(block, PhysicalMemory.FRAME_SIZE << order)) {
+                    throw new HandoverFormatException(String.format("tracker block 0x%x order %d lies outside memory", block, order));
                 }
                 if (visitor != null) {
-                    visitor.metadata(bitmap);
-                }
-                for (int w = 0; w < BITS_PER_BITMAP / 64; w++) {
-                    long bits = memory.load64(bitmap + w * 8L);
-                    while (bits != 0) {
-                        final int b = Long.numberOfTrailingZeros(bits);
-                        bits &= bits - 1;
-                        final long phys = start + (((long) w * 64 + b) << order << PhysicalMemory.FRAME_SHIFT);
-                        if (!memory.contains(phys, PhysicalMemory.FRAME_SIZE << order)) {
-                            throw new HandoverFormatException(String.format("tracker block 0x%x order %d lies outside memory", phys, order));
-                        }
-                        if (visitor != null) {
-                            visitor.block(phys, order);
-                        }
-                    }
+                    visitor.block(block, order);
                 }
             }
-            chunk = memory.load64(chunk + OFF_NEXT);
         }
+    }
+
+    /**
+     * The leaf of a validated tree at {@code root} that holds {@code key}, or 0: a walk of five
+     * table loads. Callers cache the answer.
+     */
+    static long findLeaf(final PhysicalMemory memory, final long root, final long key) {
+        long node = root;
+        for (int level = TABLE_LEVELS; level >= 1 && node != 0; level--) {
+            node = memory.load64(node + ((key >>> shift(level)) & (TABLE_ENTRIES - 1)) * 8);
+        }
+        return node;
     }
 }

@@ -134,7 +134,7 @@ class KhoTest {
         final String dts = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         assertTrue(p.waitFor(30, TimeUnit.SECONDS));
         assertEquals(0, p.exitValue(), dts);
-        assertTrue(dts.contains("compatible = \"kho-v1\";") && dts.contains("kho-test {"), dts);
+        assertTrue(dts.contains("compatible = \"kho-v2\";") && dts.contains("kho-test {"), dts);
 
         // The next kernel: only memory and the setup record.
         final KhoIncoming in = KhoIncoming.parse(memory, SetupData.decode(setup.encode()));
@@ -226,7 +226,7 @@ class KhoTest {
         assertNull(SetupData.decode(new byte[0]));
         // A wrong compatible string.
         final byte[] tree = kho.tree();
-        final byte[] bad = new String(tree, StandardCharsets.ISO_8859_1).replace("kho-v1", "kho-v9")
+        final byte[] bad = new String(tree, StandardCharsets.ISO_8859_1).replace("kho-v2", "kho-v9")
                 .getBytes(StandardCharsets.ISO_8859_1);
         memory.write(SCRATCH, bad, 0, bad.length);
         final HandoverFormatException e = assertThrows(HandoverFormatException.class, () -> KhoIncoming.parse(memory, setup));
