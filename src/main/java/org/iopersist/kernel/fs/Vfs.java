@@ -36,8 +36,15 @@ public final class Vfs {
         java.util.List<String> list(String path);
     }
 
+    /** A device node: its inode's mode and owner, and what opening it makes. */
+    private record Node(Permission permission, Opener opener) {
+    }
+
+    /** A node registered without a mode: root's, 0600, as a misc or class device with no devnode mode. */
+    public static final Permission DEFAULT_NODE = Permission.root(0600);
+
     private final Sysfs sysfs;
-    private final Map<String, Opener> devices = new ConcurrentHashMap<>();
+    private final Map<String, Node> devices = new ConcurrentHashMap<>();
     private final Map<String, FileSystem> mounts = new ConcurrentHashMap<>();
 
     public Vfs(final Sysfs sysfs) {
@@ -49,7 +56,12 @@ public final class Vfs {
     }
 
     public void registerDevice(final String path, final Opener opener) {
-        if (devices.putIfAbsent(path, opener) != null) {
+        registerDevice(path, DEFAULT_NODE, opener);
+    }
+
+    /** A device node with the mode and owner Linux gives it; open checks them (EACCES). */
+    public void registerDevice(final String path, final Permission permission, final Opener opener) {
+        if (devices.putIfAbsent(path, new Node(permission, opener)) != null) {
             throw new IllegalStateException("device node " + path + " exists");
         }
     }
@@ -114,20 +126,20 @@ public final class Vfs {
         if (path.equals("/proc/thread-self/fail-nth") || path.equals("/proc/self/task/" + process.pid() + "/fail-nth")) {
             return new FailNthFile(process); // a process is one task here: its tid is its pid
         }
-        final Opener dev = devices.get(path);
+        final Node dev = devices.get(path);
         if (dev != null) {
-            return dev.open(process, path, flags);
+            dev.permission().checkOpen(process, flags, path);
+            return dev.opener().open(process, path, flags);
         }
         if (path.startsWith(Sysfs.ROOT + "/")) {
             final SysfsAttribute a = sysfs.attribute(path);
             final int acc = flags & Syscall.O_ACCMODE;
             final boolean wantsWrite = acc == Syscall.O_WRONLY || acc == Syscall.O_RDWR;
             if (wantsWrite && !a.writable()) {
+                // kernfs: no store method, no writing, whoever asks (root too).
                 throw new KernelException(Errno.EACCES, path + " is read-only");
             }
-            if (a.ownerUid() >= 0 && !process.root() && process.uid() != a.ownerUid()) {
-                throw new KernelException(Errno.EACCES, path + " belongs to uid " + a.ownerUid());
-            }
+            a.permission().checkOpen(process, flags, path);
             return new SysfsFile(path, a, acc != Syscall.O_WRONLY, wantsWrite);
         }
         final Map.Entry<FileSystem, String> r = resolve(path);

@@ -17,6 +17,7 @@ import org.iopersist.hw.Board;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.KernelLog;
 import org.iopersist.kernel.fs.DevNull;
+import org.iopersist.kernel.fs.Permission;
 import org.iopersist.kernel.fs.Sysfs;
 import org.iopersist.kernel.fs.SysfsAttribute;
 import org.iopersist.kernel.fs.UserProcess;
@@ -120,13 +121,16 @@ public final class Kernel {
         this.refs = refs;
         this.persisted = handlers.iommufd();
         this.vfs = new Vfs(sysfs);
-        vfs.registerDevice(Iommufd.DEV_PATH, (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(), refs, iommu, persisted.contexts(), p.uid())));
-        vfs.registerDevice(Vfio.CONTAINER_PATH, (p, path, flags) -> new IommufdFile(IommufdCtx.openVfioContainer(board.memory(), refs,
-                iommu, persisted.contexts(), p.uid())));
+        // The modes Linux gives the nodes: iommufd's misc device 0660, its /dev/vfio/vfio 0666, VFIO
+        // device cdevs (no devnode mode) 0600; all root's until an administrator hands them out.
+        vfs.registerDevice(Iommufd.DEV_PATH, Permission.root(0660), (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(),
+                refs, iommu, persisted.contexts(), p.uid())));
+        vfs.registerDevice(Vfio.CONTAINER_PATH, Permission.root(0666), (p, path, flags) -> new IommufdFile(
+                IommufdCtx.openVfioContainer(board.memory(), refs, iommu, persisted.contexts(), p.uid())));
         final List<IommuDevice> devs = iommu.devices();
         for (int i = 0; i < devs.size(); i++) {
             final VfioDevice vd = handlers.vfio().get(i);
-            vfs.registerDevice(vd.cdevPath(), (p, path, flags) -> vd.open());
+            vfs.registerDevice(vd.cdevPath(), Permission.root(0600), (p, path, flags) -> vd.open());
             final String dir = Vfio.vfioDevSysfsDir(devs.get(i).bdf().toString(), i);
             sysfs.mkdirs(dir);
             final int minor = i;
@@ -154,6 +158,7 @@ public final class Kernel {
         vfs.registerDevice(DevNull.PATH, (p, path, flags) -> new DevNull());
         liveUpdate.onKexec(handedOver -> stopServers());
         persisted.publish(sysfs, (pid, ctx) -> vfs.registerDevice(Iommufd.persistedNode(pid),
+                new Permission(0600, ctx.ownerUid(), 0), // its owner's, as the context was
                 (p, path, flags) -> new IommufdFile(persisted.reopen(pid, p))));
         populateSysfs();
         liveUpdate.populateSysfs(sysfs);

@@ -13,7 +13,14 @@
  *   <tr><td>{@code pages.c}</td><td>{@link org.iopersist.kernel.iommufd.IoptPages}</td></tr>
  *   <tr><td>{@code device.c}</td><td>{@link org.iopersist.kernel.iommufd.IommufdDevice},
  *       {@link org.iopersist.kernel.iommufd.Access}</td></tr>
- *   <tr><td>{@code hw_pagetable.c}</td><td>{@link org.iopersist.kernel.iommufd.HwptPaging}</td></tr>
+ *   <tr><td>{@code hw_pagetable.c}</td><td>{@link org.iopersist.kernel.iommufd.HwptPaging} (with dirty tracking's
+ *       two ioctls; {@code iova_bitmap.c}: {@link org.iopersist.kernel.iommufd.IovaBitmap})</td></tr>
+ *   <tr><td>{@code vfio_compat.c}</td><td>{@link org.iopersist.kernel.iommufd.VfioCompat}</td></tr>
+ *   <tr><td>{@code selftest.c}, {@code iommufd_test.h}</td><td>{@link org.iopersist.kernel.iommufd.Selftest}
+ *       (IOMMU_TEST_CMD), {@link org.iopersist.kernel.iommufd.MockIommu} and
+ *       {@link org.iopersist.kernel.iommufd.MockDomain} (the mock IOMMU driver the iommu core probes its
+ *       devices with), {@link org.iopersist.kernel.iommufd.SelftestObject},
+ *       {@link org.iopersist.kernel.iommufd.SelftestAccess}; only with {@code iommufd.selftest=1}</td></tr>
  *   <tr><td>the RFC's {@code serialise.c}</td><td>{@code org.iopersist.kernel.iommufd.persist}, reached only
  *       through {@link org.iopersist.kernel.iommufd.PersistentIommufds}</td></tr>
  * </table>
