@@ -155,7 +155,7 @@ public final class Kernel {
         this.luo = handlers.luo();
         liveUpdate.register(luo); // last: its file handlers read the plans of all the others
         vfs.registerDevice(Liveupdate.DEV_PATH, (p, path, flags) -> luo.openDevice(p));
-        vfs.registerDevice(DevNull.PATH, (p, path, flags) -> new DevNull());
+        vfs.registerDevice(DevNull.PATH, Permission.root(0666), (p, path, flags) -> new DevNull());
         liveUpdate.onKexec(handedOver -> stopServers());
         persisted.publish(sysfs, (pid, ctx) -> vfs.registerDevice(Iommufd.persistedNode(pid),
                 new Permission(0600, ctx.ownerUid(), 0), // its owner's, as the context was
