@@ -296,11 +296,7 @@ public final class Kernel {
 
         final org.iopersist.kernel.liveupdate.Breakpoint breakpoint = new org.iopersist.kernel.liveupdate.Breakpoint(
                 params.breakAt(), log);
-        final byte[] setupData = readBootBytes(board, SETUP_DATA_FILE);
-        final IncomingBoot incoming = setupData != null && Files.exists(board.bootDirectory().resolve(LiveUpdate.SETUP_DATA_USED))
-                ? IncomingBoot.cold(handlers.inOrder(), "the handover in the boot record was used by an earlier boot ("
-                        + LiveUpdate.SETUP_DATA_USED + ")", log)
-                : IncomingBoot.validate(board.memory(), setupData, params.kho(), handlers.inOrder(), log);
+        final IncomingBoot incoming = validateBootRecord(board, params, handlers, log);
         if (incoming.restoring()) {
             breakpoint.at("validate");
         }
@@ -331,6 +327,38 @@ public final class Kernel {
         k.liveUpdate.breakpoint(breakpoint);
         k.liveUpdate.startFinishTimer(params.finishTimeoutSec());
         return k;
+    }
+
+    /** The boot record's handover, validated whole by {@code handlers}, or the reason the boot is cold. */
+    private static IncomingBoot validateBootRecord(final Board board, final BootParams params, final Handlers handlers,
+            final KernelLog log) {
+        final byte[] setupData = readBootBytes(board, SETUP_DATA_FILE);
+        return setupData != null && Files.exists(board.bootDirectory().resolve(LiveUpdate.SETUP_DATA_USED))
+                ? IncomingBoot.cold(handlers.inOrder(), "the handover in the boot record was used by an earlier boot ("
+                        + LiveUpdate.SETUP_DATA_USED + ")", log)
+                : IncomingBoot.validate(board.memory(), setupData, params.kho(), handlers.inOrder(), log);
+    }
+
+    /**
+     * What the next boot would make of the handover in {@code board}'s boot record, without
+     * booting: the same validation, in the same order, reading memory and registers only (a dry
+     * run, as one asks before a kexec whether it would restore). The result says
+     * {@link IncomingBoot#restoring()} or gives the cold-boot reason.
+     */
+    public static IncomingBoot validateHandover(final Board board) {
+        final KernelLog log = new KernelLog(null);
+        final String cmdline = readBootFile(board, CMDLINE_FILE);
+        final BootParams params = BootParams.parse(cmdline == null ? "" : cmdline);
+        final long memSize = board.memory().size();
+        final FrameAllocator frames = new FrameAllocator(board.memory(), memSize, false);
+        final IntelIommuDriver intel = new IntelIommuDriver(board, frames, log);
+        final IommuCore iommu = new IommuCore(intel, log);
+        final IntelIommuLiveUpdate vtd = new IntelIommuLiveUpdate(intel, iommu, log);
+        final GuestmemfsLiveUpdate gmfs = new GuestmemfsLiveUpdate(board.memory(),
+                handedScratch -> carveGuestmemfs(params, memSize, handedScratch, null), log);
+        final Handlers handlers = new Handlers(vtd, gmfs,
+                new IommufdLiveUpdate(log, board.memory(), new FrameRefs(frames), iommu, gmfs, vtd));
+        return validateBootRecord(board, params, handlers, log);
     }
 
     private static PhysRange carveGuestmemfs(final BootParams params, final long memSize, final PhysRange scratch,
