@@ -47,8 +47,20 @@ public final class Handovers {
             final long phys = tree.u64(node, Kho.PROP_FDT);
             tree.value(tree.property(node, Kho.PROP_CRC)).set(
                     ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), 0, Kho.blobCrc(board.memory(), phys));
+            resealTree(board);
         } catch (HandoverFormatException | IOException e) {
             throw new AssertionError("cannot reseal " + name + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** After a test edited the KHO tree itself on purpose: writes the tree's new CRC-32C into it. */
+    public static void resealTree(final Board board) {
+        try {
+            final FdtReader tree = khoTree(board);
+            tree.value(tree.property(tree.root(), Kho.PROP_CRC)).set(
+                    ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), 0, Kho.treeCrc(tree));
+        } catch (HandoverFormatException | IOException e) {
+            throw new AssertionError("cannot reseal the KHO tree: " + e.getMessage(), e);
         }
     }
 

@@ -80,6 +80,7 @@ public final class PciDevice {
     private long paceNanos;
     private long msiIova;
     private long msiInterval;
+    private java.util.SplittableRandom hostile; // HOSTILE's random walk
     // Engine thread: progress.
     private long seq;
     private long successes;
@@ -334,6 +335,7 @@ public final class PciDevice {
         msiIova = s.msiIova();
         msiInterval = Integer.toUnsignedLong(s.msiInterval());
         msiBuf.set(PhysicalMemory.U32, 0, s.msiData());
+        hostile = new java.util.SplittableRandom(s.generation() * 0x9E37_79B9_7F4A_7C15L ^ sidValue);
     }
 
     /** ERROR first, then STATUS.ERR: software that sees ERR reads a valid ERROR. */
@@ -412,6 +414,7 @@ public final class PciDevice {
                     completed(t0, t1);
                 }
             }
+            case HOSTILE -> hostileStep();
             case VERIFY -> {
                 final long t0 = System.nanoTime();
                 final long status = engine.read(iova, readBuf, 0, recordSize);
@@ -428,6 +431,30 @@ public final class PciDevice {
         }
         seq++;
         bar.write64(DeviceRegisters.NEXT_SEQ, seq);
+    }
+
+    /** One access of {@link WorkloadMode#HOSTILE}: anywhere, either way, any length up to a record. */
+    private void hostileStep() {
+        final long span = slots * recordSize;
+        final long iova = switch (hostile.nextInt(4)) {
+            case 0 -> iovaBase + hostile.nextLong(span);
+            case 1 -> Math.max(0, iovaBase + hostile.nextLong(-(1L << 30), 1L << 30));
+            case 2 -> hostile.nextLong(1L << 48);
+            default -> hostile.nextLong(1L << 57);
+        };
+        final int length = 1 + hostile.nextInt(recordSize);
+        final long t0 = System.nanoTime();
+        final long status;
+        if (hostile.nextBoolean()) {
+            writeBuf.fill((byte) 0);
+            writeBuf.set(PhysicalMemory.U64, 0, 0xBADL << 52 | (long) sidValue << 32 | (seq & 0xFFFF_FFFFL));
+            status = engine.write(iova, writeBuf, 0, length);
+        } else {
+            status = engine.read(iova, readBuf, 0, length);
+        }
+        if (status == DmaEngine.DONE) {
+            completed(t0, System.nanoTime());
+        }
     }
 
     private void completed(final long t0Nanos, final long t1Nanos) {

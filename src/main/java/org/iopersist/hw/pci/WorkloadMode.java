@@ -13,9 +13,18 @@ public enum WorkloadMode {
      * Read the record already in the slot and check it: magic, checksum, source-id, IOVA, generation,
      * and a sequence number that belongs to this slot. Nothing is written.
      */
-    VERIFY(3);
+    VERIFY(3),
+    /**
+     * A hostile guest: every step reads or writes 1 to record-size bytes at a random IOVA, a quarter
+     * of them inside the window, a quarter within 1 GiB of it, a quarter anywhere below 2^48, a
+     * quarter anywhere below 2^57 (past every unit's MGAW). Writes carry a pattern of their own
+     * (0xBAD, the source-id, the step); nothing is checked, the counters say what went through
+     * (OPS) and what faulted (FAULTS). The random walk is seeded by the generation and the source-id,
+     * so a run repeats.
+     */
+    HOSTILE(4);
 
-    private static final WorkloadMode[] BY_CODE = {null, WRITE_VERIFY, WRITE, VERIFY};
+    private static final WorkloadMode[] BY_CODE = {null, WRITE_VERIFY, WRITE, VERIFY, HOSTILE};
 
     public final int code;
 

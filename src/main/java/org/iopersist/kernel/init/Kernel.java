@@ -336,32 +336,11 @@ public final class Kernel {
             log.info("iommufd: selftest interface on (IOMMU_TEST_CMD, mock IOMMU)");
         }
         final FrameRefs refs = new FrameRefs(frames);
-        final IntelIommuLiveUpdate vtd = new IntelIommuLiveUpdate(intel, iommu, log);
-        final GuestmemfsLiveUpdate gmfs = new GuestmemfsLiveUpdate(board.memory(),
-                handedScratch -> carveGuestmemfs(params, memSize, handedScratch, null), log);
-        final IommufdLiveUpdate rfc = new IommufdLiveUpdate(log, board.memory(), refs, iommu, gmfs, vtd);
-        final List<VfioDevice> vfio = new java.util.ArrayList<>();
-        for (int i = 0; i < iommu.devices().size(); i++) {
-            vfio.add(new VfioDevice(i, iommu.devices().get(i))); // cdevs in BDF order, the same N every boot
-        }
-        // The orchestrator's file handlers, in dependency order: a file's record follows those it names.
-        final Luo luo = new Luo(log);
-        luo.register(new MemfdLuoHandler(luo, board.memory(), frames, refs));
-        luo.register(new GuestmemfsLuoHandler(gmfs));
-        luo.register(new IommufdLuoHandler(log, board.memory(), refs, iommu, rfc, vtd));
-        luo.register(new VfioLuoHandler(log, iommu, vfio));
-        for (java.util.function.Function<Luo, LuoFileHandler> module : luoModules) {
-            luo.register(module.apply(luo));
-        }
-        final Handlers handlers = new Handlers(vtd, gmfs, rfc, luo, List.copyOf(vfio));
+        final Handlers handlers = handlers(board, params, memSize, frames, intel, iommu, refs, log, luoModules);
 
         final org.iopersist.kernel.liveupdate.Breakpoint breakpoint = new org.iopersist.kernel.liveupdate.Breakpoint(
                 params.breakAt(), log);
-        final byte[] setupData = readBootBytes(board, SETUP_DATA_FILE);
-        final IncomingBoot incoming = setupData != null && Files.exists(board.bootDirectory().resolve(LiveUpdate.SETUP_DATA_USED))
-                ? IncomingBoot.cold(handlers.inOrder(), "the handover in the boot record was used by an earlier boot ("
-                        + LiveUpdate.SETUP_DATA_USED + ")", log)
-                : IncomingBoot.validate(board.memory(), setupData, params.kho(), handlers.inOrder(), log);
+        final IncomingBoot incoming = validateBootRecord(board, params, handlers, log);
         if (incoming.restoring()) {
             breakpoint.at("validate");
         }
@@ -392,6 +371,58 @@ public final class Kernel {
         k.liveUpdate.breakpoint(breakpoint);
         k.liveUpdate.startFinishTimer(params.finishTimeoutSec());
         return k;
+    }
+
+    /** The boot record's handover, validated whole by {@code handlers}, or the reason the boot is cold. */
+    private static IncomingBoot validateBootRecord(final Board board, final BootParams params, final Handlers handlers,
+            final KernelLog log) {
+        final byte[] setupData = readBootBytes(board, SETUP_DATA_FILE);
+        return setupData != null && Files.exists(board.bootDirectory().resolve(LiveUpdate.SETUP_DATA_USED))
+                ? IncomingBoot.cold(handlers.inOrder(), "the handover in the boot record was used by an earlier boot ("
+                        + LiveUpdate.SETUP_DATA_USED + ")", log)
+                : IncomingBoot.validate(board.memory(), setupData, params.kho(), handlers.inOrder(), log);
+    }
+
+    /**
+     * What the next boot would make of the handover in {@code board}'s boot record, without
+     * booting: the same validation, in the same order, reading memory and registers only (a dry
+     * run, as one asks before a kexec whether it would restore). The result says
+     * {@link IncomingBoot#restoring()} or gives the cold-boot reason.
+     */
+    public static IncomingBoot validateHandover(final Board board) {
+        final KernelLog log = new KernelLog(null);
+        final String cmdline = readBootFile(board, CMDLINE_FILE);
+        final BootParams params = BootParams.parse(cmdline == null ? "" : cmdline);
+        final long memSize = board.memory().size();
+        final FrameAllocator frames = new FrameAllocator(board.memory(), memSize, false);
+        final IntelIommuDriver intel = new IntelIommuDriver(board, frames, log);
+        final IommuCore iommu = new IommuCore(intel, log);
+        final Handlers handlers = handlers(board, params, memSize, frames, intel, iommu, new FrameRefs(frames), log, List.of());
+        return validateBootRecord(board, params, handlers, log);
+    }
+
+    /** Every live-update handler of a boot, in the order the core runs them. */
+    private static Handlers handlers(final Board board, final BootParams params, final long memSize, final FrameAllocator frames,
+            final IntelIommuDriver intel, final IommuCore iommu, final FrameRefs refs, final KernelLog log,
+            final List<java.util.function.Function<Luo, LuoFileHandler>> luoModules) {
+        final IntelIommuLiveUpdate vtd = new IntelIommuLiveUpdate(intel, iommu, log);
+        final GuestmemfsLiveUpdate gmfs = new GuestmemfsLiveUpdate(board.memory(),
+                handedScratch -> carveGuestmemfs(params, memSize, handedScratch, null), log);
+        final IommufdLiveUpdate rfc = new IommufdLiveUpdate(log, board.memory(), refs, iommu, gmfs, vtd);
+        final List<VfioDevice> vfio = new java.util.ArrayList<>();
+        for (int i = 0; i < iommu.devices().size(); i++) {
+            vfio.add(new VfioDevice(i, iommu.devices().get(i))); // cdevs in BDF order, the same N every boot
+        }
+        // The orchestrator's file handlers, in dependency order: a file's record follows those it names.
+        final Luo luo = new Luo(log);
+        luo.register(new MemfdLuoHandler(luo, board.memory(), frames, refs));
+        luo.register(new GuestmemfsLuoHandler(gmfs));
+        luo.register(new IommufdLuoHandler(log, board.memory(), refs, iommu, rfc, vtd));
+        luo.register(new VfioLuoHandler(log, iommu, vfio));
+        for (java.util.function.Function<Luo, LuoFileHandler> module : luoModules) {
+            luo.register(module.apply(luo));
+        }
+        return new Handlers(vtd, gmfs, rfc, luo, List.copyOf(vfio));
     }
 
     private static PhysRange carveGuestmemfs(final BootParams params, final long memSize, final PhysRange scratch,

@@ -25,6 +25,9 @@ import org.iopersist.kernel.mm.PhysRange;
 public final class IncomingBoot {
     private enum Step { VALIDATED, RESERVED, ADOPTED }
 
+    /** How a cold-boot reason starts when validation broke instead of refusing: a bug to fix, made safe. */
+    public static final String UNEXPECTED = "handover rejected: validation failed unexpectedly: ";
+
     private final List<LiveUpdateHandler<?>> handlers;
     private final IncomingHandover handover; // null: cold boot
     private final String coldReason;
@@ -61,6 +64,11 @@ public final class IncomingBoot {
             return new IncomingBoot(order, in, null, log);
         } catch (HandoverFormatException e) {
             return new IncomingBoot(order, null, "handover rejected: " + e.getMessage(), log);
+        } catch (RuntimeException e) {
+            // Validation only reads; a reader that trips over hostile bytes in a way nobody foresaw
+            // must still not take the boot down with it: upstream would BUG_ON, here it is cold.
+            log.info("KHO: validation failed unexpectedly: %s", e);
+            return new IncomingBoot(order, null, UNEXPECTED + e, log);
         }
     }
 
@@ -106,7 +114,8 @@ public final class IncomingBoot {
             }
         });
         final SetupData setup = handover.setup();
-        handover.earlyFrames(new EarlyFrames(memory, handover.scratch(), setup.fdtAddr() + setup.fdtSize()));
+        // Past the tree itself: fdt_size only bounds it, and scratch is this boot's to use beyond it.
+        handover.earlyFrames(new EarlyFrames(memory, handover.scratch(), setup.fdtAddr() + handover.kho().tree().totalSize()));
         step = Step.RESERVED;
     }
 

@@ -20,7 +20,8 @@ public final class EarlyFrames implements FrameSource {
     public EarlyFrames(final PhysicalMemory memory, final PhysRange region, final long firstFree) {
         this.memory = memory;
         this.region = region;
-        this.next = (firstFree + PhysicalMemory.FRAME_MASK) & ~PhysicalMemory.FRAME_MASK;
+        // Never below the region, whatever the caller computed: these frames are safe only inside it.
+        this.next = (Math.max(firstFree, region.start()) + PhysicalMemory.FRAME_MASK) & ~PhysicalMemory.FRAME_MASK;
     }
 
     @Override

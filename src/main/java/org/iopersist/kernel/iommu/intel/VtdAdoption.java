@@ -166,6 +166,10 @@ final class VtdAdoption {
             if (pool == null) {
                 throw new HandoverFormatException(String.format("domain at 0x%x: its table chunks overlap", hd.pgd()));
             }
+            // The walk reads the pgd before it can check it against the chunks: it must be a frame of memory.
+            if ((hd.pgd() & PhysicalMemory.FRAME_MASK) != 0 || !memory.contains(hd.pgd(), PhysicalMemory.FRAME_SIZE)) {
+                throw new HandoverFormatException(String.format("domain pgd 0x%x is not a frame of memory", hd.pgd()));
+            }
             final PageTableWalker walker = new PageTableWalker(memory, hd.pgd(), hd.levels());
             final long[] pages = {0};
             walker.visitTables(new PageTableWalker.TableVisitor<HandoverFormatException>() {

@@ -98,6 +98,10 @@ final class HandoverValidator {
                             pid, h.id(), h.domainKey()));
                 }
                 hwptById.put(h.id(), h);
+                if (ioas.get(h.ioas()).alignment() < 4096) {
+                    // A domain raised the IOAS's alignment to its page size when it was added.
+                    throw new HandoverFormatException("ctx " + pid + " ioas " + h.ioas() + ": alignment below the domain's page");
+                }
                 checkFits("ctx " + pid, ioas.get(h.ioas()), h.id(), apertures.getOrDefault(h.domainKey(), -1L));
             }
             for (DevicePlan d : devices) {
@@ -218,6 +222,14 @@ final class HandoverValidator {
         final long alignment = blob.u64(on, "alignment");
         if (alignment < 1 || Long.bitCount(alignment) != 1) {
             throw new HandoverFormatException(where + " ioas " + id + ": alignment " + alignment);
+        }
+        for (AreaPlan a : areas) {
+            // As iopt_alloc_area_pages admitted it: the IOVA and length on the IOAS's alignment, and
+            // the IOVA at the same offset in its page as the file byte it maps.
+            if (((a.iova() | a.length()) & (alignment - 1)) != 0 || ((a.iova() ^ a.offset()) & 0xfff) != 0) {
+                throw new HandoverFormatException(String.format("%s ioas %d: area at 0x%x+0x%x (file offset 0x%x) is not "
+                        + "aligned as the IOAS's 0x%x requires", where, id, a.iova(), a.length(), a.offset(), alignment));
+            }
         }
         return new IoasPlan(id, alignment, blob.u32(on, "huge-pages") != 0, allowed, pages, areas);
     }

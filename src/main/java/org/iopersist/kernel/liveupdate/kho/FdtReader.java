@@ -328,6 +328,11 @@ public final class FdtReader {
         return -1;
     }
 
+    /** Where property {@code prop}'s value starts, in bytes from the start of the blob. */
+    public long valueOffset(final int prop) {
+        return structOffset + prop + 12;
+    }
+
     public MemorySegment value(final int prop) {
         final long len = u32(blob, structOffset + prop + 4);
         return blob.asSlice(structOffset + prop + 12, len);

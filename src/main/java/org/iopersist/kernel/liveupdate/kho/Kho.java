@@ -32,7 +32,11 @@ public final class Kho {
     public static final String COMPATIBLE = "kho-v2";
     public static final String PROP_MEMORY_MAP = "preserved-memory-map";
     public static final String PROP_FDT = "fdt";
-    /** CRC-32C of a subsystem blob's {@code totalsize} bytes: a flipped bit anywhere in it means a cold boot. */
+    /**
+     * CRC-32C of a subsystem blob's {@code totalsize} bytes (in its node), and of the KHO tree's own
+     * (at its root, computed with this property's four value bytes as zeros): a flipped bit anywhere
+     * in the handover's metadata means a cold boot.
+     */
     public static final String PROP_CRC = "crc32c";
 
     private final PhysicalMemory memory;
@@ -146,6 +150,26 @@ public final class Kho {
     }
 
     /**
+     * The KHO tree's own CRC-32C: over its {@code totalsize} bytes, the root's {@code crc32c} value
+     * counted as zeros (so it can be written into the tree it covers).
+     *
+     * @throws HandoverFormatException if the root has no {@code crc32c}
+     */
+    public static int treeCrc(final FdtReader tree) throws HandoverFormatException {
+        final int prop = tree.property(tree.root(), PROP_CRC);
+        if (prop < 0 || tree.value(prop).byteSize() != 4) {
+            throw new HandoverFormatException("the KHO tree has no crc32c of its own");
+        }
+        final long at = tree.valueOffset(prop);
+        final java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+        final MemorySegment seg = tree.segment().asSlice(0, tree.totalSize());
+        crc.update(seg.asSlice(0, at).asByteBuffer());
+        crc.update(new byte[4]);
+        crc.update(seg.asSlice(at + 4).asByteBuffer());
+        return (int) crc.getValue();
+    }
+
+    /**
      * Serializes every subsystem, freezes, and writes the KHO tree into the scratch region.
      *
      * @return the boot parameters that carry the handover
@@ -157,6 +181,7 @@ public final class Kho {
         final List<KhoSubsystem> done = new ArrayList<>();
         final FdtWriter root = new FdtWriter().beginNode("");
         root.propertyString("compatible", COMPATIBLE);
+        root.propertyU32(PROP_CRC, 0); // filled in once the tree is whole
         try {
             final Map<String, Long> subtreePhys = new LinkedHashMap<>();
             for (KhoSubsystem s : subsystems.values()) {
@@ -176,6 +201,7 @@ public final class Kho {
                         .propertyU32(PROP_CRC, blobCrc(memory, e.getValue())).endNode();
             }
             final byte[] fdt = root.endNode().finish();
+            sealTree(fdt);
             if (fdt.length > scratchSize) {
                 throw new KernelException(Errno.E2BIG, "KHO tree of " + fdt.length + " bytes exceeds scratch of " + scratchSize);
             }
@@ -189,6 +215,18 @@ public final class Kho {
             undo(done);
             log.accept("KHO: finalize failed: " + e.getMessage());
             throw e;
+        }
+    }
+
+    /** Writes the tree's own CRC-32C into its root {@code crc32c}. */
+    private static void sealTree(final byte[] fdt) {
+        try {
+            final FdtReader tree = FdtReader.open(fdt);
+            final int prop = tree.property(tree.root(), PROP_CRC);
+            MemorySegment.ofArray(fdt).set(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN),
+                    tree.valueOffset(prop), treeCrc(tree));
+        } catch (HandoverFormatException e) {
+            throw new IllegalStateException("the KHO tree just written does not read back", e);
         }
     }
 

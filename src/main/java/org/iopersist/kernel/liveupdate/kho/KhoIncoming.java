@@ -75,6 +75,9 @@ public final class KhoIncoming {
         if (!Kho.COMPATIBLE.equals(compatible)) {
             throw new HandoverFormatException("handover is '" + compatible + "', not '" + Kho.COMPATIBLE + "'");
         }
+        if (Kho.treeCrc(root) != root.u32(root.root(), Kho.PROP_CRC)) {
+            throw new HandoverFormatException("the KHO tree fails its CRC-32C");
+        }
         final KhoIncoming in = new KhoIncoming(memory, setup, root, root.u64(root.root(), Kho.PROP_MEMORY_MAP));
         in.countAndCheckScratch();
         for (int node : root.children(root.root())) {
@@ -82,6 +85,11 @@ public final class KhoIncoming {
             final long phys = root.u64(node, Kho.PROP_FDT);
             if (!memory.contains(phys, Fdt.HEADER_SIZE)) {
                 throw new HandoverFormatException("subtree " + name + " at 0x" + Long.toHexString(phys) + " lies outside memory");
+            }
+            if ((phys & 7) != 0) {
+                // libfdt refuses an FDT that is not 8-byte aligned (FDT_ERR_ALIGNMENT); finalize
+                // puts every blob at the start of a frame.
+                throw new HandoverFormatException("subtree " + name + " at 0x" + Long.toHexString(phys) + " is not 8-byte aligned");
             }
             final long total = Integer.toUnsignedLong(Integer.reverseBytes(memory.load32(phys + Fdt.OFF_TOTALSIZE)));
             if (total > MAX_BLOB || !memory.contains(phys, total)) {
