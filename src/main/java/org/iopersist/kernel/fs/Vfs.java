@@ -125,6 +125,10 @@ public final class Vfs {
             if (wantsWrite && !a.writable()) {
                 throw new KernelException(Errno.EACCES, path + " is read-only");
             }
+            if (wantsWrite && !process.root() && process.uid() != a.ownerUid()) {
+                // A writable attribute is 0644 root (0600 for kho/finalize in debugfs): only its owner writes it.
+                throw new KernelException(Errno.EACCES, path + " is writable by root only");
+            }
             if (a.ownerUid() >= 0 && !process.root() && process.uid() != a.ownerUid()) {
                 throw new KernelException(Errno.EACCES, path + " belongs to uid " + a.ownerUid());
             }
