@@ -76,7 +76,12 @@ public final class KernelClient implements AutoCloseable {
     public long syscall(final int nr, final long a0, final long a1, final long a2, final long a3, final long a4, final long a5) {
         try {
             Wire.writeRequest(channel, buf, nr, a0, a1, a2, a3, a4, a5);
-            return Wire.readReply(channel, buf);
+            final long ret = Wire.readReply(channel, buf);
+            if (ret >= 0 && (nr == Syscall.MUNMAP || nr == Syscall.MMAP)) {
+                // The mapping changed: what this process's "MMU" cached is stale (a TLB shootdown).
+                memory.flush();
+            }
+            return ret;
         } catch (IOException e) {
             throw new IllegalStateException("kernel connection lost: " + e.getMessage(), e);
         }
