@@ -15,6 +15,10 @@ import org.iopersist.kernel.liveupdate.kho.FdtReader;
 import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
 import org.iopersist.kernel.liveupdate.kho.Kho;
 import org.iopersist.kernel.liveupdate.kho.SetupData;
+import org.iopersist.vmm.GuestRam;
+import org.iopersist.vmm.IommufdHandle;
+import org.iopersist.vmm.KernelClient;
+import org.iopersist.vmm.VfioDeviceHandle;
 
 /**
  * Reads the handover a kexec left in a machine the way a kernel engineer would: the real {@code dtc}
@@ -27,6 +31,31 @@ public final class Handovers {
     }
 
     /** Subsystem {@code name}'s blob in the handover of {@code board}'s boot record, writable in place. */
+    /**
+     * Sets up, through {@code vmm}, a persistent iommufd with something of every kind its blobs
+     * hold: 8 MiB of guest RAM on guestmemfs, two IOASes, two areas in one, an allowed range, an
+     * automatic HWPT and an allocated one, and both devices bound and attached. The handover tests
+     * that damage each part of it start from here.
+     */
+    public static void persistEveryKind(final KernelClient vmm) {
+        final long mib = 1L << 20;
+        final GuestRam ram = GuestRam.create(vmm, "vm0", 8 * mib);
+        final IommufdHandle fd = IommufdHandle.open(vmm);
+        fd.makePersistent();
+        final int ioas = fd.ioasAlloc();
+        fd.allowIovas(ioas, java.util.List.of(new IommufdHandle.AllowedRange(0, 64 * mib - 1)));
+        fd.mapFixed(ioas, ram.va(), 4 * mib, 0);
+        fd.mapFixed(ioas, ram.va() + 4 * mib, 2 * mib, 4 * mib);
+        final int ioas2 = fd.ioasAlloc();
+        fd.mapFixed(ioas2, ram.va() + 2 * mib, 2 * mib, 16 * mib);
+        final VfioDeviceHandle d0 = VfioDeviceHandle.open(vmm, 0);
+        d0.bind(fd);
+        d0.attach(ioas);
+        final VfioDeviceHandle d1 = VfioDeviceHandle.open(vmm, 1);
+        d1.bind(fd);
+        d1.attach(fd.hwptAlloc(d1.devId(), ioas2));
+    }
+
     public static FdtReader subtree(final Board board, final String name) {
         try {
             final FdtReader tree = khoTree(board);

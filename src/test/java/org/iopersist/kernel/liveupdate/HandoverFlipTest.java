@@ -24,10 +24,8 @@ import org.iopersist.kernel.liveupdate.kho.KhoIncoming;
 import org.iopersist.kernel.liveupdate.kho.PreservedMemoryMap;
 import org.iopersist.kernel.liveupdate.kho.SetupData;
 import org.iopersist.kernel.syscall.SyscallServer;
-import org.iopersist.vmm.GuestRam;
-import org.iopersist.vmm.IommufdHandle;
+import org.iopersist.testing.Handovers;
 import org.iopersist.vmm.KernelClient;
-import org.iopersist.vmm.VfioDeviceHandle;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -72,23 +70,7 @@ class HandoverFlipTest {
         final Kernel k1 = Kernel.boot(machine.board());
         final SyscallServer server = k1.serve(dir.resolve("k.sock"));
         try (KernelClient vmm = KernelClient.connect(server.path(), dir.resolve("m").resolve("memory"))) {
-            // Something of every kind in the blobs: two IOASes, two areas in one, an allowed
-            // range, an auto HWPT and an allocated one, two devices.
-            final GuestRam ram = GuestRam.create(vmm, "vm0", 8 * MIB);
-            final IommufdHandle fd = IommufdHandle.open(vmm);
-            fd.makePersistent();
-            final int ioas = fd.ioasAlloc();
-            fd.allowIovas(ioas, List.of(new IommufdHandle.AllowedRange(0, 64 * MIB - 1)));
-            fd.mapFixed(ioas, ram.va(), 4 * MIB, 0);
-            fd.mapFixed(ioas, ram.va() + 4 * MIB, 2 * MIB, 4 * MIB);
-            final int ioas2 = fd.ioasAlloc();
-            fd.mapFixed(ioas2, ram.va() + 2 * MIB, 2 * MIB, 16 * MIB);
-            final VfioDeviceHandle d0 = VfioDeviceHandle.open(vmm, 0);
-            d0.bind(fd);
-            d0.attach(ioas);
-            final VfioDeviceHandle d1 = VfioDeviceHandle.open(vmm, 1);
-            d1.bind(fd);
-            d1.attach(fd.hwptAlloc(d1.devId(), ioas2));
+            Handovers.persistEveryKind(vmm);
             bar = new DeviceBar(machine.board().deviceBar(0));
             bar.start(WorkloadSettings.writeVerify(MIB, MIB, 512, 7));
             bar.awaitSeq(100);
