@@ -38,9 +38,23 @@ public final class FdTable {
     }
 
     private final TreeMap<Integer, Entry> fds = new TreeMap<>();
+    /** A descriptor between get_unused_fd and fd_install: taken, yet no file behind it. */
+    private final Entry RESERVED = new Entry(null);
 
     /** Installs {@code file} at the lowest free descriptor. @throws KernelException EMFILE */
     public synchronized int install(final KernelFile file) {
+        final int fd = reserve();
+        fds.put(fd, new Entry(file));
+        return fd;
+    }
+
+    /**
+     * get_unused_fd_flags: the lowest free descriptor, held (EBADF to every call) until
+     * {@link #installAt} fills it or {@link #unreserve} gives it back. An open takes its descriptor
+     * first, so an open with a side effect (a reopen, a claim) never happens for a process that
+     * could not get one. @throws KernelException EMFILE
+     */
+    public synchronized int reserve() {
         int fd = 0;
         for (int used : fds.keySet()) {
             if (used != fd) {
@@ -51,13 +65,28 @@ public final class FdTable {
         if (fd >= MAX_FDS) {
             throw new KernelException(Errno.EMFILE, "too many open files");
         }
-        fds.put(fd, new Entry(file));
+        fds.put(fd, RESERVED);
         return fd;
+    }
+
+    /** fd_install into a descriptor {@link #reserve} returned. */
+    public synchronized void installAt(final int fd, final KernelFile file) {
+        if (fds.get(fd) != RESERVED) {
+            throw new IllegalStateException("fd " + fd + " was not reserved");
+        }
+        fds.put(fd, new Entry(file));
+    }
+
+    /** put_unused_fd: the open failed; the descriptor is free again. */
+    public synchronized void unreserve(final int fd) {
+        if (fds.get(fd) == RESERVED) {
+            fds.remove(fd);
+        }
     }
 
     public synchronized Entry entry(final int fd) {
         final Entry e = fds.get(fd);
-        if (e == null) {
+        if (e == null || e == RESERVED) {
             throw new KernelException(Errno.EBADF, "fd " + fd);
         }
         return e;
@@ -69,10 +98,11 @@ public final class FdTable {
 
     /** Removes {@code fd} and returns its file (the caller releases it). @throws KernelException EBADF */
     public synchronized KernelFile remove(final int fd) {
-        final Entry e = fds.remove(fd);
-        if (e == null) {
+        final Entry e = fds.get(fd);
+        if (e == null || e == RESERVED) {
             throw new KernelException(Errno.EBADF, "fd " + fd);
         }
+        fds.remove(fd);
         return e.file;
     }
 
@@ -80,7 +110,9 @@ public final class FdTable {
     public synchronized List<KernelFile> clear() {
         final List<KernelFile> out = new ArrayList<>();
         for (Entry e : fds.values()) {
-            out.add(e.file);
+            if (e != RESERVED) {
+                out.add(e.file);
+            }
         }
         fds.clear();
         return out;
@@ -90,7 +122,9 @@ public final class FdTable {
     public synchronized List<KernelFile> files() {
         final List<KernelFile> out = new ArrayList<>();
         for (Entry e : fds.values()) {
-            out.add(e.file);
+            if (e != RESERVED) {
+                out.add(e.file);
+            }
         }
         return out;
     }

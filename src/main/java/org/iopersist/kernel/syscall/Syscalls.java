@@ -71,7 +71,15 @@ public final class Syscalls {
         return switch (nr) {
             case Syscall.OPEN -> {
                 final String path = p.mm().copyStringFromUser(a0, PATH_MAX);
-                yield p.fds().install(vfs.open(p, path, (int) a1));
+                // do_sys_open: the descriptor first, then the open (which may have side effects), then fd_install.
+                final int fd = p.fds().reserve();
+                try {
+                    p.fds().installAt(fd, vfs.open(p, path, (int) a1));
+                } catch (RuntimeException e) {
+                    p.fds().unreserve(fd);
+                    throw e;
+                }
+                yield fd;
             }
             case Syscall.CLOSE -> {
                 p.fds().remove(fd(a0)).release();
@@ -123,7 +131,7 @@ public final class Syscalls {
                 if ((a1 & ~Syscall.MFD_CLOEXEC) != 0) {
                     throw new KernelException(Errno.EINVAL, "memfd_create flags 0x" + Long.toHexString(a1));
                 }
-                yield p.fds().install(new MemFd(name, memory, frames, refs));
+                yield install(p, new MemFd(name, memory, frames, refs));
             }
             case Syscall.FTRUNCATE -> {
                 if (a1 < 0) {
@@ -206,6 +214,16 @@ public final class Syscalls {
         p.mm().copyToUser(bufVa, java.lang.foreign.MemorySegment.ofArray(bytes), 0, bytes.length);
         dir.advance(taken);
         return bytes.length;
+    }
+
+    /** fd_install, or EMFILE with the file released: nothing holds what a process could not get a descriptor for. */
+    private static int install(final UserProcess p, final KernelFile f) {
+        try {
+            return p.fds().install(f);
+        } catch (KernelException e) {
+            f.release();
+            throw e;
+        }
     }
 
     private static int fd(final long v) {
