@@ -64,6 +64,7 @@ final class UpdateRig implements AutoCloseable {
     private GuestRam ram;
     private String node;
     private int pid;
+    private int ioas;
     private static final java.util.regex.Pattern SCRUB_MS = java.util.regex.Pattern.compile(" in ([0-9.]+) ms");
     private int boots;
 
@@ -120,7 +121,7 @@ final class UpdateRig implements AutoCloseable {
         iommufd = IommufdHandle.open(vmm);
         pid = (int) iommufd.makePersistent();
         node = Iommufd.persistedNode(pid);
-        final int ioas = iommufd.ioasAlloc();
+        ioas = iommufd.ioasAlloc();
         for (int i = 0; i < bars.length; i++) {
             final VfioDeviceHandle dev = VfioDeviceHandle.open(vmm, i);
             dev.bind(iommufd);
@@ -156,6 +157,26 @@ final class UpdateRig implements AutoCloseable {
 
     int devices() {
         return bars.length;
+    }
+
+    /** The VMM's persistent iommufd (the one reopened by the last update) and its IOAS. */
+    IommufdHandle iommufd() {
+        return iommufd;
+    }
+
+    int ioas() {
+        return ioas;
+    }
+
+    /** Every device restarted back to back, with no pace (the soak's devices), a new generation each. */
+    void unpace() {
+        for (int i = 0; i < bars.length; i++) {
+            bars[i].stop();
+            bars[i].start(WorkloadSettings.writeVerify((1 + i) * MIB, MIB, 512, 100 + i).withPace(0));
+        }
+        for (DeviceBar bar : bars) {
+            bar.awaitSeq(50);
+        }
     }
 
     /**
