@@ -69,12 +69,12 @@ final class UpdateRig implements AutoCloseable {
     private int boots;
 
     private UpdateRig(final Path work, final Machine machine, final long guestBytes, final int areas,
-            final long carveOutBytes) {
+            final long carveOutBytes, final String extraCmdline) {
         this.work = work;
         this.machine = machine;
         this.guestBytes = guestBytes;
         this.areas = areas;
-        this.cmdline = "guestmemfs=" + (carveOutBytes / MIB) + "M liveupdate.finish_timeout=0";
+        this.cmdline = "guestmemfs=" + (carveOutBytes / MIB) + "M liveupdate.finish_timeout=0" + extraCmdline;
         this.bars = new DeviceBar[machine.devices().size()];
     }
 
@@ -102,8 +102,14 @@ final class UpdateRig implements AutoCloseable {
      */
     static UpdateRig start(final Path work, final MachineConfig config, final long guestBytes, final int areas,
             final long carveOutBytes) throws IOException {
+        return start(work, config, guestBytes, areas, carveOutBytes, "");
+    }
+
+    /** As above, every kernel booted with {@code extraCmdline} appended (" page_poison=on"). */
+    static UpdateRig start(final Path work, final MachineConfig config, final long guestBytes, final int areas,
+            final long carveOutBytes, final String extraCmdline) throws IOException {
         final Machine machine = Machine.create(work.resolve("m"), config).start();
-        final UpdateRig rig = new UpdateRig(work, machine, guestBytes, areas, carveOutBytes);
+        final UpdateRig rig = new UpdateRig(work, machine, guestBytes, areas, carveOutBytes, extraCmdline);
         try {
             rig.setUp();
             return rig;
