@@ -187,6 +187,19 @@ class WireFuzzTest {
                 }
                 return;
             }
+            if (rng.nextInt(20) == 0) {
+                // A poke at a file a process may not write: open it writable, write a value, close.
+                final String[] files = {"/sys/kernel/kho/finalize", "/sys/kernel/liveupdate/finish", "/proc/thread-self/fail-nth",
+                    "/sys/kernel/liveupdate/state", "/guestmemfs/victim"};
+                final long fd = c.syscall(Syscall.OPEN, writePath(c, buf + 4096, files[rng.nextInt(files.length)]),
+                        rng.nextBoolean() ? Syscall.O_WRONLY : Syscall.O_RDWR);
+                if (fd >= 0) {
+                    c.memory().writeBytes(buf + 8192, new byte[] {(byte) (rng.nextBoolean() ? '1' : '0')});
+                    c.syscall(Syscall.WRITE, fd, buf + 8192, 1);
+                    c.syscall(Syscall.CLOSE, fd);
+                }
+                return;
+            }
             final int nr = rng.nextInt(10) == 0 ? rng.nextInt(-5, 500) : NRS[rng.nextInt(NRS.length)];
             final long[] a = new long[6];
             for (int i = 0; i < 6; i++) {
