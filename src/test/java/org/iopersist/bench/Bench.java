@@ -51,6 +51,10 @@ public final class Bench implements Callable<Integer> {
     @Option(names = "--no-scaling", description = "skip the scaling table and the device-count axis")
     boolean noScaling;
 
+    @Option(names = "--soak", paramLabel = "N", description = {"only the soak: N live updates back to back, devices unpaced,",
+        "maps and unmaps between updates; writes docs/bench/soak.md (the report's Soak section) and soak.json"})
+    Integer soak;
+
     /**
      * A published or chosen bound, what we measured against it, and whether it holds. A target
      * that is only {@code reported} has no bound: it never fails the run.
@@ -97,6 +101,19 @@ public final class Bench implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         final Path work = Files.createTempDirectory("iopersist-bench");
+        if (soak != null) {
+            try {
+                if (soak < 1) {
+                    throw new IllegalArgumentException("--soak " + soak + ": at least one update");
+                }
+                final SoakBench.Result r = SoakBench.runAndWrite(work, soak, out, LocalDate.now().toString(), machine());
+                System.out.print(SoakBench.section(r, LocalDate.now().toString(), machine()));
+                System.out.println("bench: wrote docs/bench/soak.md; the next full `scripts/bench` puts it in " + out);
+                return r.clean() ? 0 : 3;
+            } finally {
+                deleteTree(work);
+            }
+        }
         progress = Progress.start(System.err, "bench", java.time.Duration.ofSeconds(5), () -> "");
         try {
             final List<LiveUpdateBench.Scenario> scenarios = scenarioSpecs != null ? parse(scenarioSpecs) : quick

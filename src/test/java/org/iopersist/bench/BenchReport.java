@@ -41,7 +41,12 @@ final class BenchReport {
         if (!r.scaling().isEmpty()) {
             scalingChart(benchDir.resolve("scaling.png"), r.scaling());
         }
-        Files.writeString(markdown, markdown(r));
+        // The soak is its own run (`scripts/bench --soak N`, minutes): its last section goes in before the hot paths.
+        final Path soak = benchDir.resolve("soak.md");
+        final String md = markdown(r);
+        final int at = md.indexOf("\n## Hot paths (JMH)");
+        Files.writeString(markdown, Files.isRegularFile(soak) && at >= 0
+                ? md.substring(0, at) + Files.readString(soak) + md.substring(at) : md);
     }
 
     private static void chart(final Path png, final Bench.Report r) throws IOException {

@@ -81,18 +81,19 @@ final class UpdateRig implements AutoCloseable {
     private GuestRam ram;
     private String node;
     private int pid;
+    private int ioas;
     private static final java.util.regex.Pattern SCRUB_MS = java.util.regex.Pattern.compile(" in ([0-9.]+) ms");
     private int boots;
 
     private UpdateRig(final Path work, final Machine machine, final long guestBytes, final int areas,
-            final long carveOutBytes, final Flow flow) {
+            final long carveOutBytes, final Flow flow, final String extraCmdline) {
         this.work = work;
         this.flow = flow;
         this.machine = machine;
         this.guestBytes = guestBytes;
         this.areas = areas;
-        this.cmdline = flow == Flow.LUO ? "liveupdate.finish_timeout=0"
-                : "guestmemfs=" + (carveOutBytes / MIB) + "M liveupdate.finish_timeout=0";
+        this.cmdline = (flow == Flow.LUO ? "liveupdate.finish_timeout=0"
+                : "guestmemfs=" + (carveOutBytes / MIB) + "M liveupdate.finish_timeout=0") + extraCmdline;
         this.bars = new DeviceBar[machine.devices().size()];
     }
 
@@ -120,14 +121,20 @@ final class UpdateRig implements AutoCloseable {
      */
     static UpdateRig start(final Path work, final MachineConfig config, final long guestBytes, final int areas,
             final long carveOutBytes) throws IOException {
-        return start(work, config, guestBytes, areas, carveOutBytes, Flow.RFC);
+        return start(work, config, guestBytes, areas, carveOutBytes, Flow.RFC, "");
     }
 
     /** As {@link #start}, the VMM following {@code flow} (LUO: guest RAM in a memfd, no carve-out). */
     static UpdateRig start(final Path work, final MachineConfig config, final long guestBytes, final int areas,
             final long carveOutBytes, final Flow flow) throws IOException {
+        return start(work, config, guestBytes, areas, carveOutBytes, flow, "");
+    }
+
+    /** As above, every kernel booted with {@code extraCmdline} appended (" page_poison=on"). */
+    static UpdateRig start(final Path work, final MachineConfig config, final long guestBytes, final int areas,
+            final long carveOutBytes, final Flow flow, final String extraCmdline) throws IOException {
         final Machine machine = Machine.create(work.resolve("m"), config).start();
-        final UpdateRig rig = new UpdateRig(work, machine, guestBytes, areas, carveOutBytes, flow);
+        final UpdateRig rig = new UpdateRig(work, machine, guestBytes, areas, carveOutBytes, flow, extraCmdline);
         try {
             rig.setUp();
             return rig;
@@ -147,7 +154,7 @@ final class UpdateRig implements AutoCloseable {
             pid = (int) iommufd.makePersistent();
             node = Iommufd.persistedNode(pid);
         }
-        final int ioas = iommufd.ioasAlloc();
+        ioas = iommufd.ioasAlloc();
         final java.util.Set<Integer> hwpts = new java.util.TreeSet<>();
         final int[] devFds = new int[bars.length];
         for (int i = 0; i < bars.length; i++) {
@@ -211,6 +218,26 @@ final class UpdateRig implements AutoCloseable {
 
     int devices() {
         return bars.length;
+    }
+
+    /** The VMM's persistent iommufd (the one reopened by the last update) and its IOAS. */
+    IommufdHandle iommufd() {
+        return iommufd;
+    }
+
+    int ioas() {
+        return ioas;
+    }
+
+    /** Every device restarted back to back, with no pace (the soak's devices), a new generation each. */
+    void unpace() {
+        for (int i = 0; i < bars.length; i++) {
+            bars[i].stop();
+            bars[i].start(WorkloadSettings.writeVerify((1 + i) * MIB, MIB, 512, 100 + i).withPace(0));
+        }
+        for (DeviceBar bar : bars) {
+            bar.awaitSeq(50);
+        }
     }
 
     /**

@@ -71,7 +71,15 @@ public final class Syscalls {
         return switch (nr) {
             case Syscall.OPEN -> {
                 final String path = p.mm().copyStringFromUser(a0, PATH_MAX);
-                yield p.fds().install(vfs.open(p, path, (int) a1));
+                // do_sys_open: the descriptor first, then the open (which may have side effects), then fd_install.
+                final int fd = p.fds().reserve();
+                try {
+                    p.fds().installAt(fd, new OpenFile(vfs.open(p, path, (int) a1)));
+                } catch (RuntimeException e) {
+                    p.fds().unreserve(fd);
+                    throw e;
+                }
+                yield fd;
             }
             case Syscall.CLOSE -> {
                 p.fds().remove(fd(a0)).put();
@@ -200,7 +208,7 @@ public final class Syscalls {
             throw e.errno() == Errno.ENAMETOOLONG ? new KernelException(Errno.EINVAL, "memfd name longer than "
                     + Syscall.MFD_NAME_MAX_LEN + " bytes") : e;
         }
-        return p.fds().install(new MemFd(name, memory, frames, refs, (flags & Syscall.MFD_ALLOW_SEALING) != 0,
+        return install(p, new MemFd(name, memory, frames, refs, (flags & Syscall.MFD_ALLOW_SEALING) != 0,
                 (flags & Syscall.MFD_NOEXEC_SEAL) != 0));
     }
 
@@ -290,6 +298,16 @@ public final class Syscalls {
         p.mm().copyToUser(bufVa, java.lang.foreign.MemorySegment.ofArray(bytes), 0, bytes.length);
         dir.advance(taken);
         return bytes.length;
+    }
+
+    /** fd_install, or EMFILE with the file released: nothing holds what a process could not get a descriptor for. */
+    private static int install(final UserProcess p, final KernelFile f) {
+        try {
+            return p.fds().install(f);
+        } catch (KernelException e) {
+            f.release();
+            throw e;
+        }
     }
 
     private static int fd(final long v) {

@@ -187,6 +187,19 @@ class WireFuzzTest {
                 }
                 return;
             }
+            if (rng.nextInt(20) == 0) {
+                // A poke at a file a process may not write: open it writable, write a value, close.
+                final String[] files = {"/sys/kernel/kho/finalize", "/sys/kernel/liveupdate/finish", "/proc/thread-self/fail-nth",
+                    "/sys/kernel/liveupdate/state", "/guestmemfs/victim"};
+                final long fd = c.syscall(Syscall.OPEN, writePath(c, buf + 4096, files[rng.nextInt(files.length)]),
+                        rng.nextBoolean() ? Syscall.O_WRONLY : Syscall.O_RDWR);
+                if (fd >= 0) {
+                    c.memory().writeBytes(buf + 8192, new byte[] {(byte) (rng.nextBoolean() ? '1' : '0')});
+                    c.syscall(Syscall.WRITE, fd, buf + 8192, 1);
+                    c.syscall(Syscall.CLOSE, fd);
+                }
+                return;
+            }
             final int nr = rng.nextInt(10) == 0 ? rng.nextInt(-5, 500) : NRS[rng.nextInt(NRS.length)];
             final long[] a = new long[6];
             for (int i = 0; i < 6; i++) {
@@ -367,6 +380,53 @@ class WireFuzzTest {
                 server.close();
             }
         }
+    }
+
+    /**
+     * A process that runs out of descriptors gets EMFILE, and what it opened last is released, not
+     * kept: a restarted VMM whose reopen of its persisted iommufd finds no free descriptor can close
+     * one and reopen it (were the context handed to it without a descriptor, nobody could ever reach
+     * it again: EBUSY for good).
+     */
+    @Test
+    void aFullDescriptorTableReleasesWhatItCouldNotInstall() throws Exception {
+        final Path mdir = dir.resolve("m");
+        try (Machine m = Machine.create(mdir, MachineConfig.small().withMemorySize(256 * MIB)).start()) {
+            Files.writeString(mdir.resolve("boot").resolve(Kernel.CMDLINE_FILE), "guestmemfs=32M liveupdate.finish_timeout=0");
+            final Kernel k1 = Kernel.boot(m.board());
+            final SyscallServer s1 = k1.serve(dir.resolve("k.sock"));
+            final int pid;
+            try (KernelClient vmm = KernelClient.connect(s1.path(), mdir.resolve("memory"))) {
+                final GuestRam ram = GuestRam.create(vmm, "vm0", 4 * MIB);
+                final IommufdHandle fd = IommufdHandle.open(vmm);
+                pid = (int) fd.makePersistent();
+                fd.mapFixed(fd.ioasAlloc(), ram.va(), ram.size(), 0);
+                vmm.writeFile("/sys/kernel/kho/finalize", "1");
+                vmm.kexecLoad("guestmemfs=32M liveupdate.finish_timeout=0");
+                vmm.rebootKexec();
+            }
+            s1.close();
+            final Kernel k = Kernel.boot(m.board());
+            final SyscallServer server = k.serve(dir.resolve("k.sock"));
+            try (KernelClient c = KernelClient.connect(server.path(), mdir.resolve("memory"))) {
+                int opened = 0;
+                while (c.syscall(Syscall.OPEN, writeString(c, "/dev/iommu"), Syscall.O_RDWR) >= 0) {
+                    opened++;
+                }
+                assertEquals(org.iopersist.kernel.fs.FdTable.DEFAULT_NOFILE, opened);
+                assertEquals(-org.iopersist.uapi.Errno.EMFILE.number,
+                        c.syscall(Syscall.OPEN, writeString(c, Iommufd.persistedNode(pid)), Syscall.O_RDWR));
+                assertEquals(-org.iopersist.uapi.Errno.EMFILE.number, c.syscall(Syscall.MEMFD_CREATE, writeString(c, "x"), 0));
+                c.close(5);
+                assertTrue(c.open(Iommufd.persistedNode(pid), Syscall.O_RDWR) >= 0, "the reopen after the EMFILE");
+            }
+            server.close();
+        }
+    }
+
+    private static long writeString(final KernelClient c, final String s) {
+        c.memory().writeBytes(c.scratch(), (s + "\0").getBytes(StandardCharsets.UTF_8));
+        return c.scratch();
     }
 
     /** What the VMM can see of its own world: its context, its IOAS, its guest RAM, the live-update state. */
