@@ -116,6 +116,10 @@ public final class Bench implements Callable<Integer> {
         }
         progress = Progress.start(System.err, "bench", java.time.Duration.ofSeconds(5), () -> "");
         try {
+            // JMH first, on a quiet machine: the scaling runs leave GiBs of memory files behind them,
+            // whose deletion and writeback would otherwise share the cores with the hot-path timings.
+            phase("JMH (it prints its own progress)");
+            final List<Micro> micro = quick || noJmh ? List.of() : jmh();
             final List<LiveUpdateBench.Scenario> scenarios = scenarioSpecs != null ? parse(scenarioSpecs) : quick
                     ? List.of(new LiveUpdateBench.Scenario(64, 1), new LiveUpdateBench.Scenario(64, 64))
                     : List.of(new LiveUpdateBench.Scenario(256, 1), new LiveUpdateBench.Scenario(256, 256),
@@ -138,8 +142,6 @@ public final class Bench implements Callable<Integer> {
             final Path ioctlDir = Files.createDirectories(work.resolve("ioctl"));
             phase("uAPI round trips");
             final List<IoctlBench.Result> ioctls = IoctlBench.run(ioctlDir, quick ? 10 : 2000, quick ? 20 : 4000);
-            phase("JMH (it prints its own progress)");
-            final List<Micro> micro = quick || noJmh ? List.of() : jmh();
             final List<Target> targets = targets(lu, scaling, devices, processes, ioctls, micro);
             final Report report = new Report(LocalDate.now().toString(), machine(), lu, scaling, devices, processes, ioctls,
                     micro, targets);

@@ -109,7 +109,7 @@ class DemoReportTest {
         assertEquals("live_update", report.get("kernels").get(2).get("boot").asText());
         assertEquals(2, report.get("updates").size());
         assertEquals("iommufd-v1", report.get("versions").get("handover").get("iommufd").asText());
-        assertEquals("intel-iommu-v2", report.get("versions").get("handover").get("intel-iommu").asText());
+        assertEquals("intel-iommu-v3", report.get("versions").get("handover").get("intel-iommu").asText());
         for (JsonNode u : report.get("updates")) {
             final JsonNode p = u.get("phases");
             assertTrue(p.get("blackoutMs").asDouble() >= p.get("finalizeMs").asDouble() + p.get("kexecMs").asDouble()

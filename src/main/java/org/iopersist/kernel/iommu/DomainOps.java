@@ -53,6 +53,15 @@ public interface DomainOps {
      */
     void forEachLeaf(LeafVisitor visitor);
 
+    /**
+     * The driver's own check of a domain's table structure, for a scrub of adopted tables: null, or
+     * what is wrong (a table page reached twice or outside what the domain owns). Drivers whose
+     * adoption already read every table have nothing to add.
+     */
+    default String checkTables() {
+        return null;
+    }
+
     /** domain->dirty_ops: the domain's dirty tracking, or null if it was not allocated with it. */
     default DirtyOps dirtyOps() {
         return null;

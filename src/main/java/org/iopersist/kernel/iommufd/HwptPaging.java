@@ -58,7 +58,8 @@ public final class HwptPaging extends IommufdObject implements IoasDomain {
         try {
             ioas.iopt.iovaLock.readLock().lock();
             try {
-                return ioas.iopt.checkDomain(domain.ops());
+                final String tables = domain.ops().checkTables();
+                return tables != null ? new ScrubResult(0, 0, 0, tables) : ioas.iopt.checkDomain(domain.ops());
             } finally {
                 ioas.iopt.iovaLock.readLock().unlock();
             }

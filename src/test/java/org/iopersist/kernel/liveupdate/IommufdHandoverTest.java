@@ -17,6 +17,7 @@ import org.iopersist.hw.Machine;
 import org.iopersist.hw.MachineConfig;
 import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.iommu.IommuDevice;
+import org.iopersist.kernel.iommu.intel.VtdHandover;
 import org.iopersist.kernel.iommufd.persist.IommufdHandover;
 import org.iopersist.kernel.liveupdate.kho.FdtReader;
 import org.iopersist.kernel.liveupdate.kho.SetupData;
@@ -180,6 +181,41 @@ class IommufdHandoverTest {
             areas(Handovers.subtree(m.board(), IommufdHandover.NAME), h.pid())
                     .set(BE64, (2L * IommufdHandover.AREA_CELLS + 1) * 8, MIB / 2);
             assertScrubBlocks(dir.resolve("m"), m, h.pid(), "outside every area");
+        }
+    }
+
+    @Test
+    void tableUsageThatMovesATablePageIsFoundByTheScrub() throws Exception {
+        final Handed h = handOver(dir.resolve("m"));
+        try (Machine m = h.machine()) {
+            // The count stays right, so boot restores; but the pool now has a live table page free and
+            // a free page in use. The walk from the pgd, the scrub's first step, finds it.
+            final FdtReader vtd = Handovers.subtree(m.board(), VtdHandover.NAME);
+            final int dom = vtd.children(vtd.root()).stream().filter(n -> vtd.nodeName(n).startsWith("domain@")).findFirst()
+                    .orElseThrow();
+            final MemorySegment chunks = vtd.value(vtd.property(dom, "table-chunks"));
+            final MemorySegment usage = vtd.value(vtd.property(dom, "table-usage"));
+            long word = 0;
+            boolean moved = false;
+            for (long c = 0; c < chunks.byteSize() / 8 && !moved; c++) {
+                final int order = (int) (chunks.get(BE64, c * 8) & 0xFFF);
+                final long valid = order >= 6 ? -1L : (1L << (1 << order)) - 1;
+                final long bits = usage.get(BE64, word * 8);
+                if (bits != 0 && (~bits & valid) != 0) {
+                    final long top = Long.highestOneBit(bits);
+                    usage.set(BE64, word * 8, (bits & ~top) | Long.lowestOneBit(~bits & valid));
+                    moved = true;
+                }
+                word += Math.max(1, (1 << order) >>> 6);
+            }
+            assertTrue(moved, "some chunk has a page in use and a free one");
+            Handovers.reseal(m.board(), VtdHandover.NAME);
+            final Kernel b = Kernel.boot(m.board());
+            assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind(), "the count and chunks are sound: boot restores " + b.coldBootReason());
+            final ScrubbingVmm.Scrubbed s = ScrubbingVmm.reopenAndScrub(dir.resolve("m"), b, h.pid());
+            assertTrue(s.line().startsWith("mismatch: ") && s.line().contains("table-usage marks in use")
+                    && s.line().contains("1 devices blocked"), s.line());
+            assertTrue(s.deviceBlocked(), "the device of the bad domain is blocked");
         }
     }
 

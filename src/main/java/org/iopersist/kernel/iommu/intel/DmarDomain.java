@@ -95,8 +95,8 @@ final class DmarDomain implements DomainOps {
     }
 
     /**
-     * The chunks holding this domain's table pages ({@code phys | order}) and how many pages are in
-     * use: what a handover preserves and lists.
+     * The chunks holding this domain's table pages ({@code phys | order}), how many pages are in use
+     * and which ({@link TablePagePool#usage}): what a handover preserves and lists.
      */
     TableChunks tableChunks() {
         lock.lock();
@@ -105,13 +105,47 @@ final class DmarDomain implements DomainOps {
             for (int i = 0; i < chunks.length; i++) {
                 chunks[i] = pages.chunk(i);
             }
-            return new TableChunks(chunks, pages.pages());
+            return new TableChunks(chunks, pages.pages(), pages.usage());
         } finally {
             lock.unlock();
         }
     }
 
-    record TableChunks(long[] chunks, long pages) {
+    record TableChunks(long[] chunks, long pages, long[] usage) {
+    }
+
+    /**
+     * The structure check of adopted tables that boot leaves to the scrub: a walk from the pgd must
+     * reach each table page of the pool once, and no other page. Boot took the pool from the
+     * handover's {@code table-usage} without reading a table.
+     */
+    @Override
+    public String checkTables() {
+        lock.lock();
+        try {
+            final TablePagePool.Incoming reached = pages.blank();
+            final String[] bad = {null};
+            walker.visitTables(new PageTableWalker.TableVisitor<RuntimeException>() {
+                @Override
+                public void table(final long phys, final int level) {
+                    tables(phys, 1, level);
+                }
+
+                @Override
+                public void tables(final long phys, final int count, final int level) {
+                    final long at = bad[0] == null ? reached.mark(phys, count) : -1;
+                    if (at >= 0) {
+                        bad[0] = String.format("table page 0x%x is in none of the domain's chunks, or is reached twice", at);
+                    }
+                }
+            });
+            if (bad[0] == null && !reached.sameUsage(pages)) {
+                bad[0] = String.format("the tables reach %d pages, not the %d table-usage marks in use", reached.pages(), pages.pages());
+            }
+            return bad[0];
+        } finally {
+            lock.unlock();
+        }
     }
 
     @Override

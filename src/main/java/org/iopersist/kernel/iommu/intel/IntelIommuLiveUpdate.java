@@ -22,7 +22,7 @@ import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
  * the chunks its table pages are carved from, and writes {@link VtdHandover}; from then on persistent domains are frozen.
  * At kexec ({@link #quiesce}) it clears and invalidates the context entry of every device that is
  * not attached to a persistent domain and turns its bus mastering off; translation stays on.
- * Incoming: {@link #validate} checks {@code intel-iommu-v2} against the units and the preserved
+ * Incoming: {@link #validate} checks {@code intel-iommu-v3} against the units and the preserved
  * tables ({@link VtdAdoption}); {@link #adopt} takes the live root tables over and hands the
  * persistent domains to the iommu core, under their handover keys.
  */
@@ -85,7 +85,7 @@ public final class IntelIommuLiveUpdate implements LiveUpdateHandler<IommuDriver
                         devices.add(dev.handoverKey());
                     }
                 }
-                domains.add(new VtdHandover.Domain(d.levels, d.pgd, tables.pages(), tables.chunks(),
+                domains.add(new VtdHandover.Domain(d.levels, d.pgd, tables.pages(), tables.chunks(), tables.usage(),
                         dids.stream().mapToLong(Long::longValue).toArray(), devices.stream().mapToLong(Long::longValue).toArray()));
             }
             log.info("DMAR: handover: %d units, %d persistent domains, %d frames preserved", units.size(), domains.size(),

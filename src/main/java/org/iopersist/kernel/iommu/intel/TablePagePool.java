@@ -11,9 +11,10 @@ import org.iopersist.kernel.mm.FrameSource;
  * {@value #MAX_CHUNK_ORDER} (2 MiB), so a small domain costs what it did with single frames and a
  * TiB domain with 4 KiB leaves holds its 512 Ki table pages in about a thousand chunks.
  *
- * <p>Why chunks: a handover preserves and lists the chunks, not the pages, so the next kernel claims
- * and reserves O(chunks) blocks inside the blackout; its walk of the tables only checks each table
- * page against the chunks and rebuilds which pages are in use ({@link Incoming}).
+ * <p>Why chunks: a handover preserves and lists the chunks, not the pages, with each chunk's bitmap
+ * of the pages in use ({@link #usage}), so the next kernel claims, reserves and rebuilds the pool in
+ * O(chunks) inside the blackout, without reading a table ({@link Incoming}). That the tables reach
+ * exactly those pages is the scrub's to check after the rebind ({@link #sameUsage}).
  *
  * <p>Which pages of a chunk are in use is a bitmap of 512 bits a chunk, whatever its order. A chunk
  * whose pages are all free goes back to the allocator. A page is zeroed when it is handed out, not
@@ -60,6 +61,40 @@ final class TablePagePool {
     /** Chunk {@code i} packed as a handover lists it: {@code phys | order}. */
     long chunk(final int i) {
         return chunkPhys[i] | chunkOrder[i];
+    }
+
+    /** Bitmap words a chunk of {@code order} takes in a handover's {@code table-usage}: one per 64 pages, at least one. */
+    static int usageWords(final int order) {
+        return Math.max(1, (1 << order) >>> 6);
+    }
+
+    /**
+     * Which pages of each chunk are in use, chunk by chunk as {@link #chunk} lists them, each chunk's
+     * {@link #usageWords} words (bit {@code p} of word {@code w}: page {@code 64 w + p}).
+     */
+    long[] usage() {
+        int n = 0;
+        for (int c = 0; c < chunks; c++) {
+            n += usageWords(chunkOrder[c]);
+        }
+        final long[] out = new long[n];
+        int at = 0;
+        for (int c = 0; c < chunks; c++) {
+            final int k = usageWords(chunkOrder[c]);
+            System.arraycopy(used, c * WORDS, out, at, k);
+            at += k;
+        }
+        return out;
+    }
+
+    /** Whether {@code phys} is a table page in use here. */
+    boolean inUse(final long phys) {
+        final int c = chunkOf(phys);
+        if (c < 0) {
+            return false;
+        }
+        final int page = (int) ((phys - chunkPhys[c]) >>> SHIFT);
+        return (used[c * WORDS + (page >>> 6)] & 1L << page) != 0;
     }
 
     /** A zeroed table page. @throws org.iopersist.kernel.KernelException ENOMEM */
@@ -209,6 +244,15 @@ final class TablePagePool {
         return -1;
     }
 
+    /** An empty pool over this one's chunks, for a walk to mark what it reaches ({@link Incoming#sameUsage}). */
+    Incoming blank() {
+        final long[] packed = new long[chunks];
+        for (int c = 0; c < chunks; c++) {
+            packed[c] = chunk(c);
+        }
+        return Incoming.of(memory, packed);
+    }
+
     // ------------------------------------------------------------------ a handed-over pool
 
     /**
@@ -245,6 +289,49 @@ final class TablePagePool {
         }
 
         private int last = -1;
+
+        /**
+         * Loads the pages in use from a handover's {@code table-usage} ({@link TablePagePool#usage}'s
+         * layout), in O(chunks): what the previous kernel's pool had when it wrote the handover.
+         *
+         * @return null, or what is wrong with it (its length, or a bit past its chunk's end)
+         */
+        String load(final long[] usage) {
+            final TablePagePool p = pool;
+            int at = 0;
+            for (int c = 0; c < p.chunks; c++) {
+                final int order = p.chunkOrder[c];
+                final int k = usageWords(order);
+                if (at + k > usage.length) {
+                    return "table-usage holds " + usage.length + " words, the chunks need more";
+                }
+                if (order < 6 && (usage[at] & (-1L << (1 << order))) != 0) {
+                    return String.format("table-usage marks pages past the end of chunk 0x%x", p.chunkPhys[c]);
+                }
+                int n = 0;
+                for (int w = 0; w < k; w++) {
+                    p.used[c * WORDS + w] = usage[at + w];
+                    n += Long.bitCount(usage[at + w]);
+                }
+                p.inUse[c] = n;
+                p.pages += n;
+                at += k;
+            }
+            if (at != usage.length) {
+                return "table-usage holds " + usage.length + " words, the chunks need " + at;
+            }
+            return null;
+        }
+
+        /** Whether {@code phys} is a page in use after {@link #load} or {@link #mark}. */
+        boolean inUse(final long phys) {
+            return pool.inUse(phys);
+        }
+
+        /** Whether the pages marked here are exactly those in use in {@code other}, chunk for chunk. */
+        boolean sameUsage(final TablePagePool other) {
+            return pool.pages == other.pages && Arrays.equals(pool.usage(), other.usage());
+        }
 
         /**
          * Marks the table page at {@code phys} in use.

@@ -150,10 +150,11 @@ final class VtdAdoption {
                 }
                 dids[unit] = did;
             }
-            // The chunks are claimed whole; each table page the walk finds must lie in one, and no
-            // page may be reached twice. The walk stops past the pages handed over. The entries of
-            // the level-1 tables are not read: what the leaves map is the scrub's to check after the
-            // rebind.
+            // The chunks are claimed whole, and table-usage says which of their pages are tables: the
+            // pool is rebuilt from the handover in O(chunks), without reading a table. That a walk
+            // from the pgd reaches exactly those pages, and what the leaves map, is the scrub's to
+            // check after the rebind: the devices have been translating through these tables since
+            // before this kernel ran, so reading them here would protect nothing.
             final long[] chunks = hd.tableChunks();
             for (long c : chunks) {
                 final int order = (int) (c & PhysicalMemory.FRAME_MASK);
@@ -166,34 +167,17 @@ final class VtdAdoption {
             if (pool == null) {
                 throw new HandoverFormatException(String.format("domain at 0x%x: its table chunks overlap", hd.pgd()));
             }
-            // The walk reads the pgd before it can check it against the chunks: it must be a frame of memory.
-            if ((hd.pgd() & PhysicalMemory.FRAME_MASK) != 0 || !memory.contains(hd.pgd(), PhysicalMemory.FRAME_SIZE)) {
-                throw new HandoverFormatException(String.format("domain pgd 0x%x is not a frame of memory", hd.pgd()));
+            final String usage = pool.load(hd.tableUsage());
+            if (usage != null) {
+                throw new HandoverFormatException(String.format("domain at 0x%x: %s", hd.pgd(), usage));
             }
-            final PageTableWalker walker = new PageTableWalker(memory, hd.pgd(), hd.levels());
-            final long[] pages = {0};
-            walker.visitTables(new PageTableWalker.TableVisitor<HandoverFormatException>() {
-                @Override
-                public void table(final long phys, final int level) throws HandoverFormatException {
-                    tables(phys, 1, level);
-                }
-
-                @Override
-                public void tables(final long phys, final int count, final int level) throws HandoverFormatException {
-                    pages[0] += count;
-                    if (pages[0] > hd.tablePages()) {
-                        throw new HandoverFormatException("more table pages than handed over");
-                    }
-                    final long bad = pool.mark(phys, count);
-                    if (bad >= 0) {
-                        throw new HandoverFormatException(String.format(
-                                "table page 0x%x is in none of its domain's chunks, or is reached twice", bad));
-                    }
-                }
-            });
-            if (pages[0] != hd.tablePages()) {
-                throw new HandoverFormatException(String.format("domain at 0x%x: %d table pages found, %d handed over",
-                        hd.pgd(), pages[0], hd.tablePages()));
+            if (pool.pages() != hd.tablePages()) {
+                throw new HandoverFormatException(String.format("domain at 0x%x: table-usage marks %d table pages, %d handed over",
+                        hd.pgd(), pool.pages(), hd.tablePages()));
+            }
+            if (!pool.inUse(hd.pgd())) {
+                throw new HandoverFormatException(String.format("domain pgd 0x%x is not a table page in use in its domain's chunks",
+                        hd.pgd()));
             }
             final int idle = pool.idleChunk();
             if (idle >= 0) {

@@ -7,11 +7,11 @@ import org.iopersist.kernel.liveupdate.kho.FdtWriter;
 import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
 
 /**
- * The VT-d driver's handover blob, an FDT with {@code compatible = "intel-iommu-v2"}:
+ * The VT-d driver's handover blob, an FDT with {@code compatible = "intel-iommu-v3"}:
  *
  * <pre>
  * / {
- *     compatible = "intel-iommu-v2";
+ *     compatible = "intel-iommu-v3";
  *     unit@N {                          one per remapping unit, N = its index
  *         cap = &lt;u64&gt;;  ecap = &lt;u64&gt;;      the registers, to match against the hardware
  *         root-table = &lt;u64&gt;;              the live root table (RTADDR)
@@ -23,6 +23,7 @@ import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
  *         pgd = &lt;u64&gt;;
  *         table-pages = &lt;u64&gt;;             how many table pages a walk from pgd finds
  *         table-chunks = &lt;u64 ...&gt;;        (phys | order) of every run the table pages are carved from
+ *         table-usage = &lt;u64 ...&gt;;         per chunk, the bitmap of its pages in use
  *         dids = &lt;u64 ...&gt;;                 (unit &lt;&lt; 32 | did) per unit it is attached through
  *         devices = &lt;u64 ...&gt;;              (unit &lt;&lt; 32 | segment &lt;&lt; 16 | source-id) of the devices it serves
  *     };
@@ -35,9 +36,13 @@ import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
  * <p>v2 (v1 had no {@code table-chunks}: each table page was preserved as a frame of its own): a
  * domain's table pages come from a few naturally aligned runs of up to 2 MiB ({@link TablePagePool}),
  * each preserved as one block, so the next kernel claims O(runs), not O(table pages).
+ *
+ * <p>v3 adds {@code table-usage}, so the next kernel rebuilds each domain's pool in O(chunks) and
+ * reads no table at boot (v2's boot walked every directory level: O(guest size) with 4 KiB or
+ * 2 MiB leaves). The walk moved to the scrub after the rebind.
  */
 public final class VtdHandover {
-    public static final String COMPATIBLE = "intel-iommu-v2";
+    public static final String COMPATIBLE = "intel-iommu-v3";
     public static final String NAME = "intel-iommu";
 
     /** A unit as handed over. */
@@ -53,9 +58,11 @@ public final class VtdHandover {
     }
 
     /** A persistent domain as handed over; {@code dids[i]} and {@code devices[i]} are packed as above. */
-    public record Domain(int levels, long pgd, long tablePages, long[] tableChunks, long[] dids, long[] devices) {
+    public record Domain(int levels, long pgd, long tablePages, long[] tableChunks, long[] tableUsage, long[] dids,
+                         long[] devices) {
         public Domain {
             tableChunks = tableChunks.clone();
+            tableUsage = tableUsage.clone();
             dids = dids.clone();
             devices = devices.clone();
         }
@@ -63,6 +70,11 @@ public final class VtdHandover {
         @Override
         public long[] tableChunks() {
             return tableChunks.clone();
+        }
+
+        @Override
+        public long[] tableUsage() {
+            return tableUsage.clone();
         }
 
         @Override
@@ -105,6 +117,7 @@ public final class VtdHandover {
                     .propertyU32("levels", d.levels()).propertyU64("pgd", d.pgd())
                     .propertyU64("table-pages", d.tablePages())
                     .propertyU64Array("table-chunks", d.tableChunks())
+                    .propertyU64Array("table-usage", d.tableUsage())
                     .propertyU64Array("dids", d.dids()).propertyU64Array("devices", d.devices())
                     .endNode();
         }
@@ -135,7 +148,7 @@ public final class VtdHandover {
                     throw new HandoverFormatException(name + ": " + levels + " levels");
                 }
                 domains.add(new Domain(levels, fdt.u64(node, "pgd"), fdt.u64(node, "table-pages"),
-                        fdt.u64Array(node, "table-chunks"), fdt.u64Array(node, "dids"), fdt.u64Array(node, "devices")));
+                        fdt.u64Array(node, "table-chunks"), fdt.u64Array(node, "table-usage"), fdt.u64Array(node, "dids"), fdt.u64Array(node, "devices")));
             } else {
                 throw new HandoverFormatException("unknown node '" + name + "' in the intel-iommu blob");
             }

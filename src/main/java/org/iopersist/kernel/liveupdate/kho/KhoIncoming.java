@@ -143,7 +143,7 @@ public final class KhoIncoming {
     /** Reports every preserved block and every tracker frame, for reservation before the allocator opens. */
     public void reserveAll(final PreservedMemoryMap.Visitor visitor) {
         try {
-            PreservedMemoryMap.deserialize(memory, treeRoot, visitor);
+            PreservedMemoryMap.visitValidated(memory, treeRoot, visitor);
         } catch (HandoverFormatException e) {
             throw new IllegalStateException("tracker changed after validation", e);
         }

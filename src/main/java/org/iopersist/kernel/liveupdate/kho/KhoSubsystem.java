@@ -2,7 +2,7 @@ package org.iopersist.kernel.liveupdate.kho;
 
 /**
  * A user of KHO: at finalize it preserves its memory and hands over one blob, a flattened device
- * tree whose root {@code compatible} names its format and version ({@code "intel-iommu-v2"}, ...).
+ * tree whose root {@code compatible} names its format and version ({@code "intel-iommu-v3"}, ...).
  */
 public interface KhoSubsystem {
     /** Its node name under the KHO root; unique among subsystems. */

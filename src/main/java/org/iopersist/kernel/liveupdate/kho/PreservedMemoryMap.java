@@ -1,5 +1,7 @@
 package org.iopersist.kernel.liveupdate.kho;
 
+import java.lang.foreign.MemorySegment;
+
 import org.iopersist.kernel.mm.FrameSource;
 
 import java.util.ArrayList;
@@ -247,6 +249,15 @@ public final class PreservedMemoryMap {
         walk(memory, root, visitor, null);
     }
 
+    /**
+     * As {@link #deserialize}, for a tree {@link #deserialize} has validated already: one walk, the
+     * visitor's. Reserving what was preserved costs one pass over the nodes, not two.
+     */
+    public static void visitValidated(final PhysicalMemory memory, final long root, final Visitor visitor)
+            throws HandoverFormatException {
+        walk(memory, root, visitor, null);
+    }
+
     private static void walk(final PhysicalMemory memory, final long root, final Visitor visitor, final List<Node> layout)
             throws HandoverFormatException {
         if (root == 0) {
@@ -276,8 +287,12 @@ public final class PreservedMemoryMap {
         if (layout != null) {
             layout.add(new Node(level, prefix, phys));
         }
+        // One bulk read per node: most of a table's 512 slots are empty, and a load each would cost
+        // the segment's checks each.
+        final long[] slots = new long[TABLE_ENTRIES];
+        MemorySegment.copy(memory.segment(), PhysicalMemory.U64, phys, slots, 0, TABLE_ENTRIES);
         for (int i = 0; i < TABLE_ENTRIES; i++) {
-            final long next = memory.load64(phys + i * 8L);
+            final long next = slots[i];
             if (next == 0) {
                 continue;
             }
@@ -310,8 +325,10 @@ public final class PreservedMemoryMap {
         }
         final long orderBit = 1L << (ORDER0_BIT - order);
         final int shift = PhysicalMemory.FRAME_SHIFT + order;
-        for (int w = 0; w < BITS_PER_LEAF / 64; w++) {
-            long bits = memory.load64(phys + w * 8L);
+        final long[] words = new long[BITS_PER_LEAF / 64];
+        MemorySegment.copy(memory.segment(), PhysicalMemory.U64, phys, words, 0, words.length);
+        for (int w = 0; w < words.length; w++) {
+            long bits = words[w];
             while (bits != 0) {
                 final int b = Long.numberOfTrailingZeros(bits);
                 bits &= bits - 1;

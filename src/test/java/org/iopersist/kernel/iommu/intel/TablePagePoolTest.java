@@ -137,4 +137,55 @@ class TablePagePoolTest {
             assertEquals(1, idle.idleChunk(), "a listed chunk the walk never reached");
         }
     }
+
+    @Test
+    void usageRoundTripsThroughAHandoverInChunksNotPages() {
+        try (PhysicalMemory mem = PhysicalMemory.create(dir.resolve("m"), 64 * MIB)) {
+            final FrameAllocator frames = new FrameAllocator(mem, 64 * MIB, false);
+            frames.open();
+            final TablePagePool pool = new TablePagePool(mem, frames);
+            final List<Long> live = new ArrayList<>();
+            for (int i = 0; i < 1500; i++) {
+                live.add(pool.allocZeroedPage());
+            }
+            final Random rnd = new Random(3);
+            for (int i = 0; i < 400; i++) {
+                pool.free(live.remove(rnd.nextInt(live.size())));
+            }
+            final long[] chunks = new long[pool.chunkCount()];
+            int words = 0;
+            for (int i = 0; i < chunks.length; i++) {
+                chunks[i] = pool.chunk(i);
+                words += TablePagePool.usageWords((int) (chunks[i] & (PAGE - 1)));
+            }
+            final long[] usage = pool.usage();
+            assertEquals(words, usage.length, "max(1, 2^order / 64) words a chunk");
+            final TablePagePool.Incoming in = TablePagePool.Incoming.of(mem, chunks);
+            assertNull(in.load(usage));
+            assertEquals(live.size(), in.pages());
+            assertTrue(in.sameUsage(pool));
+            for (long phys : live) {
+                assertTrue(in.inUse(phys), "live page 0x" + Long.toHexString(phys));
+            }
+            // Adopted, it frees what the old pool had in use and hands out only what was free.
+            final TablePagePool adopted = in.adopt(frames);
+            final Set<Long> fresh = new HashSet<>();
+            for (int i = 0; i < 400; i++) {
+                final long phys = adopted.allocZeroedPage();
+                assertFalse(live.contains(phys), "a page in use handed out again");
+                assertTrue(fresh.add(phys));
+            }
+            // A bit past the end of the one-frame first chunk, and a usage of the wrong length.
+            final long[] bad = usage.clone();
+            bad[0] |= 2;
+            assertNotNull(TablePagePool.Incoming.of(mem, chunks).load(bad));
+            assertNotNull(TablePagePool.Incoming.of(mem, chunks).load(java.util.Arrays.copyOf(usage, usage.length - 1)));
+            // A walk that marked one page less is not the same usage.
+            final TablePagePool.Incoming partial = pool.blank();
+            for (int i = 1; i < live.size(); i++) {
+                assertEquals(-1, partial.mark(live.get(i), 1));
+            }
+            assertFalse(partial.sameUsage(pool));
+        }
+    }
 }

@@ -197,7 +197,7 @@ class VtdLiveUpdateTest {
             final int dom = domainNode(blob, 0);
             final long anyFrame = w.a.frames().allocRun(0); // allocated in A, never preserved
             blob.value(blob.property(dom, "pgd")).set(BE64, 0, anyFrame);
-            assertColdAndBlocked(w, "pgd not preserved", "table page 0x" + Long.toHexString(anyFrame) + " is in none of its domain's chunks");
+            assertColdAndBlocked(w, "pgd not preserved", "domain pgd 0x" + Long.toHexString(anyFrame) + " is not a table page in use");
         }
     }
 
@@ -229,6 +229,25 @@ class VtdLiveUpdateTest {
             final MemorySegment chunks = blob.value(blob.property(domainNode(blob, 0), "table-chunks"));
             chunks.set(BE64, 0, chunks.get(BE64, 0) | 10);
             assertColdAndBlocked(w, "a chunk larger than 2 MiB", "table chunk of order");
+        }
+    }
+
+    @Test
+    void tableUsageThatDisagreesWithItsCountOrChunksColdBoots() throws Exception {
+        try (World w = new World(dir.resolve("m"), false)) {
+            w.finalizeAndKexec();
+            final FdtReader blob = vtdBlob(w.m, null);
+            final MemorySegment usage = blob.value(blob.property(domainNode(blob, 0), "table-usage"));
+            assertEquals(1L, usage.get(BE64, 0), "the first chunk is one frame: the pgd");
+            usage.set(BE64, 0, 0L); // one page fewer than table-pages says
+            assertColdAndBlocked(w, "a page missing from table-usage", "table-usage marks");
+        }
+        try (World w = new World(dir.resolve("m2"), false)) {
+            w.finalizeAndKexec();
+            final FdtReader blob = vtdBlob(w.m, null);
+            final MemorySegment usage = blob.value(blob.property(domainNode(blob, 0), "table-usage"));
+            usage.set(BE64, 0, 2L); // the pgd's chunk is one frame; bit 1 lies past it
+            assertColdAndBlocked(w, "a bit past its chunk", "marks pages past the end of chunk");
         }
     }
 
