@@ -11,10 +11,19 @@ import org.iopersist.uapi.Errno;
  *
  * <p>The sites are the kernel's fallible allocations and user copies: every frame the allocator
  * hands out ({@code fail_page_alloc}), every table page a VT-d domain takes from its pool
- * ({@code iommu_alloc_pages}), and every {@code copy_from_user}, {@code copy_to_user} and
- * {@code strncpy_from_user} ({@code fail_usercopy}). A sweep that sets N = 1, 2, 3… until a
- * scenario runs through with the count left over visits every error path that scenario has, as
+ * ({@code iommu_alloc_pages}), the slab allocations iommufd, its selftest driver and the VFS make
+ * where Linux makes them ({@code failslab}: {@code kzalloc}, {@code kvcalloc}, {@code getname}'s
+ * and {@code alloc_empty_file}'s caches), iommufd's own points ({@code fail_iommufd}, which
+ * {@code iommufd_should_fail()} reads in a kernel built with CONFIG_IOMMUFD_TEST), and every
+ * {@code copy_from_user}, {@code copy_to_user} and {@code strncpy_from_user}
+ * ({@code fail_usercopy}; not {@code get_user}, {@code put_user} or {@code check_zeroed_user},
+ * which Linux does not instrument). A sweep that sets N = 1, 2, 3… until a scenario runs through
+ * with the count left over visits every error path that scenario has, as
  * {@code tools/testing/selftests/iommu/iommufd_fail_nth.c} does.
+ *
+ * <p>Allocations whose failure Linux absorbs are not sites here, since they change no outcome: the
+ * xarray's node allocation, retried with GFP_KERNEL after its GFP_NOWAIT try fails, and
+ * {@code temp_kmalloc}'s kmalloc, which falls back to one page or to a stack buffer.
  *
  * <p>Which task is running is a binding made for the length of one syscall ({@link #callAs}), the
  * model's {@code current}: work a syscall does on its own thread counts, work done on other threads
@@ -28,8 +37,16 @@ public final class FaultInjection {
         FRAME(Errno.ENOMEM),
         /** A VT-d table page from its domain's pool ({@code iommu_alloc_pages}). */
         TABLE_PAGE(Errno.ENOMEM),
+        /** {@code kmalloc}, {@code kzalloc}, {@code kvcalloc}, {@code kmem_cache_alloc} ({@code should_failslab}). */
+        SLAB(Errno.ENOMEM),
         /** {@code copy_from_user}, {@code copy_to_user}, {@code strncpy_from_user} ({@code should_fail_usercopy}). */
-        USER_COPY(Errno.EFAULT);
+        USER_COPY(Errno.EFAULT),
+        /**
+         * {@code iommufd_should_fail()} ({@code fail_iommufd}): each point answers its own errno
+         * (ENOENT for an object lookup, EFAULT before a pin, ENOMEM, EINVAL), so it is only
+         * reached through {@link #shouldFail}.
+         */
+        IOMMUFD(null);
 
         public final Errno errno;
 
@@ -88,12 +105,30 @@ public final class FaultInjection {
      * @throws KernelException ENOMEM or EFAULT, as {@code site} says
      */
     public void check(final Site site) {
+        if (site.errno == null) {
+            throw new IllegalArgumentException(site + " answers per point: use shouldFail");
+        }
+        if (shouldFail(site)) {
+            throw new KernelException(site.errno, "fail-nth: injected at " + site.name().toLowerCase(java.util.Locale.ROOT));
+        }
+    }
+
+    /** Whether the current task has a count running: a caller with many sites in a loop may skip them all otherwise. */
+    public boolean armed() {
+        return current.isBound() && current.get().nth() != 0;
+    }
+
+    /**
+     * {@code should_fail}: true if this is where the current task's count runs out, and the caller
+     * fails the way its Linux counterpart does (a NULL from kmalloc, an errno of its own).
+     */
+    public boolean shouldFail(final Site site) {
         if (current.isBound() && current.get().countDown()) {
             injected.incrementAndGet(site.ordinal());
-            final String name = site.name().toLowerCase(java.util.Locale.ROOT);
-            log.accept("FAULT_INJECTION: forcing a failure at " + name + " in " + caller());
-            throw new KernelException(site.errno, "fail-nth: injected at " + name);
+            log.accept("FAULT_INJECTION: forcing a failure at " + site.name().toLowerCase(java.util.Locale.ROOT) + " in " + caller());
+            return true;
         }
+        return false;
     }
 
     /** The kernel frames that reached the site, innermost first: the log's short backtrace. */
@@ -111,6 +146,11 @@ public final class FaultInjection {
         if (faultsOrNull != null) {
             faultsOrNull.check(site);
         }
+    }
+
+    /** {@link #shouldFail} for a caller whose injector may be absent. */
+    public static boolean shouldFail(final FaultInjection faultsOrNull, final Site site) {
+        return faultsOrNull != null && faultsOrNull.shouldFail(site);
     }
 
     /** Failures injected at {@code site} since boot. */

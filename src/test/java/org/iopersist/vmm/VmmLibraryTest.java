@@ -24,9 +24,17 @@ class VmmLibraryTest {
 
     @Test
     void aVmmSetsUpPersistentGuestRamAndDevices() throws Exception {
-        try (KernelRig rig = KernelRig.boot(dir.resolve("m"), MachineConfig.small().withMemorySize(512 * MIB), "guestmemfs=128M");
-             SyscallServer server = rig.kernel.serve(dir.resolve("k.sock"));
-             KernelClient vmm = KernelClient.connect(server.path(), dir.resolve("m").resolve("memory"))) {
+        try (KernelRig rig = KernelRig.boot(dir.resolve("m"), MachineConfig.small().withMemorySize(512 * MIB), "guestmemfs=128M")) {
+            try (SyscallServer server = rig.kernel.serve(dir.resolve("k.sock"));
+                 KernelClient vmm = KernelClient.connect(server.path(), dir.resolve("m").resolve("memory"))) {
+                vmmSession(rig, vmm);
+            }
+            rig.assertBooksBalanced("after the VMM exited");
+        }
+    }
+
+    private static void vmmSession(final KernelRig rig, final KernelClient vmm) throws Exception {
+        {
             final GuestRam ram = GuestRam.create(vmm, "vm0-ram", 64 * MIB);
             final IommufdHandle iommufd = IommufdHandle.open(vmm);
             final long persistentId = iommufd.makePersistent();

@@ -24,7 +24,9 @@ import org.iopersist.kernel.vfio.VfioDeviceFile;
  *
  * @param allocatedFrames   frames the allocator has handed out, less the preserved-memory tracker's
  *                          bitmaps (a bitmap stays once its range and order were used, as mainline
- *                          KHO's do: bounded by memory, not a leak of one run)
+ *                          KHO's do: bounded by memory, not a leak of one run) and the VT-d context
+ *                          tables (one stays per bus once a device on it was attached: bounded by
+ *                          the buses)
  * @param userFrames        anonymous and memfd frames with a reference count (mapped or pinned)
  * @param didsInUse         domain ids in use, every remapping unit together
  * @param dmaOwned          devices whose DMA an iommufd context owns
@@ -77,7 +79,8 @@ public record Accounting(long allocatedFrames, long userFrames, long didsInUse, 
         for (int u = 0; u < k.board().config().units().size(); u++) {
             dids += k.intelIommu().domainIdsInUse(u);
         }
-        return new Accounting(k.frames().stats().allocatedFrames() - k.liveUpdate().kho().trackerFrames(),
+        return new Accounting(k.frames().stats().allocatedFrames() - k.liveUpdate().kho().trackerFrames()
+                - k.intelIommu().contextTableFrames(),
                 k.frameRefs().frames(), dids, k.iommu().dmaOwned(),
                 k.iommu().devicesAttached(), k.guestmemfs() == null ? 0 : k.guestmemfs().pinnedBlocks(),
                 k.persistedContexts().persistentContexts().size(), k.frames().stats().poisonViolations(),

@@ -123,7 +123,7 @@ public final class Kernel {
         this.vfs = new Vfs(sysfs);
         // The modes Linux gives the nodes: iommufd's misc device 0660, its /dev/vfio/vfio 0666, VFIO
         // device cdevs (no devnode mode) 0600; all root's until an administrator hands them out.
-        vfs.registerDevice(Iommufd.DEV_PATH, Permission.root(0660), (p, path, flags) -> new IommufdFile(new IommufdCtx(board.memory(),
+        vfs.registerDevice(Iommufd.DEV_PATH, Permission.root(0660), (p, path, flags) -> new IommufdFile(IommufdCtx.open(board.memory(),
                 refs, iommu, persisted.contexts(), p.uid())));
         vfs.registerDevice(Vfio.CONTAINER_PATH, Permission.root(0666), (p, path, flags) -> new IommufdFile(
                 IommufdCtx.openVfioContainer(board.memory(), refs, iommu, persisted.contexts(), p.uid())));
@@ -332,7 +332,7 @@ public final class Kernel {
         final IntelIommuDriver intel = new IntelIommuDriver(board, frames, log);
         final IommuCore iommu = new IommuCore(intel, log);
         if (params.iommufdSelftest()) {
-            new MockIommu(log).register(iommu); // iommufd_test_init: the mock IOMMU's bus
+            new MockIommu(log, frames.faults()).register(iommu); // iommufd_test_init: the mock IOMMU's bus
             log.info("iommufd: selftest interface on (IOMMU_TEST_CMD, mock IOMMU)");
         }
         final FrameRefs refs = new FrameRefs(frames);

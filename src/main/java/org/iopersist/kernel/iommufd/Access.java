@@ -215,8 +215,22 @@ public final class Access extends IommufdObject {
             final List<IoptArea> pinned = new ArrayList<>();
             try {
                 for (IoptArea area : areas) {
+                    // iopt_area_add_access: its record, then iopt_pages_fill_xarray's points: the user
+                    // pin into the caller's page list for pages nobody holds, the store into the
+                    // xarray unless another access holds them there already, and the count.
+                    a.ctx.fail.kzalloc("iopt_pages_access");
+                    final boolean held = area.pages().pinnedNow();
+                    if (!held) {
+                        a.ctx.fail.userPin(pagesIn(area, iova, last), true);
+                    }
                     area.pages().pin();
                     pinned.add(area);
+                    if (!held || ioas.iopt.hasDomains()) {
+                        a.ctx.fail.pagesToXarray();
+                    }
+                    if (!held) {
+                        a.ctx.fail.updatePinned();
+                    }
                 }
             } catch (RuntimeException e) {
                 for (IoptArea area : pinned) {
@@ -267,11 +281,34 @@ public final class Access extends IommufdObject {
         }
     }
 
+    /** Pages of {@code area} that {@code [iova, last]} touches. */
+    private static long pagesIn(final IoptArea area, final long iova, final long last) {
+        final long from = IovaMath.lt(area.start(), iova) ? iova : area.start();
+        final long to = IovaMath.lt(last, area.last()) ? last : area.last();
+        final long first = area.startByte() + (from - area.start());
+        return ((first + (to - from)) >>> 12) - (first >>> 12) + 1;
+    }
+
     /**
      * iommufd_access_rw: copies between {@code buf} and the IOAS at byte granularity, across page and
-     * area boundaries. ENOENT for a hole, EPERM to write a read-only area.
+     * area boundaries. ENOENT for a hole, EPERM to write a read-only area. The copy of a caller in
+     * the pages' own process ({@link #rw(Access, long, MemorySegment, boolean, boolean)} without the
+     * slow path).
      */
     public static void rw(final Access a, final long iova, final MemorySegment buf, final boolean write) {
+        rw(a, iova, buf, write, false);
+    }
+
+    /**
+     * iommufd_access_rw with the selftest's {@code __IOMMUFD_ACCESS_RW_SLOW_PATH} flag: each area's
+     * copy goes the way iopt_pages_rw_access sends it, with that way's fail_nth points. User pages
+     * copied by their own process take copy_to_user / copy_from_user (EFAULT); on the slow path one
+     * page goes through iopt_pages_rw_page (its point answers EINVAL) and more through
+     * iopt_pages_rw_slow's pfn reader (the batch, and the user pin for pages nobody holds); file
+     * pages always go the slow way. The model copies through physical memory every time.
+     */
+    public static void rw(final Access a, final long iova, final MemorySegment buf, final boolean write,
+            final boolean slowPath) {
         final long length = buf.byteSize();
         if (length == 0) {
             throw new KernelException(Errno.EINVAL, "access rw of zero bytes");
@@ -282,34 +319,55 @@ public final class Access extends IommufdObject {
         ioas.iopt.iovaLock.readLock().lock();
         try {
             final List<IoptArea> areas = covering(ioas, iova, last, write);
-            for (IoptArea area : areas) {
-                area.pages().pin(); // the slow path: pin for the duration of the copy
-            }
+            final List<IoptArea> pinned = new ArrayList<>();
             try {
-                long done = 0;
-                while (done < length) {
-                    final long at = iova + done;
-                    final IoptArea area = areaOf(areas, at);
-                    // The byte's place in the area's pages: an area need not start at the page
-                    // offset of its IOVA (no pinning access, no domain wider than its alignment).
-                    final long index = area.startByte() + (at - area.start());
-                    final long inPage = index & (PAGE - 1);
-                    final long chunk = Math.min(Math.min(length - done, PAGE - inPage), area.last() - at + 1);
-                    final long phys = area.pages().frame(index >>> 12) + inPage;
-                    if (write) {
-                        MemorySegment.copy(buf, done, memory.segment(), phys, chunk);
-                    } else {
-                        MemorySegment.copy(memory.segment(), phys, buf, done, chunk);
-                    }
-                    done += chunk;
-                }
-            } finally {
                 for (IoptArea area : areas) {
+                    final boolean user = area.pages().memfd() == null && area.pages().guestmem() == null;
+                    final long n = pagesIn(area, iova, last);
+                    if (user && !slowPath) {
+                        a.ctx.fail.userCopy();
+                    } else if (user && n == 1) {
+                        a.ctx.fail.point(Errno.EINVAL, "iopt_pages_rw_page");
+                    } else {
+                        a.ctx.fail.batchInit();
+                        if (!area.pages().pinnedNow()) {
+                            a.ctx.fail.userPin(n, false);
+                        }
+                    }
+                    area.pages().pin(); // the model's way for every path: pin for the duration of the copy
+                    pinned.add(area);
+                }
+                copy(iova, buf, write, memory, areas);
+            } finally {
+                for (IoptArea area : pinned) {
                     area.pages().unpin();
                 }
             }
         } finally {
             ioas.iopt.iovaLock.readLock().unlock();
+        }
+    }
+
+    /** The bytes of {@link #rw}, every area pinned by the caller. */
+    private static void copy(final long iova, final MemorySegment buf, final boolean write, final PhysicalMemory memory,
+            final List<IoptArea> areas) {
+        final long length = buf.byteSize();
+        long done = 0;
+        while (done < length) {
+            final long at = iova + done;
+            final IoptArea area = areaOf(areas, at);
+            // The byte's place in the area's pages: an area need not start at the page offset of its
+            // IOVA (no pinning access, no domain wider than its alignment).
+            final long index = area.startByte() + (at - area.start());
+            final long inPage = index & (PAGE - 1);
+            final long chunk = Math.min(Math.min(length - done, PAGE - inPage), area.last() - at + 1);
+            final long phys = area.pages().frame(index >>> 12) + inPage;
+            if (write) {
+                MemorySegment.copy(buf, done, memory.segment(), phys, chunk);
+            } else {
+                MemorySegment.copy(memory.segment(), phys, buf, done, chunk);
+            }
+            done += chunk;
         }
     }
 

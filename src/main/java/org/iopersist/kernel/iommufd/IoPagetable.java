@@ -59,6 +59,17 @@ final class IoPagetable {
     private final TreeMap<Long, Long> allowed = new TreeMap<>(Long::compareUnsigned);
     private long iovaAlignment = 1;
     private boolean disableLargePages;
+    /** The fail_nth points of the context this IOAS belongs to. */
+    private final FailPoints fail;
+
+    /** A bare table with no fault injection (a unit test's). */
+    IoPagetable() {
+        this(FailPoints.none());
+    }
+
+    IoPagetable(final FailPoints fail) {
+        this.fail = fail;
+    }
 
     /** A reserved range and who reserved it (struct iopt_reserved; removed by owner). */
     record Reserved(long start, long last, Object owner) {
@@ -248,6 +259,7 @@ final class IoPagetable {
             throw new KernelException(Errno.EADDRINUSE,
                     String.format("reserve [0x%x, 0x%x]: an area or allowed range is there", start, last));
         }
+        fail.kzalloc("iopt_reserved");
         reserved.add(new Reserved(start, last, owner));
         reserved.sort((a, b) -> Long.compareUnsigned(a.start(), b.start()));
     }
@@ -557,6 +569,14 @@ final class IoPagetable {
      */
     long mapPages(final List<PagesList> pagesList, final long length, final long fixedIova, final boolean allocIova,
             final int prot, final long addrHint) {
+        try {
+            for (int i = 0; i < pagesList.size(); i++) {
+                fail.kzalloc("iopt_area"); // iopt_alloc_area_pages: every area before any check
+            }
+        } catch (RuntimeException e) {
+            pagesList.forEach(p -> p.pages().put());
+            throw e;
+        }
         domainsLock.readLock().lock();
         iovaLock.writeLock().lock();
         final List<IoptArea> added = new ArrayList<>();
@@ -636,8 +656,9 @@ final class IoPagetable {
         if (domains.isEmpty()) {
             return;
         }
+        final boolean pins;
         try {
-            a.pages().pin();
+            pins = readerPin(a);
         } catch (RuntimeException e) {
             removeArea(a);
             throw e;
@@ -646,6 +667,9 @@ final class IoPagetable {
         try {
             for (; filled < domains.size(); filled++) {
                 a.fill(domains.get(filled), disableLargePages);
+            }
+            if (pins) {
+                fail.updatePinned();
             }
         } catch (RuntimeException e) {
             // The failing domain may hold part of the area: unmap tolerates holes.
@@ -656,6 +680,22 @@ final class IoPagetable {
             removeArea(a);
             throw e;
         }
+    }
+
+    /**
+     * The pfn reader's start for filling domains with {@code a} (pfn_reader_first), and the area's
+     * pin user: the batch, and the user pin's points when nobody holds the pages yet (otherwise
+     * Linux reads them from a domain or the access xarray). Returns whether this pinned them, so
+     * the caller's update of the pinned count is a point too.
+     */
+    private boolean readerPin(final IoptArea a) {
+        fail.batchInit();
+        final boolean pins = !a.pages().pinnedNow();
+        if (pins) {
+            fail.userPin(((a.startByte() + a.length() - 1) >>> 12) - (a.startByte() >>> 12) + 1, false);
+        }
+        a.pages().pin();
+        return pins;
     }
 
     /**
@@ -691,6 +731,7 @@ final class IoPagetable {
                     break;
                 }
                 final long end = Long.compareUnsigned(a.last(), last) < 0 ? a.last() : last;
+                fail.kzalloc("iopt_pages_list"); // no reference taken yet: nothing to undo
                 out.add(new PagesList(a.pages(), a.startByte() + (cur - a.start()), end - cur + 1));
                 if (end == last) {
                     out.forEach(p -> p.pages().get()); // move into areas by mapPages, or put by the caller
@@ -866,6 +907,12 @@ final class IoPagetable {
         }
     }
 
+    /** Whether a domain is attached; caller holds iovaLock (domains change only under both locks). */
+    boolean hasDomains() {
+        assertIovaHeld();
+        return !domains.isEmpty();
+    }
+
     /** Every domain attached (the HWPTs over this IOAS); caller holds domainsLock. */
     List<IoasDomain> domains() {
         return List.copyOf(domains);
@@ -906,11 +953,17 @@ final class IoPagetable {
             final List<IoptArea> filled = new ArrayList<>();
             try {
                 for (IoptArea a : areas.values()) {
+                    boolean pins = false;
                     if (domains.isEmpty()) {
-                        a.pages().pin();
+                        pins = readerPin(a);
+                    } else {
+                        fail.batchInit(); // iopt_area_fill_domain's reader, reading another domain
                     }
                     filled.add(a);
                     a.fill(d, disableLargePages);
+                    if (pins) {
+                        fail.updatePinned();
+                    }
                 }
             } catch (RuntimeException e) {
                 for (IoptArea a : filled) {
@@ -979,6 +1032,7 @@ final class IoPagetable {
      * attached here (owner = the device); on failure none stays.
      */
     void enforceDeviceReservedRegions(final Object device, final List<IovaInterval> ranges) {
+        fail.point(Errno.EINVAL, "iopt_table_enforce_dev_resv_regions");
         iovaLock.writeLock().lock();
         try {
             reserveAll(ranges, device);

@@ -41,10 +41,11 @@ public final class Ioas extends IommufdObject {
     private static final int MAP_FLAGS = Iommufd.IOMMU_IOAS_MAP_FIXED_IOVA | Iommufd.IOMMU_IOAS_MAP_WRITEABLE
             | Iommufd.IOMMU_IOAS_MAP_READABLE;
 
-    final IoPagetable iopt = new IoPagetable();
+    final IoPagetable iopt;
 
-    Ioas() {
+    Ioas(final FailPoints fail) {
         super(ObjectType.IOAS);
+        this.iopt = new IoPagetable(fail);
     }
 
     /** iommufd_get_ioas: the IOAS {@code id} with a short-term reference, put by the caller. @throws KernelException ENOENT */
@@ -89,7 +90,7 @@ public final class Ioas extends IommufdObject {
             throw Ucmd.unsupported("IOAS_ALLOC flags");
         }
         final int id = u.ctx.objects.reserve();
-        final Ioas ioas = new Ioas();
+        final Ioas ioas = new Ioas(u.ctx.fail);
         try {
             IommuIoasAlloc.outIoasId(u.cmd, id);
             u.respond();
@@ -159,6 +160,7 @@ public final class Ioas extends IommufdObject {
                 if (Long.compareUnsigned(start, last) >= 0) {
                     throw new KernelException(Errno.EINVAL, String.format("allowed range [0x%x, 0x%x] is empty", start, last));
                 }
+                u.ctx.fail.kzalloc("iopt_allowed"); // iommufd_ioas_load_iovas, one per range
                 ranges.add(new IovaInterval(start, last));
             }
             ioas.iopt.iovaLock.writeLock().lock();
@@ -214,6 +216,7 @@ public final class Ioas extends IommufdObject {
         } else {
             pages = IoptPages.ofUser(process, uptr, length, (prot & IoasDomain.IOMMU_WRITE) != 0, ctx.refs());
         }
+        ctx.fail.kzalloc("iopt_pages"); // iopt_alloc_pages, after its checks
         return ioas.iopt.mapCommon(pages, uptr, length, iova, allocIova, prot);
     }
 
@@ -249,6 +252,7 @@ public final class Ioas extends IommufdObject {
             } else {
                 throw new KernelException(Errno.EINVAL, f.describe() + " cannot back DMA (not a memfd or guestmemfs file)");
             }
+            u.ctx.fail.kzalloc("iopt_pages"); // iopt_alloc_file_pages, after its checks
             IommuIoasMapFile.iova(u.cmd, ioas.iopt.mapCommon(pages, start, length, iova, allocIova(flags), prot));
             u.respond();
             return 0;
@@ -427,7 +431,7 @@ public final class Ioas extends IommufdObject {
      * as after IOAS_COPY. Nothing is pinned until a domain is adopted over it.
      */
     public static Ioas restore(final IommufdCtx ctx, final int id, final State state) {
-        final Ioas ioas = new Ioas();
+        final Ioas ioas = new Ioas(ctx.fail);
         ioas.iopt.iovaLock.writeLock().lock();
         try {
             ioas.iopt.setIovaAlignment(state.iovaAlignment());

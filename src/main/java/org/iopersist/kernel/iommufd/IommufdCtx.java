@@ -34,7 +34,9 @@ public final class IommufdCtx {
     static final int ACCOUNT_USER = 1;
     static final int ACCOUNT_MM = 2;
 
-    final ObjectTable objects = new ObjectTable();
+    final ObjectTable objects;
+    /** Where this context's calls can be made to fail (fail_nth), as Linux's iommufd has its points. */
+    final FailPoints fail;
     /** Serialises attach, detach, replace and unbind: they move references between several objects. */
     final Object attachLock = new Object();
     private final PhysicalMemory memory;
@@ -57,6 +59,24 @@ public final class IommufdCtx {
         this.iommu = iommu;
         this.persistent = persistent;
         this.ownerUid = ownerUid;
+        this.fail = new FailPoints(refs.faults(), this::tempMemoryLimit);
+        this.objects = new ObjectTable(fail);
+    }
+
+    /**
+     * iommufd_fops_open of {@code /dev/iommu}: the context's kzalloc is a fail_nth site (ENOMEM),
+     * the only one of the open that is iommufd's.
+     */
+    public static IommufdCtx open(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommu,
+            final PersistentIommufds persistent, final int ownerUid) {
+        org.iopersist.kernel.FaultInjection.check(refs.faults(), org.iopersist.kernel.FaultInjection.Site.SLAB);
+        return new IommufdCtx(memory, refs, iommu, persistent, ownerUid);
+    }
+
+    /** TEMP_MEMORY_LIMIT: the selftest's iommufd_test_memory_limit when its driver is loaded. */
+    int tempMemoryLimit() {
+        final MockIommu mock = iommu.busDriver(MockIommu.class);
+        return mock == null ? FailPoints.TEMP_MEMORY_LIMIT : mock.memoryLimit();
     }
 
     /**
@@ -65,7 +85,7 @@ public final class IommufdCtx {
      */
     public static IommufdCtx openVfioContainer(final PhysicalMemory memory, final FrameRefs refs, final IommuCore iommu,
             final PersistentIommufds persistent, final int ownerUid) {
-        final IommufdCtx ctx = new IommufdCtx(memory, refs, iommu, persistent, ownerUid);
+        final IommufdCtx ctx = open(memory, refs, iommu, persistent, ownerUid);
         ctx.accountMode = ACCOUNT_MM;
         return ctx;
     }
@@ -305,7 +325,7 @@ public final class IommufdCtx {
         }
         try (Arena arena = Arena.ofConfined()) {
             final MemorySegment sizeBuf = arena.allocate(4);
-            p.mm().copyFromUser(argVa, sizeBuf, 0, 4);
+            p.mm().getUser(argVa, sizeBuf, 0, 4); // get_user: no fail_nth site
             final IoctlOp op = IoctlOp.of(cmd);
             if (op == null) {
                 throw new KernelException(Errno.ENOTTY, "iommufd ioctl 0x" + Integer.toHexString(cmd));
@@ -315,22 +335,23 @@ public final class IommufdCtx {
                 throw new KernelException(Errno.EINVAL, "size " + userSize + " below the minimum " + op.minSize);
             }
             final long kernelSize = op.size;
-            final MemorySegment cmdBuf = arena.allocate(kernelSize, 8);
-            p.mm().copyFromUser(argVa, cmdBuf, 0, Math.min(userSize, kernelSize));
+            // copy_struct_from_user: the tail beyond the kernel's struct first, then the one copy.
             if (userSize > kernelSize) {
                 checkZeroTail(p, argVa + kernelSize, userSize - kernelSize);
             }
+            final MemorySegment cmdBuf = arena.allocate(kernelSize, 8);
+            p.mm().copyFromUser(argVa, cmdBuf, 0, Math.min(userSize, kernelSize));
             return op.handler.handle(new Ucmd(this, p, argVa, userSize, cmdBuf));
         }
     }
 
-    /** copy_struct_from_user's rule: bytes the kernel does not understand must be zero (E2BIG). */
+    /** check_zeroed_user (no fail_nth site): bytes the kernel does not understand must be zero (E2BIG). */
     private static void checkZeroTail(final UserProcess p, final long va, final long length) {
         if (length > 1 << 20) {
             throw new KernelException(Errno.E2BIG, "struct larger than the kernel's by " + length + " bytes");
         }
         final byte[] tail = new byte[(int) length];
-        p.mm().copyFromUser(va, MemorySegment.ofArray(tail), 0, length);
+        p.mm().getUser(va, MemorySegment.ofArray(tail), 0, length);
         for (byte b : tail) {
             if (b != 0) {
                 throw new KernelException(Errno.E2BIG, "non-zero bytes beyond the kernel's struct");

@@ -79,6 +79,8 @@ public final class IommufdDevice extends IommufdObject {
                 }
             }
         }
+        // iommufd_get_group: a device is its own group here, so its igroup is always new (kzalloc).
+        ctx.fail.kzalloc("iommufd_group");
         // A device restored into another context (held by the kernel, or reopened but not yet
         // bound again) is that context's until it is bound there or finish frees it.
         ctx.iommu().claimDmaOwner(dev, ctx);
@@ -233,6 +235,7 @@ public final class IommufdDevice extends IommufdObject {
             h.ioas.iopt.enforceDeviceReservedRegions(idev, reservedRegions(h));
         }
         try {
+            idev.ctx.fail.kzalloc("iommufd_attach_handle"); // iommufd_hwpt_attach_device / _replace_device
             if (old == null) {
                 idev.ctx.iommu().attach(idev.dev, h.domain);
             } else {
@@ -308,6 +311,7 @@ public final class IommufdDevice extends IommufdObject {
         }
         final IommufdDevice idev = get(u.ctx, IommuHwInfo.devId(u.cmd));
         try {
+            u.ctx.fail.kzalloc("the driver's hw_info"); // ops->hw_info allocates what it answers
             final HwInfo info = u.ctx.iommu().hwInfo(idev.dev);
             final long userLen = Integer.toUnsignedLong(IommuHwInfo.dataLen(u.cmd));
             final long uptr = IommuHwInfo.dataUptr(u.cmd);
@@ -316,8 +320,8 @@ public final class IommufdDevice extends IommufdObject {
             if (copy > 0) {
                 u.process.mm().copyToUser(uptr, MemorySegment.ofArray(data), 0, copy);
             }
-            if (userLen > copy) {
-                u.process.mm().copyToUser(uptr + copy, MemorySegment.ofArray(new byte[(int) Math.min(userLen - copy, 1 << 20)]), 0,
+            if (userLen > copy) { // clear_user
+                u.process.mm().putUser(uptr + copy, MemorySegment.ofArray(new byte[(int) Math.min(userLen - copy, 1 << 20)]), 0,
                         Math.min(userLen - copy, 1 << 20));
             }
             IommuHwInfo.dataLen(u.cmd, data.length);

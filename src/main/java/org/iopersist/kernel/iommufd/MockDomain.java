@@ -126,15 +126,27 @@ final class MockDomain implements DomainOps, DomainOps.DirtyOps {
                     iova, phys, size));
         }
         long done = 0;
-        while (done < size) {
-            final long[] p = pgsize(iova + done, phys + done, size - done);
-            mapPages(iova + done, phys + done, p[0], p[1]);
-            done += p[0] * p[1];
+        try {
+            while (done < size) {
+                final long[] p = pgsize(iova + done, phys + done, size - done);
+                mapPages(iova + done, phys + done, p[0], p[1]);
+                done += p[0] * p[1];
+            }
+        } catch (RuntimeException e) {
+            if (done > 0) {
+                unmap(iova, done); // __iommu_map undoes the pieces it mapped
+            }
+            throw e;
         }
     }
 
-    /** mock_domain_map_pages: the first entry marks a start, the last an end; entries of a huge call say so. */
+    /**
+     * mock_domain_map_pages: the first entry marks a start, the last an end; entries of a huge call
+     * say so. Its iommufd_should_fail point (ENOENT) stands for the xarray's allocations, which fault
+     * injection does not reach reliably.
+     */
     private void mapPages(final long iova, final long phys, final long pgsize, final long pgcount) {
+        iommu.fail().point(Errno.ENOENT, "mock_domain_map_pages");
         final long total = pgsize * pgcount;
         for (long cur = 0; cur < total; cur += MOCK_IO_PAGE_SIZE) {
             long flags = PRESENT;

@@ -5,6 +5,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicLong;
+import org.iopersist.kernel.FaultInjection;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.KernelLog;
 import org.iopersist.kernel.iommu.DomainOps;
@@ -34,14 +35,21 @@ public final class MockIommu implements IommuDriver {
     static final int DEFAULT_MEMORY_LIMIT = 65536;
 
     private final KernelLog log;
+    /** The kernel's fail_nth, for the driver's kzallocs and its map_pages point. */
+    private final FailPoints fail;
     private IommuCore core; // set once by register
     private final Map<IommuDevice, Integer> deviceFlags = new HashMap<>(); // guarded by this
     private final BitSet ids = new BitSet(); // guarded by this (mock_dev_ida)
     private final AtomicLong warnings = new AtomicLong();
     private volatile int memoryLimit = DEFAULT_MEMORY_LIMIT;
 
-    public MockIommu(final KernelLog log) {
+    public MockIommu(final KernelLog log, final FaultInjection faultsOrNull) {
         this.log = log;
+        this.fail = new FailPoints(faultsOrNull, this::memoryLimit);
+    }
+
+    FailPoints fail() {
+        return fail;
     }
 
     /** iommufd_test_init: registers the mock for its bus. */
@@ -75,11 +83,18 @@ public final class MockIommu implements IommuDriver {
 
     // ------------------------------------------------------------------ devices
 
-    /** mock_dev_create + device_add: a new device on the mock bus (EINVAL for an unknown flag), probed into the core. */
+    /**
+     * mock_dev_create + device_add: a new device on the mock bus (EINVAL for an unknown flag), probed
+     * into the core. Its fail_nth sites: the mock_dev's kzalloc, dev_set_name's, and device_add's
+     * first (device_private_init); the driver core's later ones (kobject, sysfs) are not modelled.
+     */
     IommuDevice createDevice(final int flags) {
         if ((flags & ~(IommuTestCmd.MOCK_FLAGS_DEVICE_NO_DIRTY | IommuTestCmd.MOCK_FLAGS_DEVICE_HUGE_IOVA)) != 0) {
             throw new KernelException(Errno.EINVAL, "mock device flags 0x" + Integer.toHexString(flags));
         }
+        fail.kzalloc("mock_dev");
+        fail.kzalloc("the mock device's name");
+        fail.kzalloc("device_private");
         final IommuDevice dev;
         synchronized (this) {
             final int id = ids.nextClearBit(0);
@@ -135,7 +150,9 @@ public final class MockIommu implements IommuDriver {
     /** mock_domain_alloc_paging: a 1 MiB page size as well for a HUGE_IOVA device. */
     @Override
     public DomainOps allocPaging(final IommuDevice dev, final int flags) {
-        return new MockDomain(this, (flagsOf(dev) & IommuTestCmd.MOCK_FLAGS_DEVICE_HUGE_IOVA) != 0, false);
+        final boolean huge = (flagsOf(dev) & IommuTestCmd.MOCK_FLAGS_DEVICE_HUGE_IOVA) != 0;
+        fail.kzalloc("mock_iommu_domain");
+        return new MockDomain(this, huge, false);
     }
 
     /**
@@ -150,6 +167,7 @@ public final class MockIommu implements IommuDriver {
                 || dirty && (flags & IommuTestCmd.MOCK_FLAGS_DEVICE_NO_DIRTY) != 0) {
             throw new KernelException(Errno.EOPNOTSUPP, "mock domain flags 0x" + Integer.toHexString(hwptFlags));
         }
+        fail.kzalloc("mock_iommu_domain");
         return new MockDomain(this, (flags & IommuTestCmd.MOCK_FLAGS_DEVICE_HUGE_IOVA) != 0, dirty);
     }
 

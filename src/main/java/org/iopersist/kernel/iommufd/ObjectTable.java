@@ -29,7 +29,22 @@ final class ObjectTable {
     /** ictx->vfio_ioas: the IOAS the VFIO type1 ioctls work on, or null; guarded by this (the xa lock). */
     private Ioas vfioIoas;
 
-    synchronized int reserve() {
+    private final FailPoints fail;
+
+    ObjectTable(final FailPoints fail) {
+        this.fail = fail;
+    }
+
+    /**
+     * _iommufd_object_alloc: the object's kzalloc (a fail_nth site, ENOMEM), then xa_alloc of its
+     * id, which is not one (its node allocation is retried until it cannot fail under fail_nth).
+     */
+    int reserve() {
+        fail.kzalloc("iommufd object");
+        return reserveId();
+    }
+
+    private synchronized int reserveId() {
         int id = 1;
         for (int used : slots.keySet()) {
             if (used != id) {
@@ -84,8 +99,14 @@ final class ObjectTable {
      * reference, which the caller releases with {@link #putObject} before it returns.
      *
      * @throws KernelException ENOENT if there is none, it is not yet published, or it is being destroyed
+     *                         (and where fail_nth makes iommufd_get_object fail)
      */
-    synchronized <T extends IommufdObject> T getObject(final int id, final ObjectType type, final Class<T> cls) {
+    <T extends IommufdObject> T getObject(final int id, final ObjectType type, final Class<T> cls) {
+        fail.point(Errno.ENOENT, "iommufd_get_object");
+        return lookup(id, type, cls);
+    }
+
+    private synchronized <T extends IommufdObject> T lookup(final int id, final ObjectType type, final Class<T> cls) {
         final IommufdObject o = slots.get(id);
         if (o == null || (type != ObjectType.ANY && o.type() != type) || !cls.isInstance(o) || !o.lock()) {
             throw new KernelException(Errno.ENOENT, "no " + (type == ObjectType.ANY ? "object" : type) + " with id " + id);

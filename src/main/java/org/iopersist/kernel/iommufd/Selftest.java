@@ -216,8 +216,11 @@ final class Selftest {
         if ((flags & ~IommuTestCmd.MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) != 0) {
             throw Ucmd.unsupported("CREATE_ACCESS flags 0x" + Integer.toHexString(flags));
         }
+        u.ctx.fail.kzalloc("selftest_access"); // iommufd_test_alloc_access
+        u.ctx.fail.kzalloc("the access's file"); // anon_inode_getfile's struct file
         if (u.process.fds().size() >= u.process.fds().nofileLimit()[0]) {
-            throw new KernelException(Errno.EMFILE, "no free fd"); // get_unused_fd_flags failing
+            // get_unused_fd_flags failing: the selftest answers ENOMEM, not its EMFILE
+            throw new KernelException(Errno.ENOMEM, "no free fd");
         }
         final SelftestAccess staccess = new SelftestAccess((flags & IommuTestCmd.MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) != 0);
         final Access access = Access.create(u.ctx, staccess);
@@ -278,6 +281,7 @@ final class Selftest {
         }
         final Access access = staccess.access();
         final long iova = (flags & IommuTestCmd.MOCK_FLAGS_ACCESS_SYZ) != 0 ? syzIova(access, iovaIn) : iovaIn;
+        u.ctx.fail.kzalloc("the page list"); // kvcalloc
         synchronized (staccess) {
             final long[] frames = Access.pinPages(access, iova, length, (flags & IommuTestCmd.MOCK_FLAGS_ACCESS_WRITE) != 0);
             int itemId = -1;
@@ -291,6 +295,7 @@ final class Selftest {
                         }
                     }
                 }
+                u.ctx.fail.kzalloc("selftest_access_item");
                 itemId = staccess.add(iova, length);
                 IommuTestCmd.accessPagesOutAccessPagesId(u.cmd, itemId);
                 u.respond();
@@ -318,14 +323,16 @@ final class Selftest {
             throw Ucmd.unsupported("ACCESS_RW flags 0x" + Integer.toHexString(flags));
         }
         final SelftestAccess staccess = SelftestAccess.get(u.process, fd);
+        u.ctx.fail.kzalloc("the bounce buffer"); // kvzalloc
         final MemorySegment tmp = MemorySegment.ofArray(new byte[(int) length]);
         final boolean write = (flags & IommuTestCmd.MOCK_ACCESS_RW_WRITE) != 0;
         if (write) {
             u.process.mm().copyFromUser(uptr, tmp, 0, length);
         }
         final long iova = (flags & IommuTestCmd.MOCK_FLAGS_ACCESS_SYZ) != 0 ? syzIova(staccess.access(), iovaIn) : iovaIn;
-        // The slow path (pin, copy, unpin) and the fast one give the same bytes; the model has one.
-        Access.rw(staccess.access(), iova, tmp, write);
+        // The slow path (pin, copy, unpin) and the fast one give the same bytes; they differ in
+        // where fail_nth can make them fail.
+        Access.rw(staccess.access(), iova, tmp, write, (flags & IommuTestCmd.MOCK_ACCESS_RW_SLOW_PATH) != 0);
         if (!write) {
             u.process.mm().copyToUser(uptr, tmp, 0, length);
         }

@@ -21,6 +21,8 @@
  *       {@link org.iopersist.kernel.iommufd.MockDomain} (the mock IOMMU driver the iommu core probes its
  *       devices with), {@link org.iopersist.kernel.iommufd.SelftestObject},
  *       {@link org.iopersist.kernel.iommufd.SelftestAccess}; only with {@code iommufd.selftest=1}</td></tr>
+ *   <tr><td>{@code iommufd_should_fail()}, and the {@code kzalloc}s fail_nth reaches</td><td>{@link
+ *       org.iopersist.kernel.iommufd.FailPoints}, one per context, called where Linux's code has them</td></tr>
  *   <tr><td>the RFC's {@code serialise.c}</td><td>{@code org.iopersist.kernel.iommufd.persist}, reached only
  *       through {@link org.iopersist.kernel.iommufd.PersistentIommufds}</td></tr>
  * </table>

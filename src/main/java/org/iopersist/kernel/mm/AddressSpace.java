@@ -234,6 +234,26 @@ public final class AddressSpace {
         copy(va, dst, dstOffset, length, false);
     }
 
+    /**
+     * get_user, and check_zeroed_user's reads: the same copy as {@link #copyFromUser}, but Linux
+     * does not instrument these for fail_usercopy, so they are no fail_nth site.
+     *
+     * @throws KernelException EFAULT
+     */
+    public void getUser(final long va, final MemorySegment dst, final long dstOffset, final long length) {
+        copy(va, dst, dstOffset, length, false);
+    }
+
+    /**
+     * put_user and clear_user: the same copy as {@link #copyToUser}, no fail_nth site (Linux does
+     * not instrument them).
+     *
+     * @throws KernelException EFAULT
+     */
+    public void putUser(final long va, final MemorySegment src, final long srcOffset, final long length) {
+        copy(va, src, srcOffset, length, true);
+    }
+
     /** copy_to_user. @throws KernelException EFAULT */
     public void copyToUser(final long va, final MemorySegment src, final long srcOffset, final long length) {
         FaultInjection.check(frames.faults(), FaultInjection.Site.USER_COPY);

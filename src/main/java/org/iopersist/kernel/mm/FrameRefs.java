@@ -25,6 +25,11 @@ public final class FrameRefs {
         this.frames = frames;
     }
 
+    /** The kernel's fault injection ({@code fail_nth}), or null where nothing is injectable. */
+    public org.iopersist.kernel.FaultInjection faults() {
+        return frames.faults();
+    }
+
     public synchronized void init(final long phys) {
         counts.put(phys >>> 12, 1);
     }

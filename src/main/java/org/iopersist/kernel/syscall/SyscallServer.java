@@ -39,6 +39,8 @@ public final class SyscallServer implements AutoCloseable {
     public static final int MAX_SOCKET_PATH = 107;
 
     private final Path path;
+    /** The socket file this server made (its inode), so that a late stop never removes the next server's. */
+    private final Object socketFile;
     private final Syscalls syscalls;
     private final Consumer<String> log;
     private final AtomicInteger nextPid = new AtomicInteger(100);
@@ -66,6 +68,7 @@ public final class SyscallServer implements AutoCloseable {
         // Every user may connect, as every user may call into a kernel: who the caller is comes from
         // SO_PEERCRED, and each file checks it (owner or root), not the socket's mode.
         Files.setPosixFilePermissions(path, java.nio.file.attribute.PosixFilePermissions.fromString("rwxrwxrwx"));
+        this.socketFile = Files.readAttributes(path, java.nio.file.attribute.BasicFileAttributes.class).fileKey();
         this.acceptor = Thread.ofPlatform().daemon().name("syscall-accept").start(this::acceptLoop);
     }
 
@@ -207,7 +210,11 @@ public final class SyscallServer implements AutoCloseable {
             for (Thread t : workers) {
                 t.join(5000);
             }
-            Files.deleteIfExists(path);
+            // Only our own socket: a kexec's stop runs late, and the next kernel may serve at the same path by then.
+            if (Files.exists(path) && java.util.Objects.equals(socketFile,
+                    Files.readAttributes(path, java.nio.file.attribute.BasicFileAttributes.class).fileKey())) {
+                Files.deleteIfExists(path);
+            }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         } catch (IOException e) {

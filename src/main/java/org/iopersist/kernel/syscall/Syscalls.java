@@ -66,14 +66,25 @@ public final class Syscalls {
         }
     }
 
+    /**
+     * getname: a names_cache buffer (a fail_nth site, ENOMEM), then strncpy_from_user (EFAULT,
+     * ENAMETOOLONG).
+     */
+    private String getname(final UserProcess p, final long va) {
+        FaultInjection.check(frames.faults(), FaultInjection.Site.SLAB);
+        return p.mm().copyStringFromUser(va, PATH_MAX);
+    }
+
     private long dispatch(final UserProcess p, final int nr, final long a0, final long a1, final long a2,
                           final long a3, final long a4, final long a5) {
         return switch (nr) {
             case Syscall.OPEN -> {
-                final String path = p.mm().copyStringFromUser(a0, PATH_MAX);
-                // do_sys_open: the descriptor first, then the open (which may have side effects), then fd_install.
+                final String path = getname(p, a0);
+                // do_sys_openat2: the name, then the descriptor, then the open (which may have side
+                // effects; path_openat's alloc_empty_file first), then fd_install.
                 final int fd = p.fds().reserve();
                 try {
+                    FaultInjection.check(frames.faults(), FaultInjection.Site.SLAB);
                     p.fds().installAt(fd, new OpenFile(vfs.open(p, path, (int) a1)));
                 } catch (RuntimeException e) {
                     p.fds().unreserve(fd);
@@ -139,11 +150,11 @@ public final class Syscalls {
                 yield 0;
             }
             case Syscall.UNLINK -> {
-                vfs.unlink(p, p.mm().copyStringFromUser(a0, PATH_MAX));
+                vfs.unlink(p, getname(p, a0));
                 yield 0;
             }
             case Syscall.STAT -> {
-                final long[] st = vfs.stat(p.mm().copyStringFromUser(a0, PATH_MAX));
+                final long[] st = vfs.stat(getname(p, a0));
                 final java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(Syscall.STAT_SIZE).order(java.nio.ByteOrder.LITTLE_ENDIAN);
                 b.putLong(Syscall.STAT_INO, st[0]).putLong(Syscall.STAT_NLINK, 1).putInt(Syscall.STAT_MODE, (int) st[3])
                         .putInt(Syscall.STAT_UID, (int) st[4]).putLong(Syscall.STAT_SIZE_OFF, st[1])
@@ -152,7 +163,7 @@ public final class Syscalls {
                 yield 0;
             }
             case Syscall.STATFS -> {
-                final long[] sf = vfs.statfs(p.mm().copyStringFromUser(a0, PATH_MAX));
+                final long[] sf = vfs.statfs(getname(p, a0));
                 final java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(Syscall.STATFS_SIZE).order(java.nio.ByteOrder.LITTLE_ENDIAN);
                 b.putLong(0, sf[0]).putLong(8, sf[1]).putLong(16, sf[2]).putLong(24, sf[3]).putLong(32, sf[3])
                         .putLong(40, sf[4]).putLong(48, sf[5]).putLong(64, sf[6]).putLong(72, sf[1]);

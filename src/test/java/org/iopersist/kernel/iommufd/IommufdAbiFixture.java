@@ -67,11 +67,20 @@ abstract class IommufdAbiFixture {
         rig.close();
     }
 
+    /**
+     * Every process exits (the fixture's and any other the test connected: closing the server ends
+     * them, each after its releases), then the invariant check (issue 16): the kernel's books are
+     * back where the boot left them, then the machine goes.
+     */
     @AfterEach
     void tearDownFixture() {
-        c.close();
-        server.close();
-        shutdown();
+        try {
+            c.close();
+            server.close();
+            rig.assertBooksBalanced("after " + getClass().getSimpleName());
+        } finally {
+            shutdown();
+        }
     }
 
     static MemorySegment struct(final StructLayout layout) {

@@ -29,7 +29,8 @@ import org.junit.jupiter.api.Test;
  * {@code tools/testing/selftests/iommu/iommufd_fail_nth.c} on the model, plus the VFIO cdev and
  * persistence scenarios: each scenario runs once as it is, then again with its 1st, 2nd, 3rd…
  * injectable site failing ({@code /proc/thread-self/fail-nth}: every frame and VT-d table page
- * allocated, every user copy), until a run reaches fewer sites than the count. Each run is a fresh
+ * allocated, the slab allocations and {@code iommufd_should_fail()} points Linux has, every user
+ * copy), until a run reaches fewer sites than the count. Each run is a fresh
  * process; each injected run must:
  * <ul>
  *   <li>fail, if it fails, with a Linux errno (a kernel that throws anything else cuts the process off);</li>
@@ -387,8 +388,9 @@ class IommufdFailNthTest extends IommufdAbiFixture {
             }
             r.p.memory().writeBytes(r.p.scratch() + 4096, "4294967296".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
             assertEquals(-Errno.ERANGE.number, r.p.syscall(Syscall.PWRITE64, f, r.p.scratch() + 4096, 10, 0));
-            // The 2nd site after the write: the open's path copy is the 1st, the read's copy to user the 2nd.
-            r.p.memory().writeBytes(r.p.scratch() + 4096, "2".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+            // The 4th site after the write: the open's getname buffer, its path copy and its struct
+            // file are the first three, the read's copy to user the 4th.
+            r.p.memory().writeBytes(r.p.scratch() + 4096, "4".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
             assertEquals(1, r.p.syscall(Syscall.PWRITE64, f, r.p.scratch() + 4096, 1, 0));
             final int g = r.p.open("/proc/thread-self/fail-nth", Syscall.O_RDONLY);
             assertEquals(-Errno.EFAULT.number, r.p.syscall(Syscall.PREAD64, g, r.p.scratch() + 4096, 16, 0), "the read fired it");

@@ -44,6 +44,8 @@ final class IntelIommu {
     private final ContextEntry context = new ContextEntry();
     private final RootEntry root = new RootEntry();
     private long rootPhys = -1;
+    /** Context tables this boot allocated on a bus's first attach; kept until the next kexec, as Linux keeps them. */
+    private int contextTablesAllocated; // guarded by contextLock
 
     IntelIommu(final int index, final PhysicalMemory memory, final Mmio.Window regs, final UnitConfig platform,
             final KernelLog log) {
@@ -188,6 +190,13 @@ final class IntelIommu {
         return dids.cardinality();
     }
 
+    /** Frames this boot allocated for context tables (never freed while the unit runs). */
+    int contextTablesAllocated() {
+        synchronized (contextLock) {
+            return contextTablesAllocated;
+        }
+    }
+
     // ------------------------------------------------------------------ context entries
 
     /**
@@ -203,6 +212,7 @@ final class IntelIommu {
                     return; // no context table: the whole bus is blocked already
                 }
                 root.publish(frames.allocZeroedFrame());
+                contextTablesAllocated++;
             }
             context.wrap(memory.segment(), ContextEntry.address(root.contextTable(), dev.bdf().devfn()));
             if (context.present()) {

@@ -97,6 +97,18 @@ public final class IntelIommuDriver implements IommuDriver {
         return units[index].didsInUse();
     }
 
+    /**
+     * Frames the units allocated this boot for context tables: a bus's table stays once a device on
+     * it was attached (as Linux's do), bounded by the buses, so the accounting check leaves it out.
+     */
+    public long contextTableFrames() {
+        long n = 0;
+        for (IntelIommu u : units) {
+            n += u.contextTablesAllocated();
+        }
+        return n;
+    }
+
     /** The domain id {@code domain} has on {@code unit} (0 if not attached there). */
     public int domainId(final DomainOps domain, final int unit) {
         return ((DmarDomain) domain).didOn(unit);

@@ -36,6 +36,7 @@ class SelftestDisabledTest {
                 assertEquals(-Errno.EFAULT.number, c.syscall(Syscall.IOCTL, fd, IommuTestCmd.IOMMU_TEST_CMD, 0),
                         "still inside iommufd's table: the size is read first");
             }
+            rig.assertBooksBalanced("after the process exited");
         }
     }
 }

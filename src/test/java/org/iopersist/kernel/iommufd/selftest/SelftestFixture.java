@@ -30,7 +30,9 @@ import org.junit.jupiter.api.io.TempDir;
  * the syscall socket: a kernel booted with {@code iommufd.selftest=1}, a process holding an iommufd
  * ({@code self->fd}), the global {@code buffer} (16 pages, MAP_SHARED|MAP_ANONYMOUS at a 2 MiB aligned
  * address, as the selftest's constructor maps it), the helpers as methods of the same name, and
- * {@code teardown_iommufd}: close, reopen, and MD_CHECK_REFS finds no pin left on the buffer. A
+ * {@code teardown_iommufd}: close, reopen, and MD_CHECK_REFS finds no pin left on the buffer; once the
+ * process has exited the kernel's books are back where the boot left them
+ * ({@link KernelRig#assertBooksBalanced}). A
  * WARN the mock IOMMU raised fails the case too, as it would show in Linux's log.
  *
  * <p>Helpers return the ioctl's value ({@code -errno} on failure), as the C helpers return -1 with
@@ -88,9 +90,20 @@ public abstract class SelftestFixture {
             tearDownFixture();
             teardownIommufd();
             assertEquals(0, rig.kernel.iommu().busDriver(MockIommu.class).warnings(), "WARNs from the mock IOMMU (see the kernel log)");
-        } finally {
+            // Every process exits (closing the server ends any other the case connected): every pin,
+            // frame, DID and object they held goes back (issue 16's invariant).
             c.close();
+            c = null;
             server.close();
+            server = null;
+            rig.assertBooksBalanced("after " + getClass().getSimpleName());
+        } finally {
+            if (c != null) {
+                c.close();
+            }
+            if (server != null) {
+                server.close();
+            }
             rig.close();
         }
     }

@@ -18,7 +18,7 @@ import org.junit.jupiter.api.Test;
  * The ledger of the selftest port: every TEST_F of {@code tools/testing/selftests/iommu/iommufd.c}
  * (the v6.9 file, commit 33335584; its copies carry the READABLE/WRITEABLE flag Linux's later fix
  * added) and every TEST_FAIL_NTH of {@code iommufd_fail_nth.c}, fixture by fixture, with every
- * FIXTURE_VARIANT_ADD: each case is a test method of the fixture's class, run once per variant
+ * FIXTURE_VARIANT_ADD (TEST_FAIL_NTH cases are the methods of {@link BasicFailNthTest}): each case is a test method of the fixture's class, run once per variant
  * subclass, or named here with why it does not apply. {@code docs/selftest.md} is this ledger
  * rendered; the test fails if the two differ.
  */
@@ -54,13 +54,9 @@ class SelftestLedgerTest {
                             "get_dirty_bitmap_no_clear")),
             new Fixture("vfio_compat_mock_domain", VfioCompatMockDomainCases.class, ordered("Ver1v2",
                     VfioCompatMockDomainVer1v2Test.class, "Ver1v0", VfioCompatMockDomainVer1v0Test.class),
-                    List.of("simple_close", "option_huge_pages", "get_info", "map", "huge_map")));
-
-    /** The TEST_FAIL_NTH cases of iommufd_fail_nth.c (FIXTURE basic_fail_nth). */
-    static final List<String> FAIL_NTH = List.of("basic", "map_domain", "map_file_domain", "map_two_domains", "access_rw",
-            "access_pin", "access_pin_domain", "device");
-
-    static final String FAIL_NTH_REASON = "needs fail_nth (issue 18): /proc/self/fail-nth injection is not merged yet";
+                    List.of("simple_close", "option_huge_pages", "get_info", "map", "huge_map")),
+            new Fixture("basic_fail_nth", BasicFailNthTest.class, Map.of(), List.of("basic", "map_domain", "map_file_domain",
+                    "map_two_domains", "access_rw", "access_pin", "access_pin_domain", "device")));
 
     /** Cases that do not apply here, by fixture.case, with why. */
     static final Map<String, String> NOT_APPLICABLE = ordered(
@@ -150,9 +146,6 @@ class SelftestLedgerTest {
                 b.append("| ").append(f.name()).append(" | ").append(t).append(" | ").append(variants).append(" | ")
                         .append(result).append(" |\n");
             }
-        }
-        for (String t : FAIL_NTH) {
-            b.append("| basic_fail_nth | ").append(t).append(" | — | ").append(FAIL_NTH_REASON).append(" |\n");
         }
         return b.toString();
     }
