@@ -246,6 +246,16 @@ final class UpdateRig implements AutoCloseable {
      * device again and reopens guest RAM.
      */
     Update liveUpdate() throws IOException, InterruptedException {
+        return liveUpdate(0);
+    }
+
+    /**
+     * As {@link #liveUpdate()}; first, between the kexec and the boot and not timed, the next boot's
+     * validation runs {@code dryRuns} times ({@link Kernel#validateHandover}). A warm-up: the loops
+     * whose trip count grows with the guest then run compiled in the timed boots, as a real
+     * kernel's do, where a couple of warm-up updates would leave them to the interpreter.
+     */
+    Update liveUpdate(final int dryRuns) throws IOException, InterruptedException {
         if (flow == Flow.LUO) {
             return liveUpdateLuo();
         }
@@ -260,6 +270,11 @@ final class UpdateRig implements AutoCloseable {
         }
         final long t2 = System.nanoTime();
         final long blob = blobBytes(IommufdHandover.NAME);
+        for (int i = 0; i < dryRuns; i++) {
+            if (!Kernel.validateHandover(machine.board()).restoring()) {
+                throw new IllegalStateException("update " + boots + ": the dry run would cold-boot");
+            }
+        }
         final long t2b = System.nanoTime();
         kernel = Kernel.boot(machine.board());
         final long t3 = System.nanoTime();
