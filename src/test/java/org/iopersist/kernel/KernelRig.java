@@ -44,6 +44,17 @@ public final class KernelRig implements AutoCloseable {
                 "the kernel's books " + when + " (after the last process exited)");
     }
 
+    /** The kernel's last FAULT_INJECTION line, where a fail_nth run was made to fail, for a failure's message. */
+    public String lastInjection() {
+        final java.util.List<String> d = kernel.log().dmesg();
+        for (int i = d.size() - 1; i >= 0; i--) {
+            if (d.get(i).contains("FAULT_INJECTION")) {
+                return d.get(i);
+            }
+        }
+        return "nothing injected";
+    }
+
     /** A root caller for the kernel's entry points that check credentials (kexec_load). */
     public static UserProcess root() {
         return new UserProcess(1, 0, 0, null, 0, 0);

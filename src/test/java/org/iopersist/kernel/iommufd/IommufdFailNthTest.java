@@ -142,7 +142,7 @@ class IommufdFailNthTest extends IommufdAbiFixture {
             checkUsable(at, r);
             cleanUp(r);
             final List<String> leaks = rig.kernel.accounting().leaksAgainst(baseline);
-            assertEquals(List.of(), leaks, at + ": the books after the process exited; " + injectedAt());
+            assertEquals(List.of(), leaks, at + ": the books after the process exited; " + rig.lastInjection());
             final Map<FaultInjection.Site, Long> after = injected();
             for (FaultInjection.Site s : FaultInjection.Site.values()) {
                 sites.merge(s, after.get(s) - before.get(s), Long::sum);
@@ -155,16 +155,6 @@ class IommufdFailNthTest extends IommufdAbiFixture {
         }
     }
 
-    /** The kernel's last FAULT_INJECTION line: where the failing run was made to fail. */
-    private String injectedAt() {
-        final List<String> d = rig.kernel.log().dmesg();
-        for (int i = d.size() - 1; i >= 0; i--) {
-            if (d.get(i).contains("FAULT_INJECTION")) {
-                return d.get(i);
-            }
-        }
-        return "nothing injected";
-    }
 
     private Map<FaultInjection.Site, Long> injected() {
         final Map<FaultInjection.Site, Long> m = new EnumMap<>(FaultInjection.Site.class);

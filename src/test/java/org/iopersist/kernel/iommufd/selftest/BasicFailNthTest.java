@@ -213,12 +213,12 @@ class BasicFailNthTest extends SelftestFixture {
                 } else {
                     errnos.merge(failed, 1, Integer::sum);
                     assertTrue(ANSWERS.get(site).contains(failed), at + ": a failure injected at " + site + " answered " + failed
-                            + "; " + injectedAt());
+                            + "; " + rig.lastInjection());
                 }
             }
             teardownRun(at);
             assertEquals(List.of(), rig.kernel.accounting().leaksAgainst(baseline), at + ": the books after teardown; "
-                    + injectedAt());
+                    + rig.lastInjection());
             if (!fired) {
                 nth.iteration(0);
                 final Sweep s = new Sweep(iteration, sites, errnos, absorbed);
@@ -229,16 +229,6 @@ class BasicFailNthTest extends SelftestFixture {
         }
     }
 
-    /** The kernel's last FAULT_INJECTION line: where the run was made to fail. */
-    private String injectedAt() {
-        final List<String> d = rig.kernel.log().dmesg();
-        for (int i = d.size() - 1; i >= 0; i--) {
-            if (d.get(i).contains("FAULT_INJECTION")) {
-                return d.get(i);
-            }
-        }
-        return "nothing injected";
-    }
 
     // ------------------------------------------------------------------ iommufd_fail_nth.c
 
