@@ -256,9 +256,10 @@ final class TablePagePool {
     // ------------------------------------------------------------------ a handed-over pool
 
     /**
-     * A pool read back from a handover: the chunks as listed, and which of their pages the walk of
-     * the tables reached. Validation builds it without writing anything; {@link #adopt} makes it the
-     * domain's pool once every chunk is claimed.
+     * A pool read back from a handover: the chunks as listed, and which of their pages are in use,
+     * loaded from {@code table-usage} ({@link #load}) at boot or marked by the scrub's walk of the
+     * tables ({@link #mark}). Validation builds it without writing anything; {@link #adopt} makes it
+     * the domain's pool once every chunk is claimed.
      */
     static final class Incoming {
         private final TablePagePool pool;
@@ -385,7 +386,7 @@ final class TablePagePool {
             return pool.pages;
         }
 
-        /** A chunk the walk found no table page in, or -1: the old kernel gives such a chunk back. */
+        /** A chunk with no table page in use, or -1: the old kernel gives such a chunk back. */
         int idleChunk() {
             for (int c = 0; c < pool.chunks; c++) {
                 if (pool.inUse[c] == 0) {

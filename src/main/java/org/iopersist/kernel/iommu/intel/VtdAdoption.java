@@ -38,7 +38,7 @@ final class VtdAdoption {
      */
     private long[] claims = new long[64];
     private int claimCount;
-    /** Per handed-over domain, its table-page pool as the walk found it in use. */
+    /** Per handed-over domain, its table-page pool as {@code table-usage} lists the pages in use. */
     private final List<TablePagePool.Incoming> pools = new ArrayList<>();
 
     VtdAdoption(final IntelIommuDriver driver, final KhoIncoming in) {
