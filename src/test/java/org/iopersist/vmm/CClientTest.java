@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.BufferedReader;
+import java.io.IOException;
 import java.io.InputStreamReader;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.StructLayout;
@@ -213,17 +214,8 @@ class CClientTest {
                     // The restarted VMM is a C program.
                     final Process c = new ProcessBuilder(exe.toString(), "--socket", sock.toString(), "--memory",
                             m.resolve("memory").toString(), "--hold").redirectErrorStream(true).start();
-                    final List<String> lines = new ArrayList<>();
                     try {
-                        final BufferedReader out = new BufferedReader(new InputStreamReader(c.getInputStream(), StandardCharsets.UTF_8));
-                        String line;
-                        while ((line = out.readLine()) != null) {
-                            lines.add(line);
-                            if (line.startsWith("example-vmm: rebound ")) {
-                                break;
-                            }
-                        }
-                        final String said = String.join("\n", lines);
+                        final String said = readUntil(c, line -> line.startsWith("example-vmm: rebound "));
                         assertTrue(said.contains("example-vmm: persisted iommufd 1: owner uid 0, 4 objects (1 ioas, 1 hwpt, 2 devices)"), said);
                         assertTrue(said.contains("example-vmm: reopened /sys/kernel/iommufd_persisted/1/iommufd as fd ")
                                 && said.contains(": persistent id 1"), said);
@@ -243,16 +235,7 @@ class CClientTest {
                             assertEquals("1", look.readFile("/sys/kernel/liveupdate/finish").trim(), "the reopen finished the update");
                             final long seq = bars[1].counters().nextSeq();
                             bars[1].awaitSeq(seq + 500);
-                            final GuestRam ram = GuestRam.open(look, "vm0-ram");
-                            final RecordChecker checker = new RecordChecker(board.memory());
-                            for (int i = 0; i < 2; i++) {
-                                bars[i].stop();
-                                final DeviceCounters counters = bars[i].counters();
-                                assertEquals(0, counters.faults(), "device " + i + ": " + counters);
-                                assertEquals(0, counters.corrupt(), "device " + i + ": " + counters);
-                                final RecordChecker.Report r = checker.check(bars[i].window(), ram::physOf);
-                                assertTrue(r.clean(), r.toString());
-                            }
+                            stopAndCheck(board, bars, GuestRam.open(look, "vm0-ram")::physOf);
                         }
                         c.getOutputStream().close(); // stdin ends: the C VMM exits
                         assertTrue(c.waitFor(30, TimeUnit.SECONDS));
@@ -261,12 +244,10 @@ class CClientTest {
                         c.destroyForcibly();
                     }
                     assertTrue(kernel2.output().contains("iommufd: persistent ctx 1 reopened by pid "), kernel2.output());
-                    kernel2.process().getOutputStream().close();
-                    assertEquals(0, kernel2.waitFor(30), kernel2.output());
+                    exits(kernel2);
                 }
             }
-            machine.process().getOutputStream().close();
-            assertEquals(0, machine.waitFor(30), machine.output());
+            exits(machine);
         }
     }
 
@@ -275,18 +256,7 @@ class CClientTest {
         final Path exe = gcc(dir.resolve("example-vmm"), CLIENT.resolve("example-vmm.c").toString(),
                 CLIENT.resolve("iopersist.c").toString());
         final Path out = dir.resolve("out");
-        final java.io.PrintStream stdout = System.out;
-        final java.io.ByteArrayOutputStream buf = new java.io.ByteArrayOutputStream();
-        System.setOut(new java.io.PrintStream(buf, true, StandardCharsets.UTF_8));
-        final int exit;
-        try {
-            exit = new picocli.CommandLine(new Main()).execute("demo", "--seconds", "0.2", "--updates", "2", "--vmm-command",
-                    exe.toString(), "--out", out.toString(), "--dir", dir.resolve("m").toString());
-        } finally {
-            System.setOut(stdout);
-        }
-        final String said = buf.toString(StandardCharsets.UTF_8);
-        assertEquals(0, exit, said);
+        final String said = demo("--flow", "rfc", "--vmm-command", exe.toString(), "--out", out.toString());
         for (int k = 2; k <= 3; k++) {
             assertTrue(said.matches("(?s).*\nvmm " + k + " +example-vmm \\(process \\d+\\) reopened /sys/kernel/iommufd_persisted/1/iommufd "
                     + "\\(persistent id 1\\), devices rebound with dev_id 2, 4\n.*"), said);
@@ -357,17 +327,8 @@ class CClientTest {
                     await(kernel2, "kernel ready " + sock + " live_update");
                     final Process c = new ProcessBuilder(exe.toString(), "--socket", sock.toString(), "--memory",
                             m.resolve("memory").toString(), "--luo", "--session", "vm0", "--hold").redirectErrorStream(true).start();
-                    final List<String> lines = new ArrayList<>();
                     try {
-                        final BufferedReader out = new BufferedReader(new InputStreamReader(c.getInputStream(), StandardCharsets.UTF_8));
-                        String line;
-                        while ((line = out.readLine()) != null) {
-                            lines.add(line);
-                            if (line.startsWith("example-vmm: retrieved ") && line.endsWith(" devices")) {
-                                break;
-                            }
-                        }
-                        final String said = String.join("\n", lines);
+                        final String said = readUntil(c, line -> line.startsWith("example-vmm: retrieved ") && line.endsWith(" devices"));
                         assertTrue(said.contains("example-vmm: retrieved session vm0 as fd "), said);
                         assertTrue(said.contains(": \"ioas=1 hwpt=" + hwpt + " devids=" + devIds[0] + ", " + devIds[1] + "\""), said);
                         assertTrue(said.contains("example-vmm: ioas 1: allowed [0x0, 0xfedfffff]"), said);
@@ -393,18 +354,10 @@ class CClientTest {
                             assertEquals(2, gone.errno(), "ENOENT once finished (EINVAL if only retrieved): " + gone.getMessage());
                             final long seq = bars[1].counters().nextSeq();
                             bars[1].awaitSeq(seq + 500);
-                            final RecordChecker checker = new RecordChecker(board.memory());
-                            for (int i = 0; i < 2; i++) {
-                                bars[i].stop();
-                                final DeviceCounters counters = bars[i].counters();
-                                assertEquals(0, counters.faults(), "device " + i + ": " + counters);
-                                assertEquals(0, counters.corrupt(), "device " + i + ": " + counters);
-                                final RecordChecker.Report r = checker.check(bars[i].window(), iova -> {
-                                    final Long frame = frames.get(iova & ~4095L);
-                                    return frame == null ? -1 : frame + (iova & 4095);
-                                });
-                                assertTrue(r.clean(), r.toString());
-                            }
+                            stopAndCheck(board, bars, iova -> {
+                                final Long frame = frames.get(iova & ~4095L);
+                                return frame == null ? -1 : frame + (iova & 4095);
+                            });
                         }
                         c.getOutputStream().close(); // stdin ends: the C VMM exits
                         assertTrue(c.waitFor(30, TimeUnit.SECONDS));
@@ -412,12 +365,10 @@ class CClientTest {
                     } finally {
                         c.destroyForcibly();
                     }
-                    kernel2.process().getOutputStream().close();
-                    assertEquals(0, kernel2.waitFor(30), kernel2.output());
+                    exits(kernel2);
                 }
             }
-            machine.process().getOutputStream().close();
-            assertEquals(0, machine.waitFor(30), machine.output());
+            exits(machine);
         }
     }
 
@@ -426,18 +377,7 @@ class CClientTest {
         final Path exe = gcc(dir.resolve("example-vmm"), CLIENT.resolve("example-vmm.c").toString(),
                 CLIENT.resolve("iopersist.c").toString());
         final Path out = dir.resolve("out");
-        final java.io.PrintStream stdout = System.out;
-        final java.io.ByteArrayOutputStream buf = new java.io.ByteArrayOutputStream();
-        System.setOut(new java.io.PrintStream(buf, true, StandardCharsets.UTF_8));
-        final int exit;
-        try {
-            exit = new picocli.CommandLine(new Main()).execute("demo", "--flow", "luo", "--seconds", "0.2", "--updates", "2",
-                    "--vmm-command", exe.toString(), "--out", out.toString(), "--dir", dir.resolve("m").toString());
-        } finally {
-            System.setOut(stdout);
-        }
-        final String said = buf.toString(StandardCharsets.UTF_8);
-        assertEquals(0, exit, said);
+        final String said = demo("--flow", "luo", "--vmm-command", exe.toString(), "--out", out.toString());
         for (int k = 2; k <= 3; k++) {
             assertTrue(said.matches("(?s).*\nvmm " + k + " +example-vmm \\(process \\d+\\) retrieved session vm0: devices bound "
                     + "with dev_id 2, 4, RAM, iommufd; finished .*"), said);
@@ -459,5 +399,57 @@ class CClientTest {
         assertTrue(p.waitFor(10, TimeUnit.SECONDS));
         assertEquals(1, p.exitValue());
         assertEquals("example-vmm: " + dir.resolve("none.sock") + ": No such file or directory\n", out);
+    }
+
+    /** Runs {@code iopersist demo} for two short updates on a machine in {@code dir/m}; returns what it printed, after exit 0. */
+    private String demo(final String... args) {
+        final java.util.List<String> argv = new java.util.ArrayList<>(java.util.List.of("demo", "--seconds", "0.2", "--updates", "2",
+                "--dir", dir.resolve("m").toString()));
+        argv.addAll(java.util.List.of(args));
+        final java.io.PrintStream stdout = System.out;
+        final java.io.ByteArrayOutputStream buf = new java.io.ByteArrayOutputStream();
+        System.setOut(new java.io.PrintStream(buf, true, StandardCharsets.UTF_8));
+        final int exit;
+        try {
+            exit = new picocli.CommandLine(new Main()).execute(argv.toArray(String[]::new));
+        } finally {
+            System.setOut(stdout);
+        }
+        final String said = buf.toString(StandardCharsets.UTF_8);
+        assertEquals(0, exit, said);
+        return said;
+    }
+
+    /** What the C VMM prints until a line {@code last} accepts (that one included), joined by newlines. */
+    private static String readUntil(final Process c, final java.util.function.Predicate<String> last) throws IOException {
+        final List<String> lines = new ArrayList<>();
+        final BufferedReader out = new BufferedReader(new InputStreamReader(c.getInputStream(), StandardCharsets.UTF_8));
+        String line;
+        while ((line = out.readLine()) != null) {
+            lines.add(line);
+            if (last.test(line)) {
+                break;
+            }
+        }
+        return String.join("\n", lines);
+    }
+
+    /** Stops both devices: neither faulted nor wrote a corrupt record, and every record is where {@code physOf} says. */
+    private static void stopAndCheck(final Board board, final DeviceBar[] bars, final java.util.function.LongUnaryOperator physOf) {
+        final RecordChecker checker = new RecordChecker(board.memory());
+        for (int i = 0; i < bars.length; i++) {
+            bars[i].stop();
+            final DeviceCounters counters = bars[i].counters();
+            assertEquals(0, counters.faults(), "device " + i + ": " + counters);
+            assertEquals(0, counters.corrupt(), "device " + i + ": " + counters);
+            final RecordChecker.Report r = checker.check(bars[i].window(), physOf);
+            assertTrue(r.clean(), r.toString());
+        }
+    }
+
+    /** Ends a child JVM's stdin, as its parent would, and expects it to exit 0. */
+    private static void exits(final ChildJvm child) throws Exception {
+        child.process().getOutputStream().close();
+        assertEquals(0, child.waitFor(30), child.output());
     }
 }
