@@ -36,8 +36,9 @@ public final class IoptPages {
     final boolean writable;
     private final FrameRefs refs;
     final AtomicInteger kref = new AtomicInteger(1);
-    private long[] pinned; // guarded by this; one frame per page (user memory, memfd)
-    private FrameRuns pinnedRuns; // guarded by this; guest memory: its frames as contiguous runs, one per extent
+    private long[] pinned; // guarded by this; one frame per page (user memory)
+    /** Guest memory and memfds: the frames as contiguous runs, one per extent; memfd runs are pinned by range. */
+    private FrameRuns pinnedRuns; // guarded by this
     private int pinUsers; // guarded by this
 
     private IoptPages(final UserProcess owner, final long uptrAligned, final MemFd file, final long fileStart,
@@ -197,21 +198,38 @@ public final class IoptPages {
             if (owner != null) {
                 owner.accountPinned(npages);
             }
+        } else if (pinUsers == 0 && file != null) {
+            // A memfd's pages are runs of frames: pin each run as one range, so a TiB of guest RAM
+            // pins in as many steps as the file has extents.
+            final FrameRuns runs = file.runs(fileStart >>> 12, npages);
+            int done = 0;
+            try {
+                for (; done < runs.runs(); done++) {
+                    if (!refs.pinRange(runs.runPhys(done), runs.runPages(done))) {
+                        throw new KernelException(Errno.EFAULT, "pages at 0x" + Long.toHexString(runs.runPhys(done))
+                                + " are not pinnable");
+                    }
+                }
+            } catch (KernelException e) {
+                for (int r = 0; r < done; r++) {
+                    refs.unpinRange(runs.runPhys(r), runs.runPages(r));
+                }
+                throw e;
+            }
+            pinnedRuns = runs;
+            if (owner != null) {
+                owner.accountPinned(npages);
+            }
         } else if (pinUsers == 0) {
             final long[] frames = new long[(int) npages];
             int done = 0;
             try {
                 for (; done < npages; done++) {
-                    final long phys;
-                    if (file != null) {
-                        phys = file.frame((fileStart >>> 12) + done);
-                    } else {
-                        final int prot = Syscall.PROT_READ | (writable ? Syscall.PROT_WRITE : 0);
-                        phys = owner.mm().translate(uptrAligned + ((long) done << 12), prot);
-                        if (phys < 0) {
-                            throw new KernelException(Errno.EFAULT, String.format("user page 0x%x cannot be pinned",
-                                    uptrAligned + ((long) done << 12)));
-                        }
+                    final int prot = Syscall.PROT_READ | (writable ? Syscall.PROT_WRITE : 0);
+                    final long phys = owner.mm().translate(uptrAligned + ((long) done << 12), prot);
+                    if (phys < 0) {
+                        throw new KernelException(Errno.EFAULT, String.format("user page 0x%x cannot be pinned",
+                                uptrAligned + ((long) done << 12)));
                     }
                     if (!refs.pin(phys)) {
                         throw new KernelException(Errno.EFAULT, "page at 0x" + Long.toHexString(phys) + " is not pinnable");
@@ -241,6 +259,11 @@ public final class IoptPages {
             if (pinned != null) {
                 for (long f : pinned) {
                     refs.unpin(f);
+                }
+            } else if (file != null) {
+                final FrameRuns runs = pinnedRuns;
+                for (int r = 0; r < runs.runs(); r++) {
+                    refs.unpinRange(runs.runPhys(r), runs.runPages(r));
                 }
             }
             pinned = null;

@@ -89,19 +89,17 @@ public final class AddressSpace {
                     frames.freeFrames()));
         }
         if (anonymous && huge) {
-            // Huge pages: physically contiguous, naturally aligned 2 MiB runs, each 4 KiB frame of
-            // them counted on its own, so pins and frees work frame by frame.
+            // Huge pages: physically contiguous, naturally aligned 2 MiB runs, counted as ranges
+            // that split where a pin or an munmap takes part of one.
             final int order = Long.numberOfTrailingZeros(unit) - Vma.PAGE_SHIFT;
             try {
                 for (long done = 0; done < pages; done += 1L << order) {
                     final long run = frames.allocZeroedRun(order);
-                    for (long f = 0; f < 1L << order; f++) {
-                        refs.init(run + (f << Vma.PAGE_SHIFT));
-                    }
+                    refs.initRange(run, 1L << order);
                     backing.add(run, 1L << order);
                 }
             } catch (RuntimeException e) {
-                backing.build().forEachFrame(refs::put);
+                putAll(backing.build());
                 throw e;
             }
         } else if (anonymous) {
@@ -112,7 +110,7 @@ public final class AddressSpace {
                     backing.add(frame, 1);
                 }
             } catch (RuntimeException e) {
-                backing.build().forEachFrame(refs::put);
+                putAll(backing.build());
                 throw e;
             }
         } else {
@@ -179,10 +177,15 @@ public final class AddressSpace {
 
     private void drop(final Vma v) {
         if (v.anonymous()) {
-            v.frames().forEachFrame(refs::put);
+            putAll(v.frames());
         } else {
             v.file().mapped(v.pgoff(), v.frames().pages(), false, (v.prot() & Syscall.PROT_WRITE) != 0);
         }
+    }
+
+    /** Drops the mapping's reference on each run of frames (the counts are kept per range). */
+    private void putAll(final FrameRuns runs) {
+        runs.forEachRun((first, phys, n) -> refs.putRange(phys, n));
     }
 
     /** Unmaps everything (process exit). */
