@@ -231,6 +231,34 @@ public final class AddressSpace {
         return v.frameOf(va) | (va & (Vma.PAGE_SIZE - 1));
     }
 
+    /**
+     * The frames behind {@code pages} pages from page-aligned {@code va}, as runs, each page mapped
+     * with the access {@code prot} needs: what pin_user_pages walks, one step per VMA run rather
+     * than per page.
+     *
+     * @return the runs, or the first page that is not so mapped as {@code -1 - its address}
+     *         through {@code failedVa[0]} with a null result
+     */
+    public synchronized FrameRuns runs(final long va, final long pages, final int prot, final long[] failedVa) {
+        final FrameRuns.Builder out = new FrameRuns.Builder();
+        long at = va;
+        final long end = va + (pages << Vma.PAGE_SHIFT);
+        while (at != end) {
+            final Vma v = find(at);
+            if (v == null || (v.prot() & prot) != prot) {
+                failedVa[0] = at;
+                return null;
+            }
+            final long first = (at - v.start()) >>> Vma.PAGE_SHIFT;
+            final long upTo = Long.compareUnsigned(v.end() - 1, end - 1) < 0 ? v.end() : end;
+            final long last = (upTo - v.start()) >>> Vma.PAGE_SHIFT;
+            final FrameRuns slice = v.frames().slice(first, last);
+            slice.forEachRun((f, phys, n) -> out.add(phys, n));
+            at = upTo;
+        }
+        return out.build();
+    }
+
     /** copy_from_user: {@code length} bytes at {@code va} into {@code dst}. @throws KernelException EFAULT */
     public void copyFromUser(final long va, final MemorySegment dst, final long dstOffset, final long length) {
         FaultInjection.check(frames.faults(), FaultInjection.Site.USER_COPY);
