@@ -216,6 +216,7 @@ public final class IoptPages {
             int done = 0;
             try {
                 for (; done < runs.runs(); done++) {
+                    // A pin's reference on each frame of the run, released by the last unpin()'s unpinRange.
                     if (!refs.pinRange(runs.runPhys(done), runs.runPages(done))) {
                         throw new KernelException(Errno.EFAULT, "pages at 0x" + Long.toHexString(runs.runPhys(done))
                                 + " are not pinnable");

@@ -95,7 +95,7 @@ public final class AddressSpace {
             try {
                 for (long done = 0; done < pages; done += 1L << order) {
                     final long run = frames.allocZeroedRun(order);
-                    refs.initRange(run, 1L << order);
+                    refs.initRange(run, 1L << order); // the VMA's reference, dropped by munmap or teardown (drop)
                     backing.add(run, 1L << order);
                 }
             } catch (RuntimeException e) {

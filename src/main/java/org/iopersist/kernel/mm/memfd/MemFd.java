@@ -214,7 +214,8 @@ public final class MemFd implements KernelFile {
     /**
      * shmem_alloc_and_add_folio: a zeroed run for page {@code index} onwards, of the largest order
      * that fits the {@code left} pages still wanted and is aligned at {@code index}; if no run of
-     * that order is free, the next smaller, down to one page (whose ENOMEM is the caller's).
+     * that order is free, the next smaller, down to one page (whose ENOMEM is the caller's). As in
+     * shmem, a failed large order (an injected one too) only means a smaller folio.
      *
      * @return the run's physical address, with its order in the low 12 bits (a frame address has them zero)
      */
