@@ -105,14 +105,14 @@ public final class AddressSpace {
         } else if (anonymous) {
             try {
                 for (long done = 0; done < pages; done++) {
-                    final long frame = frames.allocZeroedFrame();
-                    refs.init(frame);
-                    backing.add(frame, 1);
+                    backing.add(frames.allocZeroedFrame(), 1);
                 }
             } catch (RuntimeException e) {
-                putAll(backing.build());
+                backing.build().forEachFrame(frames::freeFrame); // not counted yet
                 throw e;
             }
+            // The VMA's reference on each run of frames, dropped by munmap or teardown (drop).
+            backing.build().forEachRun((first, phys, n) -> refs.initRange(phys, n));
         } else {
             file.mmapCheck(prot);
             file.mmapRuns(offset >>> Vma.PAGE_SHIFT, pages, backing);

@@ -16,7 +16,7 @@ import org.iopersist.hw.memory.PhysicalMemory;
  * ends, changes every run between, and merges again at the ends, so a TiB memfd made of 1 GiB runs
  * and pinned whole costs a few entries and O(runs · log) per operation, never an entry per 4 KiB.
  * Runs between the ends need no merge: they differed before, and they all moved by the same delta.
- * Per-frame methods are one-frame ranges.
+ * There is no per-frame operation: a caller with one page passes a range of one.
  *
  * <p>Every range operation checks the whole range before it changes anything: {@link #getRange}
  * and {@link #pinRange} answer false and change nothing if a frame in it is not counted.
@@ -194,31 +194,7 @@ public final class FrameRefs {
         return Math.addExact(pfn, pages);
     }
 
-    // ------------------------------------------------------------------ one frame: thin wrappers
-
-    public void init(final long phys) {
-        initRange(phys, 1);
-    }
-
-    /** Takes a reference; returns false if the frame is not a counted user frame. */
-    public boolean get(final long phys) {
-        return getRange(phys, 1);
-    }
-
-    /** Drops a reference; frees the frame with the last one. */
-    public void put(final long phys) {
-        putRange(phys, 1);
-    }
-
-    /** pin_user_pages on one page: a reference that also counts as a pin. @return false if not a counted user frame */
-    public boolean pin(final long phys) {
-        return pinRange(phys, 1);
-    }
-
-    /** unpin_user_page: drops a pin and its reference (the frame goes with the last). */
-    public void unpin(final long phys) {
-        unpinRange(phys, 1);
-    }
+    // ------------------------------------------------------------------ one frame: what the books say of it
 
     /** The pins on a frame (the selftest's MD_CHECK_REFS reads this). */
     public synchronized int pins(final long phys) {
