@@ -55,7 +55,7 @@ public final class MemFd implements KernelFile {
     private final PhysicalMemory memory;
     private final FrameSource frames;
     private final FrameRefs refs;
-    private Extents pages = new Extents(); // guarded by this
+    private final Extents pages = new Extents(); // guarded by this
     private long size;
     private int seals;
     /** The inode's exec bits: set unless created with MFD_NOEXEC_SEAL. */
