@@ -128,9 +128,6 @@ final class Demo implements Callable<Integer> {
         if (out != null && Files.exists(out) && !Files.isDirectory(out)) {
             throw new IllegalArgumentException("--out " + out + " is a file; give a directory");
         }
-        if (flow == Flow.luo && guestRamBytes > 4L << 30) {
-            throw new IllegalArgumentException("--flow luo keeps guest RAM in a memfd of 4 KiB pages: at most 4G");
-        }
         if (dir != null && Files.exists(dir.resolve(MachineConfig.FILE))) {
             throw new IllegalArgumentException(dir + " already holds a machine; give a new directory");
         }

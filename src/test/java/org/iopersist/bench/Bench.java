@@ -280,7 +280,7 @@ public final class Bench implements Callable<Integer> {
                 "half of Oracle's < 200 ms QEMU exec update (row 4); QEMU allows 300 ms for migration (row 12)"));
         t.add(goal(false, "VMM blackout p50, LUO flow (reboot → devices, iommufd and RAM retrieved, session finished)",
                 "≤ 100 ms", String.format(Locale.ROOT, "%.1f ms worst", worstLuoBlackout), worstLuoBlackout <= 100,
-                "the RFC flow's bound, for comparison: memfd RAM is preserved and claimed page by page"));
+                "the RFC flow's bound, for comparison: memfd RAM is preserved and claimed run by run, as aligned blocks"));
         for (LiveUpdateBench.Result r : lu) {
             if (r.scenario().areas() == 1 && r.scenario().guestRamMib() >= 1024) {
                 t.add(new Target("kernel boot from the handover, " + r.scenario().label(), "independent of guest size: ≤ 2 x the 256 MiB boot",

@@ -36,8 +36,11 @@ public final class IoptPages {
     final boolean writable;
     private final FrameRefs refs;
     final AtomicInteger kref = new AtomicInteger(1);
-    private long[] pinned; // guarded by this; one frame per page (user memory, memfd)
-    private FrameRuns pinnedRuns; // guarded by this; guest memory: its frames as contiguous runs, one per extent
+    /**
+     * The frames while pinned, as contiguous runs: a guestmemfs file's extents (not counted), or a
+     * memfd's or a user range's frames, each run pinned as one range in {@link FrameRefs}.
+     */
+    private FrameRuns pinnedRuns; // guarded by this
     private int pinUsers; // guarded by this
 
     private IoptPages(final UserProcess owner, final long uptrAligned, final MemFd file, final long fileStart,
@@ -198,33 +201,34 @@ public final class IoptPages {
                 owner.accountPinned(npages);
             }
         } else if (pinUsers == 0) {
-            final long[] frames = new long[(int) npages];
+            // A memfd's pages, or a user range's, as runs of frames: each run pinned as one range,
+            // so a TiB of guest RAM pins in as many steps as it has runs.
+            final FrameRuns runs;
+            if (file != null) {
+                runs = file.runs(fileStart >>> 12, npages);
+            } else {
+                final long[] failedVa = {0};
+                runs = owner.mm().runs(uptrAligned, npages, Syscall.PROT_READ | (writable ? Syscall.PROT_WRITE : 0), failedVa);
+                if (runs == null) {
+                    throw new KernelException(Errno.EFAULT, String.format("user page 0x%x cannot be pinned", failedVa[0]));
+                }
+            }
             int done = 0;
             try {
-                for (; done < npages; done++) {
-                    final long phys;
-                    if (file != null) {
-                        phys = file.frame((fileStart >>> 12) + done);
-                    } else {
-                        final int prot = Syscall.PROT_READ | (writable ? Syscall.PROT_WRITE : 0);
-                        phys = owner.mm().translate(uptrAligned + ((long) done << 12), prot);
-                        if (phys < 0) {
-                            throw new KernelException(Errno.EFAULT, String.format("user page 0x%x cannot be pinned",
-                                    uptrAligned + ((long) done << 12)));
-                        }
+                for (; done < runs.runs(); done++) {
+                    // A pin's reference on each frame of the run, released by the last unpin()'s unpinRange.
+                    if (!refs.pinRange(runs.runPhys(done), runs.runPages(done))) {
+                        throw new KernelException(Errno.EFAULT, "pages at 0x" + Long.toHexString(runs.runPhys(done))
+                                + " are not pinnable");
                     }
-                    if (!refs.pin(phys)) {
-                        throw new KernelException(Errno.EFAULT, "page at 0x" + Long.toHexString(phys) + " is not pinnable");
-                    }
-                    frames[done] = phys;
                 }
             } catch (KernelException e) {
-                for (int i = 0; i < done; i++) {
-                    refs.unpin(frames[i]);
+                for (int r = 0; r < done; r++) {
+                    refs.unpinRange(runs.runPhys(r), runs.runPages(r));
                 }
                 throw e;
             }
-            pinned = frames;
+            pinnedRuns = runs;
             if (owner != null) {
                 owner.accountPinned(npages);
             }
@@ -238,12 +242,12 @@ public final class IoptPages {
             throw new IllegalStateException("unbalanced unpin");
         }
         if (--pinUsers == 0) {
-            if (pinned != null) {
-                for (long f : pinned) {
-                    refs.unpin(f);
+            if (guestmem == null) {
+                final FrameRuns runs = pinnedRuns;
+                for (int r = 0; r < runs.runs(); r++) {
+                    refs.unpinRange(runs.runPhys(r), runs.runPages(r));
                 }
             }
-            pinned = null;
             pinnedRuns = null;
             if (owner != null) {
                 owner.accountPinned(-npages);
@@ -265,10 +269,7 @@ public final class IoptPages {
         if (pinUsers == 0) {
             throw new IllegalStateException("pages are not pinned");
         }
-        if (pinnedRuns != null) {
-            return pinnedRuns.frameOf(index);
-        }
-        return pinned[(int) index];
+        return pinnedRuns.frameOf(index);
     }
 
     /**
@@ -276,15 +277,10 @@ public final class IoptPages {
      * pinned: what one {@code iommu_map} call can take, so a domain gets its largest leaves.
      */
     synchronized long contiguousPages(final long index, final long max) {
-        if (pinnedRuns != null) { // set only while pinned
-            return Math.min(max, pinnedRuns.contiguousFrom(index));
+        if (pinUsers == 0) {
+            throw new IllegalStateException("pages are not pinned");
         }
-        final long first = frame(index);
-        long n = 1;
-        while (n < max && pinned[(int) (index + n)] == first + (n << 12)) {
-            n++;
-        }
-        return n;
+        return Math.min(max, pinnedRuns.contiguousFrom(index));
     }
 
     void get() {

@@ -89,32 +89,30 @@ public final class AddressSpace {
                     frames.freeFrames()));
         }
         if (anonymous && huge) {
-            // Huge pages: physically contiguous, naturally aligned 2 MiB runs, each 4 KiB frame of
-            // them counted on its own, so pins and frees work frame by frame.
+            // Huge pages: physically contiguous, naturally aligned 2 MiB runs, counted as ranges
+            // that split where a pin or an munmap takes part of one.
             final int order = Long.numberOfTrailingZeros(unit) - Vma.PAGE_SHIFT;
             try {
                 for (long done = 0; done < pages; done += 1L << order) {
                     final long run = frames.allocZeroedRun(order);
-                    for (long f = 0; f < 1L << order; f++) {
-                        refs.init(run + (f << Vma.PAGE_SHIFT));
-                    }
+                    refs.initRange(run, 1L << order); // the VMA's reference, dropped by munmap or teardown (drop)
                     backing.add(run, 1L << order);
                 }
             } catch (RuntimeException e) {
-                backing.build().forEachFrame(refs::put);
+                putAll(backing.build());
                 throw e;
             }
         } else if (anonymous) {
             try {
                 for (long done = 0; done < pages; done++) {
-                    final long frame = frames.allocZeroedFrame();
-                    refs.init(frame);
-                    backing.add(frame, 1);
+                    backing.add(frames.allocZeroedFrame(), 1);
                 }
             } catch (RuntimeException e) {
-                backing.build().forEachFrame(refs::put);
+                backing.build().forEachFrame(frames::freeFrame); // not counted yet
                 throw e;
             }
+            // The VMA's reference on each run of frames, dropped by munmap or teardown (drop).
+            backing.build().forEachRun((first, phys, n) -> refs.initRange(phys, n));
         } else {
             file.mmapCheck(prot);
             file.mmapRuns(offset >>> Vma.PAGE_SHIFT, pages, backing);
@@ -179,10 +177,15 @@ public final class AddressSpace {
 
     private void drop(final Vma v) {
         if (v.anonymous()) {
-            v.frames().forEachFrame(refs::put);
+            putAll(v.frames());
         } else {
             v.file().mapped(v.pgoff(), v.frames().pages(), false, (v.prot() & Syscall.PROT_WRITE) != 0);
         }
+    }
+
+    /** Drops the mapping's reference on each run of frames (the counts are kept per range). */
+    private void putAll(final FrameRuns runs) {
+        runs.forEachRun((first, phys, n) -> refs.putRange(phys, n));
     }
 
     /** Unmaps everything (process exit). */
@@ -226,6 +229,34 @@ public final class AddressSpace {
             return -1;
         }
         return v.frameOf(va) | (va & (Vma.PAGE_SIZE - 1));
+    }
+
+    /**
+     * The frames behind {@code pages} pages from page-aligned {@code va}, as runs, each page mapped
+     * with the access {@code prot} needs: what pin_user_pages walks, one step per VMA run rather
+     * than per page.
+     *
+     * @return the runs, or the first page that is not so mapped as {@code -1 - its address}
+     *         through {@code failedVa[0]} with a null result
+     */
+    public synchronized FrameRuns runs(final long va, final long pages, final int prot, final long[] failedVa) {
+        final FrameRuns.Builder out = new FrameRuns.Builder();
+        long at = va;
+        final long end = va + (pages << Vma.PAGE_SHIFT);
+        while (at != end) {
+            final Vma v = find(at);
+            if (v == null || (v.prot() & prot) != prot) {
+                failedVa[0] = at;
+                return null;
+            }
+            final long first = (at - v.start()) >>> Vma.PAGE_SHIFT;
+            final long upTo = Long.compareUnsigned(v.end() - 1, end - 1) < 0 ? v.end() : end;
+            final long last = (upTo - v.start()) >>> Vma.PAGE_SHIFT;
+            final FrameRuns slice = v.frames().slice(first, last);
+            slice.forEachRun((f, phys, n) -> out.add(phys, n));
+            at = upTo;
+        }
+        return out.build();
     }
 
     /** copy_from_user: {@code length} bytes at {@code va} into {@code dst}. @throws KernelException EFAULT */

@@ -54,7 +54,18 @@ public final class FrameRuns {
         return i >= 0 ? i : -i - 2;
     }
 
-    private long runPages(final int r) {
+    /** The page index where run {@code r} starts. */
+    public long runFirstPage(final int r) {
+        return firstPage[r];
+    }
+
+    /** The physical address of run {@code r}'s first frame. */
+    public long runPhys(final int r) {
+        return phys[r];
+    }
+
+    /** Pages in run {@code r}. */
+    public long runPages(final int r) {
         return (r + 1 < runs ? firstPage[r + 1] : pages) - firstPage[r];
     }
 
@@ -72,7 +83,20 @@ public final class FrameRuns {
         return b.build();
     }
 
-    /** Every frame, page by page: for anonymous memory, whose frames are counted one by one. */
+    /** A run: {@code pages} frames contiguous from {@code phys}, behind pages from {@code firstPage}. */
+    @FunctionalInterface
+    public interface RunVisitor {
+        void run(long firstPage, long phys, long pages);
+    }
+
+    /** Every run, in page order. */
+    public void forEachRun(final RunVisitor visitor) {
+        for (int r = 0; r < runs; r++) {
+            visitor.run(firstPage[r], phys[r], runPages(r));
+        }
+    }
+
+    /** Every frame, page by page. */
     public void forEachFrame(final LongConsumer frame) {
         for (int r = 0; r < runs; r++) {
             final long n = runPages(r);

@@ -39,17 +39,21 @@ public final class TestFrames implements FrameSource {
         free.addFirst(phys);
     }
 
+    /** Single frames only: a run of more is ENOMEM, as from an allocator fragmented to the last frame. */
     @Override
     public long allocZeroedRun(final int order) {
         if (order != 0) {
-            throw new UnsupportedOperationException("runs are not needed by these tests");
+            throw new org.iopersist.kernel.KernelException(org.iopersist.uapi.Errno.ENOMEM, "test frames come one by one");
         }
         return allocZeroedFrame();
     }
 
+    /** A run of frames handed out one by one, given back together (by a range of reference counts). */
     @Override
     public void freeRun(final long phys, final int order) {
-        freeFrame(phys);
+        for (long f = 0; f < 1L << order; f++) {
+            freeFrame(phys + f * PhysicalMemory.FRAME_SIZE);
+        }
     }
 
     public synchronized int used() {

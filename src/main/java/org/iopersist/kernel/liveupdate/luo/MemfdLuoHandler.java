@@ -12,15 +12,18 @@ import org.iopersist.kernel.liveupdate.kho.FdtWriter;
 import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
 import org.iopersist.kernel.liveupdate.kho.Kho;
 import org.iopersist.kernel.liveupdate.kho.KhoIncoming;
+import org.iopersist.kernel.mm.FrameAllocator;
 import org.iopersist.kernel.mm.FrameRefs;
+import org.iopersist.kernel.mm.FrameRuns;
 import org.iopersist.kernel.mm.FrameSource;
 import org.iopersist.kernel.mm.memfd.MemFd;
 import org.iopersist.uapi.Errno;
 
 /**
  * memfd preservation ({@code mm/memfd_luo.c}, with the seal-preservation series: compatible
- * {@code memfd-v2}). Preserve keeps every page where it is: each frame goes into the KHO tracker
- * at once (no copy, no finalize step), and the file's size is frozen so the frames stay the file's.
+ * {@code memfd-v2}). Preserve keeps every page where it is: each run of the file's frames goes into
+ * the KHO tracker at once as naturally aligned blocks (no copy, no finalize step), and the file's
+ * size is frozen so the frames stay the file's.
  * The next kernel reserves those frames before its allocator opens, claims them, and RETRIEVE_FD
  * gives a memfd over them with the same contents, size, position and seals.
  *
@@ -32,8 +35,11 @@ import org.iopersist.uapi.Errno;
  * </pre>
  *
  * Mainline's {@code memfd_luo_ser} lists one {@code memfd_luo_folio_ser} (pfn, flags, index) per
- * folio in a preserved vmalloc area; runs say the same of order-0 pages in far fewer bytes. Not
- * preserved, as in Linux: {@code FD_CLOEXEC} and the name.
+ * folio in a preserved vmalloc area and preserves each folio at its order; runs say the same in far
+ * fewer bytes. <b>Blocks:</b> a run is split into the largest naturally aligned blocks it holds, up
+ * to the allocator's largest order ({@link #forEachBlock}); preserve, validation and adopt all make
+ * that one split, so each asks the tracker about exactly the blocks preserve put in, and the cost of
+ * each step is O(runs · log), not O(pages). Not preserved, as in Linux: {@code FD_CLOEXEC} and the name.
  */
 public final class MemfdLuoHandler implements LuoFileHandler {
     public static final String COMPATIBLE = "memfd-v2";
@@ -67,7 +73,7 @@ public final class MemfdLuoHandler implements LuoFileHandler {
 
     /**
      * memfd_luo_preserve: seals this version knows (EOPNOTSUPP), at most UINT_MAX pages (EFBIG);
-     * then every frame is preserved in place and the size frozen.
+     * then every run's blocks are preserved in place and the size frozen.
      */
     @Override
     public Preserved preserve(final OpenFile file, final long token, final LuoSession session) {
@@ -82,17 +88,22 @@ public final class MemfdLuoHandler implements LuoFileHandler {
             m.freezeSize(false);
             throw new KernelException(Errno.EFBIG, m.describe() + " has more than UINT_MAX pages");
         }
-        final long[] pages = m.framesByPage();
+        final FrameRuns pages = m.runs();
         final Kho kho = luo.kho();
-        int done = 0;
+        final long[] done = {0};
         try {
-            for (; done < pages.length; done++) {
-                kho.preserve(pages[done], 0);
-            }
+            pages.forEachRun((first, phys, n) -> forEachBlock(phys, n, (p, o) -> {
+                kho.preserve(p, o);
+                done[0] += 1L << o;
+            }));
         } catch (RuntimeException e) {
-            for (int i = 0; i < done; i++) {
-                kho.unpreserve(pages[i], 0);
-            }
+            final long[] undo = {done[0]};
+            pages.forEachRun((first, phys, n) -> forEachBlock(phys, n, (p, o) -> {
+                if (undo[0] > 0) {
+                    kho.unpreserve(p, o);
+                    undo[0] -= 1L << o;
+                }
+            }));
             m.freezeSize(false);
             throw e;
         }
@@ -105,10 +116,10 @@ public final class MemfdLuoHandler implements LuoFileHandler {
         private final MemFd memfd;
         private final long size;
         private final int seals;
-        private final long[] pages;
+        private final FrameRuns pages;
         private long pos;
 
-        Out(final OpenFile file, final MemFd memfd, final long size, final int seals, final long[] pages) {
+        Out(final OpenFile file, final MemFd memfd, final long size, final int seals, final FrameRuns pages) {
             this.file = file;
             this.memfd = memfd;
             this.size = size;
@@ -132,33 +143,50 @@ public final class MemfdLuoHandler implements LuoFileHandler {
         @Override
         public void unpreserve() {
             final Kho kho = luo.kho();
-            for (long p : pages) {
-                kho.unpreserve(p, 0);
-            }
+            pages.forEachRun((first, phys, n) -> forEachBlock(phys, n, kho::unpreserve));
             memfd.freezeSize(false);
         }
     }
 
     /** The pages as runs: (first page index, first frame, pages), each contiguous in memory. */
-    static long[] runs(final long[] pages) {
-        final long[] out = new long[3 * pages.length];
-        int n = 0;
-        for (int i = 0; i < pages.length; ) {
-            int j = i + 1;
-            while (j < pages.length && pages[j] == pages[j - 1] + PhysicalMemory.FRAME_SIZE) {
-                j++;
-            }
-            out[n++] = i;
-            out[n++] = pages[i];
-            out[n++] = j - i;
-            i = j;
+    static long[] runs(final FrameRuns pages) {
+        final long[] out = new long[3 * pages.runs()];
+        for (int r = 0; r < pages.runs(); r++) {
+            out[3 * r] = pages.runFirstPage(r);
+            out[3 * r + 1] = pages.runPhys(r);
+            out[3 * r + 2] = pages.runPages(r);
         }
-        return Arrays.copyOf(out, n);
+        return out;
+    }
+
+    /** A naturally aligned block of {@code 2^order} frames at {@code phys}. */
+    @FunctionalInterface
+    interface BlockVisitor {
+        void block(long phys, int order);
     }
 
     /**
-     * Every page of the file is one run's, in order and once; every frame is preserved, exactly as
-     * the order-0 block adopt claims, and no two runs share a frame.
+     * Splits {@code pages} frames from {@code phys} into the largest naturally aligned blocks, left
+     * to right, none above {@link FrameAllocator#MAX_ORDER} (so a block KHO's finish frees is one
+     * the allocator takes). Deterministic: preserve, validation and adopt each make this split.
+     */
+    static void forEachBlock(final long phys, final long pages, final BlockVisitor visitor) {
+        long pfn = phys >>> PhysicalMemory.FRAME_SHIFT;
+        final long end = pfn + pages;
+        while (pfn < end) {
+            int order = pfn == 0 ? FrameAllocator.MAX_ORDER : Math.min(Long.numberOfTrailingZeros(pfn), FrameAllocator.MAX_ORDER);
+            while ((1L << order) > end - pfn) {
+                order--;
+            }
+            visitor.block(pfn << PhysicalMemory.FRAME_SHIFT, order);
+            pfn += 1L << order;
+        }
+    }
+
+    /**
+     * Every page of the file is one run's, in order and once; every run's blocks are preserved,
+     * exactly as adopt will claim them, and no two runs share a frame. O(runs · log): nothing here
+     * is per page.
      */
     @Override
     public Restorable validate(final FdtReader blob, final int node, final LuoSession session, final IncomingHandover in)
@@ -175,36 +203,44 @@ public final class MemfdLuoHandler implements LuoFileHandler {
             throw new HandoverFormatException(what + ": runs are not triples");
         }
         final long npages = (size + PhysicalMemory.FRAME_SIZE - 1) / PhysicalMemory.FRAME_SIZE;
-        final long[] pages = new long[(int) npages];
+        final FrameRuns.Builder pages = new FrameRuns.Builder();
         final KhoIncoming kho = in.kho();
+        final int n = runs.length / 3;
+        final long[][] byPhys = new long[n][];
         long next = 0;
-        for (int k = 0; k < runs.length; k += 3) {
-            final long index = runs[k];
-            final long phys = runs[k + 1];
-            final long count = runs[k + 2];
-            if (index != next || count < 1 || count > npages - index || (phys & PhysicalMemory.FRAME_MASK) != 0) {
+        for (int k = 0; k < n; k++) {
+            final long index = runs[3 * k];
+            final long phys = runs[3 * k + 1];
+            final long count = runs[3 * k + 2];
+            if (index != next || count < 1 || count > npages - index || (phys & PhysicalMemory.FRAME_MASK) != 0
+                    || phys < 0 || count > (Long.MAX_VALUE - phys) >>> PhysicalMemory.FRAME_SHIFT) {
                 throw new HandoverFormatException(what + ": runs do not cover its pages in order");
             }
-            for (long i = 0; i < count; i++) {
-                final long f = phys + (i << PhysicalMemory.FRAME_SHIFT);
-                if (!kho.preservedExactly(f, 0)) {
-                    throw new HandoverFormatException(String.format("%s: page %d at 0x%x is not preserved", what, index + i, f));
+            final long[] missing = {-1};
+            forEachBlock(phys, count, (p, o) -> {
+                if (missing[0] < 0 && !kho.preservedExactly(p, o)) {
+                    missing[0] = p;
                 }
-                pages[(int) (index + i)] = f;
+            });
+            if (missing[0] >= 0) {
+                throw new HandoverFormatException(String.format("%s: page %d at 0x%x is not preserved as its run's block",
+                        what, index + ((missing[0] - phys) >>> PhysicalMemory.FRAME_SHIFT), missing[0]));
             }
+            byPhys[k] = new long[] {phys, count};
+            pages.add(phys, count);
             next = index + count;
         }
         if (next != npages) {
             throw new HandoverFormatException(what + ": runs cover " + next + " of " + npages + " pages");
         }
-        final long[] sorted = pages.clone();
-        Arrays.sort(sorted);
-        for (int i = 1; i < sorted.length; i++) {
-            if (sorted[i] == sorted[i - 1]) {
-                throw new HandoverFormatException(String.format("%s: frame 0x%x backs two pages", what, sorted[i]));
+        // No frame backs two pages: sorted by address, each run ends before the next begins.
+        Arrays.sort(byPhys, (a, b) -> Long.compare(a[0], b[0]));
+        for (int k = 1; k < n; k++) {
+            if (byPhys[k - 1][0] + (byPhys[k - 1][1] << PhysicalMemory.FRAME_SHIFT) > byPhys[k][0]) {
+                throw new HandoverFormatException(String.format("%s: frame 0x%x backs two pages", what, byPhys[k][0]));
             }
         }
-        return new In(pos, size, seals, pages);
+        return new In(pos, size, seals, runs, pages.build());
     }
 
     /** A memfd handed over: kernel-held from adopt until retrieve hands it out, or finish frees it. */
@@ -212,24 +248,33 @@ public final class MemfdLuoHandler implements LuoFileHandler {
         private final long pos;
         private final long size;
         private final int seals;
-        private final long[] pages;
+        /** The record's runs as validated: adopt splits these, not {@link #pages}, whose adjacent runs may have coalesced. */
+        private final long[] runs;
+        private final FrameRuns pages;
         private MemFd memfd;
 
-        In(final long pos, final long size, final int seals, final long[] pages) {
+        In(final long pos, final long size, final int seals, final long[] runs, final FrameRuns pages) {
             this.pos = pos;
             this.size = size;
             this.seals = seals;
+            this.runs = runs;
             this.pages = pages;
         }
 
-        /** memfd_luo_retrieve_folios, done at boot: each frame claimed and counted as the file's. */
+        /**
+         * memfd_luo_retrieve_folios, done at boot: each run's blocks claimed (the ones validation
+         * found), and the run counted as the file's, by range.
+         */
         @Override
         public void adopt(final IncomingHandover in) {
-            for (long p : pages) {
-                if (!in.kho().claim(p, 0)) {
-                    throw new IllegalStateException("memfd frame 0x" + Long.toHexString(p) + " changed after validation");
-                }
-                refs.init(p); // the file's reference, dropped by its release
+            final KhoIncoming kho = in.kho();
+            for (int k = 0; k < runs.length; k += 3) {
+                forEachBlock(runs[k + 1], runs[k + 2], (p, o) -> {
+                    if (!kho.claim(p, o)) {
+                        throw new IllegalStateException(String.format("memfd block 0x%x order %d changed after validation", p, o));
+                    }
+                });
+                refs.initRange(runs[k + 1], runs[k + 2]); // the file's reference, dropped by its release
             }
             memfd = MemFd.restore("", memory, frames, refs, pages, size, seals);
         }

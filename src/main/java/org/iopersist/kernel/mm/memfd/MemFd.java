@@ -6,7 +6,8 @@ import org.iopersist.kernel.mm.FrameRefs;
 import org.iopersist.kernel.mm.Vma;
 
 import java.lang.foreign.MemorySegment;
-import java.util.Arrays;
+import org.iopersist.kernel.mm.FrameAllocator;
+import org.iopersist.kernel.mm.FrameRuns;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.mm.FrameSource;
@@ -15,9 +16,15 @@ import org.iopersist.uapi.Syscall;
 
 /**
  * A memfd: anonymous shmem file memory ({@code mm/memfd.c}, {@code mm/shmem.c}), sized by
- * ftruncate or by writing past its end, one frame per page. Its pages are counted in
- * {@link FrameRefs} (the file holds one reference), so a page pinned by IOAS_MAP_FILE outlives both
- * the file and its mappings.
+ * ftruncate or by writing past its end. Its pages are counted in {@link FrameRefs} (the file holds
+ * one reference), so a page pinned by IOAS_MAP_FILE outlives both the file and its mappings.
+ *
+ * <p><b>Pages in runs</b>, as shmem's large folios: growth takes the largest naturally aligned run
+ * the allocator has that fits both the growth and the file index (so a run is aligned in the file
+ * as in memory, and a mapping of it can use large IOMMU leaves), falling back order by order when
+ * none is free. The file keeps its pages as {@link Extents} and counts them by range, so a TiB
+ * memfd costs its runs, not an entry per 4 KiB page. What userspace sees is per page as before:
+ * read, write, mmap and pagemap resolve a page through a range lookup.
  *
  * <p><b>Seals</b> ({@code F_ADD_SEALS}, {@code F_GET_SEALS}) as Linux has them: a memfd made without
  * {@code MFD_ALLOW_SEALING} starts with {@code F_SEAL_SEAL}, so nothing can be added (EPERM);
@@ -39,14 +46,16 @@ public final class MemFd implements KernelFile {
     /** F_ALL_SEALS of mm/memfd.c. */
     public static final int F_ALL_SEALS = F_SEAL_SEAL | F_SEAL_EXEC | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE
             | F_SEAL_FUTURE_WRITE;
-    /** What a file may grow to here: a page array indexed by int. */
+    /** What a file may grow to here (Linux allows MAX_LFS_FILESIZE; the model's machines are smaller). */
     private static final long MAX_SIZE = 1L << 40;
+    /** The largest run growth asks for: the allocator's largest, 1 GiB (the largest VT-d leaf). */
+    static final int MAX_RUN_ORDER = FrameAllocator.MAX_ORDER;
 
     private final String name;
     private final PhysicalMemory memory;
     private final FrameSource frames;
     private final FrameRefs refs;
-    private long[] pages = new long[0];
+    private final Extents pages = new Extents(); // guarded by this
     private long size;
     private int seals;
     /** The inode's exec bits: set unless created with MFD_NOEXEC_SEAL. */
@@ -76,14 +85,14 @@ public final class MemFd implements KernelFile {
     }
 
     /**
-     * A memfd re-made by a live update around frames that were preserved in place: page {@code i}
-     * is {@code framesByPage[i]}, whose one reference (the file's) the caller has just set up.
+     * A memfd re-made by a live update around frames that were preserved in place: its pages are
+     * {@code runs}, whose one reference (the file's) the caller has just set up.
      */
     public static MemFd restore(final String name, final PhysicalMemory memory, final FrameSource frames, final FrameRefs refs,
-            final long[] framesByPage, final long size, final int seals) {
+            final FrameRuns runs, final long size, final int seals) {
         final MemFd m = new MemFd(name, memory, frames, refs, true, false);
         m.seals = seals;
-        m.pages = framesByPage.clone();
+        runs.forEachRun((first, phys, n) -> m.pages.append(phys, n));
         m.size = size;
         return m;
     }
@@ -95,15 +104,30 @@ public final class MemFd implements KernelFile {
 
     /** The frame of page {@code index}, for pinning. @throws KernelException EINVAL past the end */
     public synchronized long frame(final long index) {
-        if (index < 0 || index >= pages.length) {
+        if (index < 0 || index >= pages.pages()) {
             throw new KernelException(Errno.EINVAL, "memfd page " + index + " beyond size 0x" + Long.toHexString(size));
         }
-        return pages[(int) index];
+        return pages.frameOf(index);
     }
 
-    /** The frame of every page, in file order: what a live update preserves in place. */
-    public synchronized long[] framesByPage() {
-        return pages.clone();
+    /**
+     * The frames behind {@code count} pages from {@code index}, as runs (for pinning and mapping).
+     *
+     * @throws KernelException EINVAL if the range is not inside the file
+     */
+    public synchronized FrameRuns runs(final long index, final long count) {
+        if (index < 0 || count < 0 || index > pages.pages() - count) {
+            throw new KernelException(Errno.EINVAL, "memfd pages " + index + "+" + count + " beyond size 0x"
+                    + Long.toHexString(size));
+        }
+        final FrameRuns.Builder b = new FrameRuns.Builder();
+        pages.slice(index, index + count, b);
+        return b.build();
+    }
+
+    /** Every page's frame, as runs in file order: what a live update preserves in place. */
+    public synchronized FrameRuns runs() {
+        return pages.all();
     }
 
     public FrameRefs refs() {
@@ -162,38 +186,69 @@ public final class MemFd implements KernelFile {
     }
 
     private void resize(final long length) {
-        final int want = (int) ((length + Vma.PAGE_SIZE - 1) >>> Vma.PAGE_SHIFT);
-        if (want < pages.length) {
+        final long want = (length + Vma.PAGE_SIZE - 1) >>> Vma.PAGE_SHIFT;
+        final long old = pages.pages();
+        if (want < old) {
             if (mappedPages > 0) {
                 throw new KernelException(Errno.EBUSY, "shrinking a mapped memfd is not modelled");
             }
-            for (int i = want; i < pages.length; i++) {
-                refs.put(pages[i]);
-            }
-            pages = Arrays.copyOf(pages, want);
-        } else if (want > pages.length) {
-            final int old = pages.length;
-            final long[] next = Arrays.copyOf(pages, want);
-            int done = old;
+            pages.truncate(want, (first, phys, n) -> refs.putRange(phys, n));
+        } else if (want > old) {
             try {
-                for (; done < want; done++) {
-                    next[done] = frames.allocZeroedFrame();
-                    refs.init(next[done]);
+                for (long index = old; index < want; ) {
+                    final long run = allocRun(index, want - index);
+                    final long phys = run & ~(Vma.PAGE_SIZE - 1);
+                    final long n = 1L << (run & (Vma.PAGE_SIZE - 1));
+                    refs.initRange(phys, n); // the file's reference, dropped by truncate or the last release
+                    pages.append(phys, n);
+                    index += n;
                 }
             } catch (RuntimeException e) {
-                for (int i = old; i < done; i++) {
-                    refs.put(next[i]);
-                }
+                pages.truncate(old, (first, phys, n) -> refs.putRange(phys, n));
                 throw e;
             }
-            pages = next;
         }
         size = length;
+    }
+
+    /**
+     * shmem_alloc_and_add_folio: a zeroed run for page {@code index} onwards, of the largest order
+     * that fits the {@code left} pages still wanted and is aligned at {@code index}; if no run of
+     * that order is free, the next smaller, down to one page (whose ENOMEM is the caller's). As in
+     * shmem, a failed large order (an injected one too) only means a smaller folio.
+     *
+     * @return the run's physical address, with its order in the low 12 bits (a frame address has them zero)
+     */
+    private long allocRun(final long index, final long left) {
+        int order = Math.min(MAX_RUN_ORDER, 63 - Long.numberOfLeadingZeros(left));
+        if (index != 0) {
+            order = Math.min(order, Long.numberOfTrailingZeros(index));
+        }
+        while (true) {
+            try {
+                return frames.allocZeroedRun(order) | order;
+            } catch (KernelException e) {
+                if (e.errno() != Errno.ENOMEM || order == 0) {
+                    throw e;
+                }
+                order--;
+            }
+        }
     }
 
     @Override
     public synchronized long mmapFrame(final long pageIndex) {
         return frame(pageIndex);
+    }
+
+    /** A mapping takes the file's extents whole: one step per run, EINVAL if it reaches past the end. */
+    @Override
+    public synchronized void mmapRuns(final long firstPage, final long count, final FrameRuns.Builder out) {
+        if (firstPage < 0 || firstPage > pages.pages() - count) {
+            throw new KernelException(Errno.EINVAL, "memfd page " + Math.max(firstPage, pages.pages()) + " beyond size 0x"
+                    + Long.toHexString(size));
+        }
+        pages.slice(firstPage, firstPage + count, out);
     }
 
     /** A writable shared mapping of a write-sealed memfd is EPERM (shmem_mmap_prepare / seal_check_write). */
@@ -257,7 +312,7 @@ public final class MemFd implements KernelFile {
         while (done < n) {
             final long pos = offset + done;
             final int len = (int) Math.min(Math.min(n - done, chunk.length), Vma.PAGE_SIZE - (pos & (Vma.PAGE_SIZE - 1)));
-            final long phys = pages[(int) (pos >>> Vma.PAGE_SHIFT)] + (pos & (Vma.PAGE_SIZE - 1));
+            final long phys = pages.frameOf(pos >>> Vma.PAGE_SHIFT) + (pos & (Vma.PAGE_SIZE - 1));
             if (toFile) {
                 process.mm().copyFromUser(bufVa + done, MemorySegment.ofArray(chunk), 0, len);
                 memory.write(phys, chunk, 0, len);
@@ -278,10 +333,7 @@ public final class MemFd implements KernelFile {
 
     private void maybeFree() {
         if (closed && mappedPages == 0) {
-            for (long p : pages) {
-                refs.put(p);
-            }
-            pages = new long[0];
+            pages.truncate(0, (first, phys, n) -> refs.putRange(phys, n));
             size = 0;
         }
     }
@@ -291,8 +343,13 @@ public final class MemFd implements KernelFile {
         return "memfd:" + name;
     }
 
-    /** Frames per page, for tests and accounting. */
-    public synchronized int pages() {
-        return pages.length;
+    /** Pages the file has frames for, for tests and accounting. */
+    public synchronized long pages() {
+        return pages.pages();
+    }
+
+    /** Extents: runs of pages contiguous in the file and in memory (what its bookkeeping costs). */
+    public synchronized int extents() {
+        return pages.count();
     }
 }

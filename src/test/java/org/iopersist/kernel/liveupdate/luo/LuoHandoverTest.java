@@ -137,6 +137,27 @@ class LuoHandoverTest {
         }
     }
 
+    /**
+     * The RAM memfd's 8 MiB run went into the tracker as one order-11 block. A record that names
+     * only its first half (size and run cut to 4 MiB) asks for an order-10 block nobody preserved:
+     * the split must be the one preserve made, or the claim could not take exactly what was kept.
+     */
+    @Test
+    void aMemfdRunThatSplitsOtherwiseThanItWasPreservedColdBoots() throws Exception {
+        final Handed h = handOver();
+        try (Machine m = h.machine()) {
+            final FdtReader b = luo(m);
+            final int file = node(b, "session@0/file@0");
+            final MemorySegment runs = b.value(b.property(file, "runs"));
+            assertEquals(3 * 8, runs.byteSize(), "one run");
+            assertEquals(0, runs.get(BE64, 8) % (8 * MIB), "aligned to its 8 MiB: one order-11 block");
+            assertEquals(2048, runs.get(BE64, 16));
+            b.value(b.property(file, "size")).set(BE64, 0, 4 * MIB);
+            runs.set(BE64, 16, 1024L);
+            assertCold(m, "is not preserved as its run's block");
+        }
+    }
+
     @Test
     void anIommufdAreaOnAFileTheSessionLacksColdBoots() throws Exception {
         final Handed h = handOver();

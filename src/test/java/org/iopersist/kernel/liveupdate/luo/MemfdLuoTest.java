@@ -15,6 +15,7 @@ import org.iopersist.hw.pci.RecordChecker;
 import org.iopersist.hw.pci.WorkloadSettings;
 import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.syscall.SyscallServer;
+import org.iopersist.testing.Fragments;
 import org.iopersist.testing.Handovers;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.ErrnoException;
@@ -124,6 +125,80 @@ class MemfdLuoTest {
                 assertTrue(r.clean(), r.toString());
             }
             s.close();
+        }
+    }
+
+    /**
+     * A memfd made on a fragmented allocator: its runs start at odd frames and are not aligned to
+     * their lengths, so each is handed over as several blocks of different orders. Preserve,
+     * validation and adopt split each run the same way; the pages come back in the same frames with
+     * the same contents, and the tracker holds O(runs · log) blocks, not one per page.
+     */
+    @Test
+    void aMemfdOfRunsNotAlignedToTheirSizesComesBackBlockByBlock() throws Exception {
+        final Path at = dir.resolve("m");
+        try (Machine m = Machine.create(at, MachineConfig.small()).start()) {
+            Files.writeString(at.resolve("boot").resolve("cmdline"), CMDLINE);
+            final Kernel a = Kernel.boot(m.board());
+            final SyscallServer sa = a.serve(dir.resolve("a.sock"));
+            final KernelClient vmm = KernelClient.connect(sa.path(), at.resolve("memory"));
+            final int fd = vmm.memfdCreate("ram", Syscall.MFD_ALLOW_SEALING);
+            final Fragments f = Fragments.exhaust(a.frames());
+            try {
+                f.freeHoles(3);
+                for (int i = 0; i < 21; i++) {
+                    vmm.ftruncate(fd, (i + 1) * PAGE); // each page the allocator's next free frame
+                }
+            } finally {
+                f.release();
+            }
+            final int pages = 21 + 1000;
+            vmm.ftruncate(fd, pages * PAGE - 7);
+            final long va = vmm.mmap(0, pages * PAGE, Syscall.PROT_READ | Syscall.PROT_WRITE, Syscall.MAP_SHARED, fd, 0);
+            final long[] phys = new long[pages];
+            final byte[] pattern = new byte[(int) PAGE];
+            int runs = 1;
+            boolean unaligned = false;
+            int runStart = 0;
+            for (int i = 0; i < pages; i++) {
+                java.util.Arrays.fill(pattern, (byte) (i * 7 + 1));
+                vmm.memory().writeBytes(va + i * PAGE, pattern);
+                phys[i] = vmm.memory().physOf(va + i * PAGE);
+                if (i > 0 && phys[i] != phys[i - 1] + PAGE) {
+                    unaligned |= i - runStart > 1 && (phys[runStart] / PAGE) % Long.highestOneBit((i - runStart) * 2L - 1) != 0;
+                    runs++;
+                    runStart = i;
+                }
+            }
+            assertTrue(runs >= 4 && unaligned, runs + " runs, one not aligned to its size: " + unaligned);
+            vmm.munmap(va, pages * PAGE);
+            vmm.fcntl(fd, Syscall.F_ADD_SEALS, GuestRam.MEMFD_SEALS);
+            final long preservedBefore = a.liveUpdate().kho().preservedFrames();
+            final SessionHandle s = LiveupdateHandle.open(vmm).createSession("vm0");
+            s.preserveFd(fd, 7);
+            assertEquals(pages, a.liveUpdate().kho().preservedFrames() - preservedBefore, "every frame preserved, once");
+            vmm.kexecLoad(CMDLINE);
+            vmm.rebootKexec();
+
+            final Kernel b = Kernel.boot(m.board());
+            assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind(), b.coldBootReason());
+            final SyscallServer sb = b.serve(dir.resolve("b.sock"));
+            try (KernelClient v2 = KernelClient.connect(sb.path(), at.resolve("memory"))) {
+                final SessionHandle r = LiveupdateHandle.open(v2).retrieveSession("vm0");
+                final int fd2 = r.retrieveFd(7);
+                assertEquals(pages * PAGE - 7, v2.lseek(fd2, 0, 2));
+                final long va2 = v2.mmap(0, pages * PAGE, Syscall.PROT_READ, Syscall.MAP_SHARED, fd2, 0);
+                for (int i = 0; i < pages; i++) {
+                    java.util.Arrays.fill(pattern, (byte) (i * 7 + 1));
+                    assertEquals(phys[i], v2.memory().physOf(va2 + i * PAGE), "page " + i + " never moved");
+                    assertArrayEquals(pattern, v2.memory().readBytes(va2 + i * PAGE, (int) PAGE), "page " + i);
+                }
+                assertTrue(b.frameRefs().runs() <= runs + 8, b.frameRefs().runs() + " runs in the books for " + runs);
+                r.finish();
+            }
+            assertEquals(0, b.frameRefs().count(phys[0]), "closed: the frames are free");
+            assertEquals(0, b.frameRefs().count(phys[pages - 1]));
+            sb.close();
         }
     }
 }
