@@ -124,7 +124,7 @@ public final class Bench implements Callable<Integer> {
                     ? List.of(new LiveUpdateBench.Scenario(64, 1), new LiveUpdateBench.Scenario(64, 64))
                     : List.of(new LiveUpdateBench.Scenario(256, 1), new LiveUpdateBench.Scenario(256, 256),
                             new LiveUpdateBench.Scenario(1024, 1), new LiveUpdateBench.Scenario(1024, 1024),
-                            new LiveUpdateBench.Scenario(3072, 1));
+                            new LiveUpdateBench.Scenario(3072, 1), new LiveUpdateBench.Scenario(1L << 20, 1));
             if (!quick) {
                 // Not reported: compiles every path of the update once, so the first scenario is not the JIT's.
                 System.out.println("live update: warming up the JIT (not reported) ...");
@@ -278,9 +278,9 @@ public final class Bench implements Callable<Integer> {
         t.add(new Target("VMM blackout p50 (finalize → devices rebound), every scenario", "≤ 100 ms",
                 String.format(Locale.ROOT, "%.1f ms worst", worstBlackout), worstBlackout <= 100,
                 "half of Oracle's < 200 ms QEMU exec update (row 4); QEMU allows 300 ms for migration (row 12)"));
-        t.add(goal(false, "VMM blackout p50, LUO flow (reboot → devices, iommufd and RAM retrieved, session finished)",
+        t.add(new Target("VMM blackout p50, LUO flow (reboot → devices, iommufd and RAM retrieved, session finished), every scenario",
                 "≤ 100 ms", String.format(Locale.ROOT, "%.1f ms worst", worstLuoBlackout), worstLuoBlackout <= 100,
-                "the RFC flow's bound, for comparison: memfd RAM is preserved and claimed run by run, as aligned blocks"));
+                "the RFC flow's bound; memfd RAM is preserved and claimed run by run, as aligned blocks, so it holds at 1 TiB"));
         for (LiveUpdateBench.Result r : lu) {
             if (r.scenario().areas() == 1 && r.scenario().guestRamMib() >= 1024) {
                 t.add(new Target("kernel boot from the handover, " + r.scenario().label(), "independent of guest size: ≤ 2 x the 256 MiB boot",
@@ -407,6 +407,7 @@ public final class Bench implements Callable<Integer> {
         }
         return t;
     }
+
 
     /** A target judged against its bound, or only reported with the bound it would have. */
     private static Target goal(final boolean judged, final String what, final String target, final String measured,

@@ -18,7 +18,8 @@ final class LiveUpdateBench {
     /** Guest RAM on guestmemfs, mapped into the persistent IOAS as {@code areas} equal areas. */
     record Scenario(long guestRamMib, int areas) {
         String label() {
-            return (guestRamMib >= 1024 ? guestRamMib / 1024 + " GiB" : guestRamMib + " MiB") + ", " + areas
+            return (guestRamMib >= (1L << 20) && guestRamMib % (1L << 20) == 0 ? (guestRamMib >> 20) + " TiB"
+                    : guestRamMib >= 1024 ? guestRamMib / 1024 + " GiB" : guestRamMib + " MiB") + ", " + areas
                     + (areas == 1 ? " area" : " areas");
         }
     }
@@ -60,7 +61,7 @@ final class LiveUpdateBench {
         try (UpdateRig rig = UpdateRig.start(work, config, guestBytes, s.areas(), UpdateRig.carveOutBytes(guestBytes, false))) {
             for (int u = 0; u < warmup + measured; u++) {
                 Bench.phase(String.format("live update %s: update %d of %d", s.label(), u + 1, warmup + measured));
-                final UpdateRig.Update up = rig.liveUpdate();
+                final UpdateRig.Update up = rig.liveUpdate(u < warmup ? ScalingBench.WARM_DRY_RUNS : 0);
                 if (u >= warmup) {
                     finalize.recordValue(up.finalizeNanos());
                     kexec.recordValue(up.kexecNanos());
@@ -97,7 +98,7 @@ final class LiveUpdateBench {
         long blobBytes = 0;
         try (UpdateRig rig = UpdateRig.start(Files.createDirectories(work), config, guestBytes, s.areas(), 0, UpdateRig.Flow.LUO)) {
             for (int u = 0; u < warmup + measured; u++) {
-                final UpdateRig.Update up = rig.liveUpdate();
+                final UpdateRig.Update up = rig.liveUpdate(u < warmup ? ScalingBench.WARM_DRY_RUNS : 0);
                 if (u >= warmup) {
                     kexec.recordValue(up.kexecNanos());
                     boot.recordValue(up.bootNanos());

@@ -257,7 +257,7 @@ final class UpdateRig implements AutoCloseable {
      */
     Update liveUpdate(final int dryRuns) throws IOException, InterruptedException {
         if (flow == Flow.LUO) {
-            return liveUpdateLuo();
+            return liveUpdateLuo(dryRuns);
         }
         final Kernel old = kernel;
         final long t0 = System.nanoTime();
@@ -270,11 +270,7 @@ final class UpdateRig implements AutoCloseable {
         }
         final long t2 = System.nanoTime();
         final long blob = blobBytes(IommufdHandover.NAME);
-        for (int i = 0; i < dryRuns; i++) {
-            if (!Kernel.validateHandover(machine.board()).restoring()) {
-                throw new IllegalStateException("update " + boots + ": the dry run would cold-boot");
-            }
-        }
+        dryRuns(dryRuns);
         final long t2b = System.nanoTime();
         kernel = Kernel.boot(machine.board());
         final long t3 = System.nanoTime();
@@ -306,7 +302,16 @@ final class UpdateRig implements AutoCloseable {
      * its session, device files (bound and attached already), iommufd and RAM memfd, and finishes.
      * Then, off the blackout, it preserves them in a new session for the next update.
      */
-    private Update liveUpdateLuo() throws IOException, InterruptedException {
+    /** The next boot's validation, {@code n} times, as a dry run: a warm-up update's, so never in a timed phase. */
+    private void dryRuns(final int n) {
+        for (int i = 0; i < n; i++) {
+            if (!Kernel.validateHandover(machine.board()).restoring()) {
+                throw new IllegalStateException("update " + boots + ": the dry run would cold-boot");
+            }
+        }
+    }
+
+    private Update liveUpdateLuo(final int dryRuns) throws IOException, InterruptedException {
         final Kernel old = kernel;
         final long t0 = System.nanoTime();
         vmm.kexecLoad(cmdline);
@@ -316,6 +321,7 @@ final class UpdateRig implements AutoCloseable {
         }
         final long t1 = System.nanoTime();
         final long blob = blobBytes("LUO");
+        dryRuns(dryRuns);
         final long t1b = System.nanoTime();
         kernel = Kernel.boot(machine.board());
         final long t2 = System.nanoTime();
