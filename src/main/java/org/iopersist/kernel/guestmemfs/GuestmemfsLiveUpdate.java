@@ -124,6 +124,9 @@ public final class GuestmemfsLiveUpdate implements LiveUpdateHandler<Guestmemfs>
             if (!in.preservedExactly(b[0], (int) b[1])) {
                 throw new HandoverFormatException(String.format("guestmemfs block 0x%x order %d is not preserved", b[0], b[1]));
             }
+            if (!in.plan(b[0], (int) b[1])) {
+                throw new HandoverFormatException(String.format("guestmemfs block 0x%x order %d is claimed twice", b[0], b[1]));
+            }
         }
         return Guestmemfs.mount(memory, carveOut, log);
     }

@@ -61,6 +61,9 @@ final class VtdAdoption {
         if (!in.preservedExactly(phys, order)) {
             throw new HandoverFormatException(String.format("%s 0x%x is not preserved as a block of order %d", what, phys, order));
         }
+        if (!in.plan(phys, order)) {
+            throw new HandoverFormatException(String.format("%s 0x%x order %d is claimed twice", what, phys, order));
+        }
         if (claimCount == claims.length) {
             claims = java.util.Arrays.copyOf(claims, claimCount * 2);
         }

@@ -38,6 +38,8 @@ public final class KhoIncoming {
     private final Map<String, Long> subtrees = new LinkedHashMap<>();
     private final Set<String> retrieved = new HashSet<>();
     private final List<long[]> carried = new ArrayList<>();
+    /** The blocks validation has promised to some handler's adopt, start → end: no two may overlap. */
+    private final java.util.TreeMap<Long, Long> planned = new java.util.TreeMap<>();
     private long unclaimedFrames;
     private long nodeFrames;
     private boolean finished;
@@ -215,6 +217,27 @@ public final class KhoIncoming {
             return false;
         }
         return isSet(phys, order);
+    }
+
+    /**
+     * Validation's promise that adopt will claim the block {@code (phys, order)}, which the caller has
+     * checked is {@link #preservedExactly}: false if it overlaps a block promised before, by this
+     * handler or another (a memfd page that is also a VT-d table page). The tracker keeps blocks of
+     * every order side by side, so each handler's own check cannot see that; without this, the second
+     * claim would fail half-way through adoption, or two owners would hold one frame.
+     */
+    public synchronized boolean plan(final long phys, final int order) {
+        final long end = phys + (PhysicalMemory.FRAME_SIZE << order);
+        final Map.Entry<Long, Long> before = planned.floorEntry(phys);
+        if (before != null && before.getValue() > phys) {
+            return false;
+        }
+        final Map.Entry<Long, Long> after = planned.ceilingEntry(phys);
+        if (after != null && after.getKey() < end) {
+            return false;
+        }
+        planned.put(phys, end);
+        return true;
     }
 
     /**

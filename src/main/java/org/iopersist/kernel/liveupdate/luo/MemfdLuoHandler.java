@@ -217,14 +217,23 @@ public final class MemfdLuoHandler implements LuoFileHandler {
                 throw new HandoverFormatException(what + ": runs do not cover its pages in order");
             }
             final long[] missing = {-1};
+            final long[] twice = {-1};
             forEachBlock(phys, count, (p, o) -> {
-                if (missing[0] < 0 && !kho.preservedExactly(p, o)) {
-                    missing[0] = p;
+                if (missing[0] < 0 && twice[0] < 0) {
+                    if (!kho.preservedExactly(p, o)) {
+                        missing[0] = p;
+                    } else if (!kho.plan(p, o)) {
+                        twice[0] = p;
+                    }
                 }
             });
             if (missing[0] >= 0) {
                 throw new HandoverFormatException(String.format("%s: page %d at 0x%x is not preserved as its run's block",
                         what, index + ((missing[0] - phys) >>> PhysicalMemory.FRAME_SHIFT), missing[0]));
+            }
+            if (twice[0] >= 0) {
+                throw new HandoverFormatException(String.format("%s: page %d at 0x%x is claimed twice (another file or subsystem"
+                        + " owns it too)", what, index + ((twice[0] - phys) >>> PhysicalMemory.FRAME_SHIFT), twice[0]));
             }
             byPhys[k] = new long[] {phys, count};
             pages.add(phys, count);

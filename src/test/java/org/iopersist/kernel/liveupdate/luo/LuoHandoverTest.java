@@ -138,6 +138,28 @@ class LuoHandoverTest {
     }
 
     /**
+     * A memfd record whose page is the VT-d domain's top-level table: both are preserved blocks of
+     * order 0, each passes its own handler's check, and two owners would claim one frame (the
+     * second claim failing half-way through adoption, or a guest page that is a live page table).
+     * Validation plans every claim across handlers and refuses the second.
+     */
+    @Test
+    void aMemfdPageThatIsAVtdTablePageColdBoots() throws Exception {
+        final Handed h = handOver();
+        try (Machine m = h.machine()) {
+            final FdtReader vtd = Handovers.subtree(m.board(), org.iopersist.kernel.iommu.intel.VtdHandover.NAME);
+            final int dom = vtd.children(vtd.root()).stream().filter(n -> vtd.nodeName(n).startsWith("domain@")).findFirst()
+                    .orElseThrow();
+            final long pgd = vtd.value(vtd.property(dom, "pgd")).get(BE64, 0);
+            final FdtReader b = luo(m);
+            final MemorySegment runs = b.value(b.property(node(b, "session@1/file@0"), "runs"));
+            assertEquals(1, runs.get(BE64, 16), "the aux memfd is one page");
+            runs.set(BE64, 8, pgd);
+            assertCold(m, "claimed twice");
+        }
+    }
+
+    /**
      * The RAM memfd's 8 MiB run went into the tracker as one order-11 block. A record that names
      * only its first half (size and run cut to 4 MiB) asks for an order-10 block nobody preserved:
      * the split must be the one preserve made, or the claim could not take exactly what was kept.
