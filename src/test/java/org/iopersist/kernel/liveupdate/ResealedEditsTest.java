@@ -3,15 +3,10 @@ package org.iopersist.kernel.liveupdate;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 import org.iopersist.hw.Machine;
 import org.iopersist.hw.MachineConfig;
 import org.iopersist.hw.memory.PhysicalMemory;
@@ -23,10 +18,9 @@ import org.iopersist.kernel.KernelRig;
 import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommufd.persist.PersistedIommufds;
-import org.iopersist.kernel.liveupdate.kho.FdtReader;
-import org.iopersist.kernel.liveupdate.kho.Kho;
-import org.iopersist.kernel.liveupdate.kho.SetupData;
 import org.iopersist.kernel.syscall.SyscallServer;
+import org.iopersist.testing.EditableHandover;
+import org.iopersist.testing.EditableHandover.Edit;
 import org.iopersist.testing.Handovers;
 import org.iopersist.testing.Reach;
 import org.iopersist.uapi.ErrnoException;
@@ -35,17 +29,13 @@ import org.iopersist.uapi.Syscall;
 import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
 import org.iopersist.vmm.VfioDeviceHandle;
-import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;
-import net.jqwik.api.Combinators;
 import net.jqwik.api.ForAll;
 import net.jqwik.api.Property;
 import net.jqwik.api.Provide;
 import net.jqwik.api.lifecycle.AddLifecycleHook;
 import net.jqwik.api.lifecycle.AfterContainer;
 import net.jqwik.api.lifecycle.BeforeContainer;
-import net.jqwik.api.lifecycle.LifecycleContext;
-import net.jqwik.api.lifecycle.SkipExecutionHook;
 
 /**
  * Semantic edits to a real handover, resealed (each edited blob's CRC-32C and the tree's own
@@ -71,13 +61,7 @@ class ResealedEditsTest {
     private static Machine machine;
     private static PhysicalMemory mem;
     private static DeviceBar bar;
-    /** The machine's memory after the handover: every page that is not all zeros. */
-    private static final Map<Long, byte[]> snapshot = new HashMap<>();
-    private static final Map<String, byte[]> bootFiles = new HashMap<>();
-
-    /** One edit, abstract until applied: blob, property, cell and change, each taken modulo what there is. */
-    record Edit(int blob, int prop, int cell, int op, int value) {
-    }
+    private static EditableHandover handover;
 
     @BeforeContainer
     static void handOver() throws Exception {
@@ -95,15 +79,7 @@ class ResealedEditsTest {
         }
         server.close();
         bar = new DeviceBar(machine.board().deviceBar(0));
-        final MemorySegment seg = mem.segment();
-        for (long p = 0; p < mem.size(); p += PAGE) {
-            if (seg.asSlice(p, PAGE).mismatch(MemorySegment.ofArray(new byte[PAGE])) >= 0) {
-                snapshot.put(p, seg.asSlice(p, PAGE).toArray(ValueLayout.JAVA_BYTE));
-            }
-        }
-        for (Path f : Files.list(dir.resolve("m").resolve("boot")).toList()) {
-            bootFiles.put(f.getFileName().toString(), Files.readAllBytes(f));
-        }
+        handover = new EditableHandover(machine, dir.resolve("m"), List.of(BLOBS));
         assertTrue(Kernel.validateHandover(machine.board()).restoring(), "the handover as written restores");
     }
 
@@ -120,38 +96,12 @@ class ResealedEditsTest {
     /** Memory and boot record back as the kexec left them; device 0 idle, its bus mastering on. */
     private static void restore() throws Exception {
         bar.stop();
-        final MemorySegment seg = mem.segment();
-        final MemorySegment zeros = MemorySegment.ofArray(new byte[PAGE]);
-        for (long p = 0; p < mem.size(); p += PAGE) {
-            final byte[] want = snapshot.get(p);
-            final MemorySegment page = seg.asSlice(p, PAGE);
-            if (want == null) {
-                if (page.mismatch(zeros) >= 0) {
-                    page.fill((byte) 0);
-                }
-            } else if (page.mismatch(MemorySegment.ofArray(want)) >= 0) {
-                MemorySegment.copy(MemorySegment.ofArray(want), 0, page, 0, PAGE);
-            }
-        }
-        final Path boot = dir.resolve("m").resolve("boot");
-        for (Path f : Files.list(boot).toList()) {
-            if (!bootFiles.containsKey(f.getFileName().toString())) {
-                Files.delete(f);
-            }
-        }
-        for (Map.Entry<String, byte[]> e : bootFiles.entrySet()) {
-            Files.write(boot.resolve(e.getKey()), e.getValue());
-        }
-        for (int i = 0; i < machine.board().config().devices().size(); i++) {
-            new DeviceBar(machine.board().deviceBar(i)).setBusMaster(true);
-        }
+        handover.restore();
     }
 
     @Provide
     Arbitrary<Edit> edits() {
-        return Combinators.combine(Arbitraries.integers().between(0, 9), Arbitraries.integers().between(0, 999),
-                Arbitraries.integers().between(0, 999), Arbitraries.integers().between(0, 8), Arbitraries.integers())
-                .as((b, p, c, o, v) -> new Edit(b < 5 ? 0 : b < 8 ? 1 : b < 9 ? 2 : 3, p, c, o, v));
+        return EditableHandover.edits(5, 3, 1, 1); // iommufd, intel-iommu, guestmemfs, the KHO tree
     }
 
     /** Found by the full run once, and kept: an area's IOVA off its IOAS's alignment (it validated; its context then leaked). */
@@ -166,18 +116,8 @@ class ResealedEditsTest {
         judge(named("intel-iommu", "pgd", 0, 7));
     }
 
-    /** The edit of cell {@code cell} of the first property {@code prop} of blob {@code blob}, by change {@code op}. */
-    private static Edit named(final String blob, final String prop, final int cell, final int op) throws Exception {
-        final int b = java.util.Arrays.asList(BLOBS).indexOf(blob);
-        final FdtReader f = Handovers.subtree(machine.board(), blob);
-        final List<long[]> props = new ArrayList<>();
-        collect(f, f.root(), props);
-        for (int i = 0; i < props.size(); i++) {
-            if (f.propertyName((int) props.get(i)[0]).equals(prop)) {
-                return new Edit(b, i, cell, op, 0);
-            }
-        }
-        throw new AssertionError("no " + prop + " in " + blob);
+    private static Edit named(final String blob, final String prop, final int cell, final int op) {
+        return handover.named(blob, prop, cell, op);
     }
 
     @Property(tries = 40)
@@ -186,19 +126,11 @@ class ResealedEditsTest {
     }
 
     @Property(tries = 1000)
-    @AddLifecycleHook(FullRunOnly.class)
+    @AddLifecycleHook(EditableHandover.FullRunOnly.class)
     void manyResealedEdits(@ForAll("edits") final Edit edit) throws Exception {
         judge(edit);
     }
 
-    /** Runs only with {@code -Diopersist.edits.full=true}. */
-    public static final class FullRunOnly implements SkipExecutionHook {
-        @Override
-        public SkipResult shouldBeSkipped(final LifecycleContext context) {
-            return Boolean.getBoolean("iopersist.edits.full") ? SkipResult.doNotSkip()
-                    : SkipResult.skip("the full run: -Diopersist.edits.full=true");
-        }
-    }
 
     private static void judge(final Edit edit) throws Exception {
         restore();
@@ -283,53 +215,7 @@ class ResealedEditsTest {
         assertEquals(0, k.frames().stats().poisonViolations(), what);
     }
 
-    /** Applies {@code e} in memory, reseals, and says what it did. */
-    private static String apply(final Edit e) throws Exception {
-        final SetupData setup = SetupData.decode(Files.readAllBytes(dir.resolve("m").resolve("boot").resolve(Kernel.SETUP_DATA_FILE)));
-        final FdtReader tree = FdtReader.open(mem.slice(setup.fdtAddr(), setup.fdtSize()));
-        final String name = BLOBS[e.blob()];
-        final FdtReader blob = name.equals("tree") ? tree : Handovers.subtree(machine.board(), name);
-        // Every property of every node, but the blob's own checksums (editing those is a flip).
-        final List<long[]> props = new ArrayList<>();
-        collect(blob, blob.root(), props);
-        final long[] p = props.get(e.prop() % props.size());
-        final int cells = (int) (p[2] / 4);
-        if (cells == 0) {
-            return name + ": an empty property, left alone";
-        }
-        final long at = p[1] + 4L * (e.cell() % cells);
-        final MemorySegment seg = blob.segment();
-        final ValueLayout.OfInt be = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
-        final int was = seg.get(be, at);
-        final int now = switch (e.op()) {
-            case 0 -> was + 1;
-            case 1 -> was - 1;
-            case 2 -> was + 0x1000;
-            case 3 -> was - 0x1000;
-            case 4 -> was + 0x20_0000;
-            case 5 -> was ^ (1 << (e.value() & 31));
-            case 6 -> 0;
-            case 7 -> -1;
-            default -> e.value();
-        };
-        seg.set(be, at, now);
-        if (name.equals("tree")) {
-            Handovers.resealTree(machine.board());
-        } else {
-            Handovers.reseal(machine.board(), name);
-        }
-        return String.format("%s %s cell %d: 0x%08x -> 0x%08x", name, blob.propertyName((int) p[0]), e.cell() % cells, was, now);
-    }
-
-    /** {prop offset, value offset, value length} of every property under {@code node}, crc32c left out. */
-    private static void collect(final FdtReader f, final int node, final List<long[]> out) {
-        for (int prop : f.properties(node)) {
-            if (!f.propertyName(prop).equals(Kho.PROP_CRC)) {
-                out.add(new long[] {prop, f.valueOffset(prop), f.value(prop).byteSize()});
-            }
-        }
-        for (int child : f.children(node)) {
-            collect(f, child, out);
-        }
+    private static String apply(final Edit e) {
+        return handover.apply(e);
     }
 }
