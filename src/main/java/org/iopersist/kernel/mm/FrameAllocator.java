@@ -125,11 +125,12 @@ public final class FrameAllocator implements FrameSource {
                 .sorted(Comparator.comparingLong(PhysRange::start)).toList();
         long cursor = 0;
         long reserved = 0;
+        final List<long[]> free = new ArrayList<>();
         for (PhysRange r : sorted) {
             final long first = r.start() >>> SHIFT;
             final long end = r.end() >>> SHIFT;
             if (first > cursor) {
-                addFree(cursor, first);
+                free.add(new long[] {cursor, first});
             }
             if (end > cursor) {
                 reserved += end - Math.max(first, cursor);
@@ -137,25 +138,37 @@ public final class FrameAllocator implements FrameSource {
             }
         }
         if (cursor < limitFrames) {
-            addFree(cursor, limitFrames);
+            free.add(new long[] {cursor, limitFrames});
+        }
+        // Highest first onto the free stacks, so the lowest addresses come off them first: runs
+        // handed out one after another are contiguous and ascending, and a growing file's runs merge.
+        for (int i = free.size() - 1; i >= 0; i--) {
+            addFree(free.get(i)[0], free.get(i)[1]);
         }
         reservedFrames = reserved;
         open = true;
     }
 
+    /** Frees {@code [firstPfn, endPfn)} as its largest aligned blocks, pushed highest first. */
     private void addFree(final long firstPfn, final long endPfn) {
+        final List<long[]> blocks = new ArrayList<>();
         long pfn = firstPfn;
         while (pfn < endPfn) {
             int order = pfn == 0 ? MAX_ORDER : Math.min(MAX_ORDER, Long.numberOfTrailingZeros(pfn));
             while (pfn + (1L << order) > endPfn) {
                 order--;
             }
-            if (poison) {
-                poison(pfn << SHIFT, order);
-            }
-            pushFree(pfn, order);
-            freeFrames += 1L << order;
+            blocks.add(new long[] {pfn, order});
             pfn += 1L << order;
+        }
+        for (int i = blocks.size() - 1; i >= 0; i--) {
+            final long at = blocks.get(i)[0];
+            final int order = (int) blocks.get(i)[1];
+            if (poison) {
+                poison(at << SHIFT, order);
+            }
+            pushFree(at, order);
+            freeFrames += 1L << order;
         }
     }
 
