@@ -274,7 +274,9 @@ final class BenchReport {
         if (r.micro().isEmpty()) {
             b.append("Not run this time (`--quick` or `--no-jmh`).\n");
         } else {
-            b.append("JMH, 1 fork, 3 x 1 s warm-up, 5 x 1 s measured, average time per operation.\n\n");
+            b.append("JMH, 1 fork, 3 x 1 s warm-up, " + Bench.JMH_ITERATIONS + " x 1 s measured; ns/op is the median of the "
+                    + "iterations' average times (one iteration that lost its core moves the mean, not the median), ± JMH's "
+                    + "99.9 % error of the mean.\n\n");
             b.append("| benchmark | ns/op | ± | Linux or hardware anchor |\n|---|---|---|---|\n");
             for (Bench.Micro m : r.micro()) {
                 b.append("| `").append(m.benchmark()).append("` | ").append(String.format(Locale.ROOT, "%.1f", m.nsPerOp()))
