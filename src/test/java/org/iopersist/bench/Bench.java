@@ -20,6 +20,7 @@ import org.openjdk.jmh.runner.options.TimeValue;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
+import org.iopersist.testing.Trees;
 
 /**
  * {@code scripts/bench}: runs every benchmark and rewrites BENCHMARKS.md, docs/bench/results.json
@@ -111,7 +112,7 @@ public final class Bench implements Callable<Integer> {
                 System.out.println("bench: wrote docs/bench/soak.md; the next full `scripts/bench` puts it in " + out);
                 return r.clean() ? 0 : 3;
             } finally {
-                deleteTree(work);
+                Trees.delete(work);
             }
         }
         progress = Progress.start(System.err, "bench", java.time.Duration.ofSeconds(5), () -> "");
@@ -151,7 +152,7 @@ public final class Bench implements Callable<Integer> {
         } finally {
             progress.close();
             progress = Progress.silent();
-            deleteTree(work);
+            Trees.delete(work);
         }
     }
 
@@ -470,17 +471,6 @@ public final class Bench implements Callable<Integer> {
 
     static String mib(final long bytes) {
         return num(bytes / 1048576.0);
-    }
-
-    static void deleteTree(final Path root) throws java.io.IOException {
-        if (!Files.exists(root)) {
-            return;
-        }
-        try (var walk = Files.walk(root)) {
-            for (Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(p);
-            }
-        }
     }
 
     static ObjectMapper json() {

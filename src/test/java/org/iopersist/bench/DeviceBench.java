@@ -9,6 +9,7 @@ import org.HdrHistogram.Histogram;
 import org.iopersist.hw.MachineConfig;
 import org.iopersist.hw.pci.Bdf;
 import org.iopersist.hw.vtd.UnitConfig;
+import org.iopersist.testing.Trees;
 
 /**
  * The device-count axis (issue 20): restore should grow with devices, not with memory. One guest
@@ -48,7 +49,7 @@ final class DeviceBench {
             System.out.printf("devices: %d: boot %.1f ms, reopen %.1f ms, blackout %.1f ms, %d faults%n", n, r.bootMs(),
                     r.reopenMs(), r.blackoutMs(), r.faults());
             out.add(r);
-            Bench.deleteTree(dir);
+            Trees.delete(dir);
         }
         return out;
     }

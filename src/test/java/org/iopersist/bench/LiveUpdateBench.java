@@ -6,6 +6,7 @@ import java.util.ArrayList;
 import java.util.List;
 import org.HdrHistogram.Histogram;
 import org.iopersist.hw.MachineConfig;
+import org.iopersist.testing.Trees;
 
 /**
  * Live updates back to back on one machine, as the demo does them ({@link UpdateRig#liveUpdate}).
@@ -128,7 +129,7 @@ final class LiveUpdateBench {
                     + " (LUO %d)%n", s.label(), r.blackout().p50Ms(), r.luo().blackout().p50Ms(), r.boot().p50Ms(),
                     r.luo().boot().p50Ms(), r.faults(), r.luo().faults());
             out.add(r);
-            Bench.deleteTree(dir);
+            Trees.delete(dir);
         }
         return out;
     }

@@ -23,6 +23,7 @@ import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
+import org.iopersist.testing.Trees;
 
 /**
  * The hot paths, on a booted kernel and a real machine: the unit translating a device's DMA
@@ -85,11 +86,7 @@ public class MicroBench {
         @TearDown(Level.Trial)
         public void close() throws Exception {
             machine.close();
-            try (var walk = Files.walk(dir)) {
-                for (Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
-                    Files.deleteIfExists(p);
-                }
-            }
+            Trees.delete(dir);
         }
     }
 

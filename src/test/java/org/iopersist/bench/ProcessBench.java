@@ -10,6 +10,7 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.HdrHistogram.Histogram;
 import org.iopersist.cli.Main;
+import org.iopersist.testing.Trees;
 
 /**
  * The demo as a user runs it: machine, kernel 1, kernel 2 and the VMM as separate processes, each
@@ -67,7 +68,7 @@ final class ProcessBench {
         if (!p.waitFor(120, TimeUnit.SECONDS)) {
             p.destroyForcibly();
         }
-        Bench.deleteTree(dir);
+        Trees.delete(dir);
         return out;
     }
 }

@@ -11,6 +11,7 @@ import org.iopersist.hw.vtd.SlPte;
 import org.iopersist.hw.vtd.UnitConfig;
 import org.iopersist.kernel.iommu.IommuDomain;
 import org.iopersist.kernel.mm.PhysRange;
+import org.iopersist.testing.Trees;
 
 /**
  * How a live update scales with guest RAM (issue 20): one machine per guest size and leaf size,
@@ -120,7 +121,7 @@ final class ScalingBench {
                             + "%d faults (%.0f s)%n", p.label(), r.bootMs(), r.blackoutMs(), r.scrubMs(), r.rebuildMs(), r.heapBytes() / 1048576.0,
                     r.rss().total() >> 20, r.faults(), (System.nanoTime() - t0) / 1e9);
             out.add(r);
-            Bench.deleteTree(dir);
+            Trees.delete(dir);
         }
         return out;
     }
@@ -157,7 +158,7 @@ final class ScalingBench {
         final Leaf leaf = Leaf.valueOf(args[2]);
         // Compiles the update, restore and map paths of this leaf size before anything is timed.
         run(Files.createDirectories(dir.resolve("warm")), new Point(1, leaf, 40, 1), true);
-        Bench.deleteTree(dir.resolve("warm"));
+        Trees.delete(dir.resolve("warm"));
         final Result r = run(Files.createDirectories(dir.resolve("run")),
                 new Point(Long.parseLong(args[1]), leaf, Integer.parseInt(args[3]), Integer.parseInt(args[4])), true);
         System.out.println(RESULT + new com.fasterxml.jackson.databind.ObjectMapper().writeValueAsString(r));

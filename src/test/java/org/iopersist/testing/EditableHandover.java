@@ -17,6 +17,7 @@ import org.iopersist.hw.Machine;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.hw.pci.DeviceBar;
 import org.iopersist.kernel.init.Kernel;
+import org.iopersist.kernel.liveupdate.IncomingBoot;
 import org.iopersist.kernel.liveupdate.kho.FdtReader;
 import org.iopersist.kernel.liveupdate.kho.Kho;
 import org.iopersist.kernel.liveupdate.kho.SetupData;
@@ -171,6 +172,28 @@ public final class EditableHandover {
             Handovers.reseal(machine.board(), name);
         }
         return String.format("%s %s cell %d: 0x%08x -> 0x%08x", name, blob.propertyName((int) p[0]), e.cell() % cells, was, now);
+    }
+
+    /** What {@link #tryEdit} did, and whether the next boot's validation refused it. */
+    public record Tried(String what, boolean refused) {
+    }
+
+    /**
+     * Restores, applies {@code e}, and asks the next boot's validation (a dry run) about it. A
+     * refusal must name its reason, not come from a reader that tripped over the edit
+     * ({@link IncomingBoot#UNEXPECTED}); it counts as "cold (validation)" in jqwik's statistics.
+     */
+    public Tried tryEdit(final Edit e) throws IOException {
+        restore();
+        final String what = apply(e);
+        final IncomingBoot dryRun = Kernel.validateHandover(machine.board());
+        if (dryRun.restoring()) {
+            return new Tried(what, false);
+        }
+        org.junit.jupiter.api.Assertions.assertTrue(!dryRun.coldReason().startsWith(IncomingBoot.UNEXPECTED),
+                what + ": " + dryRun.coldReason());
+        net.jqwik.api.statistics.Statistics.collect("cold (validation)");
+        return new Tried(what, true);
     }
 
     private FdtReader reader(final String name) {

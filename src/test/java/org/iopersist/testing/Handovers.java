@@ -135,11 +135,7 @@ public final class Handovers {
                     out.put(name, check(work, name, blob, blob.string(blob.root(), "compatible")));
                 }
             } finally {
-                try (var walk = Files.walk(work)) {
-                    for (Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
-                        Files.deleteIfExists(p);
-                    }
-                }
+                Trees.delete(work);
             }
         } catch (HandoverFormatException e) {
             throw new AssertionError("our own reader refuses the handover: " + e.getMessage(), e);

@@ -22,6 +22,7 @@ import org.iopersist.vmm.KernelClient;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.iopersist.testing.Trees;
 
 /**
  * The modes and owners Linux gives what a VMM opens, checked at open (issue 16, bug 5): /dev/iommu
@@ -161,11 +162,7 @@ class ModesAndOwnersTest {
             }
             assertTrue(rig.kernel.guestmemfs().list().contains("vm0-ram"), "the file is still there");
         } finally {
-            try (var walk = Files.walk(shared)) {
-                for (Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
-                    Files.deleteIfExists(p);
-                }
-            }
+            Trees.delete(shared);
         }
     }
 }

@@ -11,7 +11,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
@@ -26,7 +25,6 @@ import org.iopersist.hw.vtd.UnitConfig;
 import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.iommu.IommuDomain;
-import org.iopersist.kernel.iommufd.persist.IommufdHandover;
 import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.ChildJvm;
 import org.iopersist.testing.Handovers;
@@ -41,6 +39,7 @@ import org.iopersist.vmm.VfioDeviceHandle;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.iopersist.testing.Trees;
 
 /**
  * The whole RFC flow: a VMM with a persistent iommufd, guest RAM on guestmemfs and two devices
@@ -455,11 +454,7 @@ class PersistedIommufdTest {
             }
             s2.close();
         } finally {
-            try (var walk = Files.walk(shared)) {
-                for (Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
-                    Files.deleteIfExists(p);
-                }
-            }
+            Trees.delete(shared);
         }
     }
 }

@@ -41,6 +41,7 @@ import org.iopersist.vmm.VfioDeviceHandle;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.iopersist.testing.Trees;
 
 /**
  * The wire and the syscalls, fuzzed by real processes of another uid ({@link Fuzzer}, as uid 65534):
@@ -295,11 +296,7 @@ class WireFuzzTest {
             fuzz(shared, died);
         } finally {
             Thread.setDefaultUncaughtExceptionHandler(before);
-            try (var walk = Files.walk(shared)) {
-                for (Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
-                    Files.deleteIfExists(p);
-                }
-            }
+            Trees.delete(shared);
         }
     }
 
