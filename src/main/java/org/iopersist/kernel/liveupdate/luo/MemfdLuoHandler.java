@@ -1,6 +1,5 @@
 package org.iopersist.kernel.liveupdate.luo;
 
-import java.util.Arrays;
 import org.iopersist.hw.memory.PhysicalMemory;
 import org.iopersist.kernel.KernelException;
 import org.iopersist.kernel.fs.KernelFile;
@@ -206,7 +205,6 @@ public final class MemfdLuoHandler implements LuoFileHandler {
         final FrameRuns.Builder pages = new FrameRuns.Builder();
         final KhoIncoming kho = in.kho();
         final int n = runs.length / 3;
-        final long[][] byPhys = new long[n][];
         long next = 0;
         for (int k = 0; k < n; k++) {
             final long index = runs[3 * k];
@@ -232,22 +230,14 @@ public final class MemfdLuoHandler implements LuoFileHandler {
                         what, index + ((missing[0] - phys) >>> PhysicalMemory.FRAME_SHIFT), missing[0]));
             }
             if (twice[0] >= 0) {
-                throw new HandoverFormatException(String.format("%s: page %d at 0x%x is claimed twice (another file or subsystem"
-                        + " owns it too)", what, index + ((twice[0] - phys) >>> PhysicalMemory.FRAME_SHIFT), twice[0]));
+                throw new HandoverFormatException(String.format("%s: page %d at 0x%x is claimed twice (another page of this file, another"
+                        + " file or another subsystem has it too)", what, index + ((twice[0] - phys) >>> PhysicalMemory.FRAME_SHIFT), twice[0]));
             }
-            byPhys[k] = new long[] {phys, count};
             pages.add(phys, count);
             next = index + count;
         }
         if (next != npages) {
             throw new HandoverFormatException(what + ": runs cover " + next + " of " + npages + " pages");
-        }
-        // No frame backs two pages: sorted by address, each run ends before the next begins.
-        Arrays.sort(byPhys, (a, b) -> Long.compare(a[0], b[0]));
-        for (int k = 1; k < n; k++) {
-            if (byPhys[k - 1][0] + (byPhys[k - 1][1] << PhysicalMemory.FRAME_SHIFT) > byPhys[k][0]) {
-                throw new HandoverFormatException(String.format("%s: frame 0x%x backs two pages", what, byPhys[k][0]));
-            }
         }
         return new In(pos, size, seals, runs, pages.build());
     }
