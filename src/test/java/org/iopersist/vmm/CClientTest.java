@@ -156,7 +156,7 @@ class CClientTest {
 
     @Test
     void theLibraryAndTheExampleBuildWithoutAWarning() throws Exception {
-        gcc(dir.resolve("example-vmm"), CLIENT.resolve("example-vmm.c").toString(), CLIENT.resolve("iopersist.c").toString());
+        exampleVmm();
         // The header alone, included twice and before the system's own: no clash.
         final Path twice = Files.writeString(dir.resolve("twice.c"), "#include \"iopersist.h\"\n#include \"iopersist.h\"\n"
                 + "#include <linux/vfio.h>\nint main(void) { return sizeof(struct iommu_ioas_map) == 40 ? 0 : 1; }\n");
@@ -175,8 +175,7 @@ class CClientTest {
 
     @Test
     void theExampleVmmInCReopensThePersistedIommufdAfterARealKexecAndRebindsTheDevices() throws Exception {
-        final Path exe = gcc(dir.resolve("example-vmm"), CLIENT.resolve("example-vmm.c").toString(),
-                CLIENT.resolve("iopersist.c").toString());
+        final Path exe = exampleVmm();
         final Path m = dir.resolve("machine");
         final Path sock = dir.resolve("k.sock");
         try (ChildJvm machine = ChildJvm.start(dir.resolve("machine.log"), MachineMain.class, m.toString())) {
@@ -237,9 +236,7 @@ class CClientTest {
                             bars[1].awaitSeq(seq + 500);
                             stopAndCheck(board, bars, GuestRam.open(look, "vm0-ram")::physOf);
                         }
-                        c.getOutputStream().close(); // stdin ends: the C VMM exits
-                        assertTrue(c.waitFor(30, TimeUnit.SECONDS));
-                        assertEquals(0, c.exitValue(), said);
+                        exits(c, said);
                     } finally {
                         c.destroyForcibly();
                     }
@@ -253,8 +250,7 @@ class CClientTest {
 
     @Test
     void theDemoRunsTheCExampleAsItsRestartedVmmAcrossTwoKexecs() throws Exception {
-        final Path exe = gcc(dir.resolve("example-vmm"), CLIENT.resolve("example-vmm.c").toString(),
-                CLIENT.resolve("iopersist.c").toString());
+        final Path exe = exampleVmm();
         final Path out = dir.resolve("out");
         final String said = demo("--flow", "rfc", "--vmm-command", exe.toString(), "--out", out.toString());
         for (int k = 2; k <= 3; k++) {
@@ -268,8 +264,7 @@ class CClientTest {
 
     @Test
     void inLuoModeTheExampleRetrievesTheSessionAfterARealKexecAndFindsTheDevicesBound() throws Exception {
-        final Path exe = gcc(dir.resolve("example-vmm"), CLIENT.resolve("example-vmm.c").toString(),
-                CLIENT.resolve("iopersist.c").toString());
+        final Path exe = exampleVmm();
         final String cmdline = "liveupdate.finish_timeout=0";
         final Path m = dir.resolve("machine");
         final Path sock = dir.resolve("k.sock");
@@ -359,9 +354,7 @@ class CClientTest {
                                 return frame == null ? -1 : frame + (iova & 4095);
                             });
                         }
-                        c.getOutputStream().close(); // stdin ends: the C VMM exits
-                        assertTrue(c.waitFor(30, TimeUnit.SECONDS));
-                        assertEquals(0, c.exitValue(), said);
+                        exits(c, said);
                     } finally {
                         c.destroyForcibly();
                     }
@@ -374,8 +367,7 @@ class CClientTest {
 
     @Test
     void theDemoRunsTheCExampleInLuoModeAcrossTwoKexecs() throws Exception {
-        final Path exe = gcc(dir.resolve("example-vmm"), CLIENT.resolve("example-vmm.c").toString(),
-                CLIENT.resolve("iopersist.c").toString());
+        final Path exe = exampleVmm();
         final Path out = dir.resolve("out");
         final String said = demo("--flow", "luo", "--vmm-command", exe.toString(), "--out", out.toString());
         for (int k = 2; k <= 3; k++) {
@@ -390,8 +382,7 @@ class CClientTest {
 
     @Test
     void aSocketThatIsNoKernelIsRefusedWithAnErrno() throws Exception {
-        final Path exe = gcc(dir.resolve("example-vmm"), CLIENT.resolve("example-vmm.c").toString(),
-                CLIENT.resolve("iopersist.c").toString());
+        final Path exe = exampleVmm();
         Files.write(dir.resolve("memory"), new byte[4096]);
         final Process p = new ProcessBuilder(exe.toString(), "--socket", dir.resolve("none.sock").toString(), "--memory",
                 dir.resolve("memory").toString()).redirectErrorStream(true).start();
@@ -451,5 +442,17 @@ class CClientTest {
     private static void exits(final ChildJvm child) throws Exception {
         child.process().getOutputStream().close();
         assertEquals(0, child.waitFor(30), child.output());
+    }
+
+    /** {@code example-vmm} built from the client library's sources, as a user builds it. */
+    private Path exampleVmm() throws Exception {
+        return gcc(dir.resolve("example-vmm"), CLIENT.resolve("example-vmm.c").toString(), CLIENT.resolve("iopersist.c").toString());
+    }
+
+    /** Ends the C VMM's stdin, as its parent would, and expects it to exit 0 ({@code said}: its output, for the message). */
+    private static void exits(final Process c, final String said) throws Exception {
+        c.getOutputStream().close();
+        assertTrue(c.waitFor(30, TimeUnit.SECONDS));
+        assertEquals(0, c.exitValue(), said);
     }
 }
