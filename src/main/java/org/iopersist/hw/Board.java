@@ -15,7 +15,7 @@ import org.iopersist.hw.memory.PhysicalMemory;
  * machine-dir/
  *   machine.properties   the platform description (units, devices, memory size)
  *   memory               physical memory; phys address == file offset (sparse)
- *   mmio                 register windows: unit n at n*0x1000, device BAR n at 0x10000 + n*0x1000
+ *   mmio                 register windows: unit n at n*0x1000, device BAR n at 0x10000 + n*0x1000, then the wake page
  *   boot/cmdline         the next kernel's command line
  *   boot/setup_data      the next kernel's KHO record (4 x u64 LE)
  * </pre>

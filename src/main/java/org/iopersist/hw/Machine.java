@@ -47,7 +47,7 @@ public final class Machine implements AutoCloseable {
         for (PciDevice d : devices) {
             d.traceCompletions(trace.recorder(d.index()));
         }
-        this.poller = new HardwarePoller(units);
+        this.poller = new HardwarePoller(units, board.mmio().wake());
     }
 
     /** Builds a new machine directory and powers the hardware on (not yet running). */

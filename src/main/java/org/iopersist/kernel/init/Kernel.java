@@ -355,7 +355,7 @@ public final class Kernel {
             frames.reserve(guestmemfs, "guestmemfs");
         }
         if (incoming.restoring()) {
-            incoming.reserve(frames, board.memory());
+            incoming.reserve(frames);
             incoming.adopt(breakpoint);
         } else {
             intel.init(new EarlyFrames(board.memory(), scratch, scratch.start()));

@@ -80,5 +80,5 @@ public interface IommuDriver {
      * Instead of {@link #init}, once every subsystem validated: claims the preserved frames, adopts
      * the live tables and returns the persistent domains with the devices translating through them.
      */
-    List<RestoredDomain> adopt(HandoverPlan plan, FrameSource early);
+    List<RestoredDomain> adopt(HandoverPlan plan);
 }

@@ -196,7 +196,7 @@ public final class MockIommu implements IommuDriver {
     }
 
     @Override
-    public List<RestoredDomain> adopt(final HandoverPlan plan, final FrameSource early) {
+    public List<RestoredDomain> adopt(final HandoverPlan plan) {
         throw new UnsupportedOperationException("the mock IOMMU takes part in no live update");
     }
 }

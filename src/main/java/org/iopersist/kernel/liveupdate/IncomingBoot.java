@@ -7,7 +7,6 @@ import org.iopersist.kernel.liveupdate.kho.HandoverFormatException;
 import org.iopersist.kernel.liveupdate.kho.KhoIncoming;
 import org.iopersist.kernel.liveupdate.kho.PreservedMemoryMap;
 import org.iopersist.kernel.liveupdate.kho.SetupData;
-import org.iopersist.kernel.mm.EarlyFrames;
 import org.iopersist.kernel.mm.FrameAllocator;
 import org.iopersist.kernel.mm.PhysRange;
 
@@ -96,11 +95,8 @@ public final class IncomingBoot {
         return handover != null ? handover.scratch() : coldScratch;
     }
 
-    /**
-     * Reserve: every preserved block and tracker frame leaves {@code frames}, and early frames come
-     * from scratch past the incoming tree. Must run before anything is allocated.
-     */
-    public void reserve(final FrameAllocator frames, final PhysicalMemory memory) {
+    /** Reserve: every preserved block and tracker frame leaves {@code frames}. Must run before anything is allocated. */
+    public void reserve(final FrameAllocator frames) {
         requireRestoring(Step.VALIDATED);
         handover.kho().reserveAll(new PreservedMemoryMap.Visitor() {
             @Override
@@ -113,9 +109,6 @@ public final class IncomingBoot {
                 frames.reserve(new PhysRange(phys, PhysicalMemory.FRAME_SIZE), "kho tracker");
             }
         });
-        final SetupData setup = handover.setup();
-        // Past the tree itself: fdt_size only bounds it, and scratch is this boot's to use beyond it.
-        handover.earlyFrames(new EarlyFrames(memory, handover.scratch(), setup.fdtAddr() + handover.kho().tree().totalSize()));
         step = Step.RESERVED;
     }
 

@@ -4,19 +4,16 @@ import java.util.IdentityHashMap;
 import java.util.Map;
 import org.iopersist.kernel.liveupdate.kho.KhoIncoming;
 import org.iopersist.kernel.liveupdate.kho.SetupData;
-import org.iopersist.kernel.mm.FrameSource;
 import org.iopersist.kernel.mm.PhysRange;
 
 /**
  * The handover this boot came from, as the handlers see it: the parsed KHO tree and tracker, the
- * scratch region the old kernel named, the plans of the handlers validated so far, and, once
- * every preserved frame is reserved, the early frames adopters may allocate from.
+ * scratch region the old kernel named, and the plans of the handlers validated so far.
  */
 public final class IncomingHandover {
     private final KhoIncoming kho;
     private final SetupData setup;
     private final Map<LiveUpdateHandler<?>, Object> plans = new IdentityHashMap<>();
-    private FrameSource early;
 
     IncomingHandover(final KhoIncoming kho, final SetupData setup) {
         this.kho = kho;
@@ -47,17 +44,5 @@ public final class IncomingHandover {
 
     <P> void recordPlan(final LiveUpdateHandler<P> handler, final P plan) {
         plans.put(handler, plan);
-    }
-
-    /** Frames from scratch, past the incoming tree; only once every preserved frame is reserved. */
-    public FrameSource earlyFrames() {
-        if (early == null) {
-            throw new IllegalStateException("early frames before the preserved frames are reserved");
-        }
-        return early;
-    }
-
-    void earlyFrames(final FrameSource frames) {
-        this.early = frames;
     }
 }

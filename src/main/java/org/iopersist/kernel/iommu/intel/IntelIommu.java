@@ -89,16 +89,16 @@ final class IntelIommu {
 
     /**
      * Takes over a unit the previous kernel left translating: the live root table stays (no SRTP,
-     * no global invalidation); this kernel's ring replaces the old one, which the unit may still be
-     * reading until then.
+     * no global invalidation), and so does the old kernel's queue until late init, when this
+     * kernel's ring replaces it in one restart, as Linux's {@code dmar_enable_qi} does once the
+     * page allocator is up. Nothing is invalidated in between: adoption changes no entry.
      */
-    void adoptLive(final long root, final long oldRingPhys, final long oldStatusPhys, final FrameSource early) {
+    void adoptLive(final long root, final long oldRingPhys, final long oldStatusPhys) {
         this.rootPhys = root;
         this.adopted = true;
         this.oldRing = oldRingPhys;
         this.oldStatus = oldStatusPhys;
-        qi.start(early.allocZeroedFrame(), early.allocZeroedFrame());
-        log.info("DMAR: unit %d: adopted the live root table at 0x%x; own invalidation queue programmed", index, root);
+        log.info("DMAR: unit %d: adopted the live root table at 0x%x", index, root);
     }
 
     synchronized void reserveDid(final int did) {
@@ -141,8 +141,8 @@ final class IntelIommu {
     /** Moves the root table and the queue out of early memory; contents carry over. */
     void relocate(final FrameSource frames) {
         if (adopted) {
-            // The root table is the preserved live one: only the queue leaves scratch, then the
-            // old kernel's ring and status page go back to the allocator.
+            // The root table is the preserved live one: only the queue is this kernel's own, then
+            // the old kernel's ring and status page go back to the allocator.
             qi.start(frames.allocZeroedFrame(), frames.allocZeroedFrame());
             frames.freeFrame(oldRing);
             frames.freeFrame(oldStatus);

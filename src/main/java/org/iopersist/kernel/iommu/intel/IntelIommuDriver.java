@@ -286,11 +286,11 @@ public final class IntelIommuDriver implements IommuDriver {
     }
 
     @Override
-    public java.util.List<org.iopersist.kernel.iommu.RestoredDomain> adopt(final HandoverPlan handoverPlan, final FrameSource early) {
+    public java.util.List<org.iopersist.kernel.iommu.RestoredDomain> adopt(final HandoverPlan handoverPlan) {
         final Plan plan = (Plan) handoverPlan;
         final java.util.List<org.iopersist.kernel.iommu.RestoredDomain> out = new java.util.ArrayList<>();
         synchronized (this) {
-            for (VtdAdoption.Adopted a : plan.adoption().adopt(plan.image(), plan.devices(), early)) {
+            for (VtdAdoption.Adopted a : plan.adoption().adopt(plan.image(), plan.devices())) {
                 persistent.add(a.domain());
                 for (IommuDevice dev : a.devices()) {
                     current.put(dev, a.domain());

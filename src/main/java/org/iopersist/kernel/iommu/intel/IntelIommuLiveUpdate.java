@@ -123,7 +123,7 @@ public final class IntelIommuLiveUpdate implements LiveUpdateHandler<IommuDriver
 
     @Override
     public void adopt(final IommuDriver.HandoverPlan plan, final IncomingHandover in) {
-        core.restore(driver.adopt(plan, in.earlyFrames()));
+        core.restore(driver.adopt(plan));
     }
 
     /**

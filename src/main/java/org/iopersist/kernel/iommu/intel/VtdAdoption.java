@@ -216,7 +216,7 @@ final class VtdAdoption {
     }
 
     /** After {@link #validate}: claims every frame and builds the domains. Cannot fail on a validated image. */
-    List<Adopted> adopt(final VtdHandover.Image img, final List<List<IommuDevice>> plan, final FrameSource early) {
+    List<Adopted> adopt(final VtdHandover.Image img, final List<List<IommuDevice>> plan) {
         for (int i = 0; i < claimCount; i++) {
             final long phys = claims[i] & ~PhysicalMemory.FRAME_MASK;
             if (!in.claim(phys, (int) (claims[i] & PhysicalMemory.FRAME_MASK))) {
@@ -241,7 +241,7 @@ final class VtdAdoption {
                     plan.get(k)));
         }
         for (VtdHandover.Unit hu : img.units()) {
-            driver.unit(hu.index()).adoptLive(hu.rootTable(), hu.qiRing(), hu.qiStatus(), early);
+            driver.unit(hu.index()).adoptLive(hu.rootTable(), hu.qiRing(), hu.qiStatus());
         }
         return out;
     }
