@@ -121,11 +121,12 @@ public final class GuestmemfsLiveUpdate implements LiveUpdateHandler<Guestmemfs>
             throw new HandoverFormatException("guestmemfs handed over another carve-out than guestmemfs= gives " + carveOut);
         }
         for (long[] b : blocks(carveOut)) {
-            if (!in.preservedExactly(b[0], (int) b[1])) {
-                throw new HandoverFormatException(String.format("guestmemfs block 0x%x order %d is not preserved", b[0], b[1]));
-            }
-            if (!in.plan(b[0], (int) b[1])) {
-                throw new HandoverFormatException(String.format("guestmemfs block 0x%x order %d is claimed twice", b[0], b[1]));
+            switch (in.plan(b[0], (int) b[1])) {
+                case NOT_PRESERVED -> throw new HandoverFormatException(String.format("guestmemfs block 0x%x order %d is not preserved",
+                        b[0], b[1]));
+                case CLAIMED_TWICE -> throw new HandoverFormatException(String.format("guestmemfs block 0x%x order %d is claimed twice",
+                        b[0], b[1]));
+                case PLANNED -> { }
             }
         }
         return Guestmemfs.mount(memory, carveOut, log);

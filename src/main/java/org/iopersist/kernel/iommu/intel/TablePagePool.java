@@ -266,8 +266,9 @@ final class TablePagePool {
 
         /**
          * @param packed chunks as listed ({@code phys | order}); the caller has checked each is a
-         *               preserved block of memory of an order up to {@value #MAX_CHUNK_ORDER}
-         * @return null if two chunks overlap
+         *               preserved block of memory of an order up to {@value #MAX_CHUNK_ORDER}, and
+         *               planned each with {@code KhoIncoming.plan}, which refuses overlapping ones
+         * @throws IllegalArgumentException if two chunks overlap all the same: a bug, not a bad handover
          */
         static Incoming of(final PhysicalMemory memory, final long[] packed) {
             final TablePagePool p = new TablePagePool(memory, null);
@@ -278,7 +279,8 @@ final class TablePagePool {
             for (int i = 1; i < p.chunks; i++) {
                 final int a = p.byPhys[i - 1];
                 if (p.chunkPhys[a] + (PhysicalMemory.FRAME_SIZE << p.chunkOrder[a]) > p.chunkPhys[p.byPhys[i]]) {
-                    return null;
+                    throw new IllegalArgumentException(String.format("table chunks at 0x%x and 0x%x overlap",
+                            p.chunkPhys[a], p.chunkPhys[p.byPhys[i]]));
                 }
             }
             p.grown = p.chunks;

@@ -56,13 +56,11 @@ final class VtdAdoption {
         if ((phys & (size - 1)) != 0 || !memory.contains(phys, size)) {
             throw new HandoverFormatException(String.format("%s 0x%x order %d is not an aligned block of memory", what, phys, order));
         }
-        // Exactly as adopt will claim it. A block inside a larger preserved one could not be
-        // claimed alone later, and adoption must not fail half-way.
-        if (!in.preservedExactly(phys, order)) {
-            throw new HandoverFormatException(String.format("%s 0x%x is not preserved as a block of order %d", what, phys, order));
-        }
-        if (!in.plan(phys, order)) {
-            throw new HandoverFormatException(String.format("%s 0x%x order %d is claimed twice", what, phys, order));
+        switch (in.plan(phys, order)) {
+            case NOT_PRESERVED -> throw new HandoverFormatException(String.format("%s 0x%x is not preserved as a block of order %d",
+                    what, phys, order));
+            case CLAIMED_TWICE -> throw new HandoverFormatException(String.format("%s 0x%x order %d is claimed twice", what, phys, order));
+            case PLANNED -> { }
         }
         if (claimCount == claims.length) {
             claims = java.util.Arrays.copyOf(claims, claimCount * 2);
@@ -166,10 +164,7 @@ final class VtdAdoption {
                 }
                 block(c & ~PhysicalMemory.FRAME_MASK, order, "table chunk");
             }
-            final TablePagePool.Incoming pool = TablePagePool.Incoming.of(memory, chunks);
-            if (pool == null) {
-                throw new HandoverFormatException(String.format("domain at 0x%x: its table chunks overlap", hd.pgd()));
-            }
+            final TablePagePool.Incoming pool = TablePagePool.Incoming.of(memory, chunks); // block() planned them: none overlaps
             final String usage = pool.load(hd.tableUsage());
             if (usage != null) {
                 throw new HandoverFormatException(String.format("domain at 0x%x: %s", hd.pgd(), usage));

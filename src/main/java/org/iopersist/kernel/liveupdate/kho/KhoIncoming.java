@@ -208,36 +208,39 @@ public final class KhoIncoming {
         return false;
     }
 
-    /**
-     * True if exactly the block {@code (phys, order)} is preserved and unclaimed: what
-     * {@link #claim} will take. Validation asks this, so that a claim after it cannot fail.
-     */
-    public synchronized boolean preservedExactly(final long phys, final int order) {
-        if (finished || (phys & ((PhysicalMemory.FRAME_SIZE << order) - 1)) != 0) {
-            return false;
-        }
-        return isSet(phys, order);
+    /** What {@link #plan} made of a block a handler will claim at adopt. */
+    public enum Planned {
+        /** Preserved exactly so and promised to no one else: the claim at adopt cannot fail. */
+        PLANNED,
+        /** Not preserved as this very block (a block inside a larger preserved one cannot be claimed alone). */
+        NOT_PRESERVED,
+        /** Overlaps a block promised before, by this handler or another. */
+        CLAIMED_TWICE
     }
 
     /**
-     * Validation's promise that adopt will claim the block {@code (phys, order)}, which the caller has
-     * checked is {@link #preservedExactly}: false if it overlaps a block promised before, by this
-     * handler or another (a memfd page that is also a VT-d table page). The tracker keeps blocks of
-     * every order side by side, so each handler's own check cannot see that; without this, the second
-     * claim would fail half-way through adoption, or two owners would hold one frame.
+     * Validation's promise that adopt will claim the block {@code (phys, order)}. It must be
+     * preserved as exactly that block, unclaimed ({@link #claim} will take it), and overlap no block
+     * promised before, by this handler or another (a memfd page that is also a VT-d table page). The
+     * tracker keeps blocks of every order side by side, so each handler's own check cannot see the
+     * overlap; without this, the second claim would fail half-way through adoption, or two owners
+     * would hold one frame. Only a {@link Planned#PLANNED} block is recorded.
      */
-    public synchronized boolean plan(final long phys, final int order) {
+    public synchronized Planned plan(final long phys, final int order) {
+        if (finished || (phys & ((PhysicalMemory.FRAME_SIZE << order) - 1)) != 0 || !isSet(phys, order)) {
+            return Planned.NOT_PRESERVED;
+        }
         final long end = phys + (PhysicalMemory.FRAME_SIZE << order);
         final Map.Entry<Long, Long> before = planned.floorEntry(phys);
         if (before != null && before.getValue() > phys) {
-            return false;
+            return Planned.CLAIMED_TWICE;
         }
         final Map.Entry<Long, Long> after = planned.ceilingEntry(phys);
         if (after != null && after.getKey() < end) {
-            return false;
+            return Planned.CLAIMED_TWICE;
         }
         planned.put(phys, end);
-        return true;
+        return Planned.PLANNED;
     }
 
     /**

@@ -218,10 +218,10 @@ public final class MemfdLuoHandler implements LuoFileHandler {
             final long[] twice = {-1};
             forEachBlock(phys, count, (p, o) -> {
                 if (missing[0] < 0 && twice[0] < 0) {
-                    if (!kho.preservedExactly(p, o)) {
-                        missing[0] = p;
-                    } else if (!kho.plan(p, o)) {
-                        twice[0] = p;
+                    switch (kho.plan(p, o)) {
+                        case NOT_PRESERVED -> missing[0] = p;
+                        case CLAIMED_TWICE -> twice[0] = p;
+                        case PLANNED -> { }
                     }
                 }
             });

@@ -131,7 +131,8 @@ class TablePagePoolTest {
             assertEquals(c9 + 512 * PAGE, runs.mark(c9 + 510 * PAGE, 4), "the first page past the last chunk");
 
             final long[] overlapping = {chunks[9], chunks[9] + PAGE * 4 & ~(PAGE - 1)};
-            assertNull(TablePagePool.Incoming.of(mem, overlapping), "overlapping chunks");
+            org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                    () -> TablePagePool.Incoming.of(mem, overlapping), "overlapping chunks");
             final TablePagePool.Incoming idle = TablePagePool.Incoming.of(mem, new long[] {chunks[0], chunks[9]});
             assertTrue(idle.mark(live.getFirst()));
             assertEquals(1, idle.idleChunk(), "a listed chunk the walk never reached");
