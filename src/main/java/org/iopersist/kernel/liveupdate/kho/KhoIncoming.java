@@ -115,7 +115,7 @@ public final class KhoIncoming {
     private void countAndCheckScratch() throws HandoverFormatException {
         final long scratchStart = setup.scratchAddr();
         final long scratchEnd = scratchStart + setup.scratchSize();
-        PreservedMemoryMap.deserialize(memory, treeRoot, new PreservedMemoryMap.Visitor() {
+        PreservedMemoryMap.validate(memory, treeRoot, new PreservedMemoryMap.Visitor() {
             @Override
             public void block(final long phys, final int order) throws HandoverFormatException {
                 if (phys < scratchEnd && scratchStart < phys + (PhysicalMemory.FRAME_SIZE << order)) {

@@ -222,7 +222,7 @@ public final class PreservedMemoryMap {
     /** Validates the tree at {@code root} (as {@link #deserialize}) and returns its nodes, root first, depth first. */
     public static List<Node> readLayout(final PhysicalMemory memory, final long root) throws HandoverFormatException {
         final List<Node> out = new ArrayList<>();
-        walk(memory, root, null, out);
+        walk(memory, root, null, out, true);
         return out;
     }
 
@@ -245,8 +245,18 @@ public final class PreservedMemoryMap {
      */
     public static void deserialize(final PhysicalMemory memory, final long root, final Visitor visitor)
             throws HandoverFormatException {
-        walk(memory, root, null, null);
-        walk(memory, root, visitor, null);
+        walk(memory, root, null, null, true);
+        walk(memory, root, visitor, null, false);
+    }
+
+    /**
+     * Validates the tree at {@code root} as {@link #deserialize} does, in one walk that reports to
+     * {@code checker} as it goes: a checker that only looks (counts, refuses a block) and whose
+     * findings are void if this throws. What acts on the blocks waits for {@link #visitValidated}.
+     */
+    public static void validate(final PhysicalMemory memory, final long root, final Visitor checker)
+            throws HandoverFormatException {
+        walk(memory, root, checker, null, true);
     }
 
     /**
@@ -255,15 +265,15 @@ public final class PreservedMemoryMap {
      */
     public static void visitValidated(final PhysicalMemory memory, final long root, final Visitor visitor)
             throws HandoverFormatException {
-        walk(memory, root, visitor, null);
+        walk(memory, root, visitor, null, false);
     }
 
-    private static void walk(final PhysicalMemory memory, final long root, final Visitor visitor, final List<Node> layout)
-            throws HandoverFormatException {
+    private static void walk(final PhysicalMemory memory, final long root, final Visitor visitor, final List<Node> layout,
+            final boolean validating) throws HandoverFormatException {
         if (root == 0) {
             return; // nothing was preserved
         }
-        final Set<Long> seen = visitor == null ? new HashSet<>() : null; // the validating pass checks sharing
+        final Set<Long> seen = validating ? new HashSet<>() : null; // the validating pass checks sharing
         checkNode(memory, root, seen, "root");
         table(memory, TABLE_LEVELS, root, 0, visitor, layout, seen);
     }
