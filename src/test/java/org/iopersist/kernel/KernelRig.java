@@ -9,23 +9,36 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Function;
 import org.iopersist.hw.Machine;
 import org.iopersist.hw.MachineConfig;
 import org.iopersist.hw.pci.DeviceBar;
+import org.iopersist.kernel.liveupdate.luo.Luo;
+import org.iopersist.kernel.liveupdate.luo.LuoFileHandler;
+import org.iopersist.kernel.syscall.SyscallServer;
+import org.iopersist.vmm.KernelClient;
 
 /**
  * A machine running in this JVM with a kernel booted on it from a given command line, and the
  * kernel's books as the boot left them: the iommufd and VFIO tests end with
  * {@link #assertBooksBalanced}, issue 16's invariant that once the last process has exited no pin,
- * frame, DID or object it held is left.
+ * frame, DID or object it held is left. The live-update tests boot the next kernel on the same
+ * machine ({@link #bootNext}) and connect processes to either ({@link #connect}).
  */
 public final class KernelRig implements AutoCloseable {
     public final Machine machine;
     public final Kernel kernel;
     /** The books right after boot, before any process connected. */
     public final Accounting booted;
+    private final Path dir;
+    /** Each kernel's syscall server, made at its first {@link #connect}; guarded by {@code this}. */
+    private final Map<Kernel, SyscallServer> servers = new IdentityHashMap<>();
 
-    private KernelRig(final Machine machine, final Kernel kernel) {
+    private KernelRig(final Path dir, final Machine machine, final Kernel kernel) {
+        this.dir = dir;
         this.machine = machine;
         this.kernel = kernel;
         this.booted = kernel.accounting();
@@ -61,10 +74,19 @@ public final class KernelRig implements AutoCloseable {
     }
 
     public static KernelRig boot(final Path dir, final MachineConfig config, final String cmdline) {
+        return boot(dir, config, cmdline, List.of());
+    }
+
+    /**
+     * As {@link #boot(Path, MachineConfig, String)}, with the file handlers of LUO modules loaded
+     * before the live-update core validates (as {@code Kernel.boot} takes them).
+     */
+    public static KernelRig boot(final Path dir, final MachineConfig config, final String cmdline,
+            final List<Function<Luo, LuoFileHandler>> luoModules) {
         final Machine machine = Machine.create(dir, config).start();
         try {
             Files.writeString(dir.resolve("boot").resolve(Kernel.CMDLINE_FILE), cmdline);
-            return new KernelRig(machine, Kernel.boot(machine.board()));
+            return new KernelRig(dir, machine, Kernel.boot(machine.board(), null, luoModules));
         } catch (IOException e) {
             machine.close();
             throw new UncheckedIOException(e);
@@ -72,6 +94,35 @@ public final class KernelRig implements AutoCloseable {
             machine.close();
             throw e;
         }
+    }
+
+    /** The next kernel, booted from the board alone (after a kexec): what the boot record hands it decides its boot kind. */
+    public Kernel bootNext() {
+        return bootNext(List.of());
+    }
+
+    /** As {@link #bootNext()}, with the file handlers of LUO modules. */
+    public Kernel bootNext(final List<Function<Luo, LuoFileHandler>> luoModules) {
+        return Kernel.boot(machine.board(), null, luoModules);
+    }
+
+    /**
+     * {@code k}'s syscall server (this rig's kernel or one booted after it), serving on a socket of
+     * its own in the machine's folder from the first call on; the caller may close it.
+     */
+    public synchronized SyscallServer server(final Kernel k) {
+        return servers.computeIfAbsent(k, kk -> {
+            try {
+                return kk.serve(dir.resolve("k" + servers.size() + ".sock"));
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+        });
+    }
+
+    /** A new process of {@code k}, on its {@link #server}, that sees the machine's memory. */
+    public KernelClient connect(final Kernel k) throws IOException {
+        return KernelClient.connect(server(k).path(), dir.resolve("memory"));
     }
 
     public DeviceBar bar(final int device) {

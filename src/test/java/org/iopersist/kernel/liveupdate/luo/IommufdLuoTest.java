@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import org.iopersist.hw.Machine;
@@ -15,9 +14,9 @@ import org.iopersist.hw.pci.DeviceBar;
 import org.iopersist.hw.pci.DeviceCounters;
 import org.iopersist.hw.pci.RecordChecker;
 import org.iopersist.hw.pci.WorkloadSettings;
+import org.iopersist.kernel.KernelRig;
 import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.iommu.IommuDomain;
-import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.Handovers;
 import org.iopersist.uapi.Errno;
 import org.iopersist.uapi.ErrnoException;
@@ -49,21 +48,10 @@ class IommufdLuoTest {
 
     @TempDir
     Path dir;
-    private int sockets;
 
-    private Machine machine() throws Exception {
-        final Path at = dir.resolve("m");
-        final Machine m = Machine.create(at, MachineConfig.small().withMemorySize(512 * MIB)).start();
-        Files.writeString(at.resolve("boot").resolve("cmdline"), CMDLINE);
-        return m;
-    }
-
-    private SyscallServer serve(final Kernel k) throws Exception {
-        return k.serve(dir.resolve("k" + (sockets++) + ".sock"));
-    }
-
-    private KernelClient connect(final SyscallServer s) throws Exception {
-        return KernelClient.connect(s.path(), dir.resolve("m").resolve("memory"));
+    /** A 512 MiB machine with kernel A booted on it. */
+    private KernelRig boot() {
+        return KernelRig.boot(dir.resolve("m"), MachineConfig.small().withMemorySize(512 * MIB), CMDLINE);
     }
 
     private static int errno(final Runnable r) {
@@ -71,29 +59,22 @@ class IommufdLuoTest {
     }
 
     /** The series selftest's set-up: a sealed memfd mapped by file at 4 GiB, a HWPT of its own, the device attached, marked. */
-    private record Vm(GuestRam ram, IommufdHandle iommufd, int ioas, int hwpt, VfioDeviceHandle dev) {
+    private static LuoVm setUp(final KernelClient c, final int device) {
+        final LuoVm vm = LuoVm.create(c, "buffer", 16 * MIB, device, 1, HWPT_TOKEN);
+        assertEquals(vm.hwpt(), vm.attached());
+        return vm;
     }
 
-    private static Vm setUp(final KernelClient c, final int device) {
-        final GuestRam ram = GuestRam.createMemfd(c, "buffer", 16 * MIB);
-        final IommufdHandle iommufd = IommufdHandle.open(c);
-        final VfioDeviceHandle dev = VfioDeviceHandle.open(c, device);
-        final int devId = dev.bind(iommufd);
-        final int ioas = iommufd.ioasAlloc();
-        final int hwpt = iommufd.hwptAlloc(devId, ioas);
-        assertEquals(hwpt, dev.attach(hwpt));
-        ram.mapForDma(iommufd, ioas, 1);
-        iommufd.markPreserve(hwpt, HWPT_TOKEN);
-        return new Vm(ram, iommufd, ioas, hwpt, dev);
+    private static void preserve(final SessionHandle session, final LuoVm vm) {
+        vm.preserveIn(session, MEMFD_TOKEN, IOMMUFD_TOKEN, CDEV_TOKEN);
     }
 
     @Test
     void theMarkTakesAUniqueTokenAndPreservingChecksEveryArea() throws Exception {
-        try (Machine m = machine()) {
-            final Kernel k = Kernel.boot(m.board());
-            final SyscallServer s = serve(k);
-            try (KernelClient c = connect(s)) {
-                final Vm vm = setUp(c, 0);
+        try (KernelRig rig = boot()) {
+            final Kernel k = rig.kernel;
+            try (KernelClient c = rig.connect(k)) {
+                final LuoVm vm = setUp(c, 0);
                 final IommufdHandle fd = vm.iommufd();
                 assertEquals(Errno.ENOENT.number, errno(() -> fd.markPreserve(vm.ioas(), 1)), "an IOAS is not a HWPT_PAGING");
                 assertEquals(Errno.ENOENT.number, errno(() -> fd.markPreserve(99, 1)));
@@ -158,24 +139,21 @@ class IommufdLuoTest {
                 assertEquals(Errno.EINVAL.number, errno(() -> third.preserveFd(rfc.fd(), 4)), "the RFC's persistent context");
                 third.close();
             }
-            s.close();
+            rig.server(k).close();
         }
     }
 
     @Test
     void theDevicesKeepDoingDmaThroughTheKexecAndTheRetrievedIommufdWorksAfterFinish() throws Exception {
-        try (Machine m = machine()) {
-            final Kernel a = Kernel.boot(m.board());
-            final SyscallServer sa = serve(a);
-            final KernelClient vmm = connect(sa);
-            final Vm vm = setUp(vmm, 0);
-            final DeviceBar bar = new DeviceBar(m.board().deviceBar(0));
+        try (KernelRig rig = boot()) {
+            final Machine m = rig.machine;
+            final Kernel a = rig.kernel;
+            final KernelClient vmm = rig.connect(a);
+            final LuoVm vm = setUp(vmm, 0);
+            final DeviceBar bar = rig.bar(0);
             bar.start(WorkloadSettings.writeVerify(MIB, MIB, 512, 1)); // IOVA = GPA
             bar.awaitSeq(300);
-            final SessionHandle session = LiveupdateHandle.open(vmm).createSession("vm0");
-            session.preserveFd(vm.ram().fd(), MEMFD_TOKEN);
-            session.preserveFd(vm.iommufd().fd(), IOMMUFD_TOKEN);
-            session.preserveFd(vm.dev().fd(), CDEV_TOKEN);
+            preserve(LiveupdateHandle.open(vmm).createSession("vm0"), vm);
             final long pgd = a.iommu().domainOf(a.iommu().devices().get(0)).ops().handoverKey();
             vmm.kexecLoad(CMDLINE);
             vmm.rebootKexec(); // no finalize: the reboot freezes the session
@@ -184,13 +162,12 @@ class IommufdLuoTest {
                     dts.get("LUO"));
             final long during = bar.counters().ops();
 
-            final Kernel b = Kernel.boot(m.board());
+            final Kernel b = rig.bootNext();
             assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind(), b.coldBootReason());
             assertEquals(pgd, b.iommu().domainOf(b.iommu().devices().get(0)).ops().handoverKey(), "the same tables");
             bar.awaitSeq(bar.counters().nextSeq() + 300);
             assertTrue(bar.counters().ops() > during, "DMA went on through the kexec: " + bar.counters() + " " + during);
-            final SyscallServer sb = serve(b);
-            try (KernelClient v2 = connect(sb)) {
+            try (KernelClient v2 = rig.connect(b)) {
                 assertEquals(Errno.EBUSY.number, errno(() -> v2.open(Vfio.cdevPath(0), Syscall.O_RDWR)),
                         "a preserved device is had only through RETRIEVE_FD until finish");
                 final SessionHandle r = LiveupdateHandle.open(v2).retrieveSession("vm0");
@@ -223,36 +200,28 @@ class IommufdLuoTest {
                 dev.close();
                 iommufd.close();
             }
-            sb.close();
+            rig.server(b).close();
         }
     }
 
     @Test
     void ofTwoSessionsTheOneNobodyRetrievesIsFreedAtFinishAndItsDeviceBlocked() throws Exception {
-        try (Machine m = machine()) {
-            final Kernel a = Kernel.boot(m.board());
-            final SyscallServer sa = serve(a);
-            final KernelClient vmm = connect(sa);
-            final Vm vm0 = setUp(vmm, 0);
-            final Vm vm1 = setUp(vmm, 1);
+        try (KernelRig rig = boot()) {
+            final KernelClient vmm = rig.connect(rig.kernel);
+            final LuoVm vm0 = setUp(vmm, 0);
+            final LuoVm vm1 = setUp(vmm, 1);
             final LiveupdateHandle luo = LiveupdateHandle.open(vmm);
-            for (Object[] p : new Object[][] {{"vm0", vm0}, {"vm1", vm1}}) {
-                final SessionHandle s = luo.createSession((String) p[0]);
-                final Vm v = (Vm) p[1];
-                s.preserveFd(v.ram().fd(), MEMFD_TOKEN);
-                s.preserveFd(v.iommufd().fd(), IOMMUFD_TOKEN);
-                s.preserveFd(v.dev().fd(), CDEV_TOKEN);
-            }
+            preserve(luo.createSession("vm0"), vm0);
+            preserve(luo.createSession("vm1"), vm1);
             final long ram1 = vmm.memory().physOf(vm1.ram().va());
-            final DeviceBar bar1 = new DeviceBar(m.board().deviceBar(1));
+            final DeviceBar bar1 = rig.bar(1);
             bar1.start(WorkloadSettings.writeVerify(MIB, MIB, 512, 2));
             bar1.awaitSeq(200);
             vmm.kexecLoad(CMDLINE);
             vmm.rebootKexec();
-            final Kernel b = Kernel.boot(m.board());
+            final Kernel b = rig.bootNext();
             assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind(), b.coldBootReason());
-            final SyscallServer sb = serve(b);
-            try (KernelClient v2 = connect(sb)) {
+            try (KernelClient v2 = rig.connect(b)) {
                 final SessionHandle r = LiveupdateHandle.open(v2).retrieveSession("vm0");
                 r.retrieveFd(CDEV_TOKEN);
                 r.retrieveFd(IOMMUFD_TOKEN);
@@ -271,40 +240,34 @@ class IommufdLuoTest {
                 assertEquals(0, b.luo().incomingSessions().stream().filter("vm1"::equals).count());
                 assertEquals(List.of("vm0"), b.luo().incomingSessions());
             }
-            sb.close();
+            rig.server(b).close();
         }
     }
 
     @Test
     void aSessionClosedBeforeTheKexecLeavesItsDeviceBlockedAfterIt() throws Exception {
-        try (Machine m = machine()) {
-            final Kernel a = Kernel.boot(m.board());
-            final SyscallServer sa = serve(a);
-            final KernelClient vmm = connect(sa);
-            final Vm vm = setUp(vmm, 0);
+        try (KernelRig rig = boot()) {
+            final KernelClient vmm = rig.connect(rig.kernel);
+            final LuoVm vm = setUp(vmm, 0);
             final LiveupdateHandle luo = LiveupdateHandle.open(vmm);
             final SessionHandle s = luo.createSession("vm0");
-            s.preserveFd(vm.ram().fd(), MEMFD_TOKEN);
-            s.preserveFd(vm.iommufd().fd(), IOMMUFD_TOKEN);
-            s.preserveFd(vm.dev().fd(), CDEV_TOKEN);
+            preserve(s, vm);
             s.close();
             luo.createSession("keeps-the-handover"); // an empty session: the kexec still hands over
             vmm.kexecLoad(CMDLINE);
             vmm.rebootKexec();
-            final Kernel b = Kernel.boot(m.board());
+            final Kernel b = rig.bootNext();
             assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind(), b.coldBootReason());
             assertEquals(b.iommu().blockedDomain(), b.iommu().domainOf(b.iommu().devices().get(0)),
                     "its session was closed: the device was blocked at the kexec");
-            assertFalse(new DeviceBar(m.board().deviceBar(0)).busMaster(), "and lost bus mastering");
+            assertFalse(rig.bar(0).busMaster(), "and lost bus mastering");
         }
     }
 
     @Test
     void theMarkIoctlFollowsIommufdFraming() throws Exception {
-        try (Machine m = machine()) {
-            final Kernel k = Kernel.boot(m.board());
-            final SyscallServer s = serve(k);
-            try (KernelClient c = connect(s)) {
+        try (KernelRig rig = boot()) {
+            try (KernelClient c = rig.connect(rig.kernel)) {
                 final int fd = c.open(Iommufd.DEV_PATH, Syscall.O_RDWR);
                 final java.lang.foreign.MemorySegment st = java.lang.foreign.MemorySegment.ofArray(new long[2]);
                 Iommufd.size(st, 12);
@@ -313,7 +276,7 @@ class IommufdLuoTest {
                 Iommufd.size(st, 16);
                 assertEquals(-Errno.ENOENT.number, c.ioctl(fd, Iommufd.IOMMU_HWPT_LIVEUPDATE_MARK_PRESERVE, st));
             }
-            s.close();
+            rig.server(rig.kernel).close();
         }
     }
 }

@@ -7,21 +7,19 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import org.iopersist.hw.Machine;
 import org.iopersist.hw.MachineConfig;
+import org.iopersist.kernel.KernelRig;
 import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.iommu.IommuDevice;
 import org.iopersist.kernel.liveupdate.kho.FdtReader;
-import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.Handovers;
-import org.iopersist.vmm.GuestRam;
-import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
 import org.iopersist.vmm.LiveupdateHandle;
 import org.iopersist.vmm.SessionHandle;
-import org.iopersist.vmm.VfioDeviceHandle;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -37,40 +35,35 @@ class LuoHandoverTest {
 
     @TempDir
     Path dir;
+    /** Before each test, kernel A hands over on it: session vm0 (memfd RAM, iommufd, device 0) and session aux (a memfd). */
+    private KernelRig rig;
+    private Machine m;
+    /** vm0's HWPT id. */
+    private int hwpt;
 
-    /** What kernel A handed over: session vm0 (memfd RAM, iommufd, device 0) and session aux (a memfd). */
-    private record Handed(Machine machine, int hwpt) {
-    }
-
-    private Handed handOver() throws Exception {
-        final Path at = dir.resolve("m");
-        final Machine m = Machine.create(at, MachineConfig.small().withMemorySize(256 * MIB)).start();
-        Files.writeString(at.resolve("boot").resolve("cmdline"), CMDLINE);
-        final Kernel a = Kernel.boot(m.board());
-        final SyscallServer server = a.serve(at.resolve("k.sock"));
-        final KernelClient vmm = KernelClient.connect(server.path(), at.resolve("memory"));
-        final GuestRam ram = GuestRam.createMemfd(vmm, "ram", 8 * MIB);
-        final IommufdHandle iommufd = IommufdHandle.open(vmm);
-        final VfioDeviceHandle dev = VfioDeviceHandle.open(vmm, 0);
-        final int devId = dev.bind(iommufd);
-        final int ioas = iommufd.ioasAlloc();
-        final int hwpt = iommufd.hwptAlloc(devId, ioas);
-        dev.attach(hwpt);
-        ram.mapForDma(iommufd, ioas, 1);
-        iommufd.markPreserve(hwpt, 7);
+    @BeforeEach
+    void handOver() throws Exception {
+        rig = KernelRig.boot(dir.resolve("m"), MachineConfig.small().withMemorySize(256 * MIB), CMDLINE);
+        m = rig.machine;
+        final KernelClient vmm = rig.connect(rig.kernel);
+        final LuoVm vm = LuoVm.create(vmm, "ram", 8 * MIB, 0, 1, 7);
+        hwpt = vm.hwpt();
         final LiveupdateHandle luo = LiveupdateHandle.open(vmm);
-        final SessionHandle vm0 = luo.createSession("vm0");
-        vm0.preserveFd(ram.fd(), 1);
-        vm0.preserveFd(iommufd.fd(), 2);
-        vm0.preserveFd(dev.fd(), 3);
+        vm.preserveIn(luo.createSession("vm0"), 1, 2, 3);
         final SessionHandle aux = luo.createSession("aux");
         LuoTestUtils.createAndPreserveMemfd(vmm, aux, 1, "aux data");
         vmm.kexecLoad(CMDLINE);
         vmm.rebootKexec();
-        return new Handed(m, hwpt);
     }
 
-    private static FdtReader luo(final Machine m) {
+    @AfterEach
+    void powerOff() {
+        if (rig != null) {
+            rig.close();
+        }
+    }
+
+    private FdtReader luo() {
         return Handovers.subtree(m.board(), "LUO");
     }
 
@@ -83,7 +76,7 @@ class LuoHandoverTest {
     }
 
     /** Reseals the edited blob, boots, and expects a cold boot for {@code reason}. */
-    private static void assertCold(final Machine m, final String reason) {
+    private void assertCold(final String reason) {
         Handovers.reseal(m.board(), "LUO");
         final Kernel b = Kernel.boot(m.board());
         assertEquals(Kernel.BootKind.COLD, b.bootKind(), reason);
@@ -95,46 +88,34 @@ class LuoHandoverTest {
 
     @Test
     void dtcReadsTheBlobAndTheUntouchedHandoverRestores() throws Exception {
-        final Handed h = handOver();
-        try (Machine m = h.machine()) {
-            final String dts = Handovers.checkWithDtc(m.board()).get("LUO");
-            assertTrue(dts.contains("compatible = \"luo-v1\"") && dts.contains("session-name = \"vm0\"")
-                    && dts.contains("session-name = \"aux\"") && dts.contains("\"memfd-v2\"") && dts.contains("\"iommufd-v1\"")
-                    && dts.contains("\"vfio-pci-v1\"") && dts.contains("liveupdate-number = <0x00 0x01>"), dts);
-            final Kernel b = Kernel.boot(m.board());
-            assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind(), b.coldBootReason());
-        }
+        final String dts = Handovers.checkWithDtc(m.board()).get("LUO");
+        assertTrue(dts.contains("compatible = \"luo-v1\"") && dts.contains("session-name = \"vm0\"")
+                && dts.contains("session-name = \"aux\"") && dts.contains("\"memfd-v2\"") && dts.contains("\"iommufd-v1\"")
+                && dts.contains("\"vfio-pci-v1\"") && dts.contains("liveupdate-number = <0x00 0x01>"), dts);
+        final Kernel b = Kernel.boot(m.board());
+        assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind(), b.coldBootReason());
     }
 
     @Test
     void twoSessionsOfOneNameColdBoot() throws Exception {
-        final Handed h = handOver();
-        try (Machine m = h.machine()) {
-            final FdtReader b = luo(m);
-            MemorySegment.copy(MemorySegment.ofArray("vm0".getBytes(StandardCharsets.US_ASCII)), 0,
-                    b.value(b.property(node(b, "session@1"), LuoHandover.PROP_SESSION_NAME)), 0, 3);
-            assertCold(m, "session 'vm0' appears twice");
-        }
+        final FdtReader b = luo();
+        MemorySegment.copy(MemorySegment.ofArray("vm0".getBytes(StandardCharsets.US_ASCII)), 0,
+                b.value(b.property(node(b, "session@1"), LuoHandover.PROP_SESSION_NAME)), 0, 3);
+        assertCold("session 'vm0' appears twice");
     }
 
     @Test
     void aFileNoHandlerKnowsColdBoots() throws Exception {
-        final Handed h = handOver();
-        try (Machine m = h.machine()) {
-            final FdtReader b = luo(m);
-            b.value(b.property(node(b, "session@1/file@0"), "compatible")).set(ValueLayout.JAVA_BYTE, 7, (byte) '9');
-            assertCold(m, "no handler for 'memfd-v9'");
-        }
+        final FdtReader b = luo();
+        b.value(b.property(node(b, "session@1/file@0"), "compatible")).set(ValueLayout.JAVA_BYTE, 7, (byte) '9');
+        assertCold("no handler for 'memfd-v9'");
     }
 
     @Test
     void aMemfdPageOutsideTheTrackerColdBoots() throws Exception {
-        final Handed h = handOver();
-        try (Machine m = h.machine()) {
-            final FdtReader b = luo(m);
-            b.value(b.property(node(b, "session@1/file@0"), "runs")).set(BE64, 8, 0L); // run 0's first frame
-            assertCold(m, "is not preserved");
-        }
+        final FdtReader b = luo();
+        b.value(b.property(node(b, "session@1/file@0"), "runs")).set(BE64, 8, 0L); // run 0's first frame
+        assertCold("is not preserved");
     }
 
     /**
@@ -145,18 +126,15 @@ class LuoHandoverTest {
      */
     @Test
     void aMemfdPageThatIsAVtdTablePageColdBoots() throws Exception {
-        final Handed h = handOver();
-        try (Machine m = h.machine()) {
-            final FdtReader vtd = Handovers.subtree(m.board(), org.iopersist.kernel.iommu.intel.VtdHandover.NAME);
-            final int dom = vtd.children(vtd.root()).stream().filter(n -> vtd.nodeName(n).startsWith("domain@")).findFirst()
-                    .orElseThrow();
-            final long pgd = vtd.value(vtd.property(dom, "pgd")).get(BE64, 0);
-            final FdtReader b = luo(m);
-            final MemorySegment runs = b.value(b.property(node(b, "session@1/file@0"), "runs"));
-            assertEquals(1, runs.get(BE64, 16), "the aux memfd is one page");
-            runs.set(BE64, 8, pgd);
-            assertCold(m, "claimed twice");
-        }
+        final FdtReader vtd = Handovers.subtree(m.board(), org.iopersist.kernel.iommu.intel.VtdHandover.NAME);
+        final int dom = vtd.children(vtd.root()).stream().filter(n -> vtd.nodeName(n).startsWith("domain@")).findFirst()
+                .orElseThrow();
+        final long pgd = vtd.value(vtd.property(dom, "pgd")).get(BE64, 0);
+        final FdtReader b = luo();
+        final MemorySegment runs = b.value(b.property(node(b, "session@1/file@0"), "runs"));
+        assertEquals(1, runs.get(BE64, 16), "the aux memfd is one page");
+        runs.set(BE64, 8, pgd);
+        assertCold("claimed twice");
     }
 
     /**
@@ -166,49 +144,37 @@ class LuoHandoverTest {
      */
     @Test
     void aMemfdRunThatSplitsOtherwiseThanItWasPreservedColdBoots() throws Exception {
-        final Handed h = handOver();
-        try (Machine m = h.machine()) {
-            final FdtReader b = luo(m);
-            final int file = node(b, "session@0/file@0");
-            final MemorySegment runs = b.value(b.property(file, "runs"));
-            assertEquals(3 * 8, runs.byteSize(), "one run");
-            assertEquals(0, runs.get(BE64, 8) % (8 * MIB), "aligned to its 8 MiB: one order-11 block");
-            assertEquals(2048, runs.get(BE64, 16));
-            b.value(b.property(file, "size")).set(BE64, 0, 4 * MIB);
-            runs.set(BE64, 16, 1024L);
-            assertCold(m, "is not preserved as its run's block");
-        }
+        final FdtReader b = luo();
+        final int file = node(b, "session@0/file@0");
+        final MemorySegment runs = b.value(b.property(file, "runs"));
+        assertEquals(3 * 8, runs.byteSize(), "one run");
+        assertEquals(0, runs.get(BE64, 8) % (8 * MIB), "aligned to its 8 MiB: one order-11 block");
+        assertEquals(2048, runs.get(BE64, 16));
+        b.value(b.property(file, "size")).set(BE64, 0, 4 * MIB);
+        runs.set(BE64, 16, 1024L);
+        assertCold("is not preserved as its run's block");
     }
 
     @Test
     void anIommufdAreaOnAFileTheSessionLacksColdBoots() throws Exception {
-        final Handed h = handOver();
-        try (Machine m = h.machine()) {
-            final FdtReader b = luo(m);
-            final int file = node(b, "session@0/file@1");
-            final int ioas = b.children(file).stream().filter(n -> b.nodeName(n).startsWith("ioas@")).findFirst().orElseThrow();
-            b.value(b.property(ioas, "pages")).set(BE64, 0, 0xdeadL); // its file token
-            assertCold(m, "past the end of file token 0xdead");
-        }
+        final FdtReader b = luo();
+        final int file = node(b, "session@0/file@1");
+        final int ioas = b.children(file).stream().filter(n -> b.nodeName(n).startsWith("ioas@")).findFirst().orElseThrow();
+        b.value(b.property(ioas, "pages")).set(BE64, 0, 0xdeadL); // its file token
+        assertCold("past the end of file token 0xdead");
     }
 
     @Test
     void aDeviceIdTheIommufdUsesColdBoots() throws Exception {
-        final Handed h = handOver();
-        try (Machine m = h.machine()) {
-            final FdtReader b = luo(m);
-            b.value(b.property(node(b, "session@0/file@2"), "dev-id")).set(BE32, 0, h.hwpt());
-            assertCold(m, "object id " + h.hwpt() + " is invalid or taken in its iommufd");
-        }
+        final FdtReader b = luo();
+        b.value(b.property(node(b, "session@0/file@2"), "dev-id")).set(BE32, 0, hwpt);
+        assertCold("object id " + hwpt + " is invalid or taken in its iommufd");
     }
 
     @Test
     void aDeviceWhoseIommufdIsNotInItsSessionColdBoots() throws Exception {
-        final Handed h = handOver();
-        try (Machine m = h.machine()) {
-            final FdtReader b = luo(m);
-            b.value(b.property(node(b, "session@0/file@2"), "iommufd")).set(BE64, 0, 1L); // the memfd's token
-            assertCold(m, "is not translating through a preserved HWPT of its iommufd");
-        }
+        final FdtReader b = luo();
+        b.value(b.property(node(b, "session@0/file@2"), "iommufd")).set(BE64, 0, 1L); // the memfd's token
+        assertCold("is not translating through a preserved HWPT of its iommufd");
     }
 }

@@ -48,7 +48,7 @@ class LuoKexecSelftestsTest {
         }
     }
 
-    /** One selftest: its state session, what stage 1 does, and what stage 2 checks. */
+    /** One selftest: its state session (each is a record of the two), what stage 1 does, and what stage 2 checks. */
     private interface Selftest {
         String stateSession();
 
@@ -59,43 +59,43 @@ class LuoKexecSelftestsTest {
         void stage2(KernelClient c, LiveupdateHandle luo, SessionHandle state);
     }
 
+    /** The selftests' last step: LIVEUPDATE_SESSION_FINISH, then close, for each session in turn. */
+    private static void finishAndClose(final SessionHandle... sessions) {
+        for (SessionHandle s : sessions) {
+            s.finish();
+            s.close();
+        }
+    }
+
     /** luo_kexec_simple.c. */
-    private static final class Simple implements Selftest {
-        public String stateSession() {
-            return "kexec_simple_state";
+    private record Simple(String stateSession, long stateToken) implements Selftest {
+        Simple() {
+            this("kexec_simple_state", 999);
         }
 
-        public long stateToken() {
-            return 999;
-        }
-
+        @Override
         public void stage1(final KernelClient c, final LiveupdateHandle luo) {
             createStateFile(c, luo, stateSession(), stateToken(), 2);
             final SessionHandle s = luo.createSession("test-session");
             createAndPreserveMemfd(c, s, 0x1A, "hello kexec world");
         }
 
+        @Override
         public void stage2(final KernelClient c, final LiveupdateHandle luo, final SessionHandle state) {
             assertEquals(2, restoreAndReadStage(c, state, stateToken()));
             final SessionHandle s = luo.retrieveSession("test-session");
             c.close(restoreAndVerifyMemfd(c, s, 0x1A, "hello kexec world"));
-            s.finish();
-            s.close();
-            state.finish();
-            state.close();
+            finishAndClose(s, state);
         }
     }
 
     /** luo_multi_session.c. */
-    private static final class MultiSession implements Selftest {
-        public String stateSession() {
-            return "kexec_multi_state";
+    private record MultiSession(String stateSession, long stateToken) implements Selftest {
+        MultiSession() {
+            this("kexec_multi_state", 998);
         }
 
-        public long stateToken() {
-            return 998;
-        }
-
+        @Override
         public void stage1(final KernelClient c, final LiveupdateHandle luo) {
             createStateFile(c, luo, stateSession(), stateToken(), 2);
             luo.createSession("multi-test-empty-1");
@@ -107,6 +107,7 @@ class LuoKexecSelftestsTest {
             createAndPreserveMemfd(c, f2, 0x3003, "Second file for session files 2");
         }
 
+        @Override
         public void stage2(final KernelClient c, final LiveupdateHandle luo, final SessionHandle state) {
             assertEquals(2, restoreAndReadStage(c, state, stateToken()));
             final SessionHandle e1 = luo.retrieveSession("multi-test-empty-1");
@@ -116,25 +117,19 @@ class LuoKexecSelftestsTest {
             c.close(restoreAndVerifyMemfd(c, f1, 0x1001, "Data for session files 1"));
             c.close(restoreAndVerifyMemfd(c, f2, 0x2002, "First file for session files 2"));
             c.close(restoreAndVerifyMemfd(c, f2, 0x3003, "Second file for session files 2"));
-            for (SessionHandle s : List.of(e1, e2, f1, f2, state)) {
-                s.finish();
-                s.close();
-            }
+            finishAndClose(e1, e2, f1, f2, state);
         }
     }
 
     /** luo_stress_files.c: 500 files in one session. */
-    private static final class StressFiles implements Selftest {
+    private record StressFiles(String stateSession, long stateToken) implements Selftest {
         static final int NUM_FILES = 500;
 
-        public String stateSession() {
-            return "kexec_many_files_state";
+        StressFiles() {
+            this("kexec_many_files_state", 9999);
         }
 
-        public long stateToken() {
-            return 9999;
-        }
-
+        @Override
         public void stage1(final KernelClient c, final LiveupdateHandle luo) {
             createStateFile(c, luo, stateSession(), stateToken(), 2);
             final SessionHandle s = luo.createSession("many_files_session");
@@ -143,31 +138,26 @@ class LuoKexecSelftestsTest {
             }
         }
 
+        @Override
         public void stage2(final KernelClient c, final LiveupdateHandle luo, final SessionHandle state) {
             assertEquals(2, restoreAndReadStage(c, state, stateToken()));
             final SessionHandle s = luo.retrieveSession("many_files_session");
             for (int i = 0; i < NUM_FILES; i++) {
                 c.close(restoreAndVerifyMemfd(c, s, i, "file-data-" + i));
             }
-            s.finish();
-            s.close();
-            state.finish();
-            state.close();
+            finishAndClose(s, state);
         }
     }
 
     /** luo_stress_sessions.c: 2000 sessions, RLIMIT_NOFILE raised for them. */
-    private static final class StressSessions implements Selftest {
+    private record StressSessions(String stateSession, long stateToken) implements Selftest {
         static final int NUM_SESSIONS = 2000;
 
-        public String stateSession() {
-            return "kexec_many_state";
+        StressSessions() {
+            this("kexec_many_state", 999);
         }
 
-        public long stateToken() {
-            return 999;
-        }
-
+        @Override
         public void stage1(final KernelClient c, final LiveupdateHandle luo) {
             c.setNofileLimit(NUM_SESSIONS + 16, 4096); // luo_ensure_nofile_limit
             createStateFile(c, luo, stateSession(), stateToken(), 2);
@@ -176,15 +166,13 @@ class LuoKexecSelftestsTest {
             }
         }
 
+        @Override
         public void stage2(final KernelClient c, final LiveupdateHandle luo, final SessionHandle state) {
             assertEquals(2, restoreAndReadStage(c, state, stateToken()));
             for (int i = 0; i < NUM_SESSIONS; i++) {
-                final SessionHandle s = luo.retrieveSession("many-test-" + i);
-                s.finish();
-                s.close();
+                finishAndClose(luo.retrieveSession("many-test-" + i));
             }
-            state.finish();
-            state.close();
+            finishAndClose(state);
         }
     }
 

@@ -21,7 +21,6 @@ import org.iopersist.kernel.DeviceStates;
 import org.iopersist.kernel.KernelRig;
 import org.iopersist.kernel.init.Kernel;
 import org.iopersist.kernel.iommu.IommuDevice;
-import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.EditableHandover;
 import org.iopersist.testing.EditableHandover.Edit;
 import org.iopersist.testing.Reach;
@@ -29,7 +28,6 @@ import org.iopersist.vmm.GuestRam;
 import org.iopersist.vmm.IommufdHandle;
 import org.iopersist.vmm.KernelClient;
 import org.iopersist.vmm.LiveupdateHandle;
-import org.iopersist.vmm.SessionHandle;
 import org.iopersist.vmm.VfioDeviceHandle;
 import org.iopersist.testing.Trees;
 
@@ -49,6 +47,7 @@ class LuoResealedEditsTest {
     private static final List<String> BLOBS = List.of("LUO", "intel-iommu", "tree");
 
     private static Path dir;
+    private static KernelRig rig;
     private static Machine machine;
     private static DeviceBar bar;
     private static EditableHandover handover;
@@ -56,32 +55,27 @@ class LuoResealedEditsTest {
     @BeforeContainer
     static void handOver() throws Exception {
         dir = Files.createTempDirectory("iopersist-luo-edits");
-        machine = Machine.create(dir.resolve("m"), MachineConfig.small().withMemorySize(64 * MIB)).start();
-        Files.writeString(dir.resolve("m").resolve("boot").resolve(Kernel.CMDLINE_FILE), CMDLINE);
-        final Kernel k1 = Kernel.boot(machine.board());
-        final SyscallServer server = k1.serve(dir.resolve("k.sock"));
-        try (KernelClient vmm = KernelClient.connect(server.path(), dir.resolve("m").resolve("memory"))) {
+        rig = KernelRig.boot(dir.resolve("m"), MachineConfig.small().withMemorySize(64 * MIB), CMDLINE);
+        machine = rig.machine;
+        try (KernelClient vmm = rig.connect(rig.kernel)) {
             final GuestRam ram = GuestRam.createMemfd(vmm, "ram", 4 * MIB);
             final IommufdHandle iommufd = IommufdHandle.open(vmm);
             final VfioDeviceHandle dev = VfioDeviceHandle.open(vmm, 0);
-            final int ioas = iommufd.ioasAlloc();
+            final int ioas = iommufd.ioasAlloc(); // before the bind (LuoVm.create binds first): this handover's object ids as they were
             final int hwpt = iommufd.hwptAlloc(dev.bind(iommufd), ioas);
-            dev.attach(hwpt);
+            final LuoVm vm = new LuoVm(ram, iommufd, ioas, hwpt, dev, dev.attach(hwpt));
             ram.mapForDma(iommufd, ioas, 2);
             iommufd.markPreserve(hwpt, 7);
             final LiveupdateHandle luo = LiveupdateHandle.open(vmm);
-            final SessionHandle vm0 = luo.createSession("vm0");
-            vm0.preserveFd(ram.fd(), 1);
-            vm0.preserveFd(iommufd.fd(), 2);
-            vm0.preserveFd(dev.fd(), 3);
+            vm.preserveIn(luo.createSession("vm0"), 1, 2, 3);
             LuoTestUtils.createAndPreserveMemfd(vmm, luo.createSession("aux"), 1, "aux data");
-            bar = new DeviceBar(machine.board().deviceBar(0));
+            bar = rig.bar(0);
             bar.start(WorkloadSettings.writeVerify(MIB, MIB, 512, 1));
             bar.awaitSeq(100);
             vmm.kexecLoad(CMDLINE);
             vmm.rebootKexec();
         }
-        server.close();
+        rig.server(rig.kernel).close();
         bar.stop();
         handover = new EditableHandover(machine, dir.resolve("m"), BLOBS);
         assertTrue(Kernel.validateHandover(machine.board()).restoring(), "the handover as written restores");
@@ -89,7 +83,7 @@ class LuoResealedEditsTest {
 
     @AfterContainer
     static void powerOff() throws Exception {
-        machine.close();
+        rig.close();
         Trees.delete(dir);
     }
 

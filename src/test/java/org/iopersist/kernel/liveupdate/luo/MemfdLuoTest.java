@@ -5,16 +5,14 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import org.iopersist.hw.Machine;
 import org.iopersist.hw.MachineConfig;
 import org.iopersist.hw.pci.DeviceBar;
 import org.iopersist.hw.pci.DeviceCounters;
 import org.iopersist.hw.pci.RecordChecker;
 import org.iopersist.hw.pci.WorkloadSettings;
+import org.iopersist.kernel.KernelRig;
 import org.iopersist.kernel.init.Kernel;
-import org.iopersist.kernel.syscall.SyscallServer;
 import org.iopersist.testing.Fragments;
 import org.iopersist.testing.Handovers;
 import org.iopersist.uapi.Errno;
@@ -42,14 +40,14 @@ class MemfdLuoTest {
     @TempDir
     Path dir;
 
+    private KernelRig boot() {
+        return KernelRig.boot(dir.resolve("m"), MachineConfig.small(), CMDLINE);
+    }
+
     @Test
     void aPreservedMemfdComesBackInTheSameFramesWithItsSizePositionAndSeals() throws Exception {
-        final Path at = dir.resolve("m");
-        try (Machine m = Machine.create(at, MachineConfig.small()).start()) {
-            Files.writeString(at.resolve("boot").resolve("cmdline"), CMDLINE);
-            final Kernel a = Kernel.boot(m.board());
-            final SyscallServer sa = a.serve(dir.resolve("a.sock"));
-            final KernelClient vmm = KernelClient.connect(sa.path(), at.resolve("memory"));
+        try (KernelRig rig = boot()) {
+            final KernelClient vmm = rig.connect(rig.kernel);
             final int fd = vmm.memfdCreate("ram", Syscall.MFD_ALLOW_SEALING);
             final long size = 40 * PAGE + 123;
             vmm.ftruncate(fd, size);
@@ -68,12 +66,11 @@ class MemfdLuoTest {
             s.preserveFd(fd, 0x42);
             vmm.kexecLoad(CMDLINE);
             vmm.rebootKexec();
-            assertTrue(Handovers.checkWithDtc(m.board()).get("LUO").contains("compatible = \"memfd-v2\""));
+            assertTrue(Handovers.checkWithDtc(rig.machine.board()).get("LUO").contains("compatible = \"memfd-v2\""));
 
-            final Kernel b = Kernel.boot(m.board());
+            final Kernel b = rig.bootNext();
             assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind(), b.coldBootReason());
-            final SyscallServer sb = b.serve(dir.resolve("b.sock"));
-            try (KernelClient v2 = KernelClient.connect(sb.path(), at.resolve("memory"))) {
+            try (KernelClient v2 = rig.connect(b)) {
                 final SessionHandle r = LiveupdateHandle.open(v2).retrieveSession("vm0");
                 final int fd2 = r.retrieveFd(0x42);
                 assertEquals(GuestRam.MEMFD_SEALS | Syscall.F_SEAL_FUTURE_WRITE, v2.fcntl(fd2, Syscall.F_GET_SEALS, 0), "the seals");
@@ -94,18 +91,14 @@ class MemfdLuoTest {
                 assertEquals(1, b.frameRefs().count(phys[3]), "the retrieved memfd holds its frames");
             }
             assertEquals(0, b.frameRefs().count(phys[3]), "the last user closed it: the frame is free");
-            sb.close();
+            rig.server(b).close();
         }
     }
 
     @Test
     void guestRamCanBeAMemfdMappedForDmaByFile() throws Exception {
-        final Path at = dir.resolve("m");
-        try (Machine m = Machine.create(at, MachineConfig.small()).start()) {
-            Files.writeString(at.resolve("boot").resolve("cmdline"), CMDLINE);
-            final Kernel k = Kernel.boot(m.board());
-            final SyscallServer s = k.serve(dir.resolve("k.sock"));
-            try (KernelClient vmm = KernelClient.connect(s.path(), at.resolve("memory"))) {
+        try (KernelRig rig = boot()) {
+            try (KernelClient vmm = rig.connect(rig.kernel)) {
                 final GuestRam ram = GuestRam.createMemfd(vmm, "vm0-ram", 8 * MIB);
                 assertTrue(ram.memfd());
                 assertEquals(GuestRam.MEMFD_SEALS, vmm.fcntl(ram.fd(), Syscall.F_GET_SEALS, 0));
@@ -115,16 +108,16 @@ class MemfdLuoTest {
                 final VfioDeviceHandle d = VfioDeviceHandle.open(vmm, 0);
                 d.bind(iommufd);
                 d.attach(ioas);
-                final DeviceBar bar = new DeviceBar(m.board().deviceBar(0));
+                final DeviceBar bar = rig.bar(0);
                 bar.start(WorkloadSettings.writeVerify(MIB, MIB, 512, 1));
                 bar.awaitSeq(500);
                 bar.stop();
                 final DeviceCounters c = bar.counters();
                 assertEquals(0, c.faults() + c.corrupt(), c.toString());
-                final RecordChecker.Report r = new RecordChecker(m.board().memory()).check(bar.window(), ram::physOf);
+                final RecordChecker.Report r = new RecordChecker(rig.machine.board().memory()).check(bar.window(), ram::physOf);
                 assertTrue(r.clean(), r.toString());
             }
-            s.close();
+            rig.server(rig.kernel).close();
         }
     }
 
@@ -136,12 +129,9 @@ class MemfdLuoTest {
      */
     @Test
     void aMemfdOfRunsNotAlignedToTheirSizesComesBackBlockByBlock() throws Exception {
-        final Path at = dir.resolve("m");
-        try (Machine m = Machine.create(at, MachineConfig.small()).start()) {
-            Files.writeString(at.resolve("boot").resolve("cmdline"), CMDLINE);
-            final Kernel a = Kernel.boot(m.board());
-            final SyscallServer sa = a.serve(dir.resolve("a.sock"));
-            final KernelClient vmm = KernelClient.connect(sa.path(), at.resolve("memory"));
+        try (KernelRig rig = boot()) {
+            final Kernel a = rig.kernel;
+            final KernelClient vmm = rig.connect(a);
             final int fd = vmm.memfdCreate("ram", Syscall.MFD_ALLOW_SEALING);
             final Fragments f = Fragments.exhaust(a.frames());
             try {
@@ -180,10 +170,9 @@ class MemfdLuoTest {
             vmm.kexecLoad(CMDLINE);
             vmm.rebootKexec();
 
-            final Kernel b = Kernel.boot(m.board());
+            final Kernel b = rig.bootNext();
             assertEquals(Kernel.BootKind.LIVE_UPDATE, b.bootKind(), b.coldBootReason());
-            final SyscallServer sb = b.serve(dir.resolve("b.sock"));
-            try (KernelClient v2 = KernelClient.connect(sb.path(), at.resolve("memory"))) {
+            try (KernelClient v2 = rig.connect(b)) {
                 final SessionHandle r = LiveupdateHandle.open(v2).retrieveSession("vm0");
                 final int fd2 = r.retrieveFd(7);
                 assertEquals(pages * PAGE - 7, v2.lseek(fd2, 0, 2));
@@ -198,7 +187,7 @@ class MemfdLuoTest {
             }
             assertEquals(0, b.frameRefs().count(phys[0]), "closed: the frames are free");
             assertEquals(0, b.frameRefs().count(phys[pages - 1]));
-            sb.close();
+            rig.server(b).close();
         }
     }
 }
