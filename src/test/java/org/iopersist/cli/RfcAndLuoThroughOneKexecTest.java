@@ -52,16 +52,6 @@ class RfcAndLuoThroughOneKexecTest {
     @TempDir
     Path dir;
 
-    private static void await(final ChildJvm child, final String line) throws Exception {
-        final long deadline = System.nanoTime() + 60_000_000_000L;
-        while (!child.output().contains(line)) {
-            if (!child.process().isAlive() || System.nanoTime() > deadline) {
-                throw new AssertionError("no '" + line + "'; log:\n" + child.output());
-            }
-            Thread.sleep(20);
-        }
-    }
-
     private static int errno(final Runnable r) {
         return assertThrows(ErrnoException.class, r::run).errno();
     }
@@ -105,7 +95,7 @@ class RfcAndLuoThroughOneKexecTest {
         final Path m = dir.resolve("machine");
         final Path sock = dir.resolve("k.sock");
         try (ChildJvm machine = ChildJvm.start(dir.resolve("machine.log"), MachineMain.class, m.toString())) {
-            await(machine, "machine ready");
+            machine.awaitLine("machine ready");
             Files.writeString(m.resolve("boot").resolve("cmdline"), CMDLINE);
             try (Board board = Board.open(m)) {
                 final DeviceBar[] bars = {new DeviceBar(board.deviceBar(0)), new DeviceBar(board.deviceBar(1))};
@@ -114,7 +104,7 @@ class RfcAndLuoThroughOneKexecTest {
                 final int ioasB;
                 try (ChildJvm kernel1 = ChildJvm.start(dir.resolve("kernel1.log"), Main.class, "kernel", m.toString(),
                         "--socket", sock.toString())) {
-                    await(kernel1, "kernel ready " + sock + " cold");
+                    kernel1.awaitLine("kernel ready " + sock + " cold");
                     // VMM A, the RFC's way.
                     final KernelClient a = KernelClient.connect(sock, m.resolve("memory"));
                     final GuestRam ram = GuestRam.create(a, "vm-a", 16 * MIB);
@@ -149,7 +139,7 @@ class RfcAndLuoThroughOneKexecTest {
 
                 try (ChildJvm kernel2 = ChildJvm.start(dir.resolve("kernel2.log"), Main.class, "kernel", m.toString(),
                         "--socket", sock.toString())) {
-                    await(kernel2, "kernel ready " + sock + " live_update");
+                    kernel2.awaitLine("kernel ready " + sock + " live_update");
                     // VMM B: the selftest's after_kexec, beyond the series (the iommufd comes back).
                     try (KernelClient b2 = KernelClient.connect(sock, m.resolve("memory"))) {
                         final LiveupdateHandle luo = LiveupdateHandle.open(b2);

@@ -35,22 +35,12 @@ class SeparateProcessesLiveUpdateTest {
     @TempDir
     Path dir;
 
-    private static void await(final ChildJvm child, final String line) throws Exception {
-        final long deadline = System.nanoTime() + 60_000_000_000L;
-        while (!child.output().contains(line)) {
-            if (!child.process().isAlive() || System.nanoTime() > deadline) {
-                throw new AssertionError("no '" + line + "'; log:\n" + child.output());
-            }
-            Thread.sleep(20);
-        }
-    }
-
     @Test
     void aKernelProcessKexecsIntoANewOneWhileDevicesInTheMachineProcessKeepDoingDma() throws Exception {
         final Path m = dir.resolve("machine");
         final Path sock = dir.resolve("k.sock");
         try (ChildJvm machine = ChildJvm.start(dir.resolve("machine.log"), MachineMain.class, m.toString())) {
-            await(machine, "machine ready");
+            machine.awaitLine("machine ready");
             Files.writeString(m.resolve("boot").resolve("cmdline"), CMDLINE);
             final int pid;
             final int[] devIds = new int[2];
@@ -58,7 +48,7 @@ class SeparateProcessesLiveUpdateTest {
             try (Board board = Board.open(m)) {
                 try (ChildJvm kernel1 = ChildJvm.start(dir.resolve("kernel1.log"), Main.class, "kernel", m.toString(),
                         "--socket", sock.toString())) {
-                    await(kernel1, "kernel ready " + sock + " cold");
+                    kernel1.awaitLine("kernel ready " + sock + " cold");
                     final KernelClient vmm = KernelClient.connect(sock, m.resolve("memory"));
                     final GuestRam ram = GuestRam.create(vmm, "vm0-ram", 32 * MIB);
                     final IommufdHandle iommufd = IommufdHandle.open(vmm);
@@ -88,7 +78,7 @@ class SeparateProcessesLiveUpdateTest {
 
                 try (ChildJvm kernel2 = ChildJvm.start(dir.resolve("kernel2.log"), Main.class, "kernel", m.toString(),
                         "--socket", sock.toString())) {
-                    await(kernel2, "kernel ready " + sock + " live_update");
+                    kernel2.awaitLine("kernel ready " + sock + " live_update");
                     // sysfs as `ls` and `cat` see it, mirrored by the new kernel's process.
                     final Path persisted = m.resolve("sys").resolve("kernel").resolve("iommufd_persisted").resolve(Integer.toString(pid));
                     final long deadline = System.nanoTime() + 10_000_000_000L;

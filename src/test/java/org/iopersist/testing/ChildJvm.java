@@ -72,6 +72,17 @@ public final class ChildJvm implements AutoCloseable {
         return process.exitValue();
     }
 
+    /** Waits up to a minute for {@code line} in the child's output; fails with its log if it exits or times out first. */
+    public void awaitLine(final String line) throws Exception {
+        final long deadline = System.nanoTime() + 60_000_000_000L;
+        while (!output().contains(line)) {
+            if (!process.isAlive() || System.nanoTime() > deadline) {
+                throw new AssertionError("no '" + line + "'; log:\n" + output());
+            }
+            Thread.sleep(20);
+        }
+    }
+
     public String output() throws IOException {
         return java.nio.file.Files.readString(log);
     }

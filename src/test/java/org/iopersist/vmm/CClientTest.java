@@ -163,23 +163,13 @@ class CClientTest {
         run(gcc(dir.resolve("twice"), twice.toString()));
     }
 
-    private static void await(final ChildJvm child, final String line) throws Exception {
-        final long deadline = System.nanoTime() + 60_000_000_000L;
-        while (!child.output().contains(line)) {
-            if (!child.process().isAlive() || System.nanoTime() > deadline) {
-                throw new AssertionError("no '" + line + "'; log:\n" + child.output());
-            }
-            Thread.sleep(20);
-        }
-    }
-
     @Test
     void theExampleVmmInCReopensThePersistedIommufdAfterARealKexecAndRebindsTheDevices() throws Exception {
         final Path exe = exampleVmm();
         final Path m = dir.resolve("machine");
         final Path sock = dir.resolve("k.sock");
         try (ChildJvm machine = ChildJvm.start(dir.resolve("machine.log"), MachineMain.class, m.toString())) {
-            await(machine, "machine ready");
+            machine.awaitLine("machine ready");
             Files.writeString(m.resolve("boot").resolve("cmdline"), CMDLINE);
             final int[] devIds = new int[2];
             final DeviceBar[] bars = new DeviceBar[2];
@@ -187,7 +177,7 @@ class CClientTest {
                 // Kernel 1 and the Java VMM before the update: persistent iommufd, guest RAM at IOVA 0, devices running.
                 try (ChildJvm kernel1 = ChildJvm.start(dir.resolve("kernel1.log"), Main.class, "kernel", m.toString(),
                         "--socket", sock.toString())) {
-                    await(kernel1, "kernel ready " + sock + " cold");
+                    kernel1.awaitLine("kernel ready " + sock + " cold");
                     final KernelClient vmm = KernelClient.connect(sock, m.resolve("memory"));
                     final GuestRam ram = GuestRam.create(vmm, "vm0-ram", 32 * MIB);
                     final IommufdHandle iommufd = IommufdHandle.open(vmm);
@@ -209,7 +199,7 @@ class CClientTest {
                 }
                 try (ChildJvm kernel2 = ChildJvm.start(dir.resolve("kernel2.log"), Main.class, "kernel", m.toString(),
                         "--socket", sock.toString())) {
-                    await(kernel2, "kernel ready " + sock + " live_update");
+                    kernel2.awaitLine("kernel ready " + sock + " live_update");
                     // The restarted VMM is a C program.
                     final Process c = new ProcessBuilder(exe.toString(), "--socket", sock.toString(), "--memory",
                             m.resolve("memory").toString(), "--hold").redirectErrorStream(true).start();
@@ -269,7 +259,7 @@ class CClientTest {
         final Path m = dir.resolve("machine");
         final Path sock = dir.resolve("k.sock");
         try (ChildJvm machine = ChildJvm.start(dir.resolve("machine.log"), MachineMain.class, m.toString())) {
-            await(machine, "machine ready");
+            machine.awaitLine("machine ready");
             Files.writeString(m.resolve("boot").resolve("cmdline"), cmdline);
             final int[] devIds = new int[2];
             final DeviceBar[] bars = new DeviceBar[2];
@@ -279,7 +269,7 @@ class CClientTest {
                 // Kernel 1 and the Java VMM before the update, as the demo's LUO flow sets it up.
                 try (ChildJvm kernel1 = ChildJvm.start(dir.resolve("kernel1.log"), Main.class, "kernel", m.toString(),
                         "--socket", sock.toString())) {
-                    await(kernel1, "kernel ready " + sock + " cold");
+                    kernel1.awaitLine("kernel ready " + sock + " cold");
                     final KernelClient vmm = KernelClient.connect(sock, m.resolve("memory"));
                     final GuestRam ram = GuestRam.createMemfd(vmm, "vm0-ram", 32 * MIB);
                     final IommufdHandle iommufd = IommufdHandle.open(vmm);
@@ -319,7 +309,7 @@ class CClientTest {
                 }
                 try (ChildJvm kernel2 = ChildJvm.start(dir.resolve("kernel2.log"), Main.class, "kernel", m.toString(),
                         "--socket", sock.toString())) {
-                    await(kernel2, "kernel ready " + sock + " live_update");
+                    kernel2.awaitLine("kernel ready " + sock + " live_update");
                     final Process c = new ProcessBuilder(exe.toString(), "--socket", sock.toString(), "--memory",
                             m.resolve("memory").toString(), "--luo", "--session", "vm0", "--hold").redirectErrorStream(true).start();
                     try {

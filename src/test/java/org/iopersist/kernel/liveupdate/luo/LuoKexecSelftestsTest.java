@@ -38,16 +38,6 @@ class LuoKexecSelftestsTest {
     @TempDir
     Path dir;
 
-    private static void await(final ChildJvm child, final String line) throws Exception {
-        final long deadline = System.nanoTime() + 60_000_000_000L;
-        while (!child.output().contains(line)) {
-            if (!child.process().isAlive() || System.nanoTime() > deadline) {
-                throw new AssertionError("no '" + line + "'; log:\n" + child.output());
-            }
-            Thread.sleep(20);
-        }
-    }
-
     /** One selftest: its state session (each is a record of the two), what stage 1 does, and what stage 2 checks. */
     private interface Selftest {
         String stateSession();
@@ -182,12 +172,12 @@ class LuoKexecSelftestsTest {
         final Path m = dir.resolve("machine");
         final Path sock = dir.resolve("k.sock");
         try (ChildJvm machine = ChildJvm.start(dir.resolve("machine.log"), MachineMain.class, m.toString())) {
-            await(machine, "machine ready");
+            machine.awaitLine("machine ready");
             Files.writeString(m.resolve("boot").resolve("cmdline"), CMDLINE);
             final List<KernelClient> daemons = new ArrayList<>();
             try (ChildJvm kernel1 = ChildJvm.start(dir.resolve("kernel1.log"), Main.class, "kernel", m.toString(),
                     "--socket", sock.toString())) {
-                await(kernel1, "kernel ready " + sock + " cold");
+                kernel1.awaitLine("kernel ready " + sock + " cold");
                 for (Selftest t : tests) {
                     // luo_test: one process per selftest, which finds itself in stage 1 and then holds its sessions.
                     final KernelClient c = KernelClient.connect(sock, m.resolve("memory"));
@@ -211,7 +201,7 @@ class LuoKexecSelftestsTest {
             }
             try (ChildJvm kernel2 = ChildJvm.start(dir.resolve("kernel2.log"), Main.class, "kernel", m.toString(),
                     "--socket", sock.toString())) {
-                await(kernel2, "kernel ready " + sock + " live_update");
+                kernel2.awaitLine("kernel ready " + sock + " live_update");
                 for (Selftest t : tests) {
                     try (KernelClient c = KernelClient.connect(sock, m.resolve("memory"))) {
                         final LiveupdateHandle luo = LiveupdateHandle.open(c);
