@@ -18,7 +18,7 @@
  *   example-vmm --socket DIR/kernel.sock --memory DIR/memory --luo [--session NAME]
  *               [--record-at OFFSET] [--hold]
  *
- * --id        the persistent id (default: the restored ones found under /sys/kernel/iommufd_persisted)
+ * --id        the persistent id (default: the restored ones listed in /sys/kernel/iommufd_persisted)
  * --guest-ram the guestmemfs file holding guest RAM (default vm0-ram)
  * --record-at the guest RAM offset of a device record to show (default 0x100000, vfio0's window in the demo)
  * --luo       retrieve from a LUO session, not reopen through sysfs; --session its name (default vm0)
@@ -350,13 +350,26 @@ int main(int argc, char **argv)
 		return n > 0 ? 0 : 1;
 	}
 
-	/* Without --id: every context the new kernel restored and nobody reopened yet. */
+	/* Without --id: every context the new kernel restored and nobody reopened yet, as ls lists them. */
 	if (nids == 0) {
-		for (uint64_t id = 1; id <= MAX_IDS; id++) {
-			snprintf(path, sizeof(path), PERSISTED_DIR "/%" PRIu64 "/state", id);
-			if (iop_read_file(&c, path, buf, sizeof(buf)) >= 0 && !strcmp(buf, "restored"))
-				ids[nids++] = id;
+		int dir = iop_open(&c, PERSISTED_DIR, IOP_O_RDONLY | IOP_O_DIRECTORY);
+		long dents_va = dir < 0 ? -1 : iop_alloc(&c, 4096);
+		long n;
+		while (dents_va >= 0 && (n = iop_syscall(&c, IOP_NR_GETDENTS64, dir, dents_va, 4096, 0, 0, 0)) > 0) {
+			char dents[4096];
+			if (iop_read(&c, dents_va, dents, n) < 0)
+				break;
+			for (long off = 0; off < n && nids < MAX_IDS;) {
+				uint16_t reclen; /* struct linux_dirent64: d_reclen at 16, d_name at 19 */
+				memcpy(&reclen, dents + off + 16, sizeof(reclen));
+				snprintf(path, sizeof(path), PERSISTED_DIR "/%s/state", dents + off + 19);
+				if (iop_read_file(&c, path, buf, sizeof(buf)) >= 0 && !strcmp(buf, "restored"))
+					ids[nids++] = strtoull(dents + off + 19, NULL, 10);
+				off += reclen;
+			}
 		}
+		if (dir >= 0)
+			iop_close(&c, dir);
 		if (nids == 0) {
 			fprintf(stderr, "example-vmm: no restored iommufd under " PERSISTED_DIR " (no live update?)\n");
 			iop_exit(&c);

@@ -9,8 +9,10 @@ import java.util.concurrent.atomic.AtomicBoolean;
 /**
  * The machine as its own process: {@code MachineMain <machine-dir>}.
  *
- * <p>Creates the directory as {@link MachineConfig#small()} if it has no {@code machine.properties},
- * otherwise powers on the machine it describes (memory keeps its contents; registers reset). Starts
+ * <p>Creates the directory as {@link MachineConfig#small()} if it has no {@code machine.properties};
+ * builds a new machine from the description if it has one but no memory file yet (a description
+ * written by hand); otherwise powers on the machine it describes (memory keeps its contents;
+ * registers reset). Starts
  * the register poller and every device, prints one line {@code machine ready <dir>} to stdout, and
  * runs until its stdin reaches end of file or it gets SIGTERM; then it stops the devices and the
  * poller, unmaps the files and exits 0. Other processes (kernel, VMM, tests) open the same directory
@@ -26,8 +28,14 @@ public final class MachineMain {
             System.exit(2);
         }
         final Path dir = Path.of(args[0]);
-        final Machine machine = Files.isRegularFile(dir.resolve(MachineConfig.FILE))
-                ? Machine.powerOn(dir) : Machine.create(dir, MachineConfig.small());
+        final Machine machine;
+        if (!Files.isRegularFile(dir.resolve(MachineConfig.FILE))) {
+            machine = Machine.create(dir, MachineConfig.small());
+        } else if (!Files.exists(dir.resolve(Board.MEMORY_FILE))) {
+            machine = Machine.create(dir, MachineConfig.read(dir));
+        } else {
+            machine = Machine.powerOn(dir);
+        }
         final AtomicBoolean closed = new AtomicBoolean();
         final Runnable shutdown = () -> {
             // Runs once, from whichever comes first: the end of stdin or SIGTERM's shutdown hook.

@@ -92,6 +92,7 @@ public final class Syscall {
     public static final int STATFS_SIZE = 120;
     /** linux_dirent64: u64 d_ino, s64 d_off, u16 d_reclen, u8 d_type, char d_name[], padded to 8. */
     public static final int DIRENT64_NAME = 19;
+    public static final int DT_DIR = 4;
     public static final int DT_REG = 8;
 
     // mmap(2)

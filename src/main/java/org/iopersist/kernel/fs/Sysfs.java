@@ -122,6 +122,14 @@ public final class Sysfs {
         attribute(path).write(value);
     }
 
+    /** The entries of directory {@code path}, sorted by name, as getdents64 lists them. */
+    public synchronized List<DirectoryFile.Entry> entries(final String path) {
+        if (lookup(path) instanceof SysfsDir d) {
+            return d.children().stream().map(c -> new DirectoryFile.Entry(c.name(), c instanceof SysfsDir)).toList();
+        }
+        throw new KernelException(Errno.ENOTDIR, path);
+    }
+
     /** Names in directory {@code path}, sorted. */
     public synchronized List<String> list(final String path) {
         if (lookup(path) instanceof SysfsDir d) {

@@ -131,10 +131,21 @@ public final class Vfs {
             dev.permission().checkOpen(process, flags, path);
             return dev.opener().open(process, path, flags);
         }
-        if (path.startsWith(Sysfs.ROOT + "/")) {
-            final SysfsAttribute a = sysfs.attribute(path);
+        if (path.startsWith(Sysfs.ROOT + "/") || path.equals(Sysfs.ROOT)) {
             final int acc = flags & Syscall.O_ACCMODE;
             final boolean wantsWrite = acc == Syscall.O_WRONLY || acc == Syscall.O_RDWR;
+            final SysfsNode n = sysfs.lookup(path);
+            if (n instanceof SysfsDir) {
+                // As any directory in Linux: opened for reading (getdents64), never for writing.
+                if (wantsWrite) {
+                    throw new KernelException(Errno.EISDIR, path + " is a directory");
+                }
+                return new DirectoryFile(path, sysfs.entries(path));
+            }
+            if ((flags & Syscall.O_DIRECTORY) != 0) {
+                throw new KernelException(Errno.ENOTDIR, path + " is not a directory");
+            }
+            final SysfsAttribute a = (SysfsAttribute) n;
             if (wantsWrite && !a.writable()) {
                 // kernfs: no store method, no writing, whoever asks (root too).
                 throw new KernelException(Errno.EACCES, path + " is read-only");
@@ -145,7 +156,7 @@ public final class Vfs {
         final Map.Entry<FileSystem, String> r = resolve(path);
         if (r != null) {
             if (r.getValue().isEmpty() || (flags & Syscall.O_DIRECTORY) != 0) {
-                return new DirectoryFile(path, r.getKey().list(r.getValue()));
+                return DirectoryFile.ofFiles(path, r.getKey().list(r.getValue()));
             }
             return r.getKey().open(process, r.getValue(), flags);
         }

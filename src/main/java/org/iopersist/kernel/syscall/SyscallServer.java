@@ -134,6 +134,9 @@ public final class SyscallServer implements AutoCloseable {
                 }
                 final long ret = syscalls.call(p, Wire.requestNumber(buf), Wire.requestArg(buf, 0), Wire.requestArg(buf, 1),
                         Wire.requestArg(buf, 2), Wire.requestArg(buf, 3), Wire.requestArg(buf, 4), Wire.requestArg(buf, 5));
+                if (!running) {
+                    break; // this call was reboot(KEXEC), or raced it: a kernel that kexec'd returns to nobody
+                }
                 Wire.writeReply(ch, buf, ret);
             }
         } catch (IOException e) {

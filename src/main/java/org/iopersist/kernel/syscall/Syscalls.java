@@ -290,15 +290,15 @@ public final class Syscalls {
         }
         final java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
         int taken = 0;
-        for (String name : dir.remaining()) {
-            final byte[] n = name.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        for (DirectoryFile.Entry e : dir.remaining()) {
+            final byte[] n = e.name().getBytes(java.nio.charset.StandardCharsets.UTF_8);
             final int reclen = (Syscall.DIRENT64_NAME + n.length + 1 + 7) & ~7;
             if (out.size() + reclen > count) {
                 break;
             }
             final java.nio.ByteBuffer r = java.nio.ByteBuffer.allocate(reclen).order(java.nio.ByteOrder.LITTLE_ENDIAN);
             r.putLong(0, dir.position() + taken + 1).putLong(8, dir.position() + taken + 1).putShort(16, (short) reclen)
-                    .put(18, (byte) Syscall.DT_REG).put(Syscall.DIRENT64_NAME, n, 0, n.length);
+                    .put(18, (byte) (e.directory() ? Syscall.DT_DIR : Syscall.DT_REG)).put(Syscall.DIRENT64_NAME, n, 0, n.length);
             out.writeBytes(r.array());
             taken++;
         }

@@ -57,4 +57,25 @@ class MachineProcessTest {
             }
         }
     }
+
+    /** A description written by hand (here by MachineConfig itself) before the first start sizes the new machine. */
+    @Test
+    void aHandWrittenDescriptionBuildsThatMachine() throws Exception {
+        final Path machineDir = dir.resolve("m");
+        Files.createDirectories(machineDir);
+        final MachineConfig wanted = MachineConfig.small().withMemorySize(512L << 20)
+                .withDevices(java.util.List.of(new MachineConfig.DeviceConfig(org.iopersist.hw.pci.Bdf.parse("0000:00:05.0"), 0)));
+        wanted.write(machineDir);
+        assertFalse(Files.exists(machineDir.resolve(Board.MEMORY_FILE)));
+        try (ChildJvm m = ChildJvm.start(dir.resolve("m.log"), MachineMain.class, machineDir.toString())) {
+            CrossProcessRemapTest.awaitReady(m, machineDir);
+            try (Board board = Board.open(machineDir)) {
+                assertEquals(wanted, board.config());
+                assertEquals(512L << 20, board.memory().size());
+                assertTrue(new DeviceBar(board.deviceBar(0)).alive());
+            }
+            m.process().getOutputStream().close();
+            assertEquals(0, m.waitFor(20), m.output());
+        }
+    }
 }

@@ -181,6 +181,10 @@ class PersistedIommufdTest {
                 server = k.serve(dir.resolve("k" + round + ".sock"));
                 vmm = KernelClient.connect(server.path(), dir.resolve("m").resolve("memory"));
                 assertEquals(0, server.process(vmm.pid()).pinnedPages());
+                // A restarted VMM that kept no id finds its context by listing the directory.
+                assertEquals(List.of(Long.toString(pid)), vmm.listDir(Iommufd.PERSISTED_SYSFS_DIR));
+                assertEquals(List.of("devices", "hwpt", "ioas", "iommufd", "objects", "owner", "scrub", "state"),
+                        vmm.listDir(dirOf), "round " + round);
                 final int fd = vmm.open(dirOf + "/iommufd", Syscall.O_RDWR);
                 iommufd = IommufdHandle.of(vmm, fd);
                 assertEquals(pid, iommufd.persistentId(), "the same persistent id");

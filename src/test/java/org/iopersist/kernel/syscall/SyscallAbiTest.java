@@ -94,7 +94,34 @@ class SyscallAbiTest {
             assertEquals(Errno.ENOENT, assertThrows(ErrnoException.class, () -> c.open("/sys/kernel/nope", 0)).error());
             assertEquals(Errno.ENOENT, assertThrows(ErrnoException.class, () -> c.open("/dev/nothing", 0)).error());
             assertEquals(Errno.ENOENT, assertThrows(ErrnoException.class, () -> c.open("relative", 0)).error());
-            assertEquals(Errno.EISDIR, assertThrows(ErrnoException.class, () -> c.open("/sys/kernel/test", 0)).error());
+        }
+    }
+
+    /** Sysfs directories are directories as in Linux: open for reading and getdents64, never for writing. */
+    @Test
+    void sysfsDirectoriesListWithGetdents64() throws Exception {
+        try (KernelClient c = connect()) {
+            assertEquals(java.util.List.of("ro", "knob").stream().sorted().toList(), c.listDir("/sys/kernel/test"));
+            assertEquals(java.util.List.of("kernel"), c.listDir("/sys"));
+            final int fd = c.open("/sys/kernel", Syscall.O_RDONLY);
+            final long buf = c.scratch() + 4096;
+            final long n = c.syscall(Syscall.GETDENTS64, fd, buf, 512);
+            assertTrue(n > 0, "getdents64 of /sys/kernel: " + n);
+            assertEquals(Syscall.DT_DIR, c.memory().readBytes(buf + 18, 1)[0], "test is a directory");
+            assertEquals("test", new String(c.memory().readBytes(buf + Syscall.DIRENT64_NAME, 4), StandardCharsets.UTF_8));
+            assertEquals(0, c.syscall(Syscall.GETDENTS64, fd, buf, 512), "the end");
+            assertEquals(Errno.EISDIR, errno(c.syscall(Syscall.READ, fd, buf, 16)));
+            c.close(fd);
+            final int attr = c.open("/sys/kernel/test", Syscall.O_RDONLY | Syscall.O_DIRECTORY);
+            final long k = c.syscall(Syscall.GETDENTS64, attr, buf, 512);
+            assertEquals(Syscall.DT_REG, c.memory().readBytes(buf + 18, 1)[0], "knob is an attribute");
+            assertTrue(k > 0);
+            c.close(attr);
+            assertEquals(Errno.EISDIR, assertThrows(ErrnoException.class, () -> c.open("/sys/kernel/test", Syscall.O_RDWR)).error());
+            assertEquals(Errno.EISDIR, assertThrows(ErrnoException.class, () -> c.open("/sys/kernel/test", Syscall.O_WRONLY)).error());
+            assertEquals(Errno.ENOTDIR, assertThrows(ErrnoException.class,
+                    () -> c.open("/sys/kernel/test/knob", Syscall.O_RDONLY | Syscall.O_DIRECTORY)).error());
+            assertEquals(Errno.ENOTDIR, errno(c.syscall(Syscall.GETDENTS64, c.open("/sys/kernel/test/ro", 0), buf, 512)));
         }
     }
 
