@@ -36,6 +36,24 @@ public final class DirectoryFile implements KernelFile {
         position += n;
     }
 
+    /**
+     * lseek on a directory, as {@code dcache_dir_lseek}: {@code SEEK_SET} (0) or {@code SEEK_CUR} (1)
+     * in entries, so an entry's {@code d_off} resumes after it and 0 rewinds; past the end
+     * getdents64 returns 0. {@code SEEK_END} or a negative result is {@code EINVAL}.
+     */
+    public synchronized long seek(final long offset, final int whence) {
+        final long base = switch (whence) {
+            case 0 -> 0;
+            case 1 -> position;
+            default -> throw new KernelException(Errno.EINVAL, "whence " + whence + " on a directory");
+        };
+        if (base + offset < 0) {
+            throw new KernelException(Errno.EINVAL, "negative position");
+        }
+        position = (int) Math.min(base + offset, entries.size());
+        return base + offset;
+    }
+
     public synchronized int position() {
         return position;
     }

@@ -110,7 +110,11 @@ public final class Vfs {
     }
 
     public long[] statfs(final String path) {
-        return mounted(path).getKey().statfs();
+        final Map.Entry<FileSystem, String> r = mounted(path);
+        if (!r.getValue().isEmpty()) {
+            r.getKey().stat(r.getValue()); // the path is looked up first: ENOENT for a name that is not there
+        }
+        return r.getKey().statfs();
     }
 
     public KernelFile open(final UserProcess process, final String path, final int flags) {
@@ -120,14 +124,20 @@ public final class Vfs {
         if (!path.startsWith("/")) {
             throw new KernelException(Errno.ENOENT, "relative path " + path + " (no working directory)");
         }
+        final boolean directoryOnly = (flags & Syscall.O_DIRECTORY) != 0;
         if (path.equals("/proc/self/pagemap")) {
+            notADirectory(directoryOnly, path);
             return new PagemapFile(process);
         }
         if (path.equals("/proc/thread-self/fail-nth") || path.equals("/proc/self/task/" + process.pid() + "/fail-nth")) {
+            notADirectory(directoryOnly, path);
             return new FailNthFile(process); // a process is one task here: its tid is its pid
         }
         final Node dev = devices.get(path);
         if (dev != null) {
+            // do_open: O_DIRECTORY is refused before the file's own open runs (which, for a
+            // persisted iommufd, would hand the context over).
+            notADirectory(directoryOnly, path);
             dev.permission().checkOpen(process, flags, path);
             return dev.opener().open(process, path, flags);
         }
@@ -155,11 +165,25 @@ public final class Vfs {
         }
         final Map.Entry<FileSystem, String> r = resolve(path);
         if (r != null) {
-            if (r.getValue().isEmpty() || (flags & Syscall.O_DIRECTORY) != 0) {
+            if (r.getValue().isEmpty()) {
+                final int acc = flags & Syscall.O_ACCMODE;
+                if (acc == Syscall.O_WRONLY || acc == Syscall.O_RDWR) {
+                    throw new KernelException(Errno.EISDIR, path + " is a directory");
+                }
                 return DirectoryFile.ofFiles(path, r.getKey().list(r.getValue()));
+            }
+            if (directoryOnly) {
+                r.getKey().stat(r.getValue()); // ENOENT first if there is nothing (guestmemfs is flat: no subdirectory)
+                throw new KernelException(Errno.ENOTDIR, path + " is not a directory");
             }
             return r.getKey().open(process, r.getValue(), flags);
         }
         throw new KernelException(Errno.ENOENT, path);
+    }
+
+    private static void notADirectory(final boolean directoryOnly, final String path) {
+        if (directoryOnly) {
+            throw new KernelException(Errno.ENOTDIR, path + " is not a directory");
+        }
     }
 }

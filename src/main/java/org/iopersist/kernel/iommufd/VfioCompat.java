@@ -209,8 +209,10 @@ final class VfioCompat {
 
     /**
      * iommufd_vfio_iommu_get_info: the page sizes, then the capability chain after the 24-byte
-     * struct: DMA_AVAIL, then IOVA_RANGE (the holes of the reserved ranges). A capability is
-     * written only where it fits whole in {@code argsz}; {@code argsz} comes back as what the whole
+     * struct: DMA_AVAIL, then IOVA_RANGE (the holes of the reserved ranges), each starting 8-byte
+     * aligned (the 12-byte DMA_AVAIL is padded to 16, so IOVA_RANGE's u64s are aligned). A
+     * capability is written only where it fits whole in {@code argsz}, and a {@code next} only if
+     * {@code argsz} reaches the capability it points at; {@code argsz} comes back as what the whole
      * chain needs, and {@code cap_offset} is set only if it all fit. Only {@code min(argsz, 24)}
      * bytes of the struct go back.
      */
@@ -239,7 +241,7 @@ final class VfioCompat {
             long lastCap = -1;
             for (int i = 0; i < 2; i++) {
                 final long avail = argsz > total ? argsz - total : 0;
-                final long capSize = i == 0 ? fillDmaAvail(p, arg + total, avail) : fillIovaRanges(p, arg + total, avail, holes);
+                final long capSize = (i == 0 ? fillDmaAvail(p, arg + total, avail) : fillIovaRanges(p, arg + total, avail, holes)) + 7 & ~7L;
                 if (lastCap >= 0 && argsz >= total) {
                     final MemorySegment next = MemorySegment.ofArray(new int[1]);
                     next.set(java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED, 0, (int) total);

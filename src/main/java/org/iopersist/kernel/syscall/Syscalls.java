@@ -115,6 +115,9 @@ public final class Syscalls {
             }
             case Syscall.LSEEK -> {
                 final OpenFile e = p.fds().entry(fd(a0));
+                if (e.file() instanceof DirectoryFile dir) {
+                    yield dir.seek(a1, (int) a2); // dcache_dir_lseek: positions count entries, as d_off does
+                }
                 final long base = switch ((int) a2) {
                     case 0 -> 0;
                     case 1 -> e.position();

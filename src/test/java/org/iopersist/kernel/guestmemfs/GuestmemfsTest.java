@@ -75,6 +75,12 @@ class GuestmemfsTest {
             assertEquals(Errno.ENOENT.number, errno(() -> c.open("/guestmemfs/nothing", Syscall.O_RDWR)));
             assertEquals(Errno.ENAMETOOLONG.number, errno(() -> c.open("/guestmemfs/" + "x".repeat(64), Syscall.O_RDWR | Syscall.O_CREAT)));
             assertEquals(List.of("other", "ram"), c.listDir("/guestmemfs"));
+            // As Linux's path walk: the mount point is a directory, a file is not, a missing name is not there.
+            assertEquals(Errno.EISDIR.number, errno(() -> c.open("/guestmemfs", Syscall.O_RDWR)));
+            assertEquals(Errno.ENOTDIR.number, errno(() -> c.open("/guestmemfs/ram", Syscall.O_RDONLY | Syscall.O_DIRECTORY)));
+            assertEquals(Errno.ENOENT.number, errno(() -> c.open("/guestmemfs/nothing", Syscall.O_RDONLY | Syscall.O_DIRECTORY)));
+            assertEquals(Errno.ENOENT.number, errno(() -> c.statfs("/guestmemfs/nothing")));
+            assertEquals(GuestmemfsMount.MAGIC, c.statfs("/guestmemfs/ram")[0]);
             c.close(other);
             c.unlink("/guestmemfs/other");
             assertEquals(6, c.statfs("/guestmemfs")[3]);

@@ -85,7 +85,7 @@ abstract class VfioCompatDomainCases extends IommufdDomainFixture {
         assertEquals(flags, u32(info, 4));
         assertEquals(0, u32(info, 16), "cap_offset: the chain did not fit");
         final int caplen = u32(info, 0);
-        assertEquals(24 + 12 + 16 + 2 * 16, caplen, "DMA_AVAIL then IOVA_RANGE with two ranges");
+        assertEquals(24 + 16 + 16 + 2 * 16, caplen, "DMA_AVAIL (12 bytes, padded to 16) then IOVA_RANGE with two ranges");
         assertEquals(0x1000, u64(info, 8) & 0x1FFF, "4 KiB pages, nothing smaller");
         // Every argsz up to the whole chain: never a corrupted chain, never a byte past argsz.
         for (int argsz = 24; argsz <= caplen; argsz++) {
@@ -110,6 +110,7 @@ abstract class VfioCompatDomainCases extends IommufdDomainFixture {
             final int next = u32(b, cap + 4);
             final int capSize = (next != 0 ? next : argsz) - cap;
             assertEquals(1, ver);
+            assertEquals(0, cap % 8, "every capability starts 8-byte aligned (its u64s are aligned)");
             if (id == Vfio.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE) {
                 assertEquals(2, u32(b, cap + 8), "nr_iovas");
                 assertEquals(0, u64(b, cap + 16));
@@ -117,7 +118,7 @@ abstract class VfioCompatDomainCases extends IommufdDomainFixture {
                 assertEquals(ReservedRegion.INTERRUPT_WINDOW.last() + 1, u64(b, cap + 32));
                 assertEquals((1L << 48) - 1, u64(b, cap + 40));
             } else if (id == Vfio.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL) {
-                assertEquals(12, capSize);
+                assertEquals(16, capSize, "12 bytes and 4 of padding");
                 assertEquals(-1, u32(b, cap + 8), "U32_MAX mappings");
             } else {
                 throw new AssertionError("unknown capability " + id);

@@ -185,6 +185,11 @@ class PersistedIommufdTest {
                 assertEquals(List.of(Long.toString(pid)), vmm.listDir(Iommufd.PERSISTED_SYSFS_DIR));
                 assertEquals(List.of("devices", "hwpt", "ioas", "iommufd", "objects", "owner", "scrub", "state"),
                         vmm.listDir(dirOf), "round " + round);
+                // O_DIRECTORY is refused before the node's open runs, which would hand the context over.
+                final KernelClient restarted = vmm;
+                assertEquals(Errno.ENOTDIR.number, assertThrows(ErrnoException.class,
+                        () -> restarted.open(dirOf + "/iommufd", Syscall.O_RDWR | Syscall.O_DIRECTORY)).errno());
+                assertEquals("restored", next.sysfs().read(dirOf + "/state").trim(), "still there to reopen");
                 final int fd = vmm.open(dirOf + "/iommufd", Syscall.O_RDWR);
                 iommufd = IommufdHandle.of(vmm, fd);
                 assertEquals(pid, iommufd.persistentId(), "the same persistent id");

@@ -110,6 +110,10 @@ class SyscallAbiTest {
             assertEquals(Syscall.DT_DIR, c.memory().readBytes(buf + 18, 1)[0], "test is a directory");
             assertEquals("test", new String(c.memory().readBytes(buf + Syscall.DIRENT64_NAME, 4), StandardCharsets.UTF_8));
             assertEquals(0, c.syscall(Syscall.GETDENTS64, fd, buf, 512), "the end");
+            // rewinddir: lseek to 0 lists it again (dcache_dir_lseek), SEEK_END is EINVAL.
+            assertEquals(0, c.syscall(Syscall.LSEEK, fd, 0, 0));
+            assertEquals(n, c.syscall(Syscall.GETDENTS64, fd, buf, 512), "listed again after the rewind");
+            assertEquals(Errno.EINVAL, errno(c.syscall(Syscall.LSEEK, fd, 0, 2)));
             assertEquals(Errno.EISDIR, errno(c.syscall(Syscall.READ, fd, buf, 16)));
             c.close(fd);
             final int attr = c.open("/sys/kernel/test", Syscall.O_RDONLY | Syscall.O_DIRECTORY);
