@@ -27,6 +27,7 @@ final class HardwarePoller implements Runnable {
     }
 
     void start() {
+        wake.sleeping(false); // a poller that died asleep (a killed machine process) left it set
         thread = Thread.ofPlatform().daemon().name("vtd-poller").start(this);
     }
 
