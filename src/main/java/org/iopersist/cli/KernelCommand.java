@@ -152,6 +152,17 @@ final class KernelCommand implements Callable<Integer> {
         } finally {
             Files.deleteIfExists(file);
         }
+        // The wake page's two futex calls, which the first register writes after the kexec make.
+        final Path mmioFile = Files.createTempFile("iopersist-warm", ".mmio");
+        try (org.iopersist.hw.memory.Mmio mmio = org.iopersist.hw.memory.Mmio.create(mmioFile, 0)) {
+            final org.iopersist.hw.memory.Mmio.Wake wake = mmio.wake();
+            wake.sleeping(true);
+            mmio.window(org.iopersist.hw.memory.Mmio.unitWindow(0)).write32(0, 0); // rings: FUTEX_WAKE
+            wake.sleeping(false);
+            wake.await(wake.seq() - 1, 1); // FUTEX_WAIT on a word that moved: EAGAIN at once
+        } finally {
+            Files.deleteIfExists(mmioFile);
+        }
     }
 
     /** Loads and initializes the kernel's, the hardware interface's and the uAPI's classes. */
