@@ -111,7 +111,7 @@ final class Demo implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if (seconds <= 0 || seconds > 3600) {
+        if (!(seconds > 0 && seconds <= 3600)) { // NaN too
             throw new IllegalArgumentException("--seconds must be in (0, 3600]");
         }
         try {
@@ -125,28 +125,58 @@ final class Demo implements Callable<Integer> {
         if (updates < 1 || updates > 100) {
             throw new IllegalArgumentException("--updates must be 1..100");
         }
+        Paths.requireNamed("--out", out);
+        Paths.requireNamed("--dir", dir);
         if (out != null && Files.exists(out) && !Files.isDirectory(out)) {
             throw new IllegalArgumentException("--out " + out + " is a file; give a directory");
+        }
+        if (out != null) {
+            Paths.requireCreatableDirectory("--out", out);
+        }
+        if (dir != null && Files.exists(dir) && !Files.isDirectory(dir)) {
+            throw new IllegalArgumentException("--dir " + dir + " is a file; give a new directory");
         }
         if (dir != null && Files.exists(dir.resolve(MachineConfig.FILE))) {
             throw new IllegalArgumentException(dir + " already holds a machine; give a new directory");
         }
+        if (vmmCommand != null) {
+            final String program = vmmCommand.trim().split("\\s+")[0];
+            if (program.isEmpty()) {
+                throw new IllegalArgumentException("--vmm-command is empty");
+            }
+            final Path exe = Path.of(program);
+            if (!Files.isRegularFile(exe) || !Files.isExecutable(exe)) {
+                throw new IllegalArgumentException("--vmm-command " + program + ": no executable file there (give its path)");
+            }
+        }
         final Path machineDir = dir != null ? dir : Files.createTempDirectory("iopersist-demo");
+        boolean clean = false;
         try {
             final DemoReport report = run(machineDir);
             if (json) {
                 System.out.println(jsonMapper().writeValueAsString(report));
             }
+            clean = report.ok();
             return report.ok() ? 0 : 1;
+        } catch (Exception e) {
+            // The logs a message names are in the run's directory: a failed run keeps it.
+            throw dir == null ? new IllegalStateException(e.getMessage() + " (" + machineDir + " is kept)", e) : e;
         } finally {
-            if (dir == null) {
+            // Every process of the run ends before its directory goes: a kernel still running
+            // would write its sysfs mirror into it again.
+            for (Role r : roles) {
+                r.close();
+            }
+            if (dir == null && clean) {
                 SelfCheck.deleteTree(machineDir);
             }
         }
     }
 
+    private final List<Role> roles = new ArrayList<>();
+
     /** A child process of this JVM's own command: {@code iopersist ROLE ARGS}, its output in a log file. */
-    private static final class Role implements AutoCloseable {
+    private final class Role implements AutoCloseable {
         final Process process;
         final Path log;
 
@@ -154,6 +184,7 @@ final class Demo implements Callable<Integer> {
         Role(final Path log, final List<String> command) throws IOException {
             this.log = log;
             this.process = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+            roles.add(this);
         }
 
         Role(final Path log, final List<String> javaOptions, final String... args) throws IOException {
@@ -168,6 +199,7 @@ final class Demo implements Callable<Integer> {
             cmd.addAll(List.of(args));
             this.log = log;
             this.process = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+            roles.add(this);
         }
 
         /** Waits for a whole line (one that matches {@code pattern}); returns its groups. */
@@ -208,6 +240,11 @@ final class Demo implements Callable<Integer> {
         public void close() {
             if (process.isAlive()) {
                 process.destroyForcibly();
+                try {
+                    process.waitFor(10, TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
             }
         }
     }

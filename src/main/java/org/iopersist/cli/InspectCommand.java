@@ -25,16 +25,19 @@ import picocli.CommandLine.Spec;
         description = {"Read-only views of the machine in DIR, live or stopped: iopersist inspect DIR VIEW [--json]",
             "(or inspect VIEW DIR). Nothing here writes to the machine."},
         subcommands = {InspectVtd.class, InspectHandover.class, InspectTracker.class, InspectDevices.class, InspectSysfs.class})
-final class InspectCommand implements Runnable {
+final class InspectCommand implements java.util.concurrent.Callable<Integer> {
     @Spec
     private CommandSpec spec;
 
     @Parameters(index = "0", arity = "0..1", paramLabel = "DIR", description = "machine directory")
     private Path dir;
 
+    /** No view named: one line and exit 2, as any other bad command line. */
     @Override
-    public void run() {
-        spec.commandLine().usage(spec.commandLine().getOut());
+    public Integer call() {
+        spec.commandLine().getErr().println("iopersist: inspect needs a view: vtd, handover, tracker, devices or sysfs"
+                + " (iopersist inspect DIR VIEW; try --help)");
+        return 2;
     }
 
     /**

@@ -54,7 +54,9 @@ final class KernelCommand implements Callable<Integer> {
             throw new IllegalArgumentException(dir + " is not a machine directory; start one with `iopersist machine "
                     + dir + "`");
         }
+        Paths.requireNamed("--socket", socket);
         final Path sock = socket != null ? socket : dir.resolve("kernel.sock");
+        requireFreeSocket(sock, !staged);
         final BufferedReader stdin = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         if (staged) {
             // Nothing of the machine is read before the go: the boot record is only final after the kexec.
@@ -133,6 +135,30 @@ final class KernelCommand implements Callable<Integer> {
      * Brings up the JDK facilities a boot uses (a Unix socket, a shared file mapping) on scratch
      * objects of its own, never the machine's, so their first use is not in the blackout.
      */
+    /**
+     * The socket path may hold a socket a kernel left behind (a kexec does not clean up), never a
+     * file of the user's; and, unless a supervisor staged this kernel for a kexec it knows of, no
+     * kernel may be serving there still: a second one would take the socket over from it.
+     */
+    private static void requireFreeSocket(final Path sock, final boolean checkServing) throws IOException {
+        if (!Files.exists(sock, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            return;
+        }
+        if (!Files.readAttributes(sock, java.nio.file.attribute.BasicFileAttributes.class,
+                java.nio.file.LinkOption.NOFOLLOW_LINKS).isOther()) {
+            throw new IllegalArgumentException(sock + " exists and is not a socket; give another --socket");
+        }
+        if (checkServing) {
+            try (var probe = java.nio.channels.SocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+                probe.connect(java.net.UnixDomainSocketAddress.of(sock));
+                throw new IllegalArgumentException("a kernel already serves " + sock
+                        + "; halt it first (close its stdin), or give another --socket");
+            } catch (IOException refused) {
+                // a socket nobody listens on any more: the next kernel's to replace
+            }
+        }
+    }
+
     private static void warmPlatform() throws IOException {
         try (var channel = java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
             final Path sock = Files.createTempDirectory("iopersist-warm");

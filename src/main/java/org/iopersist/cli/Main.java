@@ -23,7 +23,7 @@ public final class Main implements Runnable {
         final CommandLine cli = new CommandLine(new Main());
         // One line, no stack trace, for bad input or a failed run.
         cli.setExecutionExceptionHandler((ex, cmd, parseResult) -> {
-            cmd.getErr().println("iopersist: " + (ex.getMessage() != null ? ex.getMessage() : ex.toString()));
+            cmd.getErr().println("iopersist: " + describe(ex));
             return 1;
         });
         cli.setParameterExceptionHandler((ex, a) -> {
@@ -31,5 +31,17 @@ public final class Main implements Runnable {
             return 2;
         });
         return cli;
+    }
+
+    /** One line for a failure: a file system error with its reason, else the message. */
+    static String describe(final Throwable ex) {
+        if (ex instanceof java.io.IOException io) {
+            return org.iopersist.hw.memory.IoReasons.describe(io);
+        }
+        if (ex instanceof java.io.UncheckedIOException u && u.getMessage() != null && u.getCause() != null
+                && u.getMessage().equals(u.getCause().toString())) {
+            return org.iopersist.hw.memory.IoReasons.describe(u.getCause());
+        }
+        return ex.getMessage() != null ? ex.getMessage() : ex.toString();
     }
 }

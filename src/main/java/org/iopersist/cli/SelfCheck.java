@@ -34,6 +34,10 @@ final class SelfCheck implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        Paths.requireNamed("--dir", dir);
+        if (dir != null && Files.exists(dir.resolve(org.iopersist.hw.MachineConfig.FILE))) {
+            throw new IllegalArgumentException(dir + " already holds a machine; give a new directory");
+        }
         final Path machineDir = dir != null ? dir : Files.createTempDirectory("iopersist-selfcheck");
         final UnitConfig unitConfig = UnitConfig.ofLevels(levels);
         final MachineConfig config = MachineConfig.small().withUnits(List.of(unitConfig));

@@ -42,7 +42,7 @@ public final class Board implements AutoCloseable {
         try {
             Files.createDirectories(dir.resolve(BOOT_DIR));
         } catch (java.io.IOException e) {
-            throw new java.io.UncheckedIOException("cannot create " + dir + ": " + e.getMessage(), e);
+            throw new java.io.UncheckedIOException("cannot create " + dir + ": " + org.iopersist.hw.memory.IoReasons.describe(e), e);
         }
         config.write(dir);
         final PhysicalMemory memory = PhysicalMemory.create(dir.resolve(MEMORY_FILE), config.memorySize());

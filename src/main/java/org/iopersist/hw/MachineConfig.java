@@ -108,33 +108,58 @@ public record MachineConfig(long memorySize, List<UnitConfig> units, List<Device
         final Properties p = new Properties();
         try (Reader r = Files.newBufferedReader(file)) {
             p.load(r);
+        } catch (java.nio.charset.CharacterCodingException e) {
+            throw new IllegalArgumentException(file + " is not a text file of key=value lines", e);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot read " + file + ": " + org.iopersist.hw.memory.IoReasons.describe(e), e);
         }
         try {
-            final long memory = Long.parseLong(req(p, "memory.size"));
-            final int nUnits = Integer.parseInt(req(p, "units"));
+            final long memory = longOf(p, "memory.size");
+            final int nUnits = intOf(p, "units");
+            if (nUnits < 1 || nUnits > Mmio.MAX_UNITS) {
+                throw new IllegalArgumentException(file + ": units must be 1.." + Mmio.MAX_UNITS + ", not " + nUnits);
+            }
             final List<UnitConfig> units = new ArrayList<>();
             for (int i = 0; i < nUnits; i++) {
                 final String k = "unit." + i + ".";
-                units.add(new UnitConfig(parseLevels(req(p, k + "levels")), Integer.parseInt(req(p, k + "mgaw")),
-                        Integer.parseInt(req(p, k + "haw")), Integer.parseInt(req(p, k + "sllps")),
-                        Integer.parseInt(req(p, k + "nfr")), Integer.parseInt(req(p, k + "iotlb")),
-                        Integer.parseInt(req(p, k + "context-cache"))));
+                units.add(new UnitConfig(parseLevels(req(p, k + "levels")), intOf(p, k + "mgaw"),
+                        intOf(p, k + "haw"), intOf(p, k + "sllps"),
+                        intOf(p, k + "nfr"), intOf(p, k + "iotlb"),
+                        intOf(p, k + "context-cache")));
             }
-            final int nDevices = Integer.parseInt(req(p, "devices"));
+            final int nDevices = intOf(p, "devices");
+            if (nDevices < 0 || nDevices > Mmio.MAX_DEVICES) {
+                throw new IllegalArgumentException(file + ": devices must be 0.." + Mmio.MAX_DEVICES + ", not " + nDevices);
+            }
             final List<DeviceConfig> devices = new ArrayList<>();
             for (int i = 0; i < nDevices; i++) {
                 final String[] v = req(p, "device." + i).split("@");
                 if (v.length != 2) {
-                    throw new IllegalArgumentException("device." + i + " must be BDF@unit");
+                    throw new IllegalArgumentException(file + ": device." + i + " must be BDF@unit");
                 }
                 devices.add(new DeviceConfig(Bdf.parse(v[0]), Integer.parseInt(v[1].trim())));
             }
             return new MachineConfig(memory, units, devices);
         } catch (NumberFormatException e) {
-            throw new IllegalArgumentException(file + ": " + e.getMessage(), e);
+            throw new IllegalArgumentException(file + ": not a decimal number where one is needed (" + e.getMessage() + ")", e);
         }
+    }
+
+    private static long longOf(final Properties p, final String key) {
+        final String v = req(p, key);
+        try {
+            return Long.parseLong(v);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(FILE + ": " + key + " = " + v + " is not a decimal number", e);
+        }
+    }
+
+    private static int intOf(final Properties p, final String key) {
+        final long v = longOf(p, key);
+        if (v != (int) v) {
+            throw new IllegalArgumentException(FILE + ": " + key + " = " + v + " is out of range");
+        }
+        return (int) v;
     }
 
     private static String req(final Properties p, final String key) {

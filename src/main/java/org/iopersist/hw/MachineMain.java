@@ -19,6 +19,9 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * with {@link Board#open} and drive the hardware through memory and MMIO.
  */
 public final class MachineMain {
+    /** Held (locked) by the process running the machine. */
+    public static final String LOCK_FILE = "machine.lock";
+
     private MachineMain() {
     }
 
@@ -28,6 +31,19 @@ public final class MachineMain {
             System.exit(2);
         }
         final Path dir = Path.of(args[0]);
+        if (args[0].isEmpty()) {
+            System.err.println("iopersist: the machine directory is empty; give a path");
+            System.exit(2);
+        }
+        // One machine per directory: a second would drive the same registers and memory. The lock
+        // is the process's (fcntl), so it goes with the process however it ends.
+        Files.createDirectories(dir);
+        final java.nio.channels.FileChannel lockFile = java.nio.channels.FileChannel.open(dir.resolve(LOCK_FILE),
+                java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.WRITE);
+        if (lockFile.tryLock() == null) {
+            System.err.println("iopersist: a machine already runs in " + dir + "; stop it first (close its stdin)");
+            System.exit(1);
+        }
         final Machine machine;
         if (!Files.isRegularFile(dir.resolve(MachineConfig.FILE))) {
             machine = Machine.create(dir, MachineConfig.small());

@@ -91,4 +91,36 @@ class DemoTest {
         final String out = run(1, "demo", "--seconds", "-1");
         assertEquals("iopersist: --seconds must be in (0, 3600]\n", out);
     }
+
+    @Test
+    void badInputIsRefusedBeforeAnythingRuns() throws Exception {
+        assertEquals("iopersist: --seconds must be in (0, 3600]\n", run(1, "demo", "--seconds", "NaN"));
+        assertEquals("iopersist: --dir is empty; give a path\n", run(1, "demo", "--dir", ""));
+        assertEquals("iopersist: --vmm-command " + dir.resolve("nope") + ": no executable file there (give its path)\n",
+                run(1, "demo", "--vmm-command", dir.resolve("nope").toString()));
+        java.nio.file.Files.writeString(dir.resolve("afile"), "mine");
+        assertTrue(run(1, "demo", "--out", dir.resolve("afile").resolve("sub").toString())
+                .startsWith("iopersist: --out " + dir.resolve("afile").resolve("sub") + ": cannot create it: "));
+        // selfcheck, as demo, never rebuilds a machine that is there.
+        java.nio.file.Files.createDirectories(dir.resolve("m"));
+        java.nio.file.Files.writeString(dir.resolve("m").resolve("machine.properties"), "memory.size=1\n");
+        assertEquals("iopersist: " + dir.resolve("m") + " already holds a machine; give a new directory\n",
+                run(1, "selfcheck", "--dir", dir.resolve("m").toString()));
+        assertEquals("memory.size=1\n", java.nio.file.Files.readString(dir.resolve("m").resolve("machine.properties")));
+    }
+
+    /** A kernel never takes a socket path from a user's file, nor from a kernel that still serves it. */
+    @Test
+    void aKernelRefusesASocketPathThatIsTaken() throws Exception {
+        try (org.iopersist.kernel.KernelRig rig = org.iopersist.kernel.KernelRig.boot(dir.resolve("m"),
+                org.iopersist.hw.MachineConfig.small().withMemorySize(256L << 20), "");
+             org.iopersist.kernel.syscall.SyscallServer server = rig.kernel.serve(dir.resolve("m").resolve("kernel.sock"))) {
+            assertEquals("iopersist: a kernel already serves " + server.path()
+                    + "; halt it first (close its stdin), or give another --socket\n", run(1, "kernel", dir.resolve("m").toString()));
+            java.nio.file.Files.writeString(dir.resolve("notes"), "mine");
+            assertEquals("iopersist: " + dir.resolve("notes") + " exists and is not a socket; give another --socket\n",
+                    run(1, "kernel", dir.resolve("m").toString(), "--socket", dir.resolve("notes").toString()));
+            assertEquals("mine", java.nio.file.Files.readString(dir.resolve("notes")));
+        }
+    }
 }

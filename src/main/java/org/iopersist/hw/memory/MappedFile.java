@@ -52,7 +52,7 @@ public final class MappedFile implements AutoCloseable {
                 }
             }
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot create " + path + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot create " + path + ": " + IoReasons.describe(e), e);
         }
         return open(path);
     }
@@ -82,7 +82,7 @@ public final class MappedFile implements AutoCloseable {
                     0, size, arena));
         } catch (IOException e) {
             arena.close();
-            throw new UncheckedIOException("cannot map " + path + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot map " + path + ": " + IoReasons.describe(e), e);
         } catch (RuntimeException e) {
             arena.close();
             throw e;

@@ -51,12 +51,19 @@ public record BootParams(String cmdline, long guestmemfsSize, boolean kho, long 
                     case "guestmemfs" -> guestmemfs = memparse(value);
                     case "kho" -> kho = onOff(value);
                     case "kho_scratch" -> {
-                        scratch = memparse(value);
-                        if (scratch == 0 || (scratch & 0xFFF) != 0) {
+                        final long size = memparse(value);
+                        if (size == 0 || (size & 0xFFF) != 0) {
                             throw new IllegalArgumentException("must be a non-zero multiple of 4K");
                         }
+                        scratch = size; // only once valid: a bad value keeps the default
                     }
-                    case "liveupdate.finish_timeout" -> timeout = Integer.parseInt(value);
+                    case "liveupdate.finish_timeout" -> {
+                        final int seconds = Integer.parseInt(value);
+                        if (seconds < 0) {
+                            throw new IllegalArgumentException("must be 0 or more seconds");
+                        }
+                        timeout = seconds;
+                    }
                     case "page_poison" -> poison = onOff(value);
                     case "liveupdate.break" -> breakAt = value;
                     case "iommufd.selftest" -> selftest = onOff(value);

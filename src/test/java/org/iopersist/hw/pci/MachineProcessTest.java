@@ -78,4 +78,22 @@ class MachineProcessTest {
             assertEquals(0, m.waitFor(20), m.output());
         }
     }
+
+    /** Two machines on one directory would drive the same registers and memory: the second refuses. */
+    @Test
+    void aSecondMachineOnTheSameDirectoryRefuses() throws Exception {
+        final Path machineDir = dir.resolve("m");
+        try (ChildJvm first = ChildJvm.start(dir.resolve("first.log"), MachineMain.class, machineDir.toString())) {
+            CrossProcessRemapTest.awaitReady(first, machineDir);
+            try (ChildJvm second = ChildJvm.start(dir.resolve("second.log"), MachineMain.class, machineDir.toString())) {
+                assertEquals(1, second.waitFor(30), second.output());
+                assertTrue(second.output().contains("a machine already runs in " + machineDir), second.output());
+            }
+            try (Board board = Board.open(machineDir)) {
+                assertTrue(new DeviceBar(board.deviceBar(0)).alive(), "the first machine runs on");
+            }
+            first.process().getOutputStream().close();
+            assertEquals(0, first.waitFor(20), first.output());
+        }
+    }
 }
