@@ -27,7 +27,11 @@ public final class Main implements Runnable {
             return 1;
         });
         cli.setParameterExceptionHandler((ex, a) -> {
-            ex.getCommandLine().getErr().println("iopersist: " + ex.getMessage() + " (try --help)");
+            final String what = ex instanceof CommandLine.UnmatchedArgumentException u && !u.getUnmatched().isEmpty()
+                    ? (u.getUnmatched().getFirst().startsWith("-") ? "unknown option " : "unknown command, view or argument ")
+                            + u.getUnmatched().getFirst()
+                    : ex.getMessage();
+            ex.getCommandLine().getErr().println("iopersist: " + what + " (try --help)");
             return 2;
         });
         return cli;

@@ -368,7 +368,9 @@ class InspectCommandTest {
         oneLineError(inspect(dir.toString(), "sysfs"), "no kernel is running");
         oneLineError(inspect("tracker"), "missing DIR");
         oneLineError(inspect(dir.toString(), "tracker", dir.toString()), "DIR given twice");
-        oneLineError(inspect(dir.toString(), "vtd", "--bogus"), "Unknown option");
+        oneLineError(inspect(dir.toString(), "vtd", "--bogus"), "unknown option --bogus");
+        oneLineError(inspect(dir.toString(), "bogus"), "unknown command, view or argument bogus");
+        oneLineError(inspect(dir.toString()), "inspect needs a view");
     }
 
     @Test
