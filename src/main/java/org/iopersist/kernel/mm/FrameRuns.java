@@ -7,7 +7,8 @@ import org.iopersist.hw.memory.PhysicalMemory;
 /**
  * The frames behind a range of pages, as runs of physically contiguous frames. A mapping of a
  * file made of 2 MiB or 1 GiB blocks costs one entry per run, not one per 4 KiB page, so a TiB of
- * guest RAM is a few thousand entries. Immutable; {@link Builder} coalesces as it goes.
+ * guest RAM is a few thousand entries. Immutable; {@link Builder} coalesces as it goes, and is
+ * also the table a file that grows and shrinks keeps (a memfd's pages: lookup, slice, truncate).
  */
 public final class FrameRuns {
     private static final int PAGE_SHIFT = PhysicalMemory.FRAME_SHIFT;
@@ -36,8 +37,7 @@ public final class FrameRuns {
 
     /** The frame behind page {@code pageIndex} (0 ≤ index < pages). */
     public long frameOf(final long pageIndex) {
-        final int r = runOf(pageIndex);
-        return phys[r] + ((pageIndex - firstPage[r]) << PAGE_SHIFT);
+        return frameOf(firstPage, phys, runs, pages, pageIndex);
     }
 
     /** Pages from {@code pageIndex} to the end of its run: how far frames stay contiguous. */
@@ -47,11 +47,40 @@ public final class FrameRuns {
     }
 
     private int runOf(final long pageIndex) {
+        return runOf(firstPage, runs, pages, pageIndex);
+    }
+
+    // The lookups of a run table, shared by the snapshot and the builder.
+
+    private static int runOf(final long[] firstPage, final int runs, final long pages, final long pageIndex) {
         if (pageIndex < 0 || pageIndex >= pages) {
             throw new IndexOutOfBoundsException("page " + pageIndex + " of " + pages);
         }
         final int i = Arrays.binarySearch(firstPage, 0, runs, pageIndex);
         return i >= 0 ? i : -i - 2;
+    }
+
+    private static long frameOf(final long[] firstPage, final long[] phys, final int runs, final long pages,
+            final long pageIndex) {
+        final int r = runOf(firstPage, runs, pages, pageIndex);
+        return phys[r] + ((pageIndex - firstPage[r]) << PAGE_SHIFT);
+    }
+
+    private static long runPages(final long[] firstPage, final int runs, final long pages, final int r) {
+        return (r + 1 < runs ? firstPage[r + 1] : pages) - firstPage[r];
+    }
+
+    /** Pages {@code [from, to)} of a table appended to {@code out}, one step per run. */
+    private static void sliceInto(final long[] firstPage, final long[] phys, final int runs, final long pages,
+            final long from, final long to, final Builder out) {
+        if (from >= to) {
+            return;
+        }
+        for (int r = runOf(firstPage, runs, pages, from); r < runs && firstPage[r] < to; r++) {
+            final long start = Math.max(firstPage[r], from);
+            final long end = Math.min(firstPage[r] + runPages(firstPage, runs, pages, r), to);
+            out.add(phys[r] + ((start - firstPage[r]) << PAGE_SHIFT), end - start);
+        }
     }
 
     /** The page index where run {@code r} starts. */
@@ -66,20 +95,13 @@ public final class FrameRuns {
 
     /** Pages in run {@code r}. */
     public long runPages(final int r) {
-        return (r + 1 < runs ? firstPage[r + 1] : pages) - firstPage[r];
+        return runPages(firstPage, runs, pages, r);
     }
 
     /** Pages {@code [from, to)} as runs of their own. */
     public FrameRuns slice(final long from, final long to) {
         final Builder b = new Builder();
-        if (from >= to) {
-            return b.build();
-        }
-        for (int r = runOf(from); r < runs && firstPage[r] < to; r++) {
-            final long start = Math.max(firstPage[r], from);
-            final long end = Math.min(firstPage[r] + runPages(r), to);
-            b.add(phys[r] + ((start - firstPage[r]) << PAGE_SHIFT), end - start);
-        }
+        sliceInto(firstPage, phys, runs, pages, from, to, b);
         return b.build();
     }
 
@@ -135,6 +157,34 @@ public final class FrameRuns {
 
         public long pages() {
             return pages;
+        }
+
+        /** Runs so far (maximal: physically continuing ones have merged). */
+        public int runs() {
+            return runs;
+        }
+
+        /** The frame behind page {@code pageIndex} (0 ≤ index < pages). */
+        public long frameOf(final long pageIndex) {
+            return FrameRuns.frameOf(firstPage, phys, runs, pages, pageIndex);
+        }
+
+        /** Pages {@code [from, to)} appended to {@code out} as runs, one step per run. */
+        public void slice(final long from, final long to, final Builder out) {
+            sliceInto(firstPage, phys, runs, pages, from, to, out);
+        }
+
+        /** Cuts the table to {@code keep} pages; each cut-off piece goes to {@code dropped}, last first. */
+        public void truncate(final long keep, final RunVisitor dropped) {
+            while (pages > keep) {
+                final int r = runs - 1;
+                final long cut = Math.max(firstPage[r], keep);
+                dropped.run(cut, phys[r] + ((cut - firstPage[r]) << PAGE_SHIFT), pages - cut);
+                pages = cut;
+                if (cut == firstPage[r]) {
+                    runs--;
+                }
+            }
         }
 
         public FrameRuns build() {

@@ -22,8 +22,8 @@ import org.iopersist.uapi.Syscall;
  * <p><b>Pages in runs</b>, as shmem's large folios: growth takes the largest naturally aligned run
  * the allocator has that fits both the growth and the file index (so a run is aligned in the file
  * as in memory, and a mapping of it can use large IOMMU leaves), falling back order by order when
- * none is free. The file keeps its pages as {@link Extents} and counts them by range, so a TiB
- * memfd costs its runs, not an entry per 4 KiB page. What userspace sees is per page as before:
+ * none is free. The file keeps its pages as a table of runs ({@link FrameRuns.Builder}) and
+ * counts them by range, so a TiB memfd costs its runs, not an entry per 4 KiB page. What userspace sees is per page as before:
  * read, write, mmap and pagemap resolve a page through a range lookup.
  *
  * <p><b>Seals</b> ({@code F_ADD_SEALS}, {@code F_GET_SEALS}) as Linux has them: a memfd made without
@@ -55,7 +55,7 @@ public final class MemFd implements KernelFile {
     private final PhysicalMemory memory;
     private final FrameSource frames;
     private final FrameRefs refs;
-    private final Extents pages = new Extents(); // guarded by this
+    private final FrameRuns.Builder pages = new FrameRuns.Builder(); // guarded by this
     private long size;
     private int seals;
     /** The inode's exec bits: set unless created with MFD_NOEXEC_SEAL. */
@@ -92,7 +92,7 @@ public final class MemFd implements KernelFile {
             final FrameRuns runs, final long size, final int seals) {
         final MemFd m = new MemFd(name, memory, frames, refs, true, false);
         m.seals = seals;
-        runs.forEachRun((first, phys, n) -> m.pages.append(phys, n));
+        runs.forEachRun((first, phys, n) -> m.pages.add(phys, n));
         m.size = size;
         return m;
     }
@@ -127,7 +127,7 @@ public final class MemFd implements KernelFile {
 
     /** Every page's frame, as runs in file order: what a live update preserves in place. */
     public synchronized FrameRuns runs() {
-        return pages.all();
+        return pages.build();
     }
 
     public FrameRefs refs() {
@@ -200,7 +200,7 @@ public final class MemFd implements KernelFile {
                     final long phys = run & ~(Vma.PAGE_SIZE - 1);
                     final long n = 1L << (run & (Vma.PAGE_SIZE - 1));
                     refs.initRange(phys, n); // the file's reference, dropped by truncate or the last release
-                    pages.append(phys, n);
+                    pages.add(phys, n);
                     index += n;
                 }
             } catch (RuntimeException e) {
@@ -350,6 +350,6 @@ public final class MemFd implements KernelFile {
 
     /** Extents: runs of pages contiguous in the file and in memory (what its bookkeeping costs). */
     public synchronized int extents() {
-        return pages.count();
+        return pages.runs();
     }
 }
